@@ -21,6 +21,7 @@
 //! assert!(key.verify(dcs.as_bytes(), received.get("hash").unwrap()));
 //! ```
 
+use std::collections::HashSet;
 use std::fmt;
 
 use hmac::{Hmac, Mac};
@@ -82,13 +83,16 @@ impl Fields {
             return Err(ParseError::Empty);
         }
         let mut fields = Fields::new();
+        // A set, not a scan of the pairs: untrusted input with many pairs
+        // must not cost quadratic time.
+        let mut seen = HashSet::new();
         for (index, pair) in input.split('&').enumerate() {
             let (k, v) = pair
                 .split_once('=')
                 .ok_or(ParseError::MissingEquals { index })?;
             let key = decode(k, index)?;
             let value = decode(v, index)?;
-            if fields.get(&key).is_some() {
+            if !seen.insert(key.clone()) {
                 return Err(ParseError::DuplicateKey { key });
             }
             fields.pairs.push((key, value));

@@ -1,0 +1,113 @@
+//! The library's error type. Messages say what failed, on which path, and
+//! what to do next; none of them can contain the token.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can stop a selfsame operation (as opposed to a verdict,
+/// which is a finding about the soul and vault).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No `.selfsame/` here or in a parent.
+    #[error("no vault found in {} or its parents; run `selfsame init` there, or pass --vault / set SELFSAME_VAULT", .start.display())]
+    NoVault {
+        /// Where the search started.
+        start: PathBuf,
+    },
+    /// `init` found an existing vault.
+    #[error("a vault already exists at {}; it was left untouched", .0.display())]
+    VaultExists(PathBuf),
+    /// An I/O operation failed on a path.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The configuration is invalid.
+    #[error("config {}: {message}", .path.display())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A usage mistake the caller can fix.
+    #[error("{0}")]
+    Usage(String),
+    /// The token is missing or malformed.
+    #[error("{0}")]
+    Token(String),
+    /// Another process holds the vault.
+    #[error("the vault is busy: {holder}; try again when it finishes")]
+    Busy {
+        /// Who holds it, as far as known (pid).
+        holder: String,
+    },
+    /// A soul entry selfsame cannot record.
+    #[error("soul entry {path}: {reason}; remove it or add it to `exclude` in config.toml")]
+    Unsupported {
+        /// The entry, relative to the soul (lossy if not UTF-8).
+        path: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A file kept changing while selfsame read it.
+    #[error("{} changed while it was being hashed ({tries} tries); seal at a quiescent point, or stop the writer", .path.display())]
+    FileChanging {
+        /// The file.
+        path: PathBuf,
+        /// How many times it was read.
+        tries: u32,
+    },
+    /// The vault is damaged; `selfsame verify` lists the problems.
+    #[error("vault damaged: {0}; run `selfsame verify` for the full list")]
+    Corrupt(String),
+    /// The token belongs to another bot, or does not verify the vault.
+    #[error("identity mismatch: {0}")]
+    Identity(String),
+    /// A checkpoint asked for does not exist.
+    #[error("no checkpoint {0}; `selfsame log` lists them")]
+    NoSuchCheckpoint(String),
+    /// An interrupted restore must be finished first.
+    #[error("an interrupted restore is pending ({0}); run `selfsame wake` or `selfsame restore --resume` to finish it")]
+    RestorePending(String),
+}
+
+impl Error {
+    /// The process exit code for this error (DESIGN.md: 2 usage or config,
+    /// 4 identity, 5 damaged vault, 75 busy, 1 anything else).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::NoVault { .. }
+            | Error::VaultExists(_)
+            | Error::Config { .. }
+            | Error::Usage(_)
+            | Error::Token(_)
+            | Error::NoSuchCheckpoint(_) => 2,
+            Error::Identity(_) => 4,
+            Error::Corrupt(_) => 5,
+            Error::Busy { .. } => 75,
+            _ => 1,
+        }
+    }
+}
+
+/// Attaches a path to an I/O error.
+pub trait IoContext<T> {
+    /// Wraps the error as [`Error::Io`] with `path`.
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}

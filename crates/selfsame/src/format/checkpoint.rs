@@ -1,0 +1,277 @@
+//! Checkpoint v1: one line of `application/x-www-form-urlencoded` fields,
+//! shaped exactly like Telegram initData, then `\n`.
+//!
+//! The MAC (`hash`) covers the data-check-string of every other field
+//! except the reserved `signature` and a rekey's `prev_key_hash`; unknown
+//! fields are kept and covered.
+
+use selfsame_telegram::{Fields, SecretKey};
+
+use crate::crypto::{self, UNSIGNED_FIELDS};
+
+/// Checkpoint format version written in `v`.
+pub const VERSION: &str = "1";
+
+/// Why a checkpoint file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// Not one LF-terminated line.
+    #[error("not one LF-terminated line")]
+    Shape,
+    /// Not valid form-urlencoded fields.
+    #[error("{0}")]
+    Fields(#[from] selfsame_telegram::ParseError),
+    /// A required field is missing or has a bad value.
+    #[error("field `{0}` is missing or invalid")]
+    Field(&'static str),
+    /// An unknown checkpoint version.
+    #[error("unsupported checkpoint version {0:?}")]
+    Version(String),
+}
+
+/// Why a checkpoint was sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The first checkpoint.
+    Init,
+    /// A clean stop.
+    Rest,
+    /// A periodic seal while running.
+    Heartbeat,
+    /// Drift accepted after a crash.
+    Recover,
+    /// The owner sealed or accepted by hand.
+    Manual,
+    /// After a restore or rollback.
+    Restore,
+    /// Before or after a migration.
+    Migrate,
+    /// Token rotation.
+    Rekey,
+}
+
+impl Reason {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Init => "init",
+            Reason::Rest => "rest",
+            Reason::Heartbeat => "heartbeat",
+            Reason::Recover => "recover",
+            Reason::Manual => "manual",
+            Reason::Restore => "restore",
+            Reason::Migrate => "migrate",
+            Reason::Rekey => "rekey",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(text: &str) -> Option<Reason> {
+        Some(match text {
+            "init" => Reason::Init,
+            "rest" => Reason::Rest,
+            "heartbeat" => Reason::Heartbeat,
+            "recover" => Reason::Recover,
+            "manual" => Reason::Manual,
+            "restore" => Reason::Restore,
+            "migrate" => Reason::Migrate,
+            "rekey" => Reason::Rekey,
+            _ => return None,
+        })
+    }
+}
+
+/// A checkpoint: typed views of the fields plus every field as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Every field as stored, in file order, `hash` included.
+    pub fields: Fields,
+    /// Sequence number, from 1.
+    pub seq: u64,
+    /// Hex SHA-256 of the previous checkpoint file; empty for seq 1.
+    pub prev: String,
+    /// Soul hash, hex.
+    pub soul: String,
+    /// Count of file and symlink entries.
+    pub files: u64,
+    /// Sum of their sizes.
+    pub bytes: u64,
+    /// RFC 3339 UTC with milliseconds.
+    pub sealed_at: String,
+    /// Why it was sealed (wire name; unknown reasons are kept).
+    pub reason: String,
+    /// The shell's version string.
+    pub shell: String,
+    /// The soul format tag, e.g. `v1`.
+    pub format: String,
+    /// Hex SHA-256 of the last history line when sealing.
+    pub log: String,
+    /// `telegram`.
+    pub platform: String,
+    /// The bot id the checkpoint is bound to.
+    pub bot_id: u64,
+    /// The MAC, lowercase hex.
+    pub hash: String,
+}
+
+/// The values of a new checkpoint, before signing.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// Sequence number.
+    pub seq: u64,
+    /// Previous checkpoint file hash, or empty.
+    pub prev: String,
+    /// Soul hash.
+    pub soul: String,
+    /// File count.
+    pub files: u64,
+    /// Byte count.
+    pub bytes: u64,
+    /// Seal time, RFC 3339 with milliseconds.
+    pub sealed_at: String,
+    /// Reason.
+    pub reason: Reason,
+    /// Shell version.
+    pub shell: String,
+    /// Soul format tag.
+    pub format: String,
+    /// History anchor.
+    pub log: String,
+    /// Bot id.
+    pub bot_id: u64,
+    /// Extra fields (covered by the MAC unless listed as unsigned).
+    pub extra: Vec<(String, String)>,
+}
+
+impl Draft {
+    /// The fields in file order, without `hash`.
+    pub fn fields(&self) -> Fields {
+        let mut f = Fields::new();
+        f.push("v", VERSION);
+        f.push("seq", &self.seq.to_string());
+        f.push("prev", &self.prev);
+        f.push("soul", &self.soul);
+        f.push("files", &self.files.to_string());
+        f.push("bytes", &self.bytes.to_string());
+        f.push("sealed_at", &self.sealed_at);
+        f.push("reason", self.reason.as_str());
+        f.push("shell", &self.shell);
+        f.push("format", &self.format);
+        f.push("log", &self.log);
+        f.push("platform", "telegram");
+        f.push("bot_id", &self.bot_id.to_string());
+        for (k, v) in &self.extra {
+            f.push(k, v);
+        }
+        f
+    }
+
+    /// Signs the draft with the checkpoint key.
+    pub fn sign(&self, key: &SecretKey) -> Checkpoint {
+        let mut fields = self.fields();
+        let mac = key.sign(fields.data_check_string(UNSIGNED_FIELDS).as_bytes());
+        fields.push("hash", &mac);
+        Checkpoint::from_fields(fields).expect("a draft has every field")
+    }
+}
+
+impl Checkpoint {
+    /// Parses a checkpoint file.
+    pub fn parse(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| CheckpointError::Shape)?;
+        let line = text.strip_suffix('\n').ok_or(CheckpointError::Shape)?;
+        if line.contains('\n') || line.contains('\r') {
+            return Err(CheckpointError::Shape);
+        }
+        Checkpoint::from_fields(Fields::parse(line)?)
+    }
+
+    fn from_fields(fields: Fields) -> Result<Checkpoint, CheckpointError> {
+        let text = |k: &'static str| fields.get(k).map(str::to_owned).ok_or(CheckpointError::Field(k));
+        let num = |k: &'static str| -> Result<u64, CheckpointError> {
+            let v = fields.get(k).ok_or(CheckpointError::Field(k))?;
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(CheckpointError::Field(k));
+            }
+            v.parse().map_err(|_| CheckpointError::Field(k))
+        };
+        let hexfield = |k: &'static str, may_be_empty: bool| -> Result<String, CheckpointError> {
+            let v = text(k)?;
+            let ok = (may_be_empty && v.is_empty())
+                || (v.len() == 64 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+            if ok { Ok(v) } else { Err(CheckpointError::Field(k)) }
+        };
+        let v = text("v")?;
+        if v != VERSION {
+            return Err(CheckpointError::Version(v));
+        }
+        let seq = num("seq")?;
+        if seq == 0 {
+            return Err(CheckpointError::Field("seq"));
+        }
+        let prev = hexfield("prev", true)?;
+        if (seq == 1) != prev.is_empty() {
+            return Err(CheckpointError::Field("prev"));
+        }
+        let sealed_at = text("sealed_at")?;
+        if crate::clock::parse_rfc3339(&sealed_at).is_none() {
+            return Err(CheckpointError::Field("sealed_at"));
+        }
+        Ok(Checkpoint {
+            seq,
+            prev,
+            soul: hexfield("soul", false)?,
+            files: num("files")?,
+            bytes: num("bytes")?,
+            sealed_at,
+            reason: text("reason")?,
+            shell: text("shell")?,
+            format: text("format")?,
+            log: hexfield("log", true)?,
+            platform: text("platform")?,
+            bot_id: num("bot_id")?,
+            hash: text("hash")?,
+            fields,
+        })
+    }
+
+    /// The file bytes: the fields, encoded, then `\n`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut s = self.fields.encode();
+        s.push('\n');
+        s.into_bytes()
+    }
+
+    /// The data-check-string the MAC covers.
+    pub fn data_check_string(&self) -> String {
+        self.fields.data_check_string(UNSIGNED_FIELDS)
+    }
+
+    /// Whether the MAC verifies under `key` (constant-time comparison).
+    pub fn verify(&self, key: &SecretKey) -> bool {
+        key.verify(self.data_check_string().as_bytes(), &self.hash)
+    }
+
+    /// Hex SHA-256 of the file bytes: what the next checkpoint's `prev` holds.
+    pub fn file_hash(&self) -> String {
+        crypto::sha256_hex(&self.to_bytes())
+    }
+
+    /// The seal time.
+    pub fn sealed_time(&self) -> std::time::SystemTime {
+        crate::clock::parse_rfc3339(&self.sealed_at).unwrap_or(std::time::UNIX_EPOCH)
+    }
+
+    /// The file name in `checkpoints/`: the seq zero-padded to 8 digits.
+    pub fn file_name(seq: u64) -> String {
+        format!("{seq:08}.ckpt")
+    }
+}
+
+/// Checks a soul format tag: `v` then a positive decimal number.
+pub fn check_format_tag(tag: &str) -> Result<u32, String> {
+    tag.strip_prefix('v')
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0'))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("format tag {tag:?} is not of the form v1, v2, …"))
+}

@@ -1,0 +1,263 @@
+//! Manifest v1: the canonical listing of a soul whose SHA-256 is the soul
+//! hash.
+//!
+//! ```text
+//! selfsame-manifest 1
+//! <kind> <sha256-hex> <size> <path>
+//! ```
+//!
+//! Kinds: `f` file, `x` file with an execute bit, `l` symlink (hash and size
+//! of the target's bytes), `d` directory (hash and size `-`). Paths are
+//! relative, `/`-separated and sorted by raw bytes.
+
+use std::fmt;
+
+use crate::crypto;
+
+/// First line of every manifest.
+pub const HEADER: &str = "selfsame-manifest 1";
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A regular file with an execute bit.
+    Exec,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A directory.
+    Dir,
+}
+
+impl Kind {
+    /// The one-letter code.
+    pub fn code(self) -> char {
+        match self {
+            Kind::File => 'f',
+            Kind::Exec => 'x',
+            Kind::Symlink => 'l',
+            Kind::Dir => 'd',
+        }
+    }
+
+    fn from_code(c: &str) -> Option<Kind> {
+        Some(match c {
+            "f" => Kind::File,
+            "x" => Kind::Exec,
+            "l" => Kind::Symlink,
+            "d" => Kind::Dir,
+            _ => return None,
+        })
+    }
+
+    /// Whether the entry has content (and so an object).
+    pub fn has_content(self) -> bool {
+        !matches!(self, Kind::Dir)
+    }
+}
+
+/// One line of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The kind.
+    pub kind: Kind,
+    /// SHA-256 of the content (file bytes or link target); zero for dirs.
+    pub hash: [u8; 32],
+    /// Content size in bytes; 0 for dirs.
+    pub size: u64,
+    /// Path relative to the soul root.
+    pub path: String,
+}
+
+impl Entry {
+    /// The content hash as lowercase hex, or `None` for a directory.
+    pub fn hash_hex(&self) -> Option<String> {
+        self.kind.has_content().then(|| hex::encode(self.hash))
+    }
+}
+
+/// Why manifest bytes are not a valid manifest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("manifest line {line}: {reason}")]
+pub struct ManifestError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A soul listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// Entries sorted by the raw bytes of their paths.
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    /// Builds a manifest, sorting the entries.
+    pub fn new(mut entries: Vec<Entry>) -> Self {
+        entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        Manifest { entries }
+    }
+
+    /// The canonical bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(32 + self.entries.len() * 100);
+        out.push_str(HEADER);
+        out.push('\n');
+        for e in &self.entries {
+            use fmt::Write;
+            match e.kind {
+                Kind::Dir => {
+                    let _ = writeln!(out, "d - - {}", e.path);
+                }
+                k => {
+                    let _ = writeln!(out, "{} {} {} {}", k.code(), hex::encode(e.hash), e.size, e.path);
+                }
+            }
+        }
+        out.into_bytes()
+    }
+
+    /// The soul hash: SHA-256 of the canonical bytes, hex.
+    pub fn soul_hash(&self) -> String {
+        crypto::sha256_hex(&self.to_bytes())
+    }
+
+    /// Count of file and symlink entries.
+    pub fn files(&self) -> u64 {
+        self.entries.iter().filter(|e| e.kind.has_content()).count() as u64
+    }
+
+    /// Sum of file and symlink sizes.
+    pub fn bytes(&self) -> u64 {
+        self.entries.iter().filter(|e| e.kind.has_content()).map(|e| e.size).sum()
+    }
+
+    /// Parses manifest bytes strictly: header, well-formed lines, safe
+    /// relative paths, strictly increasing order, and every parent of an
+    /// entry listed as a directory. Paths from a manifest are never trusted
+    /// further than this.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let err = |line: usize, reason: &str| ManifestError {
+            line,
+            reason: reason.to_owned(),
+        };
+        let text = std::str::from_utf8(bytes).map_err(|_| err(0, "not UTF-8"))?;
+        let body = text
+            .strip_prefix(HEADER)
+            .and_then(|rest| rest.strip_prefix('\n'))
+            .ok_or_else(|| err(1, "missing `selfsame-manifest 1` header"))?;
+        if !body.is_empty() && !body.ends_with('\n') {
+            return Err(err(0, "last line is not LF-terminated"));
+        }
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut dirs = std::collections::HashSet::new();
+        for (i, line) in body.lines().enumerate() {
+            let n = i + 2;
+            let mut parts = line.splitn(4, ' ');
+            let (Some(kind), Some(hash), Some(size), Some(path)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(err(n, "expected `<kind> <hash> <size> <path>`"));
+            };
+            let kind = Kind::from_code(kind).ok_or_else(|| err(n, "unknown kind"))?;
+            let (hash, size) = if kind == Kind::Dir {
+                if hash != "-" || size != "-" {
+                    return Err(err(n, "a directory has `-` for hash and size"));
+                }
+                ([0u8; 32], 0)
+            } else {
+                let mut h = [0u8; 32];
+                if hash.len() != 64 || hash.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Err(err(n, "hash is not 64 lowercase hex digits"));
+                }
+                hex::decode_to_slice(hash, &mut h).map_err(|_| err(n, "hash is not hex"))?;
+                if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) || (size.len() > 1 && size.starts_with('0')) {
+                    return Err(err(n, "size is not a decimal number"));
+                }
+                let size = size.parse().map_err(|_| err(n, "size out of range"))?;
+                (h, size)
+            };
+            check_path(path).map_err(|reason| err(n, reason))?;
+            if let Some(prev) = entries.last() {
+                if prev.path.as_bytes() >= path.as_bytes() {
+                    return Err(err(n, "paths are not strictly sorted"));
+                }
+            }
+            if let Some((parent, _)) = path.rsplit_once('/') {
+                if !dirs.contains(parent) {
+                    return Err(err(n, "parent directory is not listed as a `d` entry"));
+                }
+            }
+            if kind == Kind::Dir {
+                dirs.insert(path.to_owned());
+            }
+            entries.push(Entry {
+                kind,
+                hash,
+                size,
+                path: path.to_owned(),
+            });
+        }
+        Ok(Manifest { entries })
+    }
+}
+
+/// Checks that a manifest path is a safe relative path: non-empty `/`-
+/// separated segments, none `.` or `..`, no leading `/`, no control
+/// characters.
+pub fn check_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("empty path");
+    }
+    if path.chars().any(char::is_control) {
+        return Err("path has control characters");
+    }
+    for seg in path.split('/') {
+        match seg {
+            "" => return Err("path is absolute or has an empty segment"),
+            "." | ".." => return Err("path has a `.` or `..` segment"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let m = Manifest::new(vec![
+            Entry { kind: Kind::File, hash: [1; 32], size: 3, path: "b".into() },
+            Entry { kind: Kind::Dir, hash: [0; 32], size: 0, path: "a".into() },
+            Entry { kind: Kind::Symlink, hash: [2; 32], size: 1, path: "a/l".into() },
+        ]);
+        assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        let h = "0".repeat(64);
+        for path in ["../x", "/etc/x", "a/../../x", "a//b", "./a", "a\nb"] {
+            let text = format!("{HEADER}\nf {h} 1 {path}\n");
+            assert!(Manifest::parse(text.as_bytes()).is_err(), "{path:?} accepted");
+        }
+        // A file under a symlink: its parent is not a listed directory.
+        let text = format!("{HEADER}\nl {h} 1 a\nf {h} 1 a/x\n");
+        assert!(Manifest::parse(text.as_bytes()).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let mut input = HEADER.as_bytes().to_vec();
+            input.push(b'\n');
+            input.extend(bytes);
+            let _ = Manifest::parse(&input);
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Accept: the owner adopts the current soul after a halt.
+
+use selfsame_telegram::BotToken;
+use serde_json::Map;
+
+use super::seal::{changes_json, seal_locked, SealOptions, SealReport};
+use crate::error::Result;
+use crate::format::checkpoint::Reason;
+use crate::progress::Progress;
+use crate::vault::Vault;
+
+/// Seals the current soul with `reason=manual` and records an `accept`
+/// event.
+pub fn accept(vault: &Vault, token: &BotToken, shell: Option<String>, progress: &dyn Progress) -> Result<SealReport> {
+    let _lock = vault.lock()?;
+    let mut opts = SealOptions::new(Reason::Manual);
+    opts.shell = shell;
+    let report = seal_locked(vault, token, &opts, progress)?;
+    let mut data = Map::new();
+    data.insert("seq".into(), report.seq.into());
+    data.insert("soul".into(), report.soul.clone().into());
+    data.insert("changes".into(), changes_json(&report.changes));
+    vault.history().append("accept", data)?;
+    Ok(report)
+}

@@ -1,0 +1,63 @@
+//! Diff: what changed between two checkpoints, or a checkpoint and the
+//! current soul.
+
+use selfsame_telegram::BotToken;
+
+use super::seal::{current_head, manifest_of};
+use crate::crypto::checkpoint_key;
+use crate::error::{Error, Result};
+use crate::format::Manifest;
+use crate::progress::Progress;
+use crate::soul::{self, Changes};
+use crate::vault::Vault;
+
+/// One side of a diff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A checkpoint by seq.
+    Seq(u64),
+    /// The newest checkpoint.
+    Head,
+    /// The soul on disk now.
+    Current,
+}
+
+impl Side {
+    /// Parses `N`, `head` or `current`.
+    pub fn parse(text: &str) -> Result<Side> {
+        match text {
+            "head" | "HEAD" => Ok(Side::Head),
+            "current" | "soul" => Ok(Side::Current),
+            n => n
+                .parse()
+                .map(Side::Seq)
+                .map_err(|_| Error::Usage(format!("{n:?} is not a checkpoint: give a seq, `head` or `current`"))),
+        }
+    }
+}
+
+/// Resolves a side to a manifest (MAC-checked for checkpoints).
+pub fn manifest(vault: &Vault, token: &BotToken, side: Side, progress: &dyn Progress) -> Result<Manifest> {
+    let key = checkpoint_key(token);
+    match side {
+        Side::Current => Ok(soul::fingerprint(&vault.soul(), &vault.excludes()?, &vault.skip_paths(), None, progress)?.manifest),
+        Side::Head => {
+            let head = current_head(vault, &key, token)?.ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
+            manifest_of(vault, &head)
+        }
+        Side::Seq(n) => {
+            let s = vault.read_checkpoint(n)?;
+            if !s.ckpt.verify(&key) {
+                return Err(Error::Identity(format!("checkpoint {n} does not verify under this token")));
+            }
+            manifest_of(vault, &s)
+        }
+    }
+}
+
+/// Changes from `a` to `b`.
+pub fn diff(vault: &Vault, token: &BotToken, a: Side, b: Side, progress: &dyn Progress) -> Result<Changes> {
+    let old = manifest(vault, token, a, progress)?;
+    let new = manifest(vault, token, b, progress)?;
+    Ok(soul::changes(&old, &new))
+}

@@ -1,0 +1,274 @@
+//! The vault checks shared by wake, status and verify, in DESIGN.md's
+//! order: bot id, MACs, chain / HEAD / history, the head's objects.
+
+use std::collections::{HashMap, HashSet};
+
+use selfsame_telegram::{BotToken, SecretKey};
+use serde::Serialize;
+
+use crate::crypto::checkpoint_key;
+use crate::error::{Error, Result};
+use crate::format::{Kind, Manifest};
+use crate::vault::history::HistoryRead;
+use crate::vault::{Stored, Vault};
+use crate::verdict::{Detail, Verdict};
+
+/// One thing wrong with the vault.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The detail code; its verdict follows from it.
+    #[serde(serialize_with = "ser_detail")]
+    pub detail: Detail,
+    /// What is wrong, naming the file.
+    pub message: String,
+}
+
+fn ser_detail<S: serde::Serializer>(d: &Detail, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(d.as_str())
+}
+
+/// Which objects to check for presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectScope {
+    /// The head checkpoint's manifest and its objects (wake).
+    Head,
+    /// Every checkpoint's (verify).
+    All,
+}
+
+/// What the checks found.
+#[derive(Debug)]
+pub struct Inspection {
+    /// The checkpoint key for the token.
+    pub key: SecretKey,
+    /// Checkpoints that parsed and whose MAC verifies, ascending.
+    pub checkpoints: Vec<Stored>,
+    /// The newest verified checkpoint.
+    pub head: Option<Stored>,
+    /// The head's manifest, when it could be read.
+    pub head_manifest: Option<Manifest>,
+    /// Problems in check order: the first one names the verdict.
+    pub problems: Vec<Problem>,
+    /// The seq in the HEAD file.
+    pub head_file: Option<u64>,
+    /// The history as read.
+    pub history: HistoryRead,
+}
+
+impl Inspection {
+    /// The verdict and detail of the first problem, if any.
+    pub fn failure(&self) -> Option<(Verdict, Detail)> {
+        self.problems.first().map(|p| (p.detail.verdict(), p.detail))
+    }
+
+    /// Whether HEAD is missing or behind the newest checkpoint (a crash
+    /// between writing a checkpoint and HEAD), which wake repairs.
+    pub fn head_behind(&self) -> bool {
+        match (&self.head, self.head_file) {
+            (Some(h), Some(f)) => f < h.ckpt.seq,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs the checks. Errors are I/O failures; findings are `problems`.
+pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<Inspection> {
+    let key = checkpoint_key(token);
+    let mut problems = Vec::new();
+    let mut push = |detail, message: String| problems.push(Problem { detail, message });
+
+    if token.bot_id() != vault.config.bot_id {
+        push(
+            Detail::DifferentBot,
+            format!(
+                "the token is bot {}'s, but this vault belongs to bot {}",
+                token.bot_id(),
+                vault.config.bot_id
+            ),
+        );
+    }
+
+    // MACs.
+    let seqs = vault.checkpoint_seqs()?;
+    let mut parsed = Vec::new();
+    let mut unreadable = Vec::new();
+    for &seq in &seqs {
+        match vault.read_checkpoint(seq) {
+            Ok(s) => parsed.push(s),
+            Err(Error::Corrupt(m)) => unreadable.push(m),
+            Err(e) => return Err(e),
+        }
+    }
+    let (good, bad): (Vec<Stored>, Vec<Stored>) = parsed.into_iter().partition(|s| s.ckpt.verify(&key));
+    if let Some(other) = good.iter().chain(bad.iter()).find(|s| s.ckpt.bot_id != token.bot_id()) {
+        push(
+            Detail::DifferentBot,
+            format!(
+                "checkpoint {} is bound to bot {}, the token is bot {}'s",
+                other.ckpt.seq,
+                other.ckpt.bot_id,
+                token.bot_id()
+            ),
+        );
+    }
+    if good.is_empty() && !bad.is_empty() {
+        push(
+            Detail::MacInvalid,
+            format!(
+                "no checkpoint verifies under this token ({} checked): forged, or the token was rotated (see `selfsame rekey`)",
+                bad.len()
+            ),
+        );
+    } else {
+        for s in &bad {
+            push(
+                Detail::MacMismatch,
+                format!("checkpoint {}: MAC does not verify (edited?)", vault.checkpoint_path(s.ckpt.seq).display()),
+            );
+        }
+    }
+    for m in unreadable {
+        push(Detail::UnreadableCheckpoint, m);
+    }
+
+    // Chain, HEAD, history.
+    let head_file = match vault.read_head() {
+        Ok(h) => h,
+        Err(Error::Corrupt(m)) => {
+            push(Detail::ChainBroken, m);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let newest = seqs.last().copied();
+    if let (Some(h), n) = (head_file, newest) {
+        if n.is_none_or(|n| h > n) {
+            push(
+                Detail::HeadAhead,
+                format!(
+                    "HEAD names checkpoint {h}, but the newest present is {}: checkpoints were removed or an older vault was put back",
+                    n.map_or("none".into(), |n| n.to_string())
+                ),
+            );
+        }
+    }
+    if seqs.is_empty() && head_file.is_none() {
+        push(Detail::NoCheckpoint, "the vault has no checkpoint".into());
+    }
+    for (expected, &seq) in (1..).zip(seqs.iter()) {
+        if seq != expected {
+            push(
+                Detail::ChainBroken,
+                format!("checkpoint {expected} is missing (next present: {seq})"),
+            );
+            break;
+        }
+    }
+    let by_seq: HashMap<u64, &Stored> = good.iter().chain(bad.iter()).map(|s| (s.ckpt.seq, s)).collect();
+    for s in good.iter() {
+        if s.ckpt.seq > 1 {
+            if let Some(prev) = by_seq.get(&(s.ckpt.seq - 1)) {
+                if prev.file_hash != s.ckpt.prev {
+                    push(
+                        Detail::ChainBroken,
+                        format!("checkpoint {} does not chain to checkpoint {}", s.ckpt.seq, s.ckpt.seq - 1),
+                    );
+                }
+            }
+        }
+    }
+    let history = vault.history().read_all()?;
+    for p in &history.problems {
+        push(Detail::HistoryBroken, p.clone());
+    }
+    if let Some(n) = newest {
+        if let Some(l) = history
+            .lines
+            .iter()
+            .find(|l| l.event.event == "seal" && l.event.get_u64("seq").is_some_and(|s| s > n))
+        {
+            push(
+                Detail::HistoryAhead,
+                format!(
+                    "history line {} records checkpoint {}, but the newest present is {n}",
+                    l.event.n,
+                    l.event.get_u64("seq").unwrap_or(0)
+                ),
+            );
+        }
+    }
+    let anchors: HashSet<&str> = history.lines.iter().map(|l| l.hash.as_str()).collect();
+    for s in &good {
+        if !s.ckpt.log.is_empty() && !anchors.contains(s.ckpt.log.as_str()) {
+            push(
+                Detail::AnchorMissing,
+                format!(
+                    "checkpoint {} anchors a history line that is not in history.jsonl (history edited or replaced)",
+                    s.ckpt.seq
+                ),
+            );
+        }
+    }
+
+    // Objects.
+    let head = good.last().cloned();
+    let mut head_manifest = None;
+    let targets: Vec<&Stored> = match scope {
+        ObjectScope::Head => head.iter().collect(),
+        ObjectScope::All => good.iter().collect(),
+    };
+    let objects = vault.objects();
+    let mut seen = HashSet::new();
+    for s in targets {
+        let mut soul = [0u8; 32];
+        hex::decode_to_slice(&s.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
+        let manifest = match objects.read(&soul) {
+            Ok(bytes) => match Manifest::parse(&bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    push(
+                        Detail::ObjectCorrupt,
+                        format!("checkpoint {}: manifest object is invalid: {e}", s.ckpt.seq),
+                    );
+                    continue;
+                }
+            },
+            Err(Error::Corrupt(m)) => {
+                let detail = if m.contains("missing") { Detail::ObjectMissing } else { Detail::ObjectCorrupt };
+                push(detail, format!("checkpoint {}: manifest {m}", s.ckpt.seq));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for e in manifest.entries.iter().filter(|e| e.kind != Kind::Dir) {
+            if !seen.insert(e.hash) {
+                continue;
+            }
+            match objects.size_of(&e.hash) {
+                None => push(
+                    Detail::ObjectMissing,
+                    format!("checkpoint {}: object for {} is missing", s.ckpt.seq, e.path),
+                ),
+                Some(size) if size != e.size => push(
+                    Detail::ObjectCorrupt,
+                    format!("checkpoint {}: object for {} has the wrong size", s.ckpt.seq, e.path),
+                ),
+                Some(_) => {}
+            }
+        }
+        if head.as_ref().is_some_and(|h| h.ckpt.seq == s.ckpt.seq) {
+            head_manifest = Some(manifest);
+        }
+    }
+
+    Ok(Inspection {
+        key,
+        checkpoints: good,
+        head,
+        head_manifest,
+        problems,
+        head_file,
+        history,
+    })
+}

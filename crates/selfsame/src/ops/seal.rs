@@ -1,0 +1,237 @@
+//! Seal: fingerprint the soul, store its objects, write a signed
+//! checkpoint. Order: objects → manifest → checkpoint → HEAD → history, each
+//! durable before the next, so a crash at any step loses nothing sealed.
+
+use selfsame_telegram::{BotToken, SecretKey};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::clock;
+use crate::crypto::checkpoint_key;
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::format::checkpoint::{Draft, Reason};
+use crate::format::Manifest;
+use crate::progress::Progress;
+use crate::soul::{self, Changes};
+use crate::vault::{Stored, Vault};
+
+/// Shell version recorded when none is given and there is no head.
+pub const UNKNOWN_SHELL: &str = "unknown";
+/// Soul format of a new vault when none is given.
+pub const DEFAULT_FORMAT: &str = "v1";
+
+/// How to seal.
+#[derive(Debug, Clone)]
+pub struct SealOptions {
+    /// Why.
+    pub reason: Reason,
+    /// The shell version; defaults to `SELFSAME_SHELL_VERSION`, then the head's.
+    pub shell: Option<String>,
+    /// The soul format tag; defaults to the head's.
+    pub format: Option<String>,
+    /// Extra checkpoint fields.
+    pub extra: Vec<(String, String)>,
+}
+
+impl SealOptions {
+    /// Options for `reason` with every default.
+    pub fn new(reason: Reason) -> Self {
+        SealOptions { reason, shell: None, format: None, extra: Vec::new() }
+    }
+}
+
+/// What a seal did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SealReport {
+    /// Whether a checkpoint was written (`false`: heartbeat, nothing changed).
+    pub written: bool,
+    /// The head seq after the seal.
+    pub seq: u64,
+    /// The soul hash.
+    pub soul: String,
+    /// Why.
+    pub reason: &'static str,
+    /// Files and symlinks.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Objects newly stored.
+    pub new_objects: u64,
+    /// Bytes newly stored.
+    pub new_bytes: u64,
+    /// What changed since the previous head.
+    pub changes: Changes,
+}
+
+/// Seals the soul, taking the vault lock.
+pub fn seal(vault: &Vault, token: &BotToken, opts: &SealOptions, progress: &dyn Progress) -> Result<SealReport> {
+    let _lock = vault.lock()?;
+    seal_locked(vault, token, opts, progress)
+}
+
+/// The newest checkpoint, checked enough to extend: parseable, bound to
+/// this bot, MAC valid, HEAD not ahead of it.
+pub fn current_head(vault: &Vault, key: &SecretKey, token: &BotToken) -> Result<Option<Stored>> {
+    if token.bot_id() != vault.config.bot_id {
+        return Err(Error::Identity(format!(
+            "the token is bot {}'s, but this vault belongs to bot {}",
+            token.bot_id(),
+            vault.config.bot_id
+        )));
+    }
+    let newest = vault.checkpoint_seqs()?.last().copied();
+    if let (Some(h), n) = (vault.read_head()?, newest) {
+        if n.is_none_or(|n| h > n) {
+            return Err(Error::Corrupt(format!(
+                "HEAD names checkpoint {h} but it is missing (rolled back?)"
+            )));
+        }
+    }
+    let Some(seq) = newest else { return Ok(None) };
+    let head = vault.read_checkpoint(seq)?;
+    if !head.ckpt.verify(key) {
+        return Err(Error::Identity(format!(
+            "checkpoint {seq} does not verify under this token: wrong token, a rotated token (see `selfsame rekey`), or an edited checkpoint"
+        )));
+    }
+    Ok(Some(head))
+}
+
+/// Reads and parses the manifest a checkpoint names.
+pub fn manifest_of(vault: &Vault, stored: &Stored) -> Result<Manifest> {
+    let mut soul = [0u8; 32];
+    hex::decode_to_slice(&stored.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
+    let bytes = vault.objects().read(&soul)?;
+    Manifest::parse(&bytes).map_err(|e| Error::Corrupt(format!("manifest of checkpoint {}: {e}", stored.ckpt.seq)))
+}
+
+/// Seals with the vault lock already held.
+pub fn seal_locked(vault: &Vault, token: &BotToken, opts: &SealOptions, progress: &dyn Progress) -> Result<SealReport> {
+    if let Some(j) = super::restore::pending(vault)? {
+        return Err(Error::RestorePending(j));
+    }
+    seal_core(vault, token, opts, progress)
+}
+
+/// Seals without checking for a pending restore (the restore itself seals
+/// while its journal is still in place).
+pub(crate) fn seal_core(vault: &Vault, token: &BotToken, opts: &SealOptions, progress: &dyn Progress) -> Result<SealReport> {
+    let key = checkpoint_key(token);
+    let history = vault.history();
+    history.repair_torn()?;
+    let head = current_head(vault, &key, token)?;
+    let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&key, h));
+
+    let objects = vault.objects();
+    let fp = soul::fingerprint(&vault.soul(), &vault.excludes()?, &vault.skip_paths(), Some(&objects), progress)?;
+    failpoint::hit("seal-after-objects");
+    let manifest_bytes = fp.manifest.to_bytes();
+    let soul_hash = crate::crypto::sha256(&manifest_bytes);
+    objects.put(&soul_hash, &manifest_bytes)?;
+    failpoint::hit("seal-after-manifest");
+    let soul_hex = hex::encode(soul_hash);
+
+    let changes = match &head {
+        Some(h) if h.ckpt.soul == soul_hex => Changes::default(),
+        Some(h) => match manifest_of(vault, h) {
+            Ok(old) => soul::changes(&old, &fp.manifest),
+            Err(_) => Changes::default(),
+        },
+        None => soul::changes(&Manifest::default(), &fp.manifest),
+    };
+    let unchanged = head.as_ref().is_some_and(|h| h.ckpt.soul == soul_hex);
+    if unchanged && opts.reason == Reason::Heartbeat {
+        let h = head.expect("unchanged implies a head");
+        return Ok(SealReport {
+            written: false,
+            seq: h.ckpt.seq,
+            soul: soul_hex,
+            reason: opts.reason.as_str(),
+            files: fp.manifest.files(),
+            bytes: fp.manifest.bytes(),
+            new_objects: fp.new_objects,
+            new_bytes: fp.new_bytes,
+            changes,
+        });
+    }
+
+    let shell = opts
+        .shell
+        .clone()
+        .or_else(|| std::env::var("SELFSAME_SHELL_VERSION").ok().filter(|s| !s.is_empty()))
+        .or_else(|| head.as_ref().map(|h| h.ckpt.shell.clone()))
+        .unwrap_or_else(|| UNKNOWN_SHELL.into());
+    let format = opts
+        .format
+        .clone()
+        .or_else(|| head.as_ref().map(|h| h.ckpt.format.clone()))
+        .unwrap_or_else(|| DEFAULT_FORMAT.into());
+    let draft = Draft {
+        seq: head.as_ref().map_or(1, |h| h.ckpt.seq + 1),
+        prev: head.as_ref().map_or(String::new(), |h| h.file_hash.clone()),
+        soul: soul_hex.clone(),
+        files: fp.manifest.files(),
+        bytes: fp.manifest.bytes(),
+        sealed_at: clock::rfc3339(clock::now()),
+        reason: opts.reason,
+        shell,
+        format,
+        log: history.tail()?.0,
+        bot_id: token.bot_id(),
+        extra: opts.extra.clone(),
+    };
+    let ckpt = draft.sign(&key);
+    let file_hash = vault.write_checkpoint(&ckpt)?;
+    failpoint::hit("seal-after-checkpoint");
+    vault.write_head(ckpt.seq)?;
+    failpoint::hit("seal-after-head");
+
+    let mut data = Map::new();
+    data.insert("seq".into(), ckpt.seq.into());
+    data.insert("reason".into(), opts.reason.as_str().into());
+    data.insert("soul".into(), soul_hex.clone().into());
+    data.insert("files".into(), ckpt.files.into());
+    data.insert("bytes".into(), ckpt.bytes.into());
+    data.insert("shell".into(), ckpt.shell.clone().into());
+    data.insert("format".into(), ckpt.format.clone().into());
+    data.insert("changes".into(), changes_json(&changes));
+    history.append("seal", data)?;
+
+    let stored = Stored { ckpt, file_hash };
+    if opts.reason == Reason::Rest {
+        vault.remove_marker()?;
+    } else if marker_was_valid {
+        // The agent is still awake: move its marker to the new head, or a
+        // crash now would look like tampering.
+        vault.write_marker(&key, &stored)?;
+    }
+    Ok(SealReport {
+        written: true,
+        seq: stored.ckpt.seq,
+        soul: soul_hex,
+        reason: opts.reason.as_str(),
+        files: stored.ckpt.files,
+        bytes: stored.ckpt.bytes,
+        new_objects: fp.new_objects,
+        new_bytes: fp.new_bytes,
+        changes,
+    })
+}
+
+/// The change summary as recorded in history: counts and the first paths.
+pub fn changes_json(c: &Changes) -> Value {
+    let first = |v: &Vec<String>| -> Value { v.iter().take(10).cloned().collect::<Vec<_>>().into() };
+    json!({
+        "added": c.added.len(),
+        "removed": c.removed.len(),
+        "modified": c.modified.len(),
+        "mode_changed": c.mode_changed.len(),
+        "paths": {
+            "added": first(&c.added),
+            "removed": first(&c.removed),
+            "modified": first(&c.modified),
+            "mode_changed": first(&c.mode_changed),
+        }
+    })
+}

@@ -1,0 +1,258 @@
+//! Wake: on start, check the vault and the soul, name a verdict, act by
+//! policy. `status` is the same check with no side effects.
+
+use std::time::Duration;
+
+use selfsame_telegram::BotToken;
+use serde::Serialize;
+use serde_json::Map;
+
+use super::inspect::{inspect, ObjectScope, Problem};
+use super::restore::{resume_locked, restore_locked, Target};
+use super::seal::{changes_json, seal_locked, SealOptions};
+use crate::clock;
+use crate::error::Result;
+use crate::format::checkpoint::Reason;
+use crate::progress::{Progress, Silent};
+use crate::soul::{self, Changes};
+use crate::vault::Vault;
+use crate::verdict::{Action, Detail, Policies, Verdict};
+
+/// How to wake.
+#[derive(Debug, Clone, Default)]
+pub struct WakeOptions {
+    /// Policies; `None` takes the config's.
+    pub policies: Option<Policies>,
+    /// This shell's version, recorded in history (and on an accept seal).
+    pub shell: Option<String>,
+    /// Stale threshold; `None` takes the config's, `Some(None)` never.
+    pub max_age: Option<Option<Duration>>,
+    /// Check only: no lock, no repair, no history, no marker, no action.
+    pub dry_run: bool,
+}
+
+/// What wake found and did. `--json` prints this.
+#[derive(Debug, Clone, Serialize)]
+pub struct WakeReport {
+    /// The verdict.
+    #[serde(serialize_with = "ser_verdict")]
+    pub verdict: Verdict,
+    /// Its detail code, when there is one.
+    #[serde(serialize_with = "ser_detail")]
+    pub detail: Option<Detail>,
+    /// One sentence for people.
+    pub message: String,
+    /// The head checkpoint's seq at wake.
+    pub seq: Option<u64>,
+    /// The head's soul format.
+    pub format: Option<String>,
+    /// The soul hash on disk (when it was computed).
+    pub soul: Option<String>,
+    /// What changed against the head.
+    pub changes: Changes,
+    /// The action chosen.
+    #[serde(serialize_with = "ser_action")]
+    pub action: Action,
+    /// What was done, in order.
+    pub actions: Vec<String>,
+    /// Warning codes: `stale`, …
+    pub warnings: Vec<String>,
+    /// Everything the vault checks found.
+    pub problems: Vec<Problem>,
+    /// Whether the agent may start.
+    pub may_start: bool,
+    /// The process exit code.
+    pub exit_code: i32,
+    /// The head after the actions (e.g. the `recover` checkpoint).
+    pub head: Option<u64>,
+    /// The shell of the head checkpoint, when this wake brings a new one.
+    pub molt: Option<Molt>,
+}
+
+/// A shell change between the head and this wake.
+#[derive(Debug, Clone, Serialize)]
+pub struct Molt {
+    /// The head's shell.
+    pub from: String,
+    /// This wake's shell.
+    pub to: String,
+}
+
+fn ser_verdict<S: serde::Serializer>(v: &Verdict, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_str())
+}
+fn ser_detail<S: serde::Serializer>(d: &Option<Detail>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(d.as_str()),
+        None => s.serialize_none(),
+    }
+}
+fn ser_action<S: serde::Serializer>(a: &Action, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(a.as_str())
+}
+
+/// Wakes with no progress reporting.
+pub fn wake(vault: &Vault, token: &BotToken, opts: &WakeOptions) -> Result<WakeReport> {
+    wake_with_progress(vault, token, opts, &Silent)
+}
+
+/// Wakes: resumes an interrupted restore, repairs a torn history line and a
+/// lagging HEAD, runs the checks, hashes the soul, names the verdict, acts.
+pub fn wake_with_progress(vault: &Vault, token: &BotToken, opts: &WakeOptions, progress: &dyn Progress) -> Result<WakeReport> {
+    let _lock = if opts.dry_run { None } else { Some(vault.lock()?) };
+    let mut actions = Vec::new();
+    if !opts.dry_run && token.bot_id() == vault.config.bot_id {
+        if let Some(r) = resume_locked(vault, token, progress)? {
+            actions.push(format!(
+                "finished an interrupted {} to checkpoint {} (previous soul in {})",
+                "restore", r.target, r.quarantine
+            ));
+        }
+        if vault.history().repair_torn()? {
+            actions.push("moved a torn history line to run/ and logged a repair".into());
+        }
+    }
+    let policies = match opts.policies {
+        Some(p) => p,
+        None => vault.config.policies(&vault.config_path())?,
+    };
+    let max_age = match opts.max_age {
+        Some(m) => m,
+        None => vault.config.max_age(&vault.config_path())?,
+    };
+
+    let insp = inspect(vault, token, ObjectScope::Head)?;
+    let mut report = WakeReport {
+        verdict: Verdict::Verified,
+        detail: None,
+        message: String::new(),
+        seq: insp.head.as_ref().map(|h| h.ckpt.seq),
+        format: insp.head.as_ref().map(|h| h.ckpt.format.clone()),
+        soul: None,
+        changes: Changes::default(),
+        action: Action::Start,
+        actions,
+        warnings: Vec::new(),
+        problems: insp.problems.clone(),
+        may_start: false,
+        exit_code: 0,
+        head: insp.head.as_ref().map(|h| h.ckpt.seq),
+        molt: None,
+    };
+
+    if let Some((verdict, detail)) = insp.failure() {
+        report.verdict = verdict;
+        report.detail = Some(detail);
+        report.message = insp.problems[0].message.clone();
+        if detail == Detail::MacInvalid {
+            report.message.push_str("; if BotFather issued a new token, run `selfsame rekey` with the old one");
+        }
+        report.action = Action::Halt;
+        report.exit_code = verdict.exit_code();
+        if !opts.dry_run && verdict != Verdict::IdentityMismatch {
+            record(vault, &report, opts)?;
+        }
+        return Ok(report);
+    }
+    let head = insp.head.clone().expect("no problems implies a head");
+    let head_manifest = insp.head_manifest.clone().expect("no problems implies a readable manifest");
+
+    if insp.head_behind() && !opts.dry_run {
+        vault.write_head(head.ckpt.seq)?;
+        let mut data = Map::new();
+        data.insert("what".into(), "HEAD pointed at an older checkpoint (interrupted seal); moved it to the newest".into());
+        data.insert("seq".into(), head.ckpt.seq.into());
+        vault.history().append("repair", data)?;
+        report.actions.push(format!("moved HEAD to checkpoint {} (an interrupted seal)", head.ckpt.seq));
+    }
+    if let Some(max) = max_age {
+        let age = clock::now().duration_since(head.ckpt.sealed_time()).unwrap_or_default();
+        if age > max {
+            report.warnings.push("stale".into());
+        }
+    }
+    if let Some(shell) = opts.shell.as_ref().filter(|s| **s != head.ckpt.shell) {
+        report.molt = Some(Molt { from: head.ckpt.shell.clone(), to: shell.clone() });
+    }
+
+    let fp = soul::fingerprint(&vault.soul(), &vault.excludes()?, &vault.skip_paths(), None, progress)?;
+    let soul_hash = fp.manifest.soul_hash();
+    report.soul = Some(soul_hash.clone());
+    if soul_hash == head.ckpt.soul {
+        report.verdict = Verdict::Verified;
+        report.message = format!("soul matches checkpoint {} ({} files)", head.ckpt.seq, head.ckpt.files);
+    } else {
+        report.changes = soul::changes(&head_manifest, &fp.manifest);
+        if vault.marker_valid(&insp.key, &head) {
+            report.verdict = Verdict::Drifted;
+            report.message = format!(
+                "soul changed since checkpoint {} and the last run did not stop cleanly: {}",
+                head.ckpt.seq,
+                report.changes.summary()
+            );
+        } else {
+            report.verdict = Verdict::Tampered;
+            report.message = format!(
+                "soul changed while the agent was at rest (checkpoint {}): {}",
+                head.ckpt.seq,
+                report.changes.summary()
+            );
+        }
+    }
+    report.action = policies.action(report.verdict);
+    report.exit_code = match report.action {
+        Action::Halt => report.verdict.exit_code(),
+        _ => 0,
+    };
+    report.may_start = report.action != Action::Halt;
+    if opts.dry_run {
+        return Ok(report);
+    }
+    record(vault, &report, opts)?;
+
+    let new_head = match report.action {
+        Action::Start => Some(head),
+        Action::Accept => {
+            let mut so = SealOptions::new(Reason::Recover);
+            so.shell = opts.shell.clone();
+            let s = seal_locked(vault, token, &so, progress)?;
+            report.actions.push(format!("accepted: sealed checkpoint {} (recover)", s.seq));
+            Some(vault.read_checkpoint(s.seq)?)
+        }
+        Action::Rollback => {
+            let r = restore_locked(vault, token, Target::Head, "rollback", progress)?;
+            report.actions.push(format!(
+                "rolled back to checkpoint {}: sealed checkpoint {} (restore); the changed soul is in {}",
+                r.target, r.seq, r.quarantine
+            ));
+            Some(vault.read_checkpoint(r.seq)?)
+        }
+        Action::Halt => None,
+    };
+    if let Some(h) = new_head {
+        report.head = Some(h.ckpt.seq);
+        vault.write_marker(&insp.key, &h)?;
+    }
+    Ok(report)
+}
+
+fn record(vault: &Vault, r: &WakeReport, opts: &WakeOptions) -> Result<()> {
+    let mut data = Map::new();
+    data.insert("verdict".into(), r.verdict.as_str().into());
+    if let Some(d) = r.detail {
+        data.insert("detail".into(), d.as_str().into());
+    }
+    if let Some(seq) = r.seq {
+        data.insert("seq".into(), seq.into());
+    }
+    data.insert("action".into(), r.action.as_str().into());
+    data.insert("changes".into(), changes_json(&r.changes));
+    if let Some(s) = &opts.shell {
+        data.insert("shell".into(), s.clone().into());
+    }
+    if !r.warnings.is_empty() {
+        data.insert("warnings".into(), r.warnings.clone().into());
+    }
+    data.insert("message".into(), r.message.clone().into());
+    vault.history().append("wake", data).map(|_| ())
+}

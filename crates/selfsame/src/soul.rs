@@ -1,0 +1,325 @@
+//! The soul: walking the state directory, fingerprinting it into a
+//! [`Manifest`], and the change summary between two manifests.
+
+use std::fs::{self, File, Metadata};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::{Entry, Kind, Manifest};
+use crate::progress::{Phase, Progress};
+use crate::vault::objects::{self, Objects};
+
+/// How many times a file that changes under the reader is re-read.
+const TRIES: u32 = 3;
+
+/// The `exclude` globs of the config.
+#[derive(Debug, Clone)]
+pub struct Excludes(GlobSet);
+
+impl Excludes {
+    /// Compiles patterns: `*` stays within a segment, `**` crosses them.
+    pub fn new(patterns: &[String]) -> std::result::Result<Self, String> {
+        let mut set = GlobSetBuilder::new();
+        for p in patterns {
+            let glob = GlobBuilder::new(p)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| format!("exclude pattern {p:?}: {e}"))?;
+            set.add(glob);
+        }
+        set.build().map(Excludes).map_err(|e| e.to_string())
+    }
+
+    /// No exclusions.
+    pub fn none() -> Self {
+        Excludes(GlobSet::empty())
+    }
+
+    /// Whether a relative path is excluded.
+    pub fn matches(&self, rel: &str) -> bool {
+        self.0.is_match(rel)
+    }
+}
+
+/// One entry found on disk, before hashing.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Kind.
+    pub kind: Kind,
+    /// Relative path.
+    pub rel: String,
+    /// Absolute path.
+    pub abs: PathBuf,
+    /// Size from the walk (files) or the link target's length.
+    pub size: u64,
+}
+
+/// Walks the soul. `skip` lists absolute paths left out (the vault, when it
+/// lies inside the soul). Refuses non-UTF-8 names, control characters,
+/// sockets, FIFOs and devices, naming the path.
+pub fn walk(root: &Path, excludes: &Excludes, skip: &[PathBuf]) -> Result<Vec<Found>> {
+    let meta = fs::metadata(root).at(root)?;
+    if !meta.is_dir() {
+        return Err(Error::Usage(format!("soul {} is not a directory", root.display())));
+    }
+    let mut out = Vec::new();
+    walk_dir(root, "", excludes, skip, &mut out)?;
+    out.sort_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
+    Ok(out)
+}
+
+fn walk_dir(dir: &Path, prefix: &str, excludes: &Excludes, skip: &[PathBuf], out: &mut Vec<Found>) -> Result<()> {
+    for item in fs::read_dir(dir).at(dir)? {
+        let item = item.at(dir)?;
+        let abs = item.path();
+        let name = item.file_name();
+        let Some(name) = name.to_str() else {
+            return Err(Error::Unsupported {
+                path: format!("{prefix}{}", name.to_string_lossy()),
+                reason: "the name is not valid UTF-8",
+            });
+        };
+        let rel = format!("{prefix}{name}");
+        if name.chars().any(char::is_control) {
+            return Err(Error::Unsupported {
+                path: rel.escape_debug().to_string(),
+                reason: "the name has control characters",
+            });
+        }
+        if skip.iter().any(|s| s == &abs) || excludes.matches(&rel) {
+            continue;
+        }
+        let meta = fs::symlink_metadata(&abs).at(&abs)?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            out.push(Found { kind: Kind::Dir, rel: rel.clone(), abs: abs.clone(), size: 0 });
+            walk_dir(&abs, &format!("{rel}/"), excludes, skip, out)?;
+        } else if ft.is_file() {
+            let kind = if meta.mode() & 0o111 != 0 { Kind::Exec } else { Kind::File };
+            out.push(Found { kind, rel, abs, size: meta.len() });
+        } else if ft.is_symlink() {
+            out.push(Found { kind: Kind::Symlink, rel, abs, size: meta.len() });
+        } else {
+            let reason = if ft.is_socket() {
+                "sockets cannot be sealed"
+            } else if ft.is_fifo() {
+                "FIFOs cannot be sealed"
+            } else {
+                "devices cannot be sealed"
+            };
+            return Err(Error::Unsupported { path: rel, reason });
+        }
+    }
+    Ok(())
+}
+
+/// A fingerprinted soul.
+#[derive(Debug, Clone)]
+pub struct Fingerprint {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Objects newly written to the store (0 when not storing).
+    pub new_objects: u64,
+    /// Bytes of those objects.
+    pub new_bytes: u64,
+}
+
+/// Fingerprints the soul, hashing files in parallel and streaming. With
+/// `store`, every file's bytes are also put into the object store as they
+/// are hashed, so a recorded hash always names bytes that were stored.
+pub fn fingerprint(
+    root: &Path,
+    excludes: &Excludes,
+    skip: &[PathBuf],
+    store: Option<&Objects>,
+    progress: &dyn Progress,
+) -> Result<Fingerprint> {
+    let found = walk(root, excludes, skip)?;
+    let total: u64 = found.iter().filter(|f| f.kind != Kind::Dir).map(|f| f.size).sum();
+    let files = found.iter().filter(|f| f.kind != Kind::Dir).count() as u64;
+    progress.start(Phase::Hash, files, total);
+    let new_objects = AtomicU64::new(0);
+    let new_bytes = AtomicU64::new(0);
+    let entries: Result<Vec<Entry>> = found
+        .par_iter()
+        .map(|f| {
+            let (hash, size, new) = match f.kind {
+                Kind::Dir => return Ok(Entry { kind: Kind::Dir, hash: [0; 32], size: 0, path: f.rel.clone() }),
+                Kind::Symlink => hash_link(&f.abs, store)?,
+                Kind::File | Kind::Exec => hash_file(&f.abs, store, progress)?,
+            };
+            if new {
+                new_objects.fetch_add(1, Ordering::Relaxed);
+                new_bytes.fetch_add(size, Ordering::Relaxed);
+            }
+            if f.kind == Kind::Symlink {
+                progress.advance(size);
+            }
+            Ok(Entry { kind: f.kind, hash, size, path: f.rel.clone() })
+        })
+        .collect();
+    progress.finish();
+    Ok(Fingerprint {
+        manifest: Manifest::new(entries?),
+        new_objects: new_objects.into_inner(),
+        new_bytes: new_bytes.into_inner(),
+    })
+}
+
+fn hash_link(path: &Path, store: Option<&Objects>) -> Result<([u8; 32], u64, bool)> {
+    let target = fs::read_link(path).at(path)?;
+    let bytes = target.as_os_str().as_bytes();
+    let hash = crate::crypto::sha256(bytes);
+    let new = match store {
+        Some(s) => s.put(&hash, bytes)?,
+        None => false,
+    };
+    Ok((hash, bytes.len() as u64, new))
+}
+
+fn same_version(a: &Metadata, b: &Metadata) -> bool {
+    a.len() == b.len()
+        && a.mtime() == b.mtime()
+        && a.mtime_nsec() == b.mtime_nsec()
+        && a.ctime() == b.ctime()
+        && a.ctime_nsec() == b.ctime_nsec()
+        && a.ino() == b.ino()
+}
+
+/// Hashes (and stores) one file; re-reads it if it changed under the
+/// reader, and fails after [`TRIES`] reads that each saw a change.
+pub fn hash_file(path: &Path, store: Option<&Objects>, progress: &dyn Progress) -> Result<([u8; 32], u64, bool)> {
+    for _ in 0..TRIES {
+        let before = fs::symlink_metadata(path).at(path)?;
+        if !before.is_file() {
+            break;
+        }
+        let mut file = File::open(path).at(path)?;
+        let counted = AtomicU64::new(0);
+        let on_bytes = |n: u64| {
+            counted.fetch_add(n, Ordering::Relaxed);
+            progress.advance(n);
+        };
+        let (hash, size, new) = if before.len() <= objects::SMALL {
+            let mut bytes = Vec::with_capacity(before.len() as usize + 1);
+            file.read_to_end(&mut bytes).at(path)?;
+            let hash = crate::crypto::sha256(&bytes);
+            on_bytes(bytes.len() as u64);
+            let new = match store {
+                Some(s) if before.len() == bytes.len() as u64 => s.put(&hash, &bytes)?,
+                _ => false,
+            };
+            (hash, bytes.len() as u64, new)
+        } else {
+            match store {
+                Some(s) => s.put_stream(&mut file, &on_bytes)?,
+                None => {
+                    let (h, n) = objects::hash_reader(&mut file, &on_bytes).at(path)?;
+                    (h, n, false)
+                }
+            }
+        };
+        let after = file.metadata().at(path)?;
+        if size == before.len() && same_version(&before, &after) {
+            return Ok((hash, size, new));
+        }
+        // The bytes moved under us; what was read may be a mix. Read again.
+    }
+    Err(Error::FileChanging { path: path.to_owned(), tries: TRIES })
+}
+
+/// Added, removed, modified and mode-changed paths between two manifests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    /// Paths only in the new manifest.
+    pub added: Vec<String>,
+    /// Paths only in the old manifest.
+    pub removed: Vec<String>,
+    /// Paths whose content or kind changed.
+    pub modified: Vec<String>,
+    /// Files whose execute bit changed, content equal.
+    pub mode_changed: Vec<String>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty() && self.mode_changed.is_empty()
+    }
+
+    /// Total number of changed paths.
+    pub fn len(&self) -> usize {
+        self.added.len() + self.removed.len() + self.modified.len() + self.mode_changed.len()
+    }
+
+    /// A one-line summary such as `+2 -1 ~3 (memory.jsonl, notes/a.md, …)`.
+    pub fn summary(&self) -> String {
+        if self.is_empty() {
+            return "no changes".into();
+        }
+        let mut first: Vec<&str> = Vec::new();
+        for list in [&self.modified, &self.added, &self.removed, &self.mode_changed] {
+            first.extend(list.iter().map(String::as_str));
+        }
+        let more = first.len() > 3;
+        first.truncate(3);
+        let mut s = format!(
+            "{} added, {} removed, {} modified",
+            self.added.len(),
+            self.removed.len(),
+            self.modified.len()
+        );
+        if !self.mode_changed.is_empty() {
+            s.push_str(&format!(", {} mode changed", self.mode_changed.len()));
+        }
+        s.push_str(&format!(" ({}{})", first.join(", "), if more { ", …" } else { "" }));
+        s
+    }
+}
+
+/// Compares two manifests.
+pub fn changes(old: &Manifest, new: &Manifest) -> Changes {
+    let mut c = Changes::default();
+    let (mut i, mut j) = (0, 0);
+    let (a, b) = (&old.entries, &new.entries);
+    while i < a.len() || j < b.len() {
+        let ord = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.path.as_bytes().cmp(y.path.as_bytes()),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                c.removed.push(a[i].path.clone());
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                c.added.push(b[j].path.clone());
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (&a[i], &b[j]);
+                if x.kind == y.kind && x.hash == y.hash && x.size == y.size {
+                } else if matches!((x.kind, y.kind), (Kind::File, Kind::Exec) | (Kind::Exec, Kind::File))
+                    && x.hash == y.hash
+                {
+                    c.mode_changed.push(x.path.clone());
+                } else {
+                    c.modified.push(x.path.clone());
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    c
+}

@@ -1,0 +1,161 @@
+//! `config.toml`: where the soul is, whose bot it belongs to, what to leave
+//! out and what to do on each verdict.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::verdict::{Action, Policies};
+
+/// Default name of the env var holding the bot token.
+pub const DEFAULT_TOKEN_ENV: &str = "TELEGRAM_BOT_TOKEN";
+/// Default `max_age`: a head older than this gets the `stale` warning.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The parsed `config.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Soul path, relative to the vault's parent directory (or absolute).
+    pub soul: String,
+    /// Platform whose credential binds the identity: `telegram`.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+    /// Env var holding the bot token.
+    #[serde(default = "default_token_env")]
+    pub token_env: String,
+    /// The bot id the vault belongs to.
+    pub bot_id: u64,
+    /// Glob patterns of soul paths to leave out (`*` within one segment,
+    /// `**` across segments).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Head age past which wake warns `stale` (`7d`; `0` = never).
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// What wake does per verdict.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// `[policy]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Action on `drifted` (default `accept`).
+    #[serde(default)]
+    pub drifted: Option<String>,
+    /// Action on `tampered` (default `halt`).
+    #[serde(default)]
+    pub tampered: Option<String>,
+}
+
+fn default_platform() -> String {
+    "telegram".into()
+}
+fn default_token_env() -> String {
+    DEFAULT_TOKEN_ENV.into()
+}
+
+impl Config {
+    /// A new config for `soul` and `bot_id`.
+    pub fn new(soul: &str, bot_id: u64) -> Self {
+        Config {
+            soul: soul.to_owned(),
+            platform: default_platform(),
+            token_env: default_token_env(),
+            bot_id,
+            exclude: Vec::new(),
+            max_age: None,
+            policy: PolicyConfig::default(),
+        }
+    }
+
+    /// Parses and checks config text; `path` names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })?;
+        if config.platform != "telegram" {
+            return Err(Error::Config {
+                path: path.to_owned(),
+                message: format!("platform {:?} is not supported; use \"telegram\"", config.platform),
+            });
+        }
+        config.policies(path)?;
+        config.max_age(path)?;
+        crate::soul::Excludes::new(&config.exclude).map_err(|message| Error::Config {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// The policies this config sets, over the defaults.
+    pub fn policies(&self, path: &Path) -> Result<Policies> {
+        let mut p = Policies::default();
+        let parse = |verdict: &str, v: &Option<String>| -> Result<Option<Action>> {
+            v.as_deref()
+                .map(|t| {
+                    Action::parse(t).ok_or_else(|| Error::Config {
+                        path: path.to_owned(),
+                        message: format!("policy.{verdict} = {t:?}: expected accept, rollback or halt"),
+                    })
+                })
+                .transpose()
+        };
+        if let Some(a) = parse("drifted", &self.policy.drifted)? {
+            p.drifted = a;
+        }
+        if let Some(a) = parse("tampered", &self.policy.tampered)? {
+            p.tampered = a;
+        }
+        Ok(p)
+    }
+
+    /// `max_age` as a duration; `None` means never stale.
+    pub fn max_age(&self, path: &Path) -> Result<Option<Duration>> {
+        match self.max_age.as_deref() {
+            None => Ok(Some(DEFAULT_MAX_AGE)),
+            Some(t) => parse_max_age(t).map_err(|message| Error::Config {
+                path: path.to_owned(),
+                message,
+            }),
+        }
+    }
+
+    /// The file text, with comments for people.
+    pub fn to_toml(&self) -> String {
+        let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let mut out = String::new();
+        out.push_str("# selfsame vault configuration. See `selfsame --help`.\n");
+        out.push_str("# Soul directory, relative to the directory that holds .selfsame/.\n");
+        out.push_str(&format!("soul = {}\n", q(&self.soul)));
+        out.push_str(&format!("platform = {}\n", q(&self.platform)));
+        out.push_str("# Env var holding the bot token (never stored here).\n");
+        out.push_str(&format!("token_env = {}\n", q(&self.token_env)));
+        out.push_str(&format!("bot_id = {}\n", self.bot_id));
+        out.push_str("# Soul paths to leave out: `*` stays within a path segment, `**` crosses them.\n");
+        let ex: Vec<String> = self.exclude.iter().map(|e| q(e)).collect();
+        out.push_str(&format!("exclude = [{}]\n", ex.join(", ")));
+        out.push_str("# Warn `stale` when the newest checkpoint is older than this (\"0\" = never).\n");
+        out.push_str(&format!("max_age = {}\n", q(self.max_age.as_deref().unwrap_or("7d"))));
+        out.push_str("\n# What `selfsame wake` does per verdict: accept, rollback or halt.\n[policy]\n");
+        out.push_str(&format!("drifted = {}\n", q(self.policy.drifted.as_deref().unwrap_or("accept"))));
+        out.push_str(&format!("tampered = {}\n", q(self.policy.tampered.as_deref().unwrap_or("halt"))));
+        out
+    }
+}
+
+/// Parses a max age: a duration such as `7d` or `12h`; `0` means never.
+pub fn parse_max_age(text: &str) -> std::result::Result<Option<Duration>, String> {
+    if text.trim() == "0" {
+        return Ok(None);
+    }
+    humantime::parse_duration(text.trim())
+        .map(Some)
+        .map_err(|e| format!("max_age {text:?}: {e} (examples: 7d, 12h, 0)"))
+}

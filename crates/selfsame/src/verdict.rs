@@ -1,0 +1,212 @@
+//! Wake verdicts, their details, default actions and exit codes — the
+//! table of DESIGN.md, as types.
+
+use std::fmt;
+
+/// What wake found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Soul = head checkpoint, MAC valid, identity matches.
+    Verified,
+    /// Soul differs, but the last stop was unclean (valid awake marker).
+    Drifted,
+    /// Soul differs and the last stop was clean.
+    Tampered,
+    /// The token is another bot's, or no checkpoint verifies under it.
+    IdentityMismatch,
+    /// The vault is damaged.
+    Corrupted,
+    /// The newest checkpoint is older than HEAD or history say.
+    RolledBack,
+    /// The soul format is not readable by this shell.
+    Incompatible,
+}
+
+impl Verdict {
+    /// The verdict's name as in DESIGN.md and `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Verified => "verified",
+            Verdict::Drifted => "drifted",
+            Verdict::Tampered => "tampered",
+            Verdict::IdentityMismatch => "identity-mismatch",
+            Verdict::Corrupted => "corrupted",
+            Verdict::RolledBack => "rolled-back",
+            Verdict::Incompatible => "incompatible",
+        }
+    }
+
+    /// The exit code when the verdict halts the agent.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Verified | Verdict::Drifted => 0,
+            Verdict::Tampered => 3,
+            Verdict::IdentityMismatch => 4,
+            Verdict::Corrupted | Verdict::RolledBack => 5,
+            Verdict::Incompatible => 6,
+        }
+    }
+
+    /// The action taken when no policy says otherwise.
+    pub fn default_action(self) -> Action {
+        match self {
+            Verdict::Verified => Action::Start,
+            Verdict::Drifted => Action::Accept,
+            _ => Action::Halt,
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a verdict was reached, when more than the verdict is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Detail {
+    /// The token's bot id is not the vault's.
+    DifferentBot,
+    /// No checkpoint verifies under this token (forged, or token rotated).
+    MacInvalid,
+    /// Some checkpoints verify and others do not.
+    MacMismatch,
+    /// A checkpoint file cannot be parsed.
+    UnreadableCheckpoint,
+    /// The `prev` chain or the seq numbering is broken.
+    ChainBroken,
+    /// The history chain is broken or a line is unreadable.
+    HistoryBroken,
+    /// A checkpoint's `log` anchor is not in the history.
+    AnchorMissing,
+    /// An object of the head is missing.
+    ObjectMissing,
+    /// An object of the head does not match its hash.
+    ObjectCorrupt,
+    /// HEAD names a checkpoint newer than the newest present.
+    HeadAhead,
+    /// History records a checkpoint newer than the newest present.
+    HistoryAhead,
+    /// There is no checkpoint at all.
+    NoCheckpoint,
+}
+
+impl Detail {
+    /// The detail's code in `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detail::DifferentBot => "different-bot",
+            Detail::MacInvalid => "mac-invalid",
+            Detail::MacMismatch => "mac-mismatch",
+            Detail::UnreadableCheckpoint => "unreadable-checkpoint",
+            Detail::ChainBroken => "chain-broken",
+            Detail::HistoryBroken => "history-broken",
+            Detail::AnchorMissing => "anchor-missing",
+            Detail::ObjectMissing => "object-missing",
+            Detail::ObjectCorrupt => "object-corrupt",
+            Detail::HeadAhead => "head-ahead",
+            Detail::HistoryAhead => "history-ahead",
+            Detail::NoCheckpoint => "no-checkpoint",
+        }
+    }
+
+    /// The verdict this detail leads to.
+    pub fn verdict(self) -> Verdict {
+        match self {
+            Detail::DifferentBot | Detail::MacInvalid => Verdict::IdentityMismatch,
+            Detail::HeadAhead | Detail::HistoryAhead => Verdict::RolledBack,
+            _ => Verdict::Corrupted,
+        }
+    }
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What wake does about a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Nothing to do: the agent may start.
+    Start,
+    /// Adopt the current soul (seal `recover`) and start.
+    Accept,
+    /// Restore the last known good checkpoint, quarantine the current soul,
+    /// and start.
+    Rollback,
+    /// Do not start; alert the owner.
+    Halt,
+}
+
+impl Action {
+    /// Parses a policy word.
+    pub fn parse(text: &str) -> Option<Action> {
+        Some(match text {
+            "accept" => Action::Accept,
+            "rollback" => Action::Rollback,
+            "halt" => Action::Halt,
+            _ => return None,
+        })
+    }
+
+    /// The policy word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Accept => "accept",
+            Action::Rollback => "rollback",
+            Action::Halt => "halt",
+        }
+    }
+}
+
+/// Per-verdict policies. Only `drifted` and `tampered` can be changed:
+/// identity, corruption and rollback always halt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policies {
+    /// Action on `drifted`.
+    pub drifted: Action,
+    /// Action on `tampered`.
+    pub tampered: Action,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Policies {
+            drifted: Action::Accept,
+            tampered: Action::Halt,
+        }
+    }
+}
+
+impl Policies {
+    /// Sets a policy from `VERDICT=ACTION`.
+    pub fn set(&mut self, spec: &str) -> Result<(), String> {
+        let (verdict, action) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("policy {spec:?}: expected VERDICT=ACTION, e.g. tampered=rollback"))?;
+        let action = Action::parse(action)
+            .ok_or_else(|| format!("policy {spec:?}: action must be accept, rollback or halt"))?;
+        match verdict {
+            "drifted" => self.drifted = action,
+            "tampered" => self.tampered = action,
+            "identity-mismatch" | "corrupted" | "rolled-back" | "incompatible" => {
+                return Err(format!("policy {spec:?}: `{verdict}` always halts; no policy overrides it"))
+            }
+            _ => return Err(format!("policy {spec:?}: unknown verdict (drifted or tampered)")),
+        }
+        Ok(())
+    }
+
+    /// The action for a verdict.
+    pub fn action(&self, verdict: Verdict) -> Action {
+        match verdict {
+            Verdict::Drifted => self.drifted,
+            Verdict::Tampered => self.tampered,
+            v => v.default_action(),
+        }
+    }
+}

@@ -1,1 +1,93 @@
-fn main() {}
+//! `selfsame`: prove that your agent is still itself after every restart.
+
+mod commands;
+mod context;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+use commands::*;
+use context::Context;
+
+const ABOUT: &str = "Prove that your agent is still itself after every restart.";
+
+const LONG_ABOUT: &str = "\
+Prove that your agent is still itself after every restart.
+
+A long-lived agent keeps who it is in a directory of state, its soul. selfsame
+seals the soul (fingerprint, snapshot, checkpoint signed with a key derived
+from the bot token), wakes the agent by checking it again on every start, and
+keeps a hash-chained history of every transition.
+
+Typical use from a bot's start and stop scripts:
+  selfsame init soul            # once: create .selfsame/ beside soul/
+  selfsame wake || exit $?      # on start: exit 0 = start the agent
+  selfsame seal                 # on clean stop (reason=rest)
+
+The token is read from the env var named in .selfsame/config.toml
+(default TELEGRAM_BOT_TOKEN) or from --token-file; it is never stored or
+printed.
+
+Exit codes: 0 ok, 1 failure, 2 usage/config/token error, 3 tampered,
+4 identity mismatch, 5 corrupted or rolled back, 6 incompatible, 75 busy.";
+
+#[derive(Parser, Debug)]
+#[command(name = "selfsame", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    /// The vault: a .selfsame directory or the directory holding one
+    /// (default: search the current directory and its parents).
+    #[arg(long, global = true, env = "SELFSAME_VAULT", value_name = "PATH")]
+    vault: Option<std::path::PathBuf>,
+
+    /// Read the bot token from this file instead of the env var.
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+
+    /// Print one JSON object (or, for `log`, one per line) for programs.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Init(init::Args),
+    Seal(seal::Args),
+    Wake(wake::Args),
+    Status(status::Args),
+    Log(log::Args),
+    Diff(diff::Args),
+    Show(show::Args),
+    Restore(restore::Args),
+    Accept(accept::Args),
+    Verify(verify::Args),
+    Demo(demo::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let ctx = Context::new(cli.vault, cli.token_file, cli.json);
+    let result = match cli.command {
+        Command::Init(a) => init::run(a, &ctx),
+        Command::Seal(a) => seal::run(a, &ctx),
+        Command::Wake(a) => wake::run(a, &ctx),
+        Command::Status(a) => status::run(a, &ctx),
+        Command::Log(a) => log::run(a, &ctx),
+        Command::Diff(a) => diff::run(a, &ctx),
+        Command::Show(a) => show::run(a, &ctx),
+        Command::Restore(a) => restore::run(a, &ctx),
+        Command::Accept(a) => accept::run(a, &ctx),
+        Command::Verify(a) => verify::run(a, &ctx),
+        Command::Demo(a) => demo::run(a, &ctx),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            ctx.error(&e);
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

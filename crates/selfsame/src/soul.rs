@@ -69,7 +69,10 @@ pub struct Found {
 pub fn walk(root: &Path, excludes: &Excludes, skip: &[PathBuf]) -> Result<Vec<Found>> {
     let meta = fs::metadata(root).at(root)?;
     if !meta.is_dir() {
-        return Err(Error::Usage(format!("soul {} is not a directory", root.display())));
+        return Err(Error::Usage(format!(
+            "soul {} is not a directory",
+            root.display()
+        )));
     }
     let mut out = Vec::new();
     walk_dir(root, "", excludes, skip, &mut out)?;
@@ -77,7 +80,13 @@ pub fn walk(root: &Path, excludes: &Excludes, skip: &[PathBuf]) -> Result<Vec<Fo
     Ok(out)
 }
 
-fn walk_dir(dir: &Path, prefix: &str, excludes: &Excludes, skip: &[PathBuf], out: &mut Vec<Found>) -> Result<()> {
+fn walk_dir(
+    dir: &Path,
+    prefix: &str,
+    excludes: &Excludes,
+    skip: &[PathBuf],
+    out: &mut Vec<Found>,
+) -> Result<()> {
     for item in fs::read_dir(dir).at(dir)? {
         let item = item.at(dir)?;
         let abs = item.path();
@@ -101,13 +110,32 @@ fn walk_dir(dir: &Path, prefix: &str, excludes: &Excludes, skip: &[PathBuf], out
         let meta = fs::symlink_metadata(&abs).at(&abs)?;
         let ft = meta.file_type();
         if ft.is_dir() {
-            out.push(Found { kind: Kind::Dir, rel: rel.clone(), abs: abs.clone(), size: 0 });
+            out.push(Found {
+                kind: Kind::Dir,
+                rel: rel.clone(),
+                abs: abs.clone(),
+                size: 0,
+            });
             walk_dir(&abs, &format!("{rel}/"), excludes, skip, out)?;
         } else if ft.is_file() {
-            let kind = if meta.mode() & 0o111 != 0 { Kind::Exec } else { Kind::File };
-            out.push(Found { kind, rel, abs, size: meta.len() });
+            let kind = if meta.mode() & 0o111 != 0 {
+                Kind::Exec
+            } else {
+                Kind::File
+            };
+            out.push(Found {
+                kind,
+                rel,
+                abs,
+                size: meta.len(),
+            });
         } else if ft.is_symlink() {
-            out.push(Found { kind: Kind::Symlink, rel, abs, size: meta.len() });
+            out.push(Found {
+                kind: Kind::Symlink,
+                rel,
+                abs,
+                size: meta.len(),
+            });
         } else {
             let reason = if ft.is_socket() {
                 "sockets cannot be sealed"
@@ -144,7 +172,11 @@ pub fn fingerprint(
     progress: &dyn Progress,
 ) -> Result<Fingerprint> {
     let found = walk(root, excludes, skip)?;
-    let total: u64 = found.iter().filter(|f| f.kind != Kind::Dir).map(|f| f.size).sum();
+    let total: u64 = found
+        .iter()
+        .filter(|f| f.kind != Kind::Dir)
+        .map(|f| f.size)
+        .sum();
     let files = found.iter().filter(|f| f.kind != Kind::Dir).count() as u64;
     progress.start(Phase::Hash, files, total);
     let new_objects = AtomicU64::new(0);
@@ -153,7 +185,14 @@ pub fn fingerprint(
         .par_iter()
         .map(|f| {
             let (hash, size, new) = match f.kind {
-                Kind::Dir => return Ok(Entry { kind: Kind::Dir, hash: [0; 32], size: 0, path: f.rel.clone() }),
+                Kind::Dir => {
+                    return Ok(Entry {
+                        kind: Kind::Dir,
+                        hash: [0; 32],
+                        size: 0,
+                        path: f.rel.clone(),
+                    })
+                }
                 Kind::Symlink => hash_link(&f.abs, store)?,
                 Kind::File | Kind::Exec => hash_file(&f.abs, store, progress)?,
             };
@@ -164,7 +203,12 @@ pub fn fingerprint(
             if f.kind == Kind::Symlink {
                 progress.advance(size);
             }
-            Ok(Entry { kind: f.kind, hash, size, path: f.rel.clone() })
+            Ok(Entry {
+                kind: f.kind,
+                hash,
+                size,
+                path: f.rel.clone(),
+            })
         })
         .collect();
     progress.finish();
@@ -197,7 +241,11 @@ fn same_version(a: &Metadata, b: &Metadata) -> bool {
 
 /// Hashes (and stores) one file; re-reads it if it changed under the
 /// reader, and fails after [`TRIES`] reads that each saw a change.
-pub fn hash_file(path: &Path, store: Option<&Objects>, progress: &dyn Progress) -> Result<([u8; 32], u64, bool)> {
+pub fn hash_file(
+    path: &Path,
+    store: Option<&Objects>,
+    progress: &dyn Progress,
+) -> Result<([u8; 32], u64, bool)> {
     for _ in 0..TRIES {
         let before = fs::symlink_metadata(path).at(path)?;
         if !before.is_file() {
@@ -234,7 +282,10 @@ pub fn hash_file(path: &Path, store: Option<&Objects>, progress: &dyn Progress) 
         }
         // The bytes moved under us; what was read may be a mix. Read again.
     }
-    Err(Error::FileChanging { path: path.to_owned(), tries: TRIES })
+    Err(Error::FileChanging {
+        path: path.to_owned(),
+        tries: TRIES,
+    })
 }
 
 /// Added, removed, modified and mode-changed paths between two manifests.
@@ -253,7 +304,10 @@ pub struct Changes {
 impl Changes {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty() && self.mode_changed.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.modified.is_empty()
+            && self.mode_changed.is_empty()
     }
 
     /// Total number of changed paths.
@@ -267,7 +321,12 @@ impl Changes {
             return "no changes".into();
         }
         let mut first: Vec<&str> = Vec::new();
-        for list in [&self.modified, &self.added, &self.removed, &self.mode_changed] {
+        for list in [
+            &self.modified,
+            &self.added,
+            &self.removed,
+            &self.mode_changed,
+        ] {
             first.extend(list.iter().map(String::as_str));
         }
         let more = first.len() > 3;
@@ -281,7 +340,11 @@ impl Changes {
         if !self.mode_changed.is_empty() {
             s.push_str(&format!(", {} mode changed", self.mode_changed.len()));
         }
-        s.push_str(&format!(" ({}{})", first.join(", "), if more { ", …" } else { "" }));
+        s.push_str(&format!(
+            " ({}{})",
+            first.join(", "),
+            if more { ", …" } else { "" }
+        ));
         s
     }
 }
@@ -309,8 +372,10 @@ pub fn changes(old: &Manifest, new: &Manifest) -> Changes {
             std::cmp::Ordering::Equal => {
                 let (x, y) = (&a[i], &b[j]);
                 if x.kind == y.kind && x.hash == y.hash && x.size == y.size {
-                } else if matches!((x.kind, y.kind), (Kind::File, Kind::Exec) | (Kind::Exec, Kind::File))
-                    && x.hash == y.hash
+                } else if matches!(
+                    (x.kind, y.kind),
+                    (Kind::File, Kind::Exec) | (Kind::Exec, Kind::File)
+                ) && x.hash == y.hash
                 {
                     c.mode_changed.push(x.path.clone());
                 } else {

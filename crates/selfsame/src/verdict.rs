@@ -185,18 +185,24 @@ impl Default for Policies {
 impl Policies {
     /// Sets a policy from `VERDICT=ACTION`.
     pub fn set(&mut self, spec: &str) -> Result<(), String> {
-        let (verdict, action) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("policy {spec:?}: expected VERDICT=ACTION, e.g. tampered=rollback"))?;
+        let (verdict, action) = spec.split_once('=').ok_or_else(|| {
+            format!("policy {spec:?}: expected VERDICT=ACTION, e.g. tampered=rollback")
+        })?;
         let action = Action::parse(action)
             .ok_or_else(|| format!("policy {spec:?}: action must be accept, rollback or halt"))?;
         match verdict {
             "drifted" => self.drifted = action,
             "tampered" => self.tampered = action,
             "identity-mismatch" | "corrupted" | "rolled-back" | "incompatible" => {
-                return Err(format!("policy {spec:?}: `{verdict}` always halts; no policy overrides it"))
+                return Err(format!(
+                    "policy {spec:?}: `{verdict}` always halts; no policy overrides it"
+                ))
             }
-            _ => return Err(format!("policy {spec:?}: unknown verdict (drifted or tampered)")),
+            _ => {
+                return Err(format!(
+                    "policy {spec:?}: unknown verdict (drifted or tampered)"
+                ))
+            }
         }
         Ok(())
     }

@@ -187,7 +187,12 @@ impl Checkpoint {
     }
 
     fn from_fields(fields: Fields) -> Result<Checkpoint, CheckpointError> {
-        let text = |k: &'static str| fields.get(k).map(str::to_owned).ok_or(CheckpointError::Field(k));
+        let text = |k: &'static str| {
+            fields
+                .get(k)
+                .map(str::to_owned)
+                .ok_or(CheckpointError::Field(k))
+        };
         let num = |k: &'static str| -> Result<u64, CheckpointError> {
             let v = fields.get(k).ok_or(CheckpointError::Field(k))?;
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
@@ -199,7 +204,11 @@ impl Checkpoint {
             let v = text(k)?;
             let ok = (may_be_empty && v.is_empty())
                 || (v.len() == 64 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
-            if ok { Ok(v) } else { Err(CheckpointError::Field(k)) }
+            if ok {
+                Ok(v)
+            } else {
+                Err(CheckpointError::Field(k))
+            }
         };
         let v = text("v")?;
         if v != VERSION {

@@ -113,7 +113,14 @@ impl Manifest {
                     let _ = writeln!(out, "d - - {}", e.path);
                 }
                 k => {
-                    let _ = writeln!(out, "{} {} {} {}", k.code(), hex::encode(e.hash), e.size, e.path);
+                    let _ = writeln!(
+                        out,
+                        "{} {} {} {}",
+                        k.code(),
+                        hex::encode(e.hash),
+                        e.size,
+                        e.path
+                    );
                 }
             }
         }
@@ -132,7 +139,11 @@ impl Manifest {
 
     /// Sum of file and symlink sizes.
     pub fn bytes(&self) -> u64 {
-        self.entries.iter().filter(|e| e.kind.has_content()).map(|e| e.size).sum()
+        self.entries
+            .iter()
+            .filter(|e| e.kind.has_content())
+            .map(|e| e.size)
+            .sum()
     }
 
     /// Parses manifest bytes strictly: header, well-formed lines, safe
@@ -174,7 +185,10 @@ impl Manifest {
                     return Err(err(n, "hash is not 64 lowercase hex digits"));
                 }
                 hex::decode_to_slice(hash, &mut h).map_err(|_| err(n, "hash is not hex"))?;
-                if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) || (size.len() > 1 && size.starts_with('0')) {
+                if size.is_empty()
+                    || !size.bytes().all(|b| b.is_ascii_digit())
+                    || (size.len() > 1 && size.starts_with('0'))
+                {
                     return Err(err(n, "size is not a decimal number"));
                 }
                 let size = size.parse().map_err(|_| err(n, "size out of range"))?;
@@ -232,9 +246,24 @@ mod tests {
     #[test]
     fn round_trip() {
         let m = Manifest::new(vec![
-            Entry { kind: Kind::File, hash: [1; 32], size: 3, path: "b".into() },
-            Entry { kind: Kind::Dir, hash: [0; 32], size: 0, path: "a".into() },
-            Entry { kind: Kind::Symlink, hash: [2; 32], size: 1, path: "a/l".into() },
+            Entry {
+                kind: Kind::File,
+                hash: [1; 32],
+                size: 3,
+                path: "b".into(),
+            },
+            Entry {
+                kind: Kind::Dir,
+                hash: [0; 32],
+                size: 0,
+                path: "a".into(),
+            },
+            Entry {
+                kind: Kind::Symlink,
+                hash: [2; 32],
+                size: 1,
+                path: "a/l".into(),
+            },
         ]);
         assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
     }
@@ -244,7 +273,10 @@ mod tests {
         let h = "0".repeat(64);
         for path in ["../x", "/etc/x", "a/../../x", "a//b", "./a", "a\nb"] {
             let text = format!("{HEADER}\nf {h} 1 {path}\n");
-            assert!(Manifest::parse(text.as_bytes()).is_err(), "{path:?} accepted");
+            assert!(
+                Manifest::parse(text.as_bytes()).is_err(),
+                "{path:?} accepted"
+            );
         }
         // A file under a symlink: its parent is not a listed directory.
         let text = format!("{HEADER}\nl {h} 1 a\nf {h} 1 a/x\n");

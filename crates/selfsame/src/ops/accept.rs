@@ -11,7 +11,12 @@ use crate::vault::Vault;
 
 /// Seals the current soul with `reason=manual` and records an `accept`
 /// event.
-pub fn accept(vault: &Vault, token: &BotToken, shell: Option<String>, progress: &dyn Progress) -> Result<SealReport> {
+pub fn accept(
+    vault: &Vault,
+    token: &BotToken,
+    shell: Option<String>,
+    progress: &dyn Progress,
+) -> Result<SealReport> {
     let _lock = vault.lock()?;
     let mut opts = SealOptions::new(Reason::Manual);
     opts.shell = shell;

@@ -28,27 +28,43 @@ impl Side {
         match text {
             "head" | "HEAD" => Ok(Side::Head),
             "current" | "soul" => Ok(Side::Current),
-            n => n
-                .parse()
-                .map(Side::Seq)
-                .map_err(|_| Error::Usage(format!("{n:?} is not a checkpoint: give a seq, `head` or `current`"))),
+            n => n.parse().map(Side::Seq).map_err(|_| {
+                Error::Usage(format!(
+                    "{n:?} is not a checkpoint: give a seq, `head` or `current`"
+                ))
+            }),
         }
     }
 }
 
 /// Resolves a side to a manifest (MAC-checked for checkpoints).
-pub fn manifest(vault: &Vault, token: &BotToken, side: Side, progress: &dyn Progress) -> Result<Manifest> {
+pub fn manifest(
+    vault: &Vault,
+    token: &BotToken,
+    side: Side,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
     let key = checkpoint_key(token);
     match side {
-        Side::Current => Ok(soul::fingerprint(&vault.soul(), &vault.excludes()?, &vault.skip_paths(), None, progress)?.manifest),
+        Side::Current => Ok(soul::fingerprint(
+            &vault.soul(),
+            &vault.excludes()?,
+            &vault.skip_paths(),
+            None,
+            progress,
+        )?
+        .manifest),
         Side::Head => {
-            let head = current_head(vault, &key, token)?.ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
+            let head = current_head(vault, &key, token)?
+                .ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
             manifest_of(vault, &head)
         }
         Side::Seq(n) => {
             let s = vault.read_checkpoint(n)?;
             if !s.ckpt.verify(&key) {
-                return Err(Error::Identity(format!("checkpoint {n} does not verify under this token")));
+                return Err(Error::Identity(format!(
+                    "checkpoint {n} does not verify under this token"
+                )));
             }
             manifest_of(vault, &s)
         }
@@ -56,7 +72,13 @@ pub fn manifest(vault: &Vault, token: &BotToken, side: Side, progress: &dyn Prog
 }
 
 /// Changes from `a` to `b`.
-pub fn diff(vault: &Vault, token: &BotToken, a: Side, b: Side, progress: &dyn Progress) -> Result<Changes> {
+pub fn diff(
+    vault: &Vault,
+    token: &BotToken,
+    a: Side,
+    b: Side,
+    progress: &dyn Progress,
+) -> Result<Changes> {
     let old = manifest(vault, token, a, progress)?;
     let new = manifest(vault, token, b, progress)?;
     Ok(soul::changes(&old, &new))

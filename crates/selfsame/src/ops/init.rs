@@ -29,7 +29,13 @@ pub struct InitOptions {
 impl InitOptions {
     /// Defaults for a soul at `soul`.
     pub fn new(soul: &str) -> Self {
-        InitOptions { soul: soul.to_owned(), shell: None, format: None, token_env: None, exclude: Vec::new() }
+        InitOptions {
+            soul: soul.to_owned(),
+            shell: None,
+            format: None,
+            token_env: None,
+            exclude: Vec::new(),
+        }
     }
 
     /// Sets the shell version.
@@ -58,7 +64,10 @@ pub fn init_with_progress(
     if !soul.exists() {
         std::fs::create_dir_all(&soul).at(&soul)?;
     } else if !soul.is_dir() {
-        return Err(Error::Usage(format!("soul {} is not a directory", soul.display())));
+        return Err(Error::Usage(format!(
+            "soul {} is not a directory",
+            soul.display()
+        )));
     }
     let mut config = Config::new(&opts.soul, token.bot_id());
     if let Some(env) = &opts.token_env {

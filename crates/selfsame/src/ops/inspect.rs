@@ -58,7 +58,9 @@ pub struct Inspection {
 impl Inspection {
     /// The verdict and detail of the first problem, if any.
     pub fn failure(&self) -> Option<(Verdict, Detail)> {
-        self.problems.first().map(|p| (p.detail.verdict(), p.detail))
+        self.problems
+            .first()
+            .map(|p| (p.detail.verdict(), p.detail))
     }
 
     /// Whether HEAD is missing or behind the newest checkpoint (a crash
@@ -100,8 +102,13 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
             Err(e) => return Err(e),
         }
     }
-    let (good, bad): (Vec<Stored>, Vec<Stored>) = parsed.into_iter().partition(|s| s.ckpt.verify(&key));
-    if let Some(other) = good.iter().chain(bad.iter()).find(|s| s.ckpt.bot_id != token.bot_id()) {
+    let (good, bad): (Vec<Stored>, Vec<Stored>) =
+        parsed.into_iter().partition(|s| s.ckpt.verify(&key));
+    if let Some(other) = good
+        .iter()
+        .chain(bad.iter())
+        .find(|s| s.ckpt.bot_id != token.bot_id())
+    {
         push(
             Detail::DifferentBot,
             format!(
@@ -124,7 +131,10 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
         for s in &bad {
             push(
                 Detail::MacMismatch,
-                format!("checkpoint {}: MAC does not verify (edited?)", vault.checkpoint_path(s.ckpt.seq).display()),
+                format!(
+                    "checkpoint {}: MAC does not verify (edited?)",
+                    vault.checkpoint_path(s.ckpt.seq).display()
+                ),
             );
         }
     }
@@ -165,14 +175,22 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
             break;
         }
     }
-    let by_seq: HashMap<u64, &Stored> = good.iter().chain(bad.iter()).map(|s| (s.ckpt.seq, s)).collect();
+    let by_seq: HashMap<u64, &Stored> = good
+        .iter()
+        .chain(bad.iter())
+        .map(|s| (s.ckpt.seq, s))
+        .collect();
     for s in good.iter() {
         if s.ckpt.seq > 1 {
             if let Some(prev) = by_seq.get(&(s.ckpt.seq - 1)) {
                 if prev.file_hash != s.ckpt.prev {
                     push(
                         Detail::ChainBroken,
-                        format!("checkpoint {} does not chain to checkpoint {}", s.ckpt.seq, s.ckpt.seq - 1),
+                        format!(
+                            "checkpoint {} does not chain to checkpoint {}",
+                            s.ckpt.seq,
+                            s.ckpt.seq - 1
+                        ),
                     );
                 }
             }
@@ -235,7 +253,11 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
                 }
             },
             Err(Error::Corrupt(m)) => {
-                let detail = if m.contains("missing") { Detail::ObjectMissing } else { Detail::ObjectCorrupt };
+                let detail = if m.contains("missing") {
+                    Detail::ObjectMissing
+                } else {
+                    Detail::ObjectCorrupt
+                };
                 push(detail, format!("checkpoint {}: manifest {m}", s.ckpt.seq));
                 continue;
             }
@@ -248,11 +270,17 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
             match objects.size_of(&e.hash) {
                 None => push(
                     Detail::ObjectMissing,
-                    format!("checkpoint {}: object for {} is missing", s.ckpt.seq, e.path),
+                    format!(
+                        "checkpoint {}: object for {} is missing",
+                        s.ckpt.seq, e.path
+                    ),
                 ),
                 Some(size) if size != e.size => push(
                     Detail::ObjectCorrupt,
-                    format!("checkpoint {}: object for {} has the wrong size", s.ckpt.seq, e.path),
+                    format!(
+                        "checkpoint {}: object for {} has the wrong size",
+                        s.ckpt.seq, e.path
+                    ),
                 ),
                 Some(_) => {}
             }

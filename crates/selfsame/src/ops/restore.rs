@@ -50,10 +50,11 @@ impl Target {
         match text {
             "last-good" => Ok(Target::LastGood),
             "head" | "HEAD" => Ok(Target::Head),
-            n => n
-                .parse()
-                .map(Target::Seq)
-                .map_err(|_| Error::Usage(format!("{n:?} is not a checkpoint: give a seq, `head` or `last-good`"))),
+            n => n.parse().map(Target::Seq).map_err(|_| {
+                Error::Usage(format!(
+                    "{n:?} is not a checkpoint: give a seq, `head` or `last-good`"
+                ))
+            }),
         }
     }
 }
@@ -118,7 +119,12 @@ fn read_journal(vault: &Vault) -> Result<Option<Journal>> {
 
 /// Describes an interrupted restore, if one is pending.
 pub fn pending(vault: &Vault) -> Result<Option<String>> {
-    Ok(read_journal(vault)?.map(|j| format!("{} to checkpoint {}, phase {:?}", j.event, j.target, j.phase)))
+    Ok(read_journal(vault)?.map(|j| {
+        format!(
+            "{} to checkpoint {}, phase {:?}",
+            j.event, j.target, j.phase
+        )
+    }))
 }
 
 /// The newest checkpoint marked good by a healthy run, else the head.
@@ -144,7 +150,12 @@ pub fn last_good(vault: &Vault, key: &SecretKey, head: &Stored) -> Result<Stored
 
 /// Restores `target`, taking the vault lock. `event` is `restore` or
 /// `rollback` (the history event written).
-pub fn restore(vault: &Vault, token: &BotToken, target: Target, progress: &dyn Progress) -> Result<RestoreReport> {
+pub fn restore(
+    vault: &Vault,
+    token: &BotToken,
+    target: Target,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
     let _lock = vault.lock()?;
     if let Some(j) = pending(vault)? {
         return Err(Error::RestorePending(j));
@@ -161,14 +172,17 @@ pub fn restore_locked(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let key = checkpoint_key(token);
-    let head = current_head(vault, &key, token)?.ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
+    let head =
+        current_head(vault, &key, token)?.ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
     let stored = match target {
         Target::Head => head.clone(),
         Target::LastGood => last_good(vault, &key, &head)?,
         Target::Seq(n) => {
             let s = vault.read_checkpoint(n)?;
             if !s.ckpt.verify(&key) {
-                return Err(Error::Corrupt(format!("checkpoint {n} does not verify; it cannot be restored")));
+                return Err(Error::Corrupt(format!(
+                    "checkpoint {n} does not verify; it cannot be restored"
+                )));
             }
             s
         }
@@ -201,13 +215,23 @@ pub fn restore_locked(
 }
 
 /// Finishes an interrupted restore, if any, with the vault lock held.
-pub fn resume_locked(vault: &Vault, token: &BotToken, progress: &dyn Progress) -> Result<Option<RestoreReport>> {
-    let Some(mut j) = read_journal(vault)? else { return Ok(None) };
+pub fn resume_locked(
+    vault: &Vault,
+    token: &BotToken,
+    progress: &dyn Progress,
+) -> Result<Option<RestoreReport>> {
+    let Some(mut j) = read_journal(vault)? else {
+        return Ok(None);
+    };
     run(vault, token, &mut j, None, progress, true).map(Some)
 }
 
 /// Finishes an interrupted restore, taking the vault lock.
-pub fn resume(vault: &Vault, token: &BotToken, progress: &dyn Progress) -> Result<Option<RestoreReport>> {
+pub fn resume(
+    vault: &Vault,
+    token: &BotToken,
+    progress: &dyn Progress,
+) -> Result<Option<RestoreReport>> {
     let _lock = vault.lock()?;
     resume_locked(vault, token, progress)
 }
@@ -227,7 +251,10 @@ fn run(
     let old = work.join("old");
     let target = vault.read_checkpoint(j.target)?;
     if !target.ckpt.verify(&key) {
-        return Err(Error::Corrupt(format!("checkpoint {} does not verify; it cannot be restored", j.target)));
+        return Err(Error::Corrupt(format!(
+            "checkpoint {} does not verify; it cannot be restored",
+            j.target
+        )));
     }
     let manifest = match manifest {
         Some(m) => m,
@@ -303,7 +330,10 @@ fn run(
     data.insert("target".into(), j.target.into());
     data.insert("seq".into(), seq.into());
     data.insert("from".into(), j.head_before.into());
-    data.insert("quarantine".into(), format!("quarantine/{}", j.quarantine).into());
+    data.insert(
+        "quarantine".into(),
+        format!("quarantine/{}", j.quarantine).into(),
+    );
     if resumed {
         data.insert("resumed".into(), true.into());
     }
@@ -351,10 +381,19 @@ fn entries(dir: &Path) -> Result<Vec<String>> {
 /// re-hashing every byte. Paths were checked by [`Manifest::parse`]: they
 /// are relative, have no `..`, and every parent is a directory entry that
 /// this function created itself, so no write can leave `dest`.
-pub fn stage(objects: &Objects, manifest: &Manifest, dest: &Path, progress: &dyn Progress) -> Result<()> {
+pub fn stage(
+    objects: &Objects,
+    manifest: &Manifest,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<()> {
     fs::create_dir(dest).at(dest)?;
     progress.start(ProgressPhase::Restore, manifest.files(), manifest.bytes());
-    let dirs: Vec<_> = manifest.entries.iter().filter(|e| e.kind == Kind::Dir).collect();
+    let dirs: Vec<_> = manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::Dir)
+        .collect();
     for d in &dirs {
         let p = dest.join(&d.path);
         fs::create_dir(&p).at(&p)?;
@@ -368,7 +407,10 @@ pub fn stage(objects: &Objects, manifest: &Manifest, dest: &Path, progress: &dyn
             let parent = p.parent().expect("entries are below dest");
             let meta = fs::symlink_metadata(parent).at(parent)?;
             if !meta.is_dir() {
-                return Err(Error::Corrupt(format!("restore: parent of {} is not a directory", e.path)));
+                return Err(Error::Corrupt(format!(
+                    "restore: parent of {} is not a directory",
+                    e.path
+                )));
             }
             match e.kind {
                 Kind::Symlink => {
@@ -379,7 +421,10 @@ pub fn stage(objects: &Objects, manifest: &Manifest, dest: &Path, progress: &dyn
                 Kind::File | Kind::Exec => {
                     let n = objects.copy_to(&e.hash, &p, &|n| progress.advance(n))?;
                     if n != e.size {
-                        return Err(Error::Corrupt(format!("object for {} has the wrong size", e.path)));
+                        return Err(Error::Corrupt(format!(
+                            "object for {} has the wrong size",
+                            e.path
+                        )));
                     }
                     let mode = if e.kind == Kind::Exec { 0o755 } else { 0o644 };
                     fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(&p)?;
@@ -398,7 +443,11 @@ pub fn stage(objects: &Objects, manifest: &Manifest, dest: &Path, progress: &dyn
 
 /// A fresh path under `dir` named `stem` (with a counter if taken).
 fn unique(dir: &Path, stem: &str) -> PathBuf {
-    let base = format!("{}-{}", clock::rfc3339(clock::now()).replace([':', '.'], ""), stem);
+    let base = format!(
+        "{}-{}",
+        clock::rfc3339(clock::now()).replace([':', '.'], ""),
+        stem
+    );
     let mut p = dir.join(&base);
     let mut n = 1;
     while fs::symlink_metadata(&p).is_ok() {

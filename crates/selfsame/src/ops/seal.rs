@@ -37,7 +37,12 @@ pub struct SealOptions {
 impl SealOptions {
     /// Options for `reason` with every default.
     pub fn new(reason: Reason) -> Self {
-        SealOptions { reason, shell: None, format: None, extra: Vec::new() }
+        SealOptions {
+            reason,
+            shell: None,
+            format: None,
+            extra: Vec::new(),
+        }
     }
 }
 
@@ -65,7 +70,12 @@ pub struct SealReport {
 }
 
 /// Seals the soul, taking the vault lock.
-pub fn seal(vault: &Vault, token: &BotToken, opts: &SealOptions, progress: &dyn Progress) -> Result<SealReport> {
+pub fn seal(
+    vault: &Vault,
+    token: &BotToken,
+    opts: &SealOptions,
+    progress: &dyn Progress,
+) -> Result<SealReport> {
     let _lock = vault.lock()?;
     seal_locked(vault, token, opts, progress)
 }
@@ -103,11 +113,17 @@ pub fn manifest_of(vault: &Vault, stored: &Stored) -> Result<Manifest> {
     let mut soul = [0u8; 32];
     hex::decode_to_slice(&stored.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
     let bytes = vault.objects().read(&soul)?;
-    Manifest::parse(&bytes).map_err(|e| Error::Corrupt(format!("manifest of checkpoint {}: {e}", stored.ckpt.seq)))
+    Manifest::parse(&bytes)
+        .map_err(|e| Error::Corrupt(format!("manifest of checkpoint {}: {e}", stored.ckpt.seq)))
 }
 
 /// Seals with the vault lock already held.
-pub fn seal_locked(vault: &Vault, token: &BotToken, opts: &SealOptions, progress: &dyn Progress) -> Result<SealReport> {
+pub fn seal_locked(
+    vault: &Vault,
+    token: &BotToken,
+    opts: &SealOptions,
+    progress: &dyn Progress,
+) -> Result<SealReport> {
     if let Some(j) = super::restore::pending(vault)? {
         return Err(Error::RestorePending(j));
     }
@@ -116,7 +132,12 @@ pub fn seal_locked(vault: &Vault, token: &BotToken, opts: &SealOptions, progress
 
 /// Seals without checking for a pending restore (the restore itself seals
 /// while its journal is still in place).
-pub(crate) fn seal_core(vault: &Vault, token: &BotToken, opts: &SealOptions, progress: &dyn Progress) -> Result<SealReport> {
+pub(crate) fn seal_core(
+    vault: &Vault,
+    token: &BotToken,
+    opts: &SealOptions,
+    progress: &dyn Progress,
+) -> Result<SealReport> {
     let key = checkpoint_key(token);
     let history = vault.history();
     history.repair_torn()?;
@@ -124,7 +145,13 @@ pub(crate) fn seal_core(vault: &Vault, token: &BotToken, opts: &SealOptions, pro
     let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&key, h));
 
     let objects = vault.objects();
-    let fp = soul::fingerprint(&vault.soul(), &vault.excludes()?, &vault.skip_paths(), Some(&objects), progress)?;
+    let fp = soul::fingerprint(
+        &vault.soul(),
+        &vault.excludes()?,
+        &vault.skip_paths(),
+        Some(&objects),
+        progress,
+    )?;
     failpoint::hit("seal-after-objects");
     let manifest_bytes = fp.manifest.to_bytes();
     let soul_hash = crate::crypto::sha256(&manifest_bytes);
@@ -159,7 +186,11 @@ pub(crate) fn seal_core(vault: &Vault, token: &BotToken, opts: &SealOptions, pro
     let shell = opts
         .shell
         .clone()
-        .or_else(|| std::env::var("SELFSAME_SHELL_VERSION").ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::env::var("SELFSAME_SHELL_VERSION")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
         .or_else(|| head.as_ref().map(|h| h.ckpt.shell.clone()))
         .unwrap_or_else(|| UNKNOWN_SHELL.into());
     let format = opts
@@ -221,7 +252,8 @@ pub(crate) fn seal_core(vault: &Vault, token: &BotToken, opts: &SealOptions, pro
 
 /// The change summary as recorded in history: counts and the first paths.
 pub fn changes_json(c: &Changes) -> Value {
-    let first = |v: &Vec<String>| -> Value { v.iter().take(10).cloned().collect::<Vec<_>>().into() };
+    let first =
+        |v: &Vec<String>| -> Value { v.iter().take(10).cloned().collect::<Vec<_>>().into() };
     json!({
         "added": c.added.len(),
         "removed": c.removed.len(),

@@ -36,7 +36,12 @@ pub struct VerifyReport {
 }
 
 /// Runs every check.
-pub fn verify(vault: &Vault, token: &BotToken, read_data: bool, progress: &dyn Progress) -> Result<VerifyReport> {
+pub fn verify(
+    vault: &Vault,
+    token: &BotToken,
+    read_data: bool,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
     let insp = inspect(vault, token, ObjectScope::All)?;
     let mut problems = insp.problems.clone();
     let mut notes = Vec::new();
@@ -44,18 +49,29 @@ pub fn verify(vault: &Vault, token: &BotToken, read_data: bool, progress: &dyn P
         notes.push("history.jsonl ends in a torn line (an interrupted append); the next wake or seal repairs it".into());
     }
     if insp.head_behind() {
-        notes.push("HEAD is behind the newest checkpoint (an interrupted seal); the next wake repairs it".into());
+        notes.push(
+            "HEAD is behind the newest checkpoint (an interrupted seal); the next wake repairs it"
+                .into(),
+        );
     }
     if let Some(j) = super::restore::pending(vault)? {
-        notes.push(format!("an interrupted restore is pending ({j}); the next wake finishes it"));
+        notes.push(format!(
+            "an interrupted restore is pending ({j}); the next wake finishes it"
+        ));
     }
     let (mut objects_read, mut bytes_read) = (0, 0);
-    if read_data && problems.iter().all(|p| p.detail.verdict() != Verdict::IdentityMismatch) {
+    if read_data
+        && problems
+            .iter()
+            .all(|p| p.detail.verdict() != Verdict::IdentityMismatch)
+    {
         let objects = vault.objects();
         let mut seen = HashSet::new();
         let mut todo = Vec::new();
         for s in &insp.checkpoints {
-            let Ok(m) = manifest_of(vault, s) else { continue };
+            let Ok(m) = manifest_of(vault, s) else {
+                continue;
+            };
             for e in m.entries.into_iter().filter(|e| e.kind != Kind::Dir) {
                 if seen.insert(e.hash) {
                     todo.push((s.ckpt.seq, e));
@@ -77,16 +93,27 @@ pub fn verify(vault: &Vault, token: &BotToken, read_data: bool, progress: &dyn P
                     bytes_read += n;
                 }
                 Err(Error::Corrupt(m)) => {
-                    let detail = if m.contains("missing") { Detail::ObjectMissing } else { Detail::ObjectCorrupt };
-                    if detail == Detail::ObjectCorrupt || !problems.iter().any(|p| p.message.contains(&e.path)) {
-                        problems.push(Problem { detail, message: format!("checkpoint {seq}: {} ({m})", e.path) });
+                    let detail = if m.contains("missing") {
+                        Detail::ObjectMissing
+                    } else {
+                        Detail::ObjectCorrupt
+                    };
+                    if detail == Detail::ObjectCorrupt
+                        || !problems.iter().any(|p| p.message.contains(&e.path))
+                    {
+                        problems.push(Problem {
+                            detail,
+                            message: format!("checkpoint {seq}: {} ({m})", e.path),
+                        });
                     }
                 }
                 Err(other) => return Err(other),
             }
         }
     }
-    let exit_code = problems.first().map_or(0, |p| p.detail.verdict().exit_code());
+    let exit_code = problems
+        .first()
+        .map_or(0, |p| p.detail.verdict().exit_code());
     Ok(VerifyReport {
         checkpoints: insp.checkpoints.len(),
         history_lines: insp.history.lines.len(),

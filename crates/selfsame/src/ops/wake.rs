@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Map;
 
 use super::inspect::{inspect, ObjectScope, Problem};
-use super::restore::{resume_locked, restore_locked, Target};
+use super::restore::{restore_locked, resume_locked, Target};
 use super::seal::{changes_json, seal_locked, SealOptions};
 use crate::clock;
 use crate::error::Result;
@@ -81,7 +81,10 @@ pub struct Molt {
 fn ser_verdict<S: serde::Serializer>(v: &Verdict, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(v.as_str())
 }
-fn ser_detail<S: serde::Serializer>(d: &Option<Detail>, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn ser_detail<S: serde::Serializer>(
+    d: &Option<Detail>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_str(d.as_str()),
         None => s.serialize_none(),
@@ -98,8 +101,17 @@ pub fn wake(vault: &Vault, token: &BotToken, opts: &WakeOptions) -> Result<WakeR
 
 /// Wakes: resumes an interrupted restore, repairs a torn history line and a
 /// lagging HEAD, runs the checks, hashes the soul, names the verdict, acts.
-pub fn wake_with_progress(vault: &Vault, token: &BotToken, opts: &WakeOptions, progress: &dyn Progress) -> Result<WakeReport> {
-    let _lock = if opts.dry_run { None } else { Some(vault.lock()?) };
+pub fn wake_with_progress(
+    vault: &Vault,
+    token: &BotToken,
+    opts: &WakeOptions,
+    progress: &dyn Progress,
+) -> Result<WakeReport> {
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(vault.lock()?)
+    };
     let mut actions = Vec::new();
     if !opts.dry_run && token.bot_id() == vault.config.bot_id {
         if let Some(r) = resume_locked(vault, token, progress)? {
@@ -145,7 +157,9 @@ pub fn wake_with_progress(vault: &Vault, token: &BotToken, opts: &WakeOptions, p
         report.detail = Some(detail);
         report.message = insp.problems[0].message.clone();
         if detail == Detail::MacInvalid {
-            report.message.push_str("; if BotFather issued a new token, run `selfsame rekey` with the old one");
+            report.message.push_str(
+                "; if BotFather issued a new token, run `selfsame rekey` with the old one",
+            );
         }
         report.action = Action::Halt;
         report.exit_code = verdict.exit_code();
@@ -155,32 +169,55 @@ pub fn wake_with_progress(vault: &Vault, token: &BotToken, opts: &WakeOptions, p
         return Ok(report);
     }
     let head = insp.head.clone().expect("no problems implies a head");
-    let head_manifest = insp.head_manifest.clone().expect("no problems implies a readable manifest");
+    let head_manifest = insp
+        .head_manifest
+        .clone()
+        .expect("no problems implies a readable manifest");
 
     if insp.head_behind() && !opts.dry_run {
         vault.write_head(head.ckpt.seq)?;
         let mut data = Map::new();
-        data.insert("what".into(), "HEAD pointed at an older checkpoint (interrupted seal); moved it to the newest".into());
+        data.insert(
+            "what".into(),
+            "HEAD pointed at an older checkpoint (interrupted seal); moved it to the newest".into(),
+        );
         data.insert("seq".into(), head.ckpt.seq.into());
         vault.history().append("repair", data)?;
-        report.actions.push(format!("moved HEAD to checkpoint {} (an interrupted seal)", head.ckpt.seq));
+        report.actions.push(format!(
+            "moved HEAD to checkpoint {} (an interrupted seal)",
+            head.ckpt.seq
+        ));
     }
     if let Some(max) = max_age {
-        let age = clock::now().duration_since(head.ckpt.sealed_time()).unwrap_or_default();
+        let age = clock::now()
+            .duration_since(head.ckpt.sealed_time())
+            .unwrap_or_default();
         if age > max {
             report.warnings.push("stale".into());
         }
     }
     if let Some(shell) = opts.shell.as_ref().filter(|s| **s != head.ckpt.shell) {
-        report.molt = Some(Molt { from: head.ckpt.shell.clone(), to: shell.clone() });
+        report.molt = Some(Molt {
+            from: head.ckpt.shell.clone(),
+            to: shell.clone(),
+        });
     }
 
-    let fp = soul::fingerprint(&vault.soul(), &vault.excludes()?, &vault.skip_paths(), None, progress)?;
+    let fp = soul::fingerprint(
+        &vault.soul(),
+        &vault.excludes()?,
+        &vault.skip_paths(),
+        None,
+        progress,
+    )?;
     let soul_hash = fp.manifest.soul_hash();
     report.soul = Some(soul_hash.clone());
     if soul_hash == head.ckpt.soul {
         report.verdict = Verdict::Verified;
-        report.message = format!("soul matches checkpoint {} ({} files)", head.ckpt.seq, head.ckpt.files);
+        report.message = format!(
+            "soul matches checkpoint {} ({} files)",
+            head.ckpt.seq, head.ckpt.files
+        );
     } else {
         report.changes = soul::changes(&head_manifest, &fp.manifest);
         if vault.marker_valid(&insp.key, &head) {
@@ -216,7 +253,9 @@ pub fn wake_with_progress(vault: &Vault, token: &BotToken, opts: &WakeOptions, p
             let mut so = SealOptions::new(Reason::Recover);
             so.shell = opts.shell.clone();
             let s = seal_locked(vault, token, &so, progress)?;
-            report.actions.push(format!("accepted: sealed checkpoint {} (recover)", s.seq));
+            report
+                .actions
+                .push(format!("accepted: sealed checkpoint {} (recover)", s.seq));
             Some(vault.read_checkpoint(s.seq)?)
         }
         Action::Rollback => {

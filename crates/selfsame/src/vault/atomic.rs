@@ -14,7 +14,10 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// processes (pid + counter).
 pub fn temp_path(target: &Path) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".tmp-{}-{}-{}", std::process::id(), n, name))
 }
 
@@ -25,14 +28,20 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 fn write_temp(target: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let tmp = temp_path(target);
-    let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).at(&tmp)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .at(&tmp)?;
     f.write_all(bytes).at(&tmp)?;
     f.sync_all().at(&tmp)?;
     Ok(tmp)
 }
 
 fn parent(path: &Path) -> &Path {
-    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Replaces `target` with `bytes` atomically and durably.
@@ -60,7 +69,9 @@ pub fn write_create_only(target: &Path, bytes: &[u8]) -> Result<()> {
 pub fn write_if_absent(target: &Path, bytes: &[u8]) -> Result<bool> {
     match write_create_only(target, bytes) {
         Ok(()) => Ok(true),
-        Err(crate::Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(crate::Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+            Ok(false)
+        }
         Err(e) => Err(e),
     }
 }

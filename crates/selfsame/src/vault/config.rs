@@ -82,7 +82,10 @@ impl Config {
         if config.platform != "telegram" {
             return Err(Error::Config {
                 path: path.to_owned(),
-                message: format!("platform {:?} is not supported; use \"telegram\"", config.platform),
+                message: format!(
+                    "platform {:?} is not supported; use \"telegram\"",
+                    config.platform
+                ),
             });
         }
         config.policies(path)?;
@@ -102,7 +105,9 @@ impl Config {
                 .map(|t| {
                     Action::parse(t).ok_or_else(|| Error::Config {
                         path: path.to_owned(),
-                        message: format!("policy.{verdict} = {t:?}: expected accept, rollback or halt"),
+                        message: format!(
+                            "policy.{verdict} = {t:?}: expected accept, rollback or halt"
+                        ),
                     })
                 })
                 .transpose()
@@ -138,14 +143,29 @@ impl Config {
         out.push_str("# Env var holding the bot token (never stored here).\n");
         out.push_str(&format!("token_env = {}\n", q(&self.token_env)));
         out.push_str(&format!("bot_id = {}\n", self.bot_id));
-        out.push_str("# Soul paths to leave out: `*` stays within a path segment, `**` crosses them.\n");
+        out.push_str(
+            "# Soul paths to leave out: `*` stays within a path segment, `**` crosses them.\n",
+        );
         let ex: Vec<String> = self.exclude.iter().map(|e| q(e)).collect();
         out.push_str(&format!("exclude = [{}]\n", ex.join(", ")));
-        out.push_str("# Warn `stale` when the newest checkpoint is older than this (\"0\" = never).\n");
-        out.push_str(&format!("max_age = {}\n", q(self.max_age.as_deref().unwrap_or("7d"))));
-        out.push_str("\n# What `selfsame wake` does per verdict: accept, rollback or halt.\n[policy]\n");
-        out.push_str(&format!("drifted = {}\n", q(self.policy.drifted.as_deref().unwrap_or("accept"))));
-        out.push_str(&format!("tampered = {}\n", q(self.policy.tampered.as_deref().unwrap_or("halt"))));
+        out.push_str(
+            "# Warn `stale` when the newest checkpoint is older than this (\"0\" = never).\n",
+        );
+        out.push_str(&format!(
+            "max_age = {}\n",
+            q(self.max_age.as_deref().unwrap_or("7d"))
+        ));
+        out.push_str(
+            "\n# What `selfsame wake` does per verdict: accept, rollback or halt.\n[policy]\n",
+        );
+        out.push_str(&format!(
+            "drifted = {}\n",
+            q(self.policy.drifted.as_deref().unwrap_or("accept"))
+        ));
+        out.push_str(&format!(
+            "tampered = {}\n",
+            q(self.policy.tampered.as_deref().unwrap_or("halt"))
+        ));
         out
     }
 }

@@ -70,24 +70,40 @@ impl History {
             out.torn = Some(torn.to_vec());
         }
         let mut prev_hash = String::new();
-        let lines = if body.is_empty() { &body[..0] } else { &body[..body.len() - 1] };
+        let lines = if body.is_empty() {
+            &body[..0]
+        } else {
+            &body[..body.len() - 1]
+        };
         for (i, raw) in lines.split(|&b| b == b'\n').enumerate() {
             if body.is_empty() {
                 break;
             }
             let n = i as u64 + 1;
             let hash = sha256_hex(raw);
-            match std::str::from_utf8(raw).ok().and_then(|t| HistoryLine::parse(t).ok()) {
+            match std::str::from_utf8(raw)
+                .ok()
+                .and_then(|t| HistoryLine::parse(t).ok())
+            {
                 Some(event) => {
                     if event.n != n {
-                        out.problems.push(format!("history line {n}: numbered {}", event.n));
+                        out.problems
+                            .push(format!("history line {n}: numbered {}", event.n));
                     }
                     if event.prev != prev_hash {
-                        out.problems.push(format!("history line {n}: `prev` does not match line {}", n - 1));
+                        out.problems.push(format!(
+                            "history line {n}: `prev` does not match line {}",
+                            n - 1
+                        ));
                     }
-                    out.lines.push(Line { event, hash: hash.clone() });
+                    out.lines.push(Line {
+                        event,
+                        hash: hash.clone(),
+                    });
                 }
-                None => out.problems.push(format!("history line {n}: not a JSON event")),
+                None => out
+                    .problems
+                    .push(format!("history line {n}: not a JSON event")),
             }
             prev_hash = hash;
         }
@@ -146,7 +162,11 @@ impl History {
         };
         let mut text = line.to_line();
         text.push('\n');
-        let mut f = OpenOptions::new().create(true).append(true).open(&self.path).at(&self.path)?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .at(&self.path)?;
         f.write_all(text.as_bytes()).at(&self.path)?;
         f.sync_all().at(&self.path)?;
         Ok(line)
@@ -166,19 +186,29 @@ impl History {
         }
         let torn = &bytes[keep..];
         atomic::create_dir_all(&self.run_dir)?;
-        let saved = self
-            .run_dir
-            .join(format!("torn-history-{}.bin", clock::rfc3339(clock::now()).replace(':', "")));
+        let saved = self.run_dir.join(format!(
+            "torn-history-{}.bin",
+            clock::rfc3339(clock::now()).replace(':', "")
+        ));
         atomic::write_replace(&saved, torn)?;
         let good = &bytes[..keep];
-        let (prev, n) = match good[..good.len().saturating_sub(1)].iter().rposition(|&b| b == b'\n') {
+        let (prev, n) = match good[..good.len().saturating_sub(1)]
+            .iter()
+            .rposition(|&b| b == b'\n')
+        {
             Some(s) => Self::describe(&good[s + 1..good.len() - 1]),
             None if !good.is_empty() => Self::describe(&good[..good.len() - 1]),
             None => (String::new(), 0),
         };
         let mut data = Map::new();
         data.insert("what".into(), "torn last history line moved aside".into());
-        data.insert("saved".into(), saved.file_name().map(|n| n.to_string_lossy().into_owned()).into());
+        data.insert(
+            "saved".into(),
+            saved
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .into(),
+        );
         data.insert("bytes".into(), torn.len().into());
         let line = HistoryLine {
             n: n + 1,

@@ -70,7 +70,9 @@ impl Vault {
                 return Ok(candidate);
             }
         }
-        Err(Error::NoVault { start: start.to_owned() })
+        Err(Error::NoVault {
+            start: start.to_owned(),
+        })
     }
 
     /// Opens the vault directory `dir` (the `.selfsame` directory).
@@ -178,7 +180,11 @@ impl Vault {
     /// Takes the short vault lock that every mutation holds.
     pub fn lock(&self) -> Result<lock::Lock> {
         fs::create_dir_all(self.run_dir()).at(&self.run_dir())?;
-        lock::acquire(&self.run_dir().join("lock"), lock::default_wait(), "the vault lock")
+        lock::acquire(
+            &self.run_dir().join("lock"),
+            lock::default_wait(),
+            "the vault lock",
+        )
     }
 
     // --- checkpoints -----------------------------------------------------
@@ -222,10 +228,15 @@ impl Vault {
             }
             Err(e) => return Err(e).at(&path),
         };
-        let ckpt = Checkpoint::parse(&bytes)
-            .map_err(|e| Error::Corrupt(format!("checkpoint {} is unreadable: {e}", path.display())))?;
+        let ckpt = Checkpoint::parse(&bytes).map_err(|e| {
+            Error::Corrupt(format!("checkpoint {} is unreadable: {e}", path.display()))
+        })?;
         if ckpt.seq != seq {
-            return Err(Error::Corrupt(format!("checkpoint {} says seq {}", path.display(), ckpt.seq)));
+            return Err(Error::Corrupt(format!(
+                "checkpoint {} says seq {}",
+                path.display(),
+                ckpt.seq
+            )));
         }
         Ok(Stored {
             file_hash: crate::crypto::sha256_hex(&bytes),
@@ -238,10 +249,12 @@ impl Vault {
         let bytes = ckpt.to_bytes();
         let path = self.checkpoint_path(ckpt.seq);
         atomic::write_create_only(&path, &bytes).map_err(|e| match e {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => Error::Corrupt(format!(
-                "checkpoint {} already exists; another writer sealed at the same time",
-                path.display()
-            )),
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                Error::Corrupt(format!(
+                    "checkpoint {} already exists; another writer sealed at the same time",
+                    path.display()
+                ))
+            }
             e => e,
         })?;
         Ok(crate::crypto::sha256_hex(&bytes))
@@ -297,7 +310,9 @@ impl Vault {
         let Ok(f) = Fields::parse(text.trim_end_matches('\n')) else {
             return false;
         };
-        let Some(mac) = f.get("hash") else { return false };
+        let Some(mac) = f.get("hash") else {
+            return false;
+        };
         key.verify(f.data_check_string(&["hash"]).as_bytes(), mac)
             && f.get("kind") == Some("awake")
             && f.get("seq") == Some(head.ckpt.seq.to_string().as_str())

@@ -35,7 +35,10 @@ impl Objects {
 
     /// Whether the object exists, and its size if so.
     pub fn size_of(&self, hash: &[u8; 32]) -> Option<u64> {
-        fs::metadata(self.path(hash)).ok().filter(|m| m.is_file()).map(|m| m.len())
+        fs::metadata(self.path(hash))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
     }
 
     /// Stores `bytes` whose hash the caller computed. Returns whether a new
@@ -51,12 +54,20 @@ impl Objects {
 
     /// Streams `reader` into the store while hashing it. Returns the hash,
     /// the byte count and whether a new object was written.
-    pub fn put_stream(&self, reader: &mut dyn Read, on_bytes: &dyn Fn(u64)) -> Result<([u8; 32], u64, bool)> {
+    pub fn put_stream(
+        &self,
+        reader: &mut dyn Read,
+        on_bytes: &dyn Fn(u64),
+    ) -> Result<([u8; 32], u64, bool)> {
         let tmp_dir = self.root.join("tmp");
         atomic::create_dir_all(&tmp_dir)?;
         let tmp = atomic::temp_path(&tmp_dir.join("stream"));
         let result = (|| {
-            let mut out = OpenOptions::new().write(true).create_new(true).open(&tmp).at(&tmp)?;
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .at(&tmp)?;
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; CHUNK];
             let mut total = 0u64;
@@ -82,7 +93,9 @@ impl Objects {
             atomic::create_dir_all(dir)?;
             match fs::hard_link(&tmp, &path) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok((hash, total, false)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Ok((hash, total, false))
+                }
                 Err(e) => return Err(e).at(&path),
             }
             atomic::sync_dir(dir)?;
@@ -97,7 +110,10 @@ impl Objects {
         let path = self.path(hash);
         let bytes = fs::read(&path).map_err(|e| self.missing(hash, &path, e))?;
         if crate::crypto::sha256(&bytes) != *hash {
-            return Err(Error::Corrupt(format!("object {} does not match its hash", path.display())));
+            return Err(Error::Corrupt(format!(
+                "object {} does not match its hash",
+                path.display()
+            )));
         }
         Ok(bytes)
     }
@@ -113,7 +129,11 @@ impl Objects {
     /// fails without leaving `dest` complete if the bytes do not match.
     pub fn copy_to(&self, hash: &[u8; 32], dest: &Path, on_bytes: &dyn Fn(u64)) -> Result<u64> {
         let mut src = self.open(hash)?;
-        let mut out = OpenOptions::new().write(true).create_new(true).open(dest).at(dest)?;
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .at(dest)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; CHUNK];
         let mut total = 0;

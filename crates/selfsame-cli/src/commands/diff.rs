@@ -1,0 +1,48 @@
+//! `selfsame diff`
+
+use selfsame::ops::diff::{diff, Side};
+use selfsame::Result;
+
+use crate::context::Context;
+
+/// Show added, removed, modified and mode-changed paths.
+///
+///   selfsame diff          head checkpoint vs the soul on disk now
+///   selfsame diff 3        checkpoint 3 vs the soul on disk now
+///   selfsame diff 3 5      checkpoint 3 vs checkpoint 5
+///
+/// A side is a seq, `head` or `current`.
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// From (default: head).
+    a: Option<String>,
+    /// To (default: current).
+    b: Option<String>,
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<i32> {
+    let vault = ctx.open_vault()?;
+    let token = ctx.vault_token(&vault)?;
+    let a = Side::parse(args.a.as_deref().unwrap_or("head"))?;
+    let b = Side::parse(args.b.as_deref().unwrap_or("current"))?;
+    let changes = diff(&vault, &token, a, b, &ctx.progress())?;
+    if ctx.json {
+        ctx.print_json(&changes);
+        return Ok(0);
+    }
+    if changes.is_empty() {
+        println!("no changes");
+    }
+    for (mark, list) in [
+        ("+", &changes.added),
+        ("-", &changes.removed),
+        ("M", &changes.modified),
+        ("x", &changes.mode_changed),
+    ] {
+        for p in list {
+            println!("{mark} {p}");
+        }
+    }
+    Ok(0)
+}

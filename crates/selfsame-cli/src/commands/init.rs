@@ -1,0 +1,68 @@
+//! `selfsame init`
+
+use selfsame::ops::init::{init_with_progress, InitOptions};
+use selfsame::Result;
+
+use crate::context::Context;
+
+/// Create .selfsame/ beside the soul and seal checkpoint 1.
+///
+/// The vault is created in the current directory; the soul path is stored
+/// relative to it. The soul directory is created if missing. The token's bot
+/// id is recorded in config.toml; the token itself never is.
+///
+/// Example:
+///   export TELEGRAM_BOT_TOKEN=123456:ABC...
+///   selfsame init soul --shell-version 1.4.0
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The soul directory, relative to the current directory.
+    #[arg(default_value = "soul")]
+    soul: String,
+    /// The version of the program that uses the soul (recorded in checkpoints).
+    #[arg(long, value_name = "V")]
+    shell_version: Option<String>,
+    /// The soul's format tag (v1, v2, …), for migrations.
+    #[arg(long, value_name = "TAG", default_value = "v1")]
+    format: String,
+    /// Env var that holds the bot token; recorded in config.toml.
+    #[arg(long, value_name = "NAME", default_value = "TELEGRAM_BOT_TOKEN")]
+    token_env: String,
+    /// Glob of soul paths to leave out (repeatable), e.g. 'cache/**'.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<i32> {
+    let token = ctx.token(&args.token_env)?;
+    let opts = InitOptions {
+        soul: args.soul.clone(),
+        shell: super::shell_version(args.shell_version),
+        format: Some(args.format),
+        token_env: Some(args.token_env),
+        exclude: args.exclude,
+    };
+    let progress = ctx.progress();
+    let (vault, report) = init_with_progress(&ctx.cwd()?, &token, &opts, &progress)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "vault": vault.dir(),
+            "soul": vault.soul(),
+            "bot_id": token.bot_id(),
+            "seal": report,
+        }));
+    } else {
+        println!(
+            "created {} for soul {} (bot {})",
+            vault.dir().display(),
+            args.soul,
+            token.bot_id()
+        );
+        super::print_seal(&report);
+        println!(
+            "next: run `selfsame wake` when the agent starts and `selfsame seal` when it stops"
+        );
+    }
+    Ok(0)
+}

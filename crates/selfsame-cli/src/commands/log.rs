@@ -1,0 +1,70 @@
+//! `selfsame log`
+
+use selfsame::{Error, Result};
+
+use crate::context::Context;
+
+/// Show the history: every seal, wake, restore and repair, newest last.
+///
+/// With --json, prints the raw events, one JSON object a line, exactly as
+/// stored (each line's `prev` is the SHA-256 of the line before).
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Show only the last N events.
+    #[arg(short = 'n', long, value_name = "N")]
+    lines: Option<usize>,
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<i32> {
+    let vault = ctx.open_vault()?;
+    let history = vault.history().read_all()?;
+    let skip = args
+        .lines
+        .map_or(0, |n| history.lines.len().saturating_sub(n));
+    for line in history.lines.iter().skip(skip) {
+        let e = &line.event;
+        if ctx.json {
+            println!("{}", e.to_line());
+            continue;
+        }
+        let mut parts = Vec::new();
+        for key in [
+            "verdict",
+            "detail",
+            "seq",
+            "reason",
+            "action",
+            "target",
+            "quarantine",
+            "what",
+        ] {
+            if let Some(v) = e.get(key) {
+                let v = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
+                parts.push(format!("{key}={v}"));
+            }
+        }
+        if let Some(c) = e.get("changes") {
+            let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            if n("added") + n("removed") + n("modified") + n("mode_changed") > 0 {
+                parts.push(format!(
+                    "changes=+{} -{} ~{}",
+                    n("added"),
+                    n("removed"),
+                    n("modified")
+                ));
+            }
+        }
+        println!("{:>5}  {}  {:<8} {}", e.n, e.at, e.event, parts.join(" "));
+    }
+    if !history.problems.is_empty() {
+        for p in &history.problems {
+            eprintln!("selfsame: warning: {p}");
+        }
+        return Err(Error::Corrupt("history.jsonl is damaged".into()));
+    }
+    Ok(0)
+}

@@ -1,0 +1,48 @@
+//! One file per command.
+
+pub mod accept;
+pub mod demo;
+pub mod diff;
+pub mod init;
+pub mod log;
+pub mod restore;
+pub mod seal;
+pub mod show;
+pub mod status;
+// pub mod telegram; (wired when the telegram command lands)
+pub mod verify;
+pub mod wake;
+
+/// Prints a seal's outcome for people.
+pub fn print_seal(r: &selfsame::ops::seal::SealReport) {
+    if r.written {
+        println!(
+            "sealed checkpoint {} ({}): {} files, {} bytes, soul sha256:{}",
+            r.seq,
+            r.reason,
+            r.files,
+            r.bytes,
+            &r.soul[..12]
+        );
+        if !r.changes.is_empty() {
+            println!("  changes: {}", r.changes.summary());
+        }
+        if r.new_objects > 0 {
+            println!(
+                "  stored {} new objects ({} bytes)",
+                r.new_objects, r.new_bytes
+            );
+        }
+    } else {
+        println!("unchanged since checkpoint {}: nothing written", r.seq);
+    }
+}
+
+/// Parses a `--shell-version`, falling back to `SELFSAME_SHELL_VERSION`.
+pub fn shell_version(arg: Option<String>) -> Option<String> {
+    arg.or_else(|| {
+        std::env::var("SELFSAME_SHELL_VERSION")
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+}

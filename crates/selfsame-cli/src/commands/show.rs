@@ -1,0 +1,66 @@
+//! `selfsame show`
+
+use selfsame::crypto::checkpoint_key;
+use selfsame::{Error, Result};
+
+use crate::context::Context;
+
+/// Show a checkpoint's fields, decoded, and whether its MAC verifies.
+///
+///   selfsame show        the newest checkpoint
+///   selfsame show 3      checkpoint 3
+///
+/// Exit 0 when the MAC verifies under the token, 4 when it does not.
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Checkpoint seq (default: the newest).
+    seq: Option<u64>,
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<i32> {
+    let vault = ctx.open_vault()?;
+    let token = ctx.vault_token(&vault)?;
+    let seq = match args.seq {
+        Some(s) => s,
+        None => *vault
+            .checkpoint_seqs()?
+            .last()
+            .ok_or_else(|| Error::NoSuchCheckpoint("(none in the vault)".into()))?,
+    };
+    let stored = vault.read_checkpoint(seq)?;
+    let valid = stored.ckpt.verify(&checkpoint_key(&token));
+    if ctx.json {
+        let fields: serde_json::Map<String, serde_json::Value> = stored
+            .ckpt
+            .fields
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.into()))
+            .collect();
+        ctx.print_json(&serde_json::json!({
+            "seq": seq,
+            "file": vault.checkpoint_path(seq),
+            "file_sha256": stored.file_hash,
+            "fields": fields,
+            "mac_valid": valid,
+        }));
+    } else {
+        println!(
+            "checkpoint {seq} ({})",
+            vault.checkpoint_path(seq).display()
+        );
+        for (k, v) in stored.ckpt.fields.iter() {
+            println!("  {k:<10} {v}");
+        }
+        println!("  file sha256 {}", stored.file_hash);
+        println!(
+            "  MAC: {}",
+            if valid {
+                "valid under this token"
+            } else {
+                "INVALID under this token"
+            }
+        );
+    }
+    Ok(if valid { 0 } else { 4 })
+}

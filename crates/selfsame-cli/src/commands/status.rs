@@ -1,0 +1,51 @@
+//! `selfsame status`
+
+use selfsame::ops::wake::{wake_with_progress, WakeOptions};
+use selfsame::Result;
+
+use crate::context::Context;
+
+/// Show the head checkpoint and what `wake` would say, changing nothing.
+///
+/// No lock, no repair, no history event, no awake marker. Exit 0 when wake
+/// would let the agent start, else the verdict's exit code.
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {}
+
+pub fn run(_args: Args, ctx: &Context) -> Result<i32> {
+    let vault = ctx.open_vault()?;
+    let token = ctx.vault_token(&vault)?;
+    let opts = WakeOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "vault": vault.dir(),
+            "soul_dir": vault.soul(),
+            "head": report.seq,
+            "awake_marker": vault.marker_present(),
+            "wake": report,
+        }));
+    } else {
+        println!("vault: {}", vault.dir().display());
+        println!("soul:  {}", vault.soul().display());
+        match report.seq {
+            Some(seq) => println!("head:  checkpoint {seq}"),
+            None => println!("head:  none"),
+        }
+        println!(
+            "awake marker: {}",
+            if vault.marker_present() {
+                "present (agent running or crashed)"
+            } else {
+                "absent (clean stop)"
+            }
+        );
+        print!("wake would say: ");
+        super::wake::print_report(&report, ctx);
+    }
+    Ok(report.exit_code)
+}

@@ -1,0 +1,96 @@
+//! `selfsame wake`
+
+use selfsame::ops::wake::{wake_with_progress, WakeOptions, WakeReport};
+use selfsame::vault::config::parse_max_age;
+use selfsame::{Error, Result};
+
+use crate::context::Context;
+
+/// Check the soul and vault on start; say whether the agent may start.
+///
+/// Re-hashes the whole soul, verifies every checkpoint's MAC, the chain,
+/// HEAD and history, then names a verdict and acts by policy:
+///
+///   verdict            default action                  exit
+///   verified           start                           0
+///   drifted            accept (seal `recover`), start  0
+///   tampered           halt                            3
+///   identity-mismatch  halt (no policy overrides)      4
+///   corrupted          halt                            5
+///   rolled-back        halt                            5
+///
+/// drifted = the soul changed and the last run did not stop cleanly (normal
+/// after a crash); tampered = it changed while the agent was at rest.
+/// With an accept or rollback policy the exit code is 0: the agent may start.
+///
+/// Examples:
+///   selfsame wake || exit $?                   # in a start script
+///   selfsame wake --policy tampered=rollback   # restore instead of halting
+///   selfsame wake --json | jq .verdict
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// VERDICT=ACTION (drifted|tampered = accept|rollback|halt); repeatable.
+    #[arg(long, value_name = "VERDICT=ACTION")]
+    policy: Vec<String>,
+    /// This shell's version (default: $SELFSAME_SHELL_VERSION).
+    #[arg(long, value_name = "V")]
+    shell_version: Option<String>,
+    /// Warn `stale` when the head is older than this (e.g. 7d; 0 = never).
+    #[arg(long, value_name = "DURATION")]
+    max_age: Option<String>,
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<i32> {
+    let vault = ctx.open_vault()?;
+    let token = ctx.vault_token(&vault)?;
+    let mut policies = vault.config.policies(&vault.config_path())?;
+    for p in &args.policy {
+        policies.set(p).map_err(Error::Usage)?;
+    }
+    let max_age = match &args.max_age {
+        Some(t) => Some(parse_max_age(t).map_err(Error::Usage)?),
+        None => None,
+    };
+    let opts = WakeOptions {
+        policies: Some(policies),
+        shell: super::shell_version(args.shell_version),
+        max_age,
+        dry_run: false,
+    };
+    let report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
+    print_report(&report, ctx);
+    Ok(report.exit_code)
+}
+
+pub fn print_report(r: &WakeReport, ctx: &Context) {
+    if ctx.json {
+        ctx.print_json(r);
+        return;
+    }
+    let detail = r.detail.map(|d| format!(" ({d})")).unwrap_or_default();
+    println!("{}{detail}: {}", r.verdict, r.message);
+    if let Some(m) = &r.molt {
+        println!("  molt: shell {} -> {}", m.from, m.to);
+    }
+    for p in r.problems.iter().skip(1) {
+        println!("  also: {} ({})", p.message, p.detail);
+    }
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+    for a in &r.actions {
+        println!("  {a}");
+    }
+    let next = match (r.may_start, r.verdict) {
+        (true, _) => "the agent may start".to_owned(),
+        (false, selfsame::Verdict::Tampered) => {
+            "halted. Inspect with `selfsame diff`; then `selfsame accept` to adopt the soul, or `selfsame restore head` to put the sealed state back".to_owned()
+        }
+        (false, selfsame::Verdict::IdentityMismatch) => {
+            "halted. Check that the token belongs to this bot".to_owned()
+        }
+        (false, _) => "halted. `selfsame verify` lists every problem; `selfsame restore last-good` puts a good state back".to_owned(),
+    };
+    println!("  {next}");
+}

@@ -1,0 +1,87 @@
+//! What every command needs: the vault, the token, the output mode.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use selfsame::{BotToken, Error, Result, Vault};
+
+use crate::progress::Bar;
+
+pub struct Context {
+    vault: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    pub json: bool,
+}
+
+impl Context {
+    pub fn new(vault: Option<PathBuf>, token_file: Option<PathBuf>, json: bool) -> Self {
+        Context {
+            vault,
+            token_file,
+            json,
+        }
+    }
+
+    pub fn cwd(&self) -> Result<PathBuf> {
+        std::env::current_dir()
+            .map_err(|e| Error::Usage(format!("cannot read the current directory: {e}")))
+    }
+
+    pub fn open_vault(&self) -> Result<Vault> {
+        let dir = Vault::discover(&self.cwd()?, self.vault.as_deref())?;
+        Vault::open(&dir)
+    }
+
+    /// The token from --token-file, else from the env var `env_name`.
+    pub fn token(&self, env_name: &str) -> Result<BotToken> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Token(format!(
+                    "cannot read the token file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            return BotToken::parse(&text).map_err(|_| {
+                Error::Token(format!(
+                    "the token file {} does not hold a bot token of the form <digits>:<secret> (the value is not shown)",
+                    path.display()
+                ))
+            });
+        }
+        let text = std::env::var(env_name).map_err(|_| {
+            Error::Token(format!(
+                "the bot token is not set: export {env_name}=<token from BotFather>, or pass --token-file FILE"
+            ))
+        })?;
+        BotToken::parse(&text).map_err(|_| {
+            Error::Token(format!(
+                "{env_name} does not hold a bot token of the form <digits>:<secret> (the value is not shown)"
+            ))
+        })
+    }
+
+    /// The token for an open vault (its config names the env var).
+    pub fn vault_token(&self, vault: &Vault) -> Result<BotToken> {
+        self.token(&vault.config.token_env)
+    }
+
+    /// A progress bar on stderr when it is a terminal and output is not JSON.
+    pub fn progress(&self) -> Bar {
+        Bar::new(!self.json && std::io::stderr().is_terminal())
+    }
+
+    pub fn print_json(&self, value: &impl serde::Serialize) {
+        println!(
+            "{}",
+            serde_json::to_string(value).expect("reports serialize")
+        );
+    }
+
+    pub fn error(&self, e: &Error) {
+        if self.json {
+            let v = serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()});
+            println!("{v}");
+        }
+        eprintln!("selfsame: error: {e}");
+    }
+}

@@ -1,0 +1,49 @@
+//! The CLI's progress bar: indicatif on stderr, only on a terminal.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use selfsame::progress::{Phase, Progress};
+
+pub struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Bar {
+    pub fn new(enabled: bool) -> Self {
+        let bar = enabled.then(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b
+        });
+        Bar { bar }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, phase: Phase, _files: u64, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.reset();
+            b.set_length(bytes);
+            b.set_message(match phase {
+                Phase::Hash => "hashing",
+                Phase::Restore => "restoring",
+                Phase::Verify => "verifying",
+            });
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -163,7 +163,7 @@ pub fn wake_with_progress(
         }
         report.action = Action::Halt;
         report.exit_code = verdict.exit_code();
-        if !opts.dry_run && verdict != Verdict::IdentityMismatch {
+        if !opts.dry_run {
             record(vault, &report, opts)?;
         }
         return Ok(report);

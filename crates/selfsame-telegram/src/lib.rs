@@ -14,10 +14,10 @@
 //! #     f.push("user", r#"{"id":42,"first_name":"Ada"}"#);
 //! #     init_data::sign(&f, &token)
 //! # };
-//! # std::env::set_var("TELEGRAM_BOT_TOKEN", "123456:test-token");
-//! // On the backend: the token from the environment, initData from the
-//! // Mini App (`Telegram.WebApp.initData`, sent e.g. as `Authorization: tma <initData>`).
-//! let token = BotToken::parse(&std::env::var("TELEGRAM_BOT_TOKEN").unwrap())?;
+//! // On the backend: the bot token (from the environment in real life), and
+//! // initData from the Mini App (`Telegram.WebApp.initData`, sent e.g. as
+//! // `Authorization: tma <initData>`).
+//! let token = BotToken::parse("123456:test-token")?;
 //! let fresh = Freshness::within(Duration::from_secs(3600), SystemTime::now());
 //! let data = init_data::validate(&raw_from_client, &token, fresh)?;
 //! let user = data.user.expect("opened by a user");
@@ -64,3 +64,8 @@ pub use init_data::{Chat, InitData, User};
 pub use login::LoginData;
 pub use signed::{Fields, ParseError, SecretKey};
 pub use token::{BotToken, TokenError};
+
+// Compiles the README's examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

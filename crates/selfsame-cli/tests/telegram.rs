@@ -134,6 +134,17 @@ fn malformed_data_exits_2() {
 }
 
 #[test]
+fn stdin_that_is_not_utf8_exits_2() {
+    selfsame()
+        .env("TELEGRAM_BOT_TOKEN", DOCS_TOKEN)
+        .args(["telegram", "init-data", "-"])
+        .write_stdin(b"auth_date=1&user=\xff".to_vec())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("UTF-8"));
+}
+
+#[test]
 fn missing_or_bad_token_exits_2_without_showing_it() {
     selfsame()
         .args(["telegram", "init-data", DOCS_DATA])

@@ -52,7 +52,8 @@ pub enum Error {
     BadField {
         /// The field's key.
         field: String,
-        /// What was wrong, without the field's value.
+        /// What was wrong (the JSON decoder may quote a piece of the value;
+        /// field values are user data, never the token).
         reason: String,
     },
     /// The data is authentic but older than allowed: `now - auth_date >

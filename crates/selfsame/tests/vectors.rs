@@ -1,0 +1,268 @@
+//! Issue 3, must hold 3: the core format vectors in `tests/vectors/core/`.
+//!
+//! How they were computed: `tests/vectors/core/make_vectors.py` implements
+//! manifest v1 and checkpoint v1 from the words of DESIGN.md alone, with
+//! Python 3's standard library (hashlib, hmac) — no Rust, no selfsame code —
+//! and writes `core.json` (the soul as data, the expected values), the exact
+//! `manifest` bytes and the exact checkpoint files `0000000N.ckpt` for a
+//! fixed test token. This test never runs the script; it reads its output
+//! and checks the library against it:
+//!
+//! * the soul, materialized on disk (files with modes, a symlink, a dangling
+//!   symlink, an empty dir, a subdir, a non-ASCII name, a space), fingerprints
+//!   to exactly the manifest bytes and soul hash;
+//! * `Draft::sign` with the vector's fields gives exactly each checkpoint
+//!   file, its `hash` and data-check-string, and `prev` chains by file hash;
+//! * `Checkpoint::parse` + `verify` accept each file, and any one-byte change
+//!   anywhere in it is refused by parse or by verify — except inside the
+//!   reserved `signature` value, which the MAC does not cover by design.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use selfsame::crypto::checkpoint_key;
+use selfsame::format::checkpoint::{Checkpoint, Draft, Reason};
+use selfsame::format::Manifest;
+use selfsame::progress::Silent;
+use selfsame::soul::{fingerprint, Excludes};
+use selfsame::BotToken;
+use serde_json::Value;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/core")
+}
+
+fn load() -> Value {
+    let text = fs::read_to_string(dir().join("core.json")).expect("core.json");
+    serde_json::from_str(&text).expect("core.json is JSON")
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+fn materialize(soul: &Value, root: &Path) {
+    for e in soul.as_array().expect("soul is a list") {
+        let p = root.join(s(&e["path"]));
+        match s(&e["kind"]) {
+            "dir" => fs::create_dir_all(&p).unwrap(),
+            "symlink" => {
+                fs::create_dir_all(p.parent().unwrap()).unwrap();
+                symlink(s(&e["target"]), &p).unwrap();
+            }
+            "file" => {
+                fs::create_dir_all(p.parent().unwrap()).unwrap();
+                fs::write(&p, hex::decode(s(&e["content_hex"])).unwrap()).unwrap();
+                let mode = s(&e["mode"]).strip_prefix("0o").expect("mode is 0o…");
+                let mode = u32::from_str_radix(mode, 8).unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            }
+            k => panic!("unknown kind {k}"),
+        }
+    }
+}
+
+#[test]
+fn soul_fingerprints_to_the_vector_manifest_and_hash() {
+    let v = load();
+    let expected = fs::read(dir().join(s(&v["manifest_file"]))).unwrap();
+    assert_eq!(expected, s(&v["manifest"]).as_bytes());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("soul");
+    fs::create_dir(&root).unwrap();
+    materialize(&v["soul"], &root);
+    let fp = fingerprint(&root, &Excludes::none(), &[], None, &Silent).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&fp.manifest.to_bytes()),
+        String::from_utf8_lossy(&expected)
+    );
+    assert_eq!(fp.manifest.to_bytes(), expected);
+    assert_eq!(fp.manifest.soul_hash(), s(&v["soul_hash"]));
+    assert_eq!(fp.manifest.files(), v["files"].as_u64().unwrap());
+    assert_eq!(fp.manifest.bytes(), v["bytes"].as_u64().unwrap());
+
+    let parsed = Manifest::parse(&expected).expect("the vector manifest parses");
+    assert_eq!(parsed, fp.manifest);
+    assert_eq!(parsed.to_bytes(), expected);
+}
+
+fn draft_of(fields: &[Value]) -> Draft {
+    let get = |k: &str| -> String {
+        fields
+            .iter()
+            .find(|f| f[0] == k)
+            .map(|f| s(&f[1]).to_owned())
+            .unwrap_or_else(|| panic!("vector has no {k}"))
+    };
+    let num = |k: &str| get(k).parse::<u64>().unwrap();
+    let standard = [
+        "v",
+        "seq",
+        "prev",
+        "soul",
+        "files",
+        "bytes",
+        "sealed_at",
+        "reason",
+        "shell",
+        "format",
+        "log",
+        "platform",
+        "bot_id",
+    ];
+    let names: Vec<&str> = fields.iter().map(|f| s(&f[0])).collect();
+    assert_eq!(&names[..standard.len()], &standard, "vector field order");
+    assert_eq!(get("v"), "1");
+    assert_eq!(get("platform"), "telegram");
+    Draft {
+        seq: num("seq"),
+        prev: get("prev"),
+        soul: get("soul"),
+        files: num("files"),
+        bytes: num("bytes"),
+        sealed_at: get("sealed_at"),
+        reason: Reason::parse(&get("reason")).expect("known reason"),
+        shell: get("shell"),
+        format: get("format"),
+        log: get("log"),
+        bot_id: num("bot_id"),
+        extra: fields[standard.len()..]
+            .iter()
+            .map(|f| (s(&f[0]).to_owned(), s(&f[1]).to_owned()))
+            .collect(),
+    }
+}
+
+#[test]
+fn draft_sign_gives_the_vector_checkpoint_files() {
+    let v = load();
+    let token = BotToken::parse(s(&v["token"])).unwrap();
+    let key = checkpoint_key(&token);
+    let cases = v["checkpoints"].as_array().unwrap();
+    assert!(
+        cases.len() >= 2,
+        "the vectors chain at least two checkpoints"
+    );
+    let mut prev_file_hash = String::new();
+    for case in cases {
+        let file = fs::read(dir().join(s(&case["file"]))).unwrap();
+        let draft = draft_of(case["fields"].as_array().unwrap());
+        assert_eq!(draft.prev, prev_file_hash, "{}: prev chains", case["file"]);
+        let ckpt = draft.sign(&key);
+        assert_eq!(ckpt.hash, s(&case["hash"]), "{}: hash", case["file"]);
+        assert_eq!(
+            ckpt.data_check_string(),
+            s(&case["data_check_string"]),
+            "{}: data-check-string",
+            case["file"]
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ckpt.to_bytes()),
+            String::from_utf8_lossy(&file),
+            "{}: file bytes",
+            case["file"]
+        );
+        assert_eq!(ckpt.file_hash(), s(&case["file_sha256"]));
+        assert_eq!(
+            Checkpoint::file_name(ckpt.seq),
+            s(&case["file"]),
+            "file name is the zero-padded seq"
+        );
+        prev_file_hash = ckpt.file_hash();
+    }
+}
+
+#[test]
+fn vector_checkpoints_parse_and_verify_and_a_wrong_token_does_not() {
+    let v = load();
+    let key = checkpoint_key(&BotToken::parse(s(&v["token"])).unwrap());
+    let other =
+        checkpoint_key(&BotToken::parse("123456789:another-secret-of-the-same-bot").unwrap());
+    for case in v["checkpoints"].as_array().unwrap() {
+        let file = fs::read(dir().join(s(&case["file"]))).unwrap();
+        let c = Checkpoint::parse(&file).expect("vector parses");
+        assert!(c.verify(&key), "{} verifies", case["file"]);
+        assert!(
+            !c.verify(&other),
+            "{} verifies under another token",
+            case["file"]
+        );
+        assert_eq!(c.to_bytes(), file, "parse then print is the identity");
+        let fields: Vec<(String, String)> = c
+            .fields
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let mut expected: Vec<(String, String)> = case["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (s(&f[0]).to_owned(), s(&f[1]).to_owned()))
+            .collect();
+        expected.push(("hash".into(), s(&case["hash"]).into()));
+        assert_eq!(fields, expected, "decoded fields of {}", case["file"]);
+    }
+}
+
+/// A different byte that still looks like what was there, so the change
+/// reaches the decoded value instead of only breaking the syntax.
+fn other_byte(b: u8) -> u8 {
+    match b {
+        b'0'..=b'8' | b'a'..=b'y' | b'A'..=b'Y' => b + 1,
+        b'9' => b'0',
+        b'z' => b'a',
+        b'Z' => b'A',
+        b'+' => b'*',
+        b'-' => b'_',
+        b'_' => b'-',
+        b'.' => b'-',
+        _ => b'x',
+    }
+}
+
+#[test]
+fn any_one_byte_change_to_a_vector_checkpoint_fails_verify() {
+    let v = load();
+    let key = checkpoint_key(&BotToken::parse(s(&v["token"])).unwrap());
+    let mut checked = 0;
+    for case in v["checkpoints"].as_array().unwrap() {
+        let file = fs::read(dir().join(s(&case["file"]))).unwrap();
+        let line = &file[..file.len() - 1];
+        // Byte ranges of the `signature` value, which the MAC leaves out.
+        let text = std::str::from_utf8(line).unwrap();
+        let unsigned = text
+            .find("&signature=")
+            .map(|at| {
+                let start = at + "&signature=".len();
+                let end = text[start..].find('&').map_or(text.len(), |e| start + e);
+                start..end
+            })
+            .unwrap_or(0..0);
+        for i in 0..line.len() {
+            let mut changed = file.clone();
+            changed[i] = other_byte(changed[i]);
+            assert_ne!(changed, file);
+            let Ok(c) = Checkpoint::parse(&changed) else {
+                continue; // refused by the parser: fine
+            };
+            if unsigned.contains(&i) {
+                assert!(c.verify(&key), "signature is not covered by the MAC");
+            } else {
+                assert!(
+                    !c.verify(&key),
+                    "{}: byte {i} changed ({:?}) and it still verifies",
+                    case["file"],
+                    String::from_utf8_lossy(&changed)
+                );
+                checked += 1;
+            }
+        }
+        // A change to the trailing newline is refused too.
+        let mut no_lf = file.clone();
+        *no_lf.last_mut().unwrap() = b' ';
+        assert!(Checkpoint::parse(&no_lf).is_err());
+    }
+    assert!(checked > 500, "only {checked} mutations reached verify");
+}

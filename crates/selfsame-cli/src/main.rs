@@ -64,6 +64,8 @@ enum Command {
     Accept(accept::Args),
     Verify(verify::Args),
     Demo(demo::Args),
+    /// Validate Telegram-signed data (Mini App initData, Login Widget).
+    Telegram(telegram::TelegramArgs),
 }
 
 fn main() {
@@ -81,6 +83,7 @@ fn main() {
         Command::Accept(a) => accept::run(a, &ctx),
         Command::Verify(a) => verify::run(a, &ctx),
         Command::Demo(a) => demo::run(a, &ctx),
+        Command::Telegram(a) => Ok(telegram::run(a)),
     };
     let code = match result {
         Ok(code) => code,

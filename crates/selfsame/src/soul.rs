@@ -16,6 +16,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::{Entry, Kind, Manifest};
 use crate::progress::{Phase, Progress};
 use crate::vault::objects::{self, Objects};
+use crate::vault::statcache::{CachedStat, StatCache};
 
 /// How many times a file that changes under the reader is re-read.
 const TRIES: u32 = 3;
@@ -61,6 +62,8 @@ pub struct Found {
     pub abs: PathBuf,
     /// Size from the walk (files) or the link target's length.
     pub size: u64,
+    /// The entry's own metadata (symlinks not followed).
+    pub meta: Metadata,
 }
 
 /// Walks the soul. `skip` lists absolute paths left out (the vault, when it
@@ -115,6 +118,7 @@ fn walk_dir(
                 rel: rel.clone(),
                 abs: abs.clone(),
                 size: 0,
+                meta: meta.clone(),
             });
             walk_dir(&abs, &format!("{rel}/"), excludes, skip, out)?;
         } else if ft.is_file() {
@@ -128,6 +132,7 @@ fn walk_dir(
                 rel,
                 abs,
                 size: meta.len(),
+                meta: meta.clone(),
             });
         } else if ft.is_symlink() {
             out.push(Found {
@@ -135,6 +140,7 @@ fn walk_dir(
                 rel,
                 abs,
                 size: meta.len(),
+                meta: meta.clone(),
             });
         } else {
             let reason = if ft.is_socket() {
@@ -159,6 +165,8 @@ pub struct Fingerprint {
     pub new_objects: u64,
     /// Bytes of those objects.
     pub new_bytes: u64,
+    /// Files whose hash came from the stat cache.
+    pub cache_hits: u64,
 }
 
 /// Fingerprints the soul, hashing files in parallel and streaming. With
@@ -171,6 +179,20 @@ pub fn fingerprint(
     store: Option<&Objects>,
     progress: &dyn Progress,
 ) -> Result<Fingerprint> {
+    fingerprint_cached(root, excludes, skip, store, None, progress).map(|(fp, _)| fp)
+}
+
+/// [`fingerprint`], trusting `cache` for files whose stat matches (see
+/// [`StatCache`]). Returns the cache entries for the files it saw, to be
+/// saved for the next scan.
+pub fn fingerprint_cached(
+    root: &Path,
+    excludes: &Excludes,
+    skip: &[PathBuf],
+    store: Option<&Objects>,
+    cache: Option<&StatCache>,
+    progress: &dyn Progress,
+) -> Result<(Fingerprint, Vec<(String, CachedStat)>)> {
     let found = walk(root, excludes, skip)?;
     let total: u64 = found
         .iter()
@@ -181,42 +203,87 @@ pub fn fingerprint(
     progress.start(Phase::Hash, files, total);
     let new_objects = AtomicU64::new(0);
     let new_bytes = AtomicU64::new(0);
-    let entries: Result<Vec<Entry>> = found
+    let cache_hits = AtomicU64::new(0);
+    // Big files first, so one large file does not start last and run alone.
+    let mut order: Vec<usize> = (0..found.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(found[i].size));
+    let hashed: Result<Vec<(usize, Entry, Option<CachedStat>)>> = order
         .par_iter()
-        .map(|f| {
-            let (hash, size, new) = match f.kind {
-                Kind::Dir => {
-                    return Ok(Entry {
-                        kind: Kind::Dir,
-                        hash: [0; 32],
-                        size: 0,
-                        path: f.rel.clone(),
-                    })
+        .with_max_len(1)
+        .map(|&i| {
+            let f = &found[i];
+            let dir = |f: &Found| Entry {
+                kind: Kind::Dir,
+                hash: [0; 32],
+                size: 0,
+                path: f.rel.clone(),
+            };
+            if f.kind == Kind::Dir {
+                return Ok((i, dir(f), None));
+            }
+            if f.kind != Kind::Symlink {
+                if let Some(hash) = cache.and_then(|c| c.lookup(&f.rel, &f.meta)) {
+                    if store.is_none_or(|s| s.size_of(&hash) == Some(f.size)) {
+                        progress.advance(f.size);
+                        cache_hits.fetch_add(1, Ordering::Relaxed);
+                        let entry = Entry {
+                            kind: f.kind,
+                            hash,
+                            size: f.size,
+                            path: f.rel.clone(),
+                        };
+                        return Ok((i, entry, Some(CachedStat::new(&f.meta, hash))));
+                    }
                 }
-                Kind::Symlink => hash_link(&f.abs, store)?,
-                Kind::File | Kind::Exec => hash_file(&f.abs, store, progress)?,
+            }
+            let (hash, size, new, stat) = match f.kind {
+                Kind::Symlink => {
+                    let (h, n, new) = hash_link(&f.abs, store)?;
+                    progress.advance(n);
+                    (h, n, new, None)
+                }
+                _ => {
+                    let (h, n, new, meta) = hash_file_meta(&f.abs, store, progress)?;
+                    (h, n, new, Some(CachedStat::new(&meta, h)))
+                }
             };
             if new {
                 new_objects.fetch_add(1, Ordering::Relaxed);
                 new_bytes.fetch_add(size, Ordering::Relaxed);
             }
-            if f.kind == Kind::Symlink {
-                progress.advance(size);
-            }
-            Ok(Entry {
-                kind: f.kind,
-                hash,
-                size,
-                path: f.rel.clone(),
-            })
+            Ok((
+                i,
+                Entry {
+                    kind: f.kind,
+                    hash,
+                    size,
+                    path: f.rel.clone(),
+                },
+                stat,
+            ))
         })
         .collect();
     progress.finish();
-    Ok(Fingerprint {
-        manifest: Manifest::new(entries?),
-        new_objects: new_objects.into_inner(),
-        new_bytes: new_bytes.into_inner(),
-    })
+    let mut hashed = hashed?;
+    hashed.sort_unstable_by_key(|(i, _, _)| *i);
+    let mut stats = Vec::new();
+    let mut entries = Vec::with_capacity(hashed.len());
+    for (_, e, stat) in hashed {
+        if let Some(st) = stat {
+            stats.push((e.path.clone(), st));
+        }
+        entries.push(e);
+    }
+    Ok((
+        Fingerprint {
+            // `found` was sorted by path, so the entries already are.
+            manifest: Manifest { entries },
+            new_objects: new_objects.into_inner(),
+            new_bytes: new_bytes.into_inner(),
+            cache_hits: cache_hits.into_inner(),
+        },
+        stats,
+    ))
 }
 
 fn hash_link(path: &Path, store: Option<&Objects>) -> Result<([u8; 32], u64, bool)> {
@@ -246,6 +313,15 @@ pub fn hash_file(
     store: Option<&Objects>,
     progress: &dyn Progress,
 ) -> Result<([u8; 32], u64, bool)> {
+    hash_file_meta(path, store, progress).map(|(h, n, new, _)| (h, n, new))
+}
+
+/// [`hash_file`], also returning the metadata the bytes were read under.
+fn hash_file_meta(
+    path: &Path,
+    store: Option<&Objects>,
+    progress: &dyn Progress,
+) -> Result<([u8; 32], u64, bool, Metadata)> {
     for _ in 0..TRIES {
         let before = fs::symlink_metadata(path).at(path)?;
         if !before.is_file() {
@@ -278,7 +354,7 @@ pub fn hash_file(
         };
         let after = file.metadata().at(path)?;
         if size == before.len() && same_version(&before, &after) {
-            return Ok((hash, size, new));
+            return Ok((hash, size, new, before));
         }
         // The bytes moved under us; what was read may be a mix. Read again.
     }

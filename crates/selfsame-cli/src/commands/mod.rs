@@ -9,7 +9,7 @@ pub mod restore;
 pub mod seal;
 pub mod show;
 pub mod status;
-// pub mod telegram; (wired when the telegram command lands)
+pub mod telegram;
 pub mod verify;
 pub mod wake;
 

@@ -39,6 +39,11 @@ pub struct Args {
     /// Warn `stale` when the head is older than this (e.g. 7d; 0 = never).
     #[arg(long, value_name = "DURATION")]
     max_age: Option<String>,
+    /// Trust the stat cache (size, mtime, ctime, inode, mode) instead of
+    /// re-hashing unchanged files. Faster, but weaker: a change that forges
+    /// all of those goes unseen. The default re-hashes every byte.
+    #[arg(long)]
+    fast: bool,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
@@ -57,6 +62,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         shell: super::shell_version(args.shell_version),
         max_age,
         dry_run: false,
+        fast: args.fast,
     };
     let report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
     print_report(&report, ctx);

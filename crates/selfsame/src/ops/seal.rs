@@ -14,6 +14,7 @@ use crate::format::checkpoint::{Draft, Reason};
 use crate::format::Manifest;
 use crate::progress::Progress;
 use crate::soul::{self, Changes};
+use crate::vault::statcache::StatCache;
 use crate::vault::{Stored, Vault};
 
 /// Shell version recorded when none is given and there is no head.
@@ -145,13 +146,20 @@ pub(crate) fn seal_core(
     let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&key, h));
 
     let objects = vault.objects();
-    let fp = soul::fingerprint(
+    let cache_path = StatCache::path(vault.dir());
+    let cache = StatCache::load(&cache_path);
+    let scan_began = StatCache::begin_scan(&vault.dir().join("cache"))?;
+    let (fp, stats) = soul::fingerprint_cached(
         &vault.soul(),
         &vault.excludes()?,
         &vault.skip_paths(),
         Some(&objects),
+        Some(&cache),
         progress,
     )?;
+    if fp.cache_hits as usize != stats.len() || stats.len() != cache.len() {
+        StatCache::save(&cache_path, scan_began, &stats)?;
+    }
     failpoint::hit("seal-after-objects");
     let manifest_bytes = fp.manifest.to_bytes();
     let soul_hash = crate::crypto::sha256(&manifest_bytes);

@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::format::checkpoint::Reason;
 use crate::progress::{Progress, Silent};
 use crate::soul::{self, Changes};
+use crate::vault::statcache::StatCache;
 use crate::vault::Vault;
 use crate::verdict::{Action, Detail, Policies, Verdict};
 
@@ -29,6 +30,10 @@ pub struct WakeOptions {
     pub max_age: Option<Option<Duration>>,
     /// Check only: no lock, no repair, no history, no marker, no action.
     pub dry_run: bool,
+    /// Trust the stat cache for files whose size, times, inode and mode are
+    /// unchanged, instead of re-hashing them. Weaker: someone who can forge
+    /// all of those is not detected. Off by default.
+    pub fast: bool,
 }
 
 /// What wake found and did. `--json` prints this.
@@ -203,11 +208,15 @@ pub fn wake_with_progress(
         });
     }
 
-    let fp = soul::fingerprint(
+    let cache = opts
+        .fast
+        .then(|| StatCache::load(&StatCache::path(vault.dir())));
+    let (fp, _) = soul::fingerprint_cached(
         &vault.soul(),
         &vault.excludes()?,
         &vault.skip_paths(),
         None,
+        cache.as_ref(),
         progress,
     )?;
     let soul_hash = fp.manifest.soul_hash();

@@ -12,6 +12,7 @@ pub mod config;
 pub mod history;
 pub mod lock;
 pub mod objects;
+pub mod statcache;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -39,8 +39,11 @@ impl Verdict {
     /// The exit code when the verdict halts the agent.
     pub fn exit_code(self) -> i32 {
         match self {
-            Verdict::Verified | Verdict::Drifted => 0,
-            Verdict::Tampered => 3,
+            Verdict::Verified => 0,
+            // Accepted drift exits 0; halted by policy it exits like
+            // tampered (the soul changed and was not adopted), so a start
+            // script's `selfsame wake || exit $?` keeps the agent stopped.
+            Verdict::Drifted | Verdict::Tampered => 3,
             Verdict::IdentityMismatch => 4,
             Verdict::Corrupted | Verdict::RolledBack => 5,
             Verdict::Incompatible => 6,

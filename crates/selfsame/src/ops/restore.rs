@@ -268,7 +268,16 @@ fn run(
             fs::remove_dir_all(&new).at(&new)?;
         }
         atomic::create_dir_all(&work)?;
-        stage(&vault.objects(), &manifest, &new, progress)?;
+        if let Err(e) = stage(&vault.objects(), &manifest, &new, progress) {
+            // Refused (a corrupt object, say) before the soul was touched:
+            // drop our partial staging dir and the journal, so the refusal
+            // leaves the soul as it was and blocks no later wake or seal.
+            let _ = fs::remove_dir_all(&new);
+            let _ = fs::remove_dir(&work);
+            fs::remove_file(journal_path(vault)).at(&journal_path(vault))?;
+            atomic::sync_dir(&vault.run_dir())?;
+            return Err(e);
+        }
         failpoint::hit("restore-after-stage");
         j.phase = Phase::SwapOut;
         write_journal(vault, j)?;
@@ -378,15 +387,22 @@ fn entries(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Writes a manifest's tree under `dest` (created new), from objects,
-/// re-hashing every byte. Paths were checked by [`Manifest::parse`]: they
-/// are relative, have no `..`, and every parent is a directory entry that
-/// this function created itself, so no write can leave `dest`.
+/// re-hashing every byte. Paths are checked as [`Manifest::parse`] does:
+/// they are relative, have no `..`, and every parent is a directory entry
+/// that this function created itself, so no write can leave `dest`.
 pub fn stage(
     objects: &Objects,
     manifest: &Manifest,
     dest: &Path,
     progress: &dyn Progress,
 ) -> Result<()> {
+    // A manifest built in memory never went through `parse`: check it the
+    // same way (relative paths, no `..`, sorted, parents listed as dirs).
+    if Manifest::parse(&manifest.to_bytes()).ok().as_ref() != Some(manifest) {
+        return Err(Error::Corrupt(
+            "restore: the manifest has unsafe or malformed paths".into(),
+        ));
+    }
     fs::create_dir(dest).at(dest)?;
     progress.start(ProgressPhase::Restore, manifest.files(), manifest.bytes());
     let dirs: Vec<_> = manifest

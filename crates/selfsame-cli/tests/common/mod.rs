@@ -1,0 +1,408 @@
+//! Shared by the integration tests: a temp directory with a soul that has
+//! every kind of entry, the real `selfsame` binary run with a fixed token,
+//! whole-tree snapshots, and the token-leak scan (issue 3, must hold 5)
+//! that runs at the end of every test.
+
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The bot token every test vault belongs to. Its secret part (after `:`)
+/// is made only of characters that URL and JSON encoding keep as they are,
+/// so the leak scan also finds it inside a checkpoint or a JSON string.
+pub const TOKEN: &str = "4815162342:AAF-leakcanary_Zq9xW7vT3sR1pN5mK8jH2gD4";
+/// Another bot's token.
+pub const OTHER_BOT: &str = "1000001:AAE-otherbot_canary_Lk4Jh6Gf8Ds0Aq2Ws";
+/// The same bot after BotFather issued a new token (same id, new secret).
+pub const ROTATED: &str = "4815162342:AAG-rotated_canary_Pm3Nb5Vc7Xz9Lk1Jh";
+
+/// Every secret a test may hand to the binary; none may ever show up.
+pub const SECRETS: &[&str] = &[TOKEN, OTHER_BOT, ROTATED];
+
+/// A file's name that is not ASCII.
+pub const NON_ASCII: &str = "naïve-日記.txt";
+
+/// What one run of the binary produced.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// stdout as one JSON object.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}):\nstdout: {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Panics with both streams unless the exit code is `code`.
+    pub fn expect_code(self, code: i32) -> Out {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A temp directory holding `soul/` and, once initialised, `.selfsame/`.
+/// Every output of the binary is kept; when the test ends without a panic,
+/// [`Env::assert_no_secret_anywhere`] scans it all (must hold 5).
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    outputs: RefCell<Vec<Out>>,
+}
+
+impl Env {
+    /// A temp dir with a rich soul, not initialised.
+    pub fn bare() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("selfsame-test-")
+            .tempdir()
+            .expect("temp dir");
+        let env = Env {
+            dir,
+            outputs: RefCell::new(Vec::new()),
+        };
+        build_soul(&env.soul());
+        env
+    }
+
+    /// A rich soul with a vault: `selfsame init soul` (checkpoint 1).
+    pub fn new() -> Env {
+        let env = Env::bare();
+        env.run(&["init", "soul", "--shell-version", "1.0.0"])
+            .expect_code(0);
+        env
+    }
+
+    /// Initialised, woken (the agent runs) and sealed at rest: checkpoint 2,
+    /// no awake marker. The starting point of every tampering test.
+    pub fn at_rest() -> Env {
+        let env = Env::new();
+        env.wake(&[]).expect_code(0);
+        env.run(&["seal"]).expect_code(0);
+        assert!(!env.marker().exists(), "a rest seal leaves no awake marker");
+        env
+    }
+
+    pub fn base(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn soul(&self) -> PathBuf {
+        self.base().join("soul")
+    }
+
+    pub fn vault(&self) -> PathBuf {
+        self.base().join(".selfsame")
+    }
+
+    pub fn marker(&self) -> PathBuf {
+        self.vault().join("run/awake")
+    }
+
+    pub fn checkpoint(&self, seq: u64) -> PathBuf {
+        self.vault().join(format!("checkpoints/{seq:08}.ckpt"))
+    }
+
+    pub fn head(&self) -> u64 {
+        fs::read_to_string(self.vault().join("HEAD"))
+            .expect("HEAD")
+            .trim()
+            .parse()
+            .expect("HEAD holds a seq")
+    }
+
+    /// A command for the binary in the temp dir, with `TOKEN` and none of
+    /// the test hooks set.
+    pub fn command(&self, token: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_selfsame"));
+        c.current_dir(self.base())
+            .args(args)
+            .env("TELEGRAM_BOT_TOKEN", token)
+            .env("SELFSAME_LOCK_WAIT", "30s")
+            .env_remove("SELFSAME_VAULT")
+            .env_remove("SELFSAME_NOW")
+            .env_remove("SELFSAME_FAILPOINT")
+            .env_remove("SELFSAME_SHELL_VERSION")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the binary with `TOKEN`.
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.run_as(TOKEN, args, &[])
+    }
+
+    /// Runs the binary with `TOKEN` and extra env vars.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        self.run_as(TOKEN, args, env)
+    }
+
+    /// Runs the binary with `token` and extra env vars.
+    pub fn run_as(&self, token: &str, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut c = self.command(token, args);
+        c.envs(env.iter().copied());
+        let out = c.output().expect("run selfsame");
+        self.keep(out)
+    }
+
+    /// Starts the binary without waiting (see [`Env::finish`]).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(TOKEN, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn selfsame")
+    }
+
+    /// Waits for a spawned run and keeps its output for the scan.
+    pub fn finish(&self, child: Child) -> Out {
+        self.keep(child.wait_with_output().expect("wait for selfsame"))
+    }
+
+    fn keep(&self, out: Output) -> Out {
+        let out = Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        self.outputs.borrow_mut().push(out.clone());
+        out
+    }
+
+    /// `selfsame --json wake ARGS`.
+    pub fn wake(&self, args: &[&str]) -> Out {
+        let mut all = vec!["--json", "wake"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// `selfsame --json verify --read-data`, which must be clean.
+    pub fn verify_clean(&self) {
+        let out = self.run(&["--json", "verify", "--read-data"]);
+        let v = out.json();
+        assert_eq!(
+            v["problems"],
+            serde_json::json!([]),
+            "verify found problems: {}",
+            out.stdout
+        );
+        out.expect_code(0);
+    }
+
+    /// Parsed history lines.
+    pub fn history(&self) -> Vec<Value> {
+        fs::read_to_string(self.vault().join("history.jsonl"))
+            .expect("history")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("history line is JSON"))
+            .collect()
+    }
+
+    /// The `key=value` fields of a checkpoint file (values left encoded).
+    pub fn checkpoint_field(&self, seq: u64, key: &str) -> String {
+        let text = fs::read_to_string(self.checkpoint(seq)).expect("checkpoint");
+        text.trim_end()
+            .split('&')
+            .find_map(|p| p.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("checkpoint {seq} has no {key}"))
+            .to_owned()
+    }
+
+    /// The entries of `quarantine/`.
+    pub fn quarantined(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(self.vault().join("quarantine"))
+            .expect("quarantine dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The leak scan, must hold 5: no secret (whole token or its secret
+    /// part) in any file under the temp dir — vault, history, objects,
+    /// quarantine, run/, soul — nor in any stdout or stderr of this test.
+    pub fn assert_no_secret_anywhere(&self) {
+        let mut needles: Vec<&str> = Vec::new();
+        for s in SECRETS {
+            needles.push(s);
+            needles.push(s.split_once(':').expect("token has a colon").1);
+        }
+        let mut files = Vec::new();
+        all_files(self.base(), &mut files);
+        assert!(
+            files.iter().any(|f| f.ends_with("history.jsonl")) || !self.vault().exists(),
+            "the scan must see the history"
+        );
+        for f in &files {
+            let bytes = fs::read(f).unwrap_or_default();
+            for n in &needles {
+                assert!(
+                    !contains(&bytes, n.as_bytes()),
+                    "a token secret is in {}",
+                    f.display()
+                );
+            }
+        }
+        for (i, o) in self.outputs.borrow().iter().enumerate() {
+            for n in &needles {
+                assert!(
+                    !o.stdout.contains(n),
+                    "a token secret is in stdout of run {i}"
+                );
+                assert!(
+                    !o.stderr.contains(n),
+                    "a token secret is in stderr of run {i}"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_no_secret_anywhere();
+        }
+    }
+}
+
+fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).expect("read dir") {
+        let p = e.expect("entry").path();
+        let meta = fs::symlink_metadata(&p).expect("metadata");
+        if meta.is_dir() {
+            all_files(&p, out);
+        } else if meta.is_file() {
+            out.push(p);
+        } else if meta.file_type().is_symlink() {
+            // A link's target text is data too.
+            let t = fs::read_link(&p).expect("link");
+            assert!(
+                !SECRETS.iter().any(|s| t.to_string_lossy().contains(s)),
+                "a token is in the link {}",
+                p.display()
+            );
+        }
+    }
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Builds the test soul: a file, a subdirectory with a nested one, an
+/// empty directory, an executable, a symlink and a non-ASCII name, with
+/// modes set exactly (0644 files, 0755 executables) so trees compare.
+pub fn build_soul(soul: &Path) {
+    fs::create_dir_all(soul.join("notes/deep")).unwrap();
+    fs::create_dir_all(soul.join("empty")).unwrap();
+    write(
+        soul,
+        "memory.jsonl",
+        b"{\"said\":\"hello\"}\n{\"said\":\"again\"}\n",
+        0o644,
+    );
+    write(soul, "notes/a.md", b"# who I am\n\nI remember.\n", 0o644);
+    write(
+        soul,
+        "notes/deep/b.bin",
+        &[0u8, 1, 2, 3, 255, 254, 10, 13],
+        0o644,
+    );
+    write(soul, "run.sh", b"#!/bin/sh\necho awake\n", 0o755);
+    write(soul, NON_ASCII, "ünïcödé ✓\n".as_bytes(), 0o644);
+    symlink("notes/a.md", soul.join("link")).unwrap();
+}
+
+/// Writes a file with an exact mode.
+pub fn write(dir: &Path, rel: &str, bytes: &[u8], mode: u32) {
+    let p = dir.join(rel);
+    fs::write(&p, bytes).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// One entry of a tree snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir,
+    File { mode: u32, bytes: Vec<u8> },
+    Link(PathBuf),
+}
+
+/// Every entry under `root` (not following symlinks), by relative path,
+/// with file bytes and permission bits: two snapshots are equal only if
+/// the trees are equal byte for byte, mode for mode, link for link.
+pub fn tree(root: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    walk(root, "", &mut out);
+    out
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Node>) {
+    for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let e = e.unwrap();
+        let rel = format!("{prefix}{}", e.file_name().to_str().expect("UTF-8 name"));
+        let meta = fs::symlink_metadata(e.path()).unwrap();
+        if meta.is_dir() {
+            out.insert(rel.clone(), Node::Dir);
+            walk(&e.path(), &format!("{rel}/"), out);
+        } else if meta.file_type().is_symlink() {
+            out.insert(rel, Node::Link(fs::read_link(e.path()).unwrap()));
+        } else {
+            out.insert(
+                rel,
+                Node::File {
+                    mode: meta.permissions().mode() & 0o7777,
+                    bytes: fs::read(e.path()).unwrap(),
+                },
+            );
+        }
+    }
+}
+
+/// Flips one bit of the byte at `at` in a file.
+pub fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at] ^= 0x01;
+    // Objects are stored read-only in some stores; make it writable.
+    let mut perm = fs::metadata(path).unwrap().permissions();
+    perm.set_mode(perm.mode() | 0o200);
+    fs::set_permissions(path, perm).unwrap();
+    fs::write(path, bytes).unwrap();
+}
+
+/// The path of the object `hex` in the vault.
+pub fn object_path(vault: &Path, hex: &str) -> PathBuf {
+    vault.join("objects").join(&hex[..2]).join(&hex[2..])
+}
+
+/// SHA-256 hex of bytes, via the library (a test helper, not under test).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    selfsame::crypto::sha256_hex(bytes)
+}
+
+/// The string list at `v[key]`.
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().expect("string").to_owned())
+        .collect()
+}

@@ -1,0 +1,511 @@
+//! Issue 3, must hold 4, 6 and 8: restore never writes outside the soul and
+//! finishes after a crash; concurrent seals never corrupt the vault; a crash
+//! at each step of a seal loses nothing. Every test ends with the
+//! token-leak scan (must hold 5).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use selfsame::crypto::{checkpoint_key, sha256};
+use selfsame::format::checkpoint::{Draft, Reason};
+use selfsame::format::{Entry, Kind, Manifest};
+use selfsame::{BotToken, Vault};
+use serde_json::Value;
+
+// --- must hold 4: restore safety ------------------------------------------
+
+/// Signs, with the real token, a checkpoint on top of the head whose
+/// manifest is `entries` as given (no path checks): what someone who holds
+/// the token, or a buggy shell, could put in the vault. Returns its seq.
+fn plant_checkpoint(env: &Env, entries: Vec<Entry>) -> u64 {
+    let vault = Vault::open(&env.vault()).unwrap();
+    let token = BotToken::parse(TOKEN).unwrap();
+    let objects = vault.objects();
+    let manifest = Manifest { entries };
+    let bytes = manifest.to_bytes();
+    let soul = sha256(&bytes);
+    objects.put(&soul, &bytes).unwrap();
+    let head = vault
+        .read_checkpoint(vault.read_head().unwrap().unwrap())
+        .unwrap();
+    let draft = Draft {
+        seq: head.ckpt.seq + 1,
+        prev: head.file_hash.clone(),
+        soul: soul.iter().map(|b| format!("{b:02x}")).collect(),
+        files: manifest.files(),
+        bytes: manifest.bytes(),
+        sealed_at: "2030-01-01T00:00:00.000Z".into(),
+        reason: Reason::Manual,
+        shell: "hostile".into(),
+        format: "v1".into(),
+        log: vault.history().tail().unwrap().0,
+        bot_id: token.bot_id(),
+        extra: Vec::new(),
+    };
+    let ckpt = draft.sign(&checkpoint_key(&token));
+    vault.write_checkpoint(&ckpt).unwrap();
+    vault.write_head(ckpt.seq).unwrap();
+    ckpt.seq
+}
+
+/// A file entry whose content is `content`, stored as an object.
+fn file_entry(env: &Env, path: &str, content: &[u8]) -> Entry {
+    let hash = sha256(content);
+    Vault::open(&env.vault())
+        .unwrap()
+        .objects()
+        .put(&hash, content)
+        .unwrap();
+    Entry {
+        kind: Kind::File,
+        hash,
+        size: content.len() as u64,
+        path: path.into(),
+    }
+}
+
+fn link_entry(env: &Env, path: &str, target: &str) -> Entry {
+    Entry {
+        kind: Kind::Symlink,
+        ..file_entry(env, path, target.as_bytes())
+    }
+}
+
+fn dir_entry(path: &str) -> Entry {
+    Entry {
+        kind: Kind::Dir,
+        hash: [0; 32],
+        size: 0,
+        path: path.into(),
+    }
+}
+
+/// Everything in the temp dir outside the soul and the vault.
+fn outside(env: &Env) -> BTreeMap<String, Node> {
+    tree(env.base())
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("soul/") && p != "soul" && !p.starts_with(".selfsame"))
+        .collect()
+}
+
+/// Plants a hostile checkpoint, runs `selfsame restore N`, and checks that
+/// it failed and wrote nothing anywhere: not outside, not in the soul.
+fn hostile_restore_refused(env: &Env, entries: Vec<Entry>, also_absent: &[PathBuf]) {
+    fs::create_dir(env.base().join("sentinel")).unwrap();
+    fs::write(env.base().join("sentinel/keep"), "untouched\n").unwrap();
+    let seq = plant_checkpoint(env, entries);
+    let soul_before = tree(&env.soul());
+    let outside_before = outside(env);
+    let out = env.run(&["restore", &seq.to_string()]);
+    assert_ne!(
+        out.code, 0,
+        "a hostile manifest was restored: {}",
+        out.stdout
+    );
+    assert_ne!(out.code, 97);
+    // Refused by the manifest's path checks, not by something unrelated.
+    assert!(out.stderr.contains("manifest"), "{}", out.stderr);
+    for p in also_absent {
+        let existed = fs::symlink_metadata(p).is_ok();
+        let _ = fs::remove_file(p);
+        assert!(!existed, "restore wrote {}", p.display());
+    }
+    assert_eq!(
+        outside(env),
+        outside_before,
+        "restore wrote outside the soul"
+    );
+    assert_eq!(
+        tree(&env.soul()),
+        soul_before,
+        "a refused restore changed the soul"
+    );
+    assert!(env.quarantined().is_empty());
+    assert!(!env.vault().join("run/restore.journal").exists());
+}
+
+#[test]
+fn restore_of_a_manifest_with_dotdot_paths_writes_nothing_outside_the_soul() {
+    let env = Env::at_rest();
+    let entries = vec![
+        file_entry(&env, "../escaped", b"pwned\n"),
+        file_entry(&env, "../../escaped2", b"pwned\n"),
+        file_entry(&env, "../../../escaped3", b"pwned\n"),
+        file_entry(&env, "../sentinel/keep", b"overwritten\n"),
+        file_entry(&env, "notes/../../escaped4", b"pwned\n"),
+    ];
+    let base = env.base().to_owned();
+    hostile_restore_refused(
+        &env,
+        entries,
+        &[
+            base.join("escaped"),
+            base.parent().unwrap().join("escaped3"),
+            base.join("escaped4"),
+        ],
+    );
+}
+
+#[test]
+fn restore_of_a_manifest_with_absolute_paths_writes_nothing_outside_the_soul() {
+    let env = Env::at_rest();
+    let abs = env.base().join("sentinel/abs");
+    // `/etc/x` itself, with a name no system has, and an absolute path into
+    // the sentinel directory next to the soul.
+    let etc = PathBuf::from(format!("/etc/selfsame-test-{}", std::process::id()));
+    let entries = vec![
+        file_entry(&env, etc.to_str().unwrap(), b"pwned\n"),
+        file_entry(&env, abs.to_str().unwrap(), b"pwned\n"),
+    ];
+    hostile_restore_refused(&env, entries, &[etc, abs]);
+}
+
+#[test]
+fn restore_of_a_manifest_with_a_file_under_a_symlinked_parent_writes_nothing_outside_the_soul() {
+    let env = Env::at_rest();
+    let sentinel = env.base().join("sentinel");
+    let entries = vec![
+        link_entry(&env, "door", sentinel.to_str().unwrap()),
+        file_entry(&env, "door/planted", b"pwned\n"),
+        link_entry(&env, "up", ".."),
+        file_entry(&env, "up/planted", b"pwned\n"),
+    ];
+    let also = [sentinel.join("planted"), env.base().join("planted")];
+    hostile_restore_refused(&env, entries, &also);
+}
+
+#[test]
+fn restore_of_a_manifest_listing_a_dir_and_a_symlink_at_one_path_is_refused() {
+    let env = Env::at_rest();
+    let sentinel = env.base().join("sentinel");
+    let entries = vec![
+        dir_entry("door"),
+        link_entry(&env, "door", sentinel.to_str().unwrap()),
+        file_entry(&env, "door/planted", b"pwned\n"),
+    ];
+    hostile_restore_refused(&env, entries, &[sentinel.join("planted")]);
+}
+
+#[test]
+fn restore_through_a_planted_staging_symlink_writes_nothing_outside_the_soul() {
+    // Someone who can write the soul points the restore work dir elsewhere.
+    let env = Env::at_rest();
+    let sentinel = env.base().join("sentinel");
+    fs::create_dir(&sentinel).unwrap();
+    std::os::unix::fs::symlink(&sentinel, env.soul().join(".selfsame-restore")).unwrap();
+    let sealed = tree(&env.soul());
+    let out = env.run(&["restore", "2"]).expect_code(0);
+    assert!(
+        out.stdout.contains("restored checkpoint 2"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        tree(&sentinel),
+        BTreeMap::new(),
+        "restore wrote into the link target"
+    );
+    let mut expected = sealed.clone();
+    expected.remove(".selfsame-restore");
+    assert_eq!(tree(&env.soul()), expected);
+    env.verify_clean();
+}
+
+#[test]
+fn library_stage_refuses_a_hostile_manifest_that_never_went_through_parse() {
+    // `stage` is public: a library caller may hand it a manifest built in
+    // memory. It must not trust those paths either.
+    let env = Env::at_rest();
+    let sentinel = env.base().join("sentinel");
+    fs::create_dir(&sentinel).unwrap();
+    let objects = Vault::open(&env.vault()).unwrap().objects();
+    let cases: Vec<Vec<Entry>> = vec![
+        vec![file_entry(
+            &env,
+            sentinel.join("abs").to_str().unwrap(),
+            b"x",
+        )],
+        vec![file_entry(&env, "../sentinel/up", b"x")],
+        vec![
+            link_entry(&env, "door", sentinel.to_str().unwrap()),
+            file_entry(&env, "door/planted", b"x"),
+        ],
+        vec![
+            dir_entry("a"),
+            link_entry(&env, "a/door", sentinel.to_str().unwrap()),
+            dir_entry("a/door/sub"),
+            file_entry(&env, "a/door/sub/planted", b"x"),
+        ],
+    ];
+    for (i, entries) in cases.into_iter().enumerate() {
+        let dest = env.base().join(format!("stage-{i}"));
+        let manifest = Manifest { entries };
+        let r =
+            selfsame::ops::restore::stage(&objects, &manifest, &dest, &selfsame::progress::Silent);
+        assert!(r.is_err(), "case {i}: staged {manifest:?}");
+        assert_eq!(tree(&sentinel), BTreeMap::new(), "case {i} wrote outside");
+        let _ = fs::remove_dir_all(&dest);
+    }
+}
+
+/// Checkpoint 1 is the rich soul; checkpoint 2 a changed one; then the soul
+/// changes again, unsealed. Returns (tree of checkpoint 1, current tree).
+fn two_states(env: &Env) -> (BTreeMap<String, Node>, BTreeMap<String, Node>) {
+    let first = tree(&env.soul());
+    env.wake(&[]).expect_code(0);
+    let s = env.soul();
+    fs::write(s.join("memory.jsonl"), "{\"said\":\"later\"}\n").unwrap();
+    fs::remove_dir_all(s.join("notes/deep")).unwrap();
+    write(&s, "new.txt", b"new\n", 0o600);
+    env.run(&["seal"]).expect_code(0);
+    write(&s, "unsealed.txt", b"written after the seal\n", 0o644);
+    fs::remove_file(s.join(NON_ASCII)).unwrap();
+    let current = tree(&env.soul());
+    (first, current)
+}
+
+fn crashed_restore_finishes(failpoint: &str, finish: &[&str]) -> Env {
+    let env = Env::new();
+    let (target, current) = two_states(&env);
+    let out = env.run_env(&["restore", "1"], &[("SELFSAME_FAILPOINT", failpoint)]);
+    assert_eq!(
+        out.code, 97,
+        "failpoint {failpoint} did not fire: {}",
+        out.stderr
+    );
+    assert_ne!(
+        tree(&env.soul()),
+        target,
+        "the crash came before the restore ended"
+    );
+    // The vault is not damaged by the crash; verify notes the pending work.
+    let out = env.run(&["--json", "verify"]).expect_code(0);
+    assert!(out.stdout.contains("interrupted restore"), "{}", out.stdout);
+    // Nothing else may write while a restore is half done.
+    assert_ne!(
+        env.run(&["seal"]).code,
+        0,
+        "seal ran over a half-done restore"
+    );
+
+    let out = env.run(finish);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let mut expected = target.clone();
+    expected.retain(|p, _| !p.starts_with(".selfsame-restore"));
+    assert_eq!(tree(&env.soul()), expected, "soul is not checkpoint 1");
+    let q = env.quarantined();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(
+        tree(&q[0]),
+        current,
+        "quarantine is not the exact previous soul"
+    );
+    assert!(!env.vault().join("run/restore.journal").exists());
+    assert_eq!(env.head(), 3, "a restore checkpoint was sealed");
+    assert_eq!(env.checkpoint_field(3, "reason"), "restore");
+    assert_eq!(
+        env.checkpoint_field(3, "soul"),
+        env.checkpoint_field(1, "soul")
+    );
+    env.verify_clean();
+    env
+}
+
+#[test]
+fn restore_crash_mid_swap_then_wake_ends_with_the_target_soul_and_the_old_in_quarantine() {
+    let env = crashed_restore_finishes("restore-mid-swap", &["--json", "wake"]);
+    let h = env.history();
+    let restore = h
+        .iter()
+        .find(|e| e["event"] == "restore")
+        .expect("restore event");
+    assert_eq!(restore["resumed"], true);
+    // The wake that finished it is verified: the soul is the new head.
+    let wake = h.iter().rev().find(|e| e["event"] == "wake").unwrap();
+    assert_eq!(wake["verdict"], "verified");
+    let v: Value = env.wake(&[]).expect_code(0).json();
+    assert_eq!(v["verdict"], "verified");
+}
+
+#[test]
+fn restore_crash_after_stage_then_wake_finishes_it() {
+    crashed_restore_finishes("restore-after-stage", &["wake"]);
+}
+
+#[test]
+fn restore_crash_mid_swap_then_restore_resume_finishes_it() {
+    crashed_restore_finishes("restore-mid-swap", &["restore", "--resume"]);
+}
+
+// --- must hold 6: concurrent seals ----------------------------------------
+
+#[test]
+fn concurrent_seals_never_corrupt_the_vault() {
+    let env = Env::at_rest();
+    let mut expected_head = env.head();
+    for round in 0..4 {
+        write(
+            &env.soul(),
+            "memory.jsonl",
+            format!("round {round}\n").as_bytes(),
+            0o644,
+        );
+        let reasons = if round % 2 == 0 {
+            ["rest", "rest"]
+        } else {
+            ["manual", "rest"]
+        };
+        let a = env.spawn(&["--json", "seal", "--reason", reasons[0]]);
+        let b = env.spawn(&["--json", "seal", "--reason", reasons[1]]);
+        let (a, b) = (env.finish(a), env.finish(b));
+        for o in [&a, &b] {
+            assert_eq!(o.code, 0, "round {round}: {}\n{}", o.stdout, o.stderr);
+        }
+        let (sa, sb) = (
+            a.json()["seq"].as_u64().unwrap(),
+            b.json()["seq"].as_u64().unwrap(),
+        );
+        assert_ne!(sa, sb, "two seals claimed one seq");
+        expected_head += 2;
+        assert_eq!(sa.max(sb), expected_head);
+        assert_eq!(env.head(), expected_head);
+        env.verify_clean();
+    }
+    for seq in 1..=expected_head {
+        assert!(env.checkpoint(seq).exists(), "checkpoint {seq}");
+    }
+    let seals = env
+        .history()
+        .iter()
+        .filter(|e| e["event"] == "seal")
+        .count() as u64;
+    assert_eq!(seals, expected_head);
+    assert_eq!(env.wake(&[]).expect_code(0).json()["verdict"], "verified");
+}
+
+#[test]
+fn a_writer_that_cannot_get_the_lock_exits_75_naming_the_holder() {
+    let env = Env::at_rest();
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(env.vault().join("run/lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    fs::write(env.vault().join("run/lock"), "424242").unwrap();
+    let before = fs::read_dir(env.vault().join("checkpoints"))
+        .unwrap()
+        .count();
+    let out = env.run_env(&["seal"], &[("SELFSAME_LOCK_WAIT", "300ms")]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.stderr.contains("424242"), "{}", out.stderr);
+    assert_eq!(
+        fs::read_dir(env.vault().join("checkpoints"))
+            .unwrap()
+            .count(),
+        before
+    );
+    drop(lock);
+    env.run(&["seal"]).expect_code(0);
+}
+
+// --- must hold 8: crash safety of seal ------------------------------------
+
+/// The bytes of every checkpoint file, by name.
+fn checkpoint_bytes(vault: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(vault.join("checkpoints"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The agent is awake on checkpoint 2 and changes its soul; the rest seal
+/// at stop crashes at `failpoint`. Then wake and verify.
+fn seal_crash(failpoint: &str) -> (Env, Value) {
+    let env = Env::at_rest();
+    env.wake(&[]).expect_code(0);
+    let sealed = checkpoint_bytes(&env.vault());
+    write(
+        &env.soul(),
+        "memory.jsonl",
+        b"{\"said\":\"before stop\"}\n",
+        0o644,
+    );
+    write(&env.soul(), "notes/c.md", b"a new note\n", 0o644);
+    let state = tree(&env.soul());
+    let out = env.run_env(&["seal"], &[("SELFSAME_FAILPOINT", failpoint)]);
+    assert_eq!(
+        out.code, 97,
+        "failpoint {failpoint} did not fire: {}",
+        out.stderr
+    );
+    // A crash is not damage: verify is clean before wake repairs anything.
+    env.run(&["verify", "--read-data"]).expect_code(0);
+
+    let out = env.wake(&[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let v = out.json();
+    env.verify_clean();
+    // Nothing sealed before is lost, byte for byte, and the soul is as the
+    // agent left it.
+    let after = checkpoint_bytes(&env.vault());
+    for (name, bytes) in &sealed {
+        assert_eq!(after.get(name), Some(bytes), "{name} changed or vanished");
+    }
+    assert_eq!(tree(&env.soul()), state);
+    // Whatever happened, the head now holds the agent's last state.
+    let head = env.head();
+    let soul = env.checkpoint_field(head, "soul");
+    assert_eq!(v["soul"], soul);
+    assert_eq!(env.wake(&[]).expect_code(0).json()["verdict"], "verified");
+    (env, v)
+}
+
+#[test]
+fn seal_crash_after_objects_then_wake_is_drifted_and_accepted() {
+    // The rest seal never wrote a checkpoint, so the marker stayed: drift.
+    let (env, v) = seal_crash("seal-after-objects");
+    assert_eq!(v["verdict"], "drifted");
+    assert_eq!(v["action"], "accept");
+    assert_eq!(v["seq"], 2);
+    assert_eq!(v["head"], 3);
+    assert_eq!(env.checkpoint_field(3, "reason"), "recover");
+}
+
+#[test]
+fn seal_crash_after_manifest_then_wake_is_drifted_and_accepted() {
+    let (env, v) = seal_crash("seal-after-manifest");
+    assert_eq!(v["verdict"], "drifted");
+    assert_eq!(v["head"], 3);
+    assert_eq!(env.checkpoint_field(3, "reason"), "recover");
+}
+
+#[test]
+fn seal_crash_after_checkpoint_then_wake_is_verified_and_moves_head() {
+    let (env, v) = seal_crash("seal-after-checkpoint");
+    assert_eq!(v["verdict"], "verified");
+    assert_eq!(v["seq"], 3);
+    assert_eq!(env.checkpoint_field(3, "reason"), "rest");
+    let actions = strings(&v["actions"]);
+    assert!(actions.iter().any(|a| a.contains("HEAD")), "{actions:?}");
+    assert!(env.history().iter().any(|e| e["event"] == "repair"));
+}
+
+#[test]
+fn seal_crash_after_head_then_wake_is_verified() {
+    let (env, v) = seal_crash("seal-after-head");
+    assert_eq!(v["verdict"], "verified");
+    assert_eq!(v["seq"], 3);
+    assert_eq!(v["head"], 3);
+    assert_eq!(env.checkpoint_field(3, "reason"), "rest");
+}

@@ -64,6 +64,8 @@ enum Command {
     Accept(accept::Args),
     Verify(verify::Args),
     Demo(demo::Args),
+    Migrate(migrate::Args),
+    Rekey(rekey::Args),
     /// Validate Telegram-signed data (Mini App initData, Login Widget).
     Telegram(telegram::TelegramArgs),
 }
@@ -83,6 +85,8 @@ fn main() {
         Command::Accept(a) => accept::run(a, &ctx),
         Command::Verify(a) => verify::run(a, &ctx),
         Command::Demo(a) => demo::run(a, &ctx),
+        Command::Migrate(a) => migrate::run(a, &ctx),
+        Command::Rekey(a) => rekey::run(a, &ctx),
         Command::Telegram(a) => Ok(telegram::run(a)),
     };
     let code = match result {

@@ -166,14 +166,39 @@ impl Action {
     }
 }
 
+/// What wake does when the soul's format has a migration path to a newer
+/// format the shell reads (the `needs-migration` warning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MigrationPolicy {
+    /// Warn only; a soul the shell cannot read is `incompatible`.
+    #[default]
+    Warn,
+    /// Run the pending migrations before the agent starts.
+    Migrate,
+}
+
+impl MigrationPolicy {
+    /// Parses `migrate` or `warn`.
+    pub fn parse(text: &str) -> Option<MigrationPolicy> {
+        match text {
+            "migrate" => Some(MigrationPolicy::Migrate),
+            "warn" => Some(MigrationPolicy::Warn),
+            _ => None,
+        }
+    }
+}
+
 /// Per-verdict policies. Only `drifted` and `tampered` can be changed:
-/// identity, corruption and rollback always halt.
+/// identity, corruption and rollback always halt. `needs-migration` is a
+/// warning, not a verdict, with its own policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policies {
     /// Action on `drifted`.
     pub drifted: Action,
     /// Action on `tampered`.
     pub tampered: Action,
+    /// What to do on the `needs-migration` warning.
+    pub needs_migration: MigrationPolicy,
 }
 
 impl Default for Policies {
@@ -181,6 +206,7 @@ impl Default for Policies {
         Policies {
             drifted: Action::Accept,
             tampered: Action::Halt,
+            needs_migration: MigrationPolicy::Warn,
         }
     }
 }
@@ -191,6 +217,11 @@ impl Policies {
         let (verdict, action) = spec.split_once('=').ok_or_else(|| {
             format!("policy {spec:?}: expected VERDICT=ACTION, e.g. tampered=rollback")
         })?;
+        if verdict == "needs-migration" {
+            self.needs_migration = MigrationPolicy::parse(action)
+                .ok_or_else(|| format!("policy {spec:?}: needs-migration takes migrate or warn"))?;
+            return Ok(());
+        }
         let action = Action::parse(action)
             .ok_or_else(|| format!("policy {spec:?}: action must be accept, rollback or halt"))?;
         match verdict {
@@ -203,7 +234,7 @@ impl Policies {
             }
             _ => {
                 return Err(format!(
-                    "policy {spec:?}: unknown verdict (drifted or tampered)"
+                    "policy {spec:?}: unknown verdict (drifted, tampered or needs-migration)"
                 ))
             }
         }

@@ -5,6 +5,8 @@ pub mod demo;
 pub mod diff;
 pub mod init;
 pub mod log;
+pub mod migrate;
+pub mod rekey;
 pub mod restore;
 pub mod seal;
 pub mod show;

@@ -1,5 +1,6 @@
 //! `selfsame wake`
 
+use selfsame::ops::migrate::Reads;
 use selfsame::ops::wake::{wake_with_progress, WakeOptions, WakeReport};
 use selfsame::vault::config::parse_max_age;
 use selfsame::{Error, Result};
@@ -18,6 +19,7 @@ use crate::context::Context;
 ///   identity-mismatch  halt (no policy overrides)      4
 ///   corrupted          halt                            5
 ///   rolled-back        halt                            5
+///   incompatible       halt (soul format unreadable)   6
 ///
 /// drifted = the soul changed and the last run did not stop cleanly (normal
 /// after a crash); tampered = it changed while the agent was at rest.
@@ -27,10 +29,12 @@ use crate::context::Context;
 ///   selfsame wake || exit $?                   # in a start script
 ///   selfsame wake --policy tampered=rollback   # restore instead of halting
 ///   selfsame wake --json | jq .verdict
+///   selfsame wake --reads v2..v3 --policy needs-migration=migrate
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// VERDICT=ACTION (drifted|tampered = accept|rollback|halt); repeatable.
+    /// VERDICT=ACTION (drifted|tampered = accept|rollback|halt;
+    /// needs-migration = migrate|warn); repeatable.
     #[arg(long, value_name = "VERDICT=ACTION")]
     policy: Vec<String>,
     /// This shell's version (default: $SELFSAME_SHELL_VERSION).
@@ -44,6 +48,10 @@ pub struct Args {
     /// all of those goes unseen. The default re-hashes every byte.
     #[arg(long)]
     fast: bool,
+    /// Soul formats this shell reads: v3, v2..v4 or a list (default: config
+    /// `reads`; unset = not checked).
+    #[arg(long, env = "SELFSAME_READS", value_name = "FORMATS")]
+    reads: Option<String>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
@@ -63,6 +71,12 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         max_age,
         dry_run: false,
         fast: args.fast,
+        reads: args
+            .reads
+            .as_deref()
+            .map(Reads::parse)
+            .transpose()
+            .map_err(|e| Error::Usage(format!("--reads: {e}")))?,
     };
     let report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
     print_report(&report, ctx);
@@ -92,6 +106,9 @@ pub fn print_report(r: &WakeReport, ctx: &Context) {
         (true, _) => "the agent may start".to_owned(),
         (false, selfsame::Verdict::Tampered) => {
             "halted. Inspect with `selfsame diff`; then `selfsame accept` to adopt the soul, or `selfsame restore head` to put the sealed state back".to_owned()
+        }
+        (false, selfsame::Verdict::Incompatible) => {
+            "halted: the agent was not started and nothing was written to the soul".to_owned()
         }
         (false, selfsame::Verdict::IdentityMismatch) => {
             "halted. Check that the token belongs to this bot".to_owned()

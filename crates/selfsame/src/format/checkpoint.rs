@@ -12,6 +12,9 @@ use crate::crypto::{self, UNSIGNED_FIELDS};
 /// Checkpoint format version written in `v`.
 pub const VERSION: &str = "1";
 
+/// The field of a `rekey` checkpoint holding the MAC under the retired key.
+pub const PREV_KEY_HASH: &str = "prev_key_hash";
+
 /// Why a checkpoint file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {
@@ -173,6 +176,17 @@ impl Draft {
         fields.push("hash", &mac);
         Checkpoint::from_fields(fields).expect("a draft has every field")
     }
+
+    /// Signs a rekey checkpoint: `hash` under the new key, and
+    /// `prev_key_hash` = the MAC of the same data-check-string under the old
+    /// key. Neither MAC covers the other; both cover every other field.
+    pub fn sign_rekey(&self, new_key: &SecretKey, old_key: &SecretKey) -> Checkpoint {
+        let mut fields = self.fields();
+        let dcs = fields.data_check_string(UNSIGNED_FIELDS);
+        fields.push(PREV_KEY_HASH, &old_key.sign(dcs.as_bytes()));
+        fields.push("hash", &new_key.sign(dcs.as_bytes()));
+        Checkpoint::from_fields(fields).expect("a draft has every field")
+    }
 }
 
 impl Checkpoint {
@@ -259,6 +273,22 @@ impl Checkpoint {
     /// Whether the MAC verifies under `key` (constant-time comparison).
     pub fn verify(&self, key: &SecretKey) -> bool {
         key.verify(self.data_check_string().as_bytes(), &self.hash)
+    }
+
+    /// Whether this is a rekey checkpoint whose `prev_key_hash` verifies
+    /// under `old_key`: the key that `old_key` derives from was retired here.
+    pub fn retires(&self, old_key: &SecretKey) -> bool {
+        self.reason == Reason::Rekey.as_str()
+            && self
+                .fields
+                .get(PREV_KEY_HASH)
+                .is_some_and(|m| old_key.verify(self.data_check_string().as_bytes(), m))
+    }
+
+    /// Whether this is a rekey checkpoint (reason `rekey` with a
+    /// `prev_key_hash`).
+    pub fn is_rekey(&self) -> bool {
+        self.reason == Reason::Rekey.as_str() && self.fields.get(PREV_KEY_HASH).is_some()
     }
 
     /// Hex SHA-256 of the file bytes: what the next checkpoint's `prev` holds.

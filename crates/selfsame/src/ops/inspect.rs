@@ -53,6 +53,14 @@ pub struct Inspection {
     pub head_file: Option<u64>,
     /// The history as read.
     pub history: HistoryRead,
+    /// Checkpoints sealed under an earlier token, vouched for by a rekey
+    /// checkpoint that verifies under this one (through the `prev` chain).
+    pub vouched: Vec<u64>,
+    /// The rekey checkpoint that vouches for them.
+    pub vouched_by: Option<u64>,
+    /// The rekey checkpoint that retired this token, when the token is an
+    /// old one (its MAC is the rekey's `prev_key_hash`).
+    pub retired_at: Option<u64>,
 }
 
 impl Inspection {
@@ -102,8 +110,30 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
             Err(e) => return Err(e),
         }
     }
-    let (good, bad): (Vec<Stored>, Vec<Stored>) =
+    let (mut good, mut bad): (Vec<Stored>, Vec<Stored>) =
         parsed.into_iter().partition(|s| s.ckpt.verify(&key));
+    // Token rotation. The newest rekey checkpoint that verifies under this
+    // token vouches for every checkpoint before it; the `prev` chain checked
+    // below makes that hold byte for byte. A rekey whose `prev_key_hash`
+    // verifies under this token means the token is the retired one.
+    let vouched_by = good
+        .iter()
+        .filter(|s| s.ckpt.is_rekey())
+        .map(|s| s.ckpt.seq)
+        .max();
+    let mut vouched = Vec::new();
+    if let Some(r) = vouched_by {
+        let (before, after): (Vec<Stored>, Vec<Stored>) =
+            bad.into_iter().partition(|s| s.ckpt.seq < r);
+        vouched = before.iter().map(|s| s.ckpt.seq).collect();
+        good.extend(before);
+        good.sort_by_key(|s| s.ckpt.seq);
+        bad = after;
+    }
+    let retired_at = bad
+        .iter()
+        .find(|s| s.ckpt.retires(&key))
+        .map(|s| s.ckpt.seq);
     if let Some(other) = good
         .iter()
         .chain(bad.iter())
@@ -119,7 +149,14 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
             ),
         );
     }
-    if good.is_empty() && !bad.is_empty() {
+    if let Some(r) = retired_at {
+        push(
+            Detail::MacInvalid,
+            format!(
+                "this token was retired by the rekey at checkpoint {r} (token rotation): checkpoints from {r} on verify only under the new token; use the token that replaced it"
+            ),
+        );
+    } else if good.is_empty() && !bad.is_empty() {
         push(
             Detail::MacInvalid,
             format!(
@@ -298,5 +335,32 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
         problems,
         head_file,
         history,
+        vouched,
+        vouched_by,
+        retired_at,
     })
+}
+
+/// Whether `stored` can be trusted under `key`: its MAC verifies, or a
+/// later rekey checkpoint that verifies vouches for it through an unbroken
+/// `prev` chain.
+pub fn trusted(vault: &Vault, key: &SecretKey, stored: &Stored) -> Result<bool> {
+    if stored.ckpt.verify(key) {
+        return Ok(true);
+    }
+    let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
+    let mut below = stored.file_hash.clone();
+    for seq in stored.ckpt.seq + 1..=newest {
+        let Ok(next) = vault.read_checkpoint(seq) else {
+            return Ok(false);
+        };
+        if next.ckpt.prev != below {
+            return Ok(false);
+        }
+        if next.ckpt.is_rekey() && next.ckpt.verify(key) {
+            return Ok(true);
+        }
+        below = next.file_hash;
+    }
+    Ok(false)
 }

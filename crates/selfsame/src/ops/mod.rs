@@ -4,6 +4,8 @@ pub mod accept;
 pub mod diff;
 pub mod init;
 pub mod inspect;
+pub mod migrate;
+pub mod rekey;
 pub mod restore;
 pub mod seal;
 pub mod verify;

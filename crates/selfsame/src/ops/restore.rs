@@ -7,6 +7,10 @@
 //! to `quarantine/` whole; nothing is deleted. Each phase is recorded in
 //! `run/restore.journal` first, so a crash at any point is finished by the
 //! next `wake` or `restore --resume`.
+//!
+//! A migration uses the same swap and journal (event `migrate`): it stages
+//! the head, lets the migration rewrite the staging dir, then hands the
+//! journal to [`run`] at the swap. See [`super::migrate`].
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -16,7 +20,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use selfsame_telegram::{BotToken, SecretKey};
 use serde::{Deserialize, Serialize};
-use serde_json::Map;
+use serde_json::{Map, Value};
 
 use super::seal::{current_head, manifest_of, seal_core, SealOptions};
 use crate::clock;
@@ -61,7 +65,7 @@ impl Target {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-enum Phase {
+pub(crate) enum Phase {
     Stage,
     SwapOut,
     SwapIn,
@@ -70,15 +74,25 @@ enum Phase {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Journal {
-    target: u64,
-    soul: String,
-    event: String,
-    phase: Phase,
-    quarantine: String,
-    head_before: u64,
-    started: String,
+pub(crate) struct Journal {
+    pub(crate) target: u64,
+    pub(crate) soul: String,
+    pub(crate) event: String,
+    pub(crate) phase: Phase,
+    pub(crate) quarantine: String,
+    pub(crate) head_before: u64,
+    pub(crate) started: String,
+    /// A migration's new soul format (event `migrate` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) format: Option<String>,
+    /// Extra fields for the history event (a migration's tags, duration
+    /// and change summary).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub(crate) data: Map<String, Value>,
 }
+
+/// The journal event of a migration.
+pub(crate) const MIGRATE: &str = "migrate";
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
@@ -95,15 +109,26 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// Whether this finished an interrupted restore.
     pub resumed: bool,
+    /// `restore`, `rollback` or `migrate`.
+    pub event: String,
+    /// Whether an interrupted migration was undone (the soul was never
+    /// touched; its staging dir went to quarantine) instead of finished.
+    pub undone: bool,
 }
 
 fn journal_path(vault: &Vault) -> PathBuf {
     vault.run_dir().join(JOURNAL)
 }
 
-fn write_journal(vault: &Vault, j: &Journal) -> Result<()> {
+pub(crate) fn write_journal(vault: &Vault, j: &Journal) -> Result<()> {
     let text = serde_json::to_string_pretty(j).expect("journal serializes");
     atomic::write_replace(&journal_path(vault), text.as_bytes())
+}
+
+pub(crate) fn remove_journal(vault: &Vault) -> Result<()> {
+    let path = journal_path(vault);
+    fs::remove_file(&path).at(&path)?;
+    atomic::sync_dir(&vault.run_dir())
 }
 
 fn read_journal(vault: &Vault) -> Result<Option<Journal>> {
@@ -179,7 +204,7 @@ pub fn restore_locked(
         Target::LastGood => last_good(vault, &key, &head)?,
         Target::Seq(n) => {
             let s = vault.read_checkpoint(n)?;
-            if !s.ckpt.verify(&key) {
+            if !super::inspect::trusted(vault, &key, &s)? {
                 return Err(Error::Corrupt(format!(
                     "checkpoint {n} does not verify; it cannot be restored"
                 )));
@@ -188,13 +213,7 @@ pub fn restore_locked(
         }
     };
     let manifest = manifest_of(vault, &stored)?;
-    let soul = vault.soul();
-    let work = soul.join(WORK);
-    if fs::symlink_metadata(&work).is_ok() {
-        // Left over from something else: keep it, out of the way.
-        let dest = unique(&vault.quarantine_dir(), "leftover-restore-dir");
-        move_tree(&work, &dest)?;
-    }
+    clear_work(vault)?;
     let quarantine = format!(
         "{}-{}-from-{}",
         clock::rfc3339(clock::now()).replace([':', '.'], ""),
@@ -209,6 +228,8 @@ pub fn restore_locked(
         quarantine,
         head_before: head.ckpt.seq,
         started: clock::rfc3339(clock::now()),
+        format: None,
+        data: Map::new(),
     };
     write_journal(vault, &j)?;
     run(vault, token, &mut j, Some(manifest), progress, false)
@@ -236,7 +257,7 @@ pub fn resume(
     resume_locked(vault, token, progress)
 }
 
-fn run(
+pub(crate) fn run(
     vault: &Vault,
     token: &BotToken,
     j: &mut Journal,
@@ -249,8 +270,13 @@ fn run(
     let work = soul.join(WORK);
     let new = work.join("new");
     let old = work.join("old");
+    let migrating = j.event == MIGRATE;
+    if migrating && j.phase == Phase::Stage {
+        // The migration had not finished: the soul was never touched.
+        return super::migrate::abandon(vault, j);
+    }
     let target = vault.read_checkpoint(j.target)?;
-    if !target.ckpt.verify(&key) {
+    if !migrating && !super::inspect::trusted(vault, &key, &target)? {
         return Err(Error::Corrupt(format!(
             "checkpoint {} does not verify; it cannot be restored",
             j.target
@@ -258,6 +284,7 @@ fn run(
     }
     let manifest = match manifest {
         Some(m) => m,
+        None if migrating => super::migrate::manifest_by_hash(vault, &j.soul)?,
         None => manifest_of(vault, &target)?,
     };
     let keep = top_level_keep(vault);
@@ -289,7 +316,11 @@ fn run(
                 continue;
             }
             fs::rename(soul.join(&name), old.join(&name)).at(&soul.join(&name))?;
-            failpoint::hit("restore-mid-swap");
+            failpoint::hit(if migrating {
+                "migrate-mid-swap"
+            } else {
+                "restore-mid-swap"
+            });
         }
         atomic::sync_dir(&old)?;
         atomic::sync_dir(&soul)?;
@@ -299,6 +330,9 @@ fn run(
     if j.phase == Phase::SwapIn {
         for name in entries(&new)? {
             fs::rename(new.join(&name), soul.join(&name)).at(&soul.join(&name))?;
+            if migrating {
+                failpoint::hit("migrate-mid-swap-in");
+            }
         }
         atomic::sync_dir(&soul)?;
         atomic::sync_dir(&new)?;
@@ -326,7 +360,15 @@ fn run(
     let seq = if newest > j.head_before {
         newest
     } else {
-        let report = seal_core(vault, token, &SealOptions::new(Reason::Restore), progress)?;
+        // The soul is the target's, so is its format (a restore across a
+        // migration brings the older format back).
+        let mut so = SealOptions::new(if migrating {
+            Reason::Migrate
+        } else {
+            Reason::Restore
+        });
+        so.format = Some(j.format.clone().unwrap_or(target.ckpt.format.clone()));
+        let report = seal_core(vault, token, &so, progress)?;
         if report.soul != j.soul {
             return Err(Error::Corrupt(format!(
                 "the restored soul does not match checkpoint {} (something wrote to the soul during the restore?)",
@@ -336,9 +378,13 @@ fn run(
         report.seq
     };
     let mut data = Map::new();
-    data.insert("target".into(), j.target.into());
+    if migrating {
+        data.extend(j.data.clone());
+    } else {
+        data.insert("target".into(), j.target.into());
+        data.insert("from".into(), j.head_before.into());
+    }
     data.insert("seq".into(), seq.into());
-    data.insert("from".into(), j.head_before.into());
     data.insert(
         "quarantine".into(),
         format!("quarantine/{}", j.quarantine).into(),
@@ -347,9 +393,7 @@ fn run(
         data.insert("resumed".into(), true.into());
     }
     vault.history().append(&j.event, data)?;
-    let path = journal_path(vault);
-    fs::remove_file(&path).at(&path)?;
-    atomic::sync_dir(&vault.run_dir())?;
+    remove_journal(vault)?;
     Ok(RestoreReport {
         target: j.target,
         seq,
@@ -357,12 +401,25 @@ fn run(
         files: manifest.files(),
         bytes: manifest.bytes(),
         resumed,
+        event: j.event.clone(),
+        undone: false,
     })
+}
+
+/// Moves a work dir left over from something else out of the soul, into
+/// quarantine (nothing is deleted).
+pub(crate) fn clear_work(vault: &Vault) -> Result<()> {
+    let work = vault.soul().join(WORK);
+    if fs::symlink_metadata(&work).is_ok() {
+        let dest = unique(&vault.quarantine_dir(), "leftover-restore-dir");
+        move_tree(&work, &dest)?;
+    }
+    Ok(())
 }
 
 /// Top-level names in the soul that a restore leaves in place: the vault
 /// (when inside the soul) and excluded entries.
-fn top_level_keep(vault: &Vault) -> Vec<String> {
+pub(crate) fn top_level_keep(vault: &Vault) -> Vec<String> {
     let mut keep = Vec::new();
     let soul = vault.soul();
     let soul_real = fs::canonicalize(&soul).unwrap_or(soul.clone());
@@ -377,7 +434,7 @@ fn top_level_keep(vault: &Vault) -> Vec<String> {
     keep
 }
 
-fn entries(dir: &Path) -> Result<Vec<String>> {
+pub(crate) fn entries(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for item in fs::read_dir(dir).at(dir)? {
         names.push(item.at(dir)?.file_name().to_string_lossy().into_owned());
@@ -458,7 +515,7 @@ pub fn stage(
 }
 
 /// A fresh path under `dir` named `stem` (with a counter if taken).
-fn unique(dir: &Path, stem: &str) -> PathBuf {
+pub(crate) fn unique(dir: &Path, stem: &str) -> PathBuf {
     let base = format!(
         "{}-{}",
         clock::rfc3339(clock::now()).replace([':', '.'], ""),

@@ -54,6 +54,13 @@ pub fn verify(
                 .into(),
         );
     }
+    if let (Some(r), Some(first), Some(last)) =
+        (insp.vouched_by, insp.vouched.first(), insp.vouched.last())
+    {
+        notes.push(format!(
+            "checkpoints {first}-{last} were sealed under the previous token; rekey checkpoint {r} vouches for them (their bytes are fixed by its `prev` chain)"
+        ));
+    }
     if let Some(j) = super::restore::pending(vault)? {
         notes.push(format!(
             "an interrupted restore is pending ({j}); the next wake finishes it"

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Map;
 
 use super::inspect::{inspect, ObjectScope, Problem};
+use super::migrate::{assess, migrate_locked, migrations_dir, MigrateOptions, Reads, Registry};
 use super::restore::{restore_locked, resume_locked, Target};
 use super::seal::{changes_json, seal_locked, SealOptions};
 use crate::clock;
@@ -17,7 +18,7 @@ use crate::progress::{Progress, Silent};
 use crate::soul::{self, Changes};
 use crate::vault::statcache::StatCache;
 use crate::vault::Vault;
-use crate::verdict::{Action, Detail, Policies, Verdict};
+use crate::verdict::{Action, Detail, MigrationPolicy, Policies, Verdict};
 
 /// How to wake.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +35,9 @@ pub struct WakeOptions {
     /// unchanged, instead of re-hashing them. Weaker: someone who can forge
     /// all of those is not detected. Off by default.
     pub fast: bool,
+    /// The soul formats this shell reads; `None` takes the config's
+    /// `reads`, and when that is unset too the format is not checked.
+    pub reads: Option<Reads>,
 }
 
 /// What wake found and did. `--json` prints this.
@@ -120,10 +124,17 @@ pub fn wake_with_progress(
     let mut actions = Vec::new();
     if !opts.dry_run && token.bot_id() == vault.config.bot_id {
         if let Some(r) = resume_locked(vault, token, progress)? {
-            actions.push(format!(
-                "finished an interrupted {} to checkpoint {} (previous soul in {})",
-                "restore", r.target, r.quarantine
-            ));
+            actions.push(if r.undone {
+                format!(
+                    "undid an interrupted migration: the soul stays at checkpoint {} (staging dir in {})",
+                    r.seq, r.quarantine
+                )
+            } else {
+                format!(
+                    "finished an interrupted {} (sealed checkpoint {}; previous soul in {})",
+                    r.event, r.seq, r.quarantine
+                )
+            });
         }
         if vault.history().repair_torn()? {
             actions.push("moved a torn history line to run/ and logged a repair".into());
@@ -161,7 +172,7 @@ pub fn wake_with_progress(
         report.verdict = verdict;
         report.detail = Some(detail);
         report.message = insp.problems[0].message.clone();
-        if detail == Detail::MacInvalid {
+        if detail == Detail::MacInvalid && insp.retired_at.is_none() {
             report.message.push_str(
                 "; if BotFather issued a new token, run `selfsame rekey` with the old one",
             );
@@ -208,6 +219,48 @@ pub fn wake_with_progress(
         });
     }
 
+    // Format: refuse a soul this shell cannot read before anything writes.
+    let reads = match &opts.reads {
+        Some(r) => Some(r.clone()),
+        None => vault.config.reads(&vault.config_path())?,
+    };
+    let mut migrate_to = None;
+    if let Some(reads) = &reads {
+        let registry = Registry::for_vault(vault)?;
+        let a = assess(&registry, &head.ckpt.format, reads)?;
+        if let Some(t) = a.target {
+            report.warnings.push("needs-migration".into());
+            if policies.needs_migration == MigrationPolicy::Migrate {
+                migrate_to = Some(t);
+            }
+        }
+        if !a.readable && migrate_to.is_none() {
+            report.verdict = Verdict::Incompatible;
+            report.message = match a.target {
+                Some(t) => format!(
+                    "the soul is format {}; this shell reads {reads}. Migrations {} lead to v{t}: run `selfsame migrate`, or wake with --policy needs-migration=migrate",
+                    head.ckpt.format,
+                    a.pending.join(", ")
+                ),
+                None if a.current > reads.newest() => format!(
+                    "the soul is format {}, newer than this shell reads ({reads}): a downgrade. Run a shell that reads {}",
+                    head.ckpt.format, head.ckpt.format
+                ),
+                None => format!(
+                    "the soul is format {}; this shell reads {reads}, and no migration in {} leads there",
+                    head.ckpt.format,
+                    migrations_dir(vault).display()
+                ),
+            };
+            report.action = Action::Halt;
+            report.exit_code = Verdict::Incompatible.exit_code();
+            if !opts.dry_run {
+                record(vault, &report, opts)?;
+            }
+            return Ok(report);
+        }
+    }
+
     let cache = opts
         .fast
         .then(|| StatCache::load(&StatCache::path(vault.dir())));
@@ -245,6 +298,13 @@ pub fn wake_with_progress(
             );
         }
     }
+    if let (Some(r), Some(first), Some(last)) =
+        (insp.vouched_by, insp.vouched.first(), insp.vouched.last())
+    {
+        report.message.push_str(&format!(
+            "; checkpoints {first}-{last} were sealed under the previous token and are vouched for by rekey checkpoint {r}"
+        ));
+    }
     report.action = policies.action(report.verdict);
     report.exit_code = match report.action {
         Action::Halt => report.verdict.exit_code(),
@@ -276,6 +336,39 @@ pub fn wake_with_progress(
             Some(vault.read_checkpoint(r.seq)?)
         }
         Action::Halt => None,
+    };
+    let new_head = match (new_head, migrate_to) {
+        (Some(h), Some(t)) => {
+            let mo = MigrateOptions {
+                to: Some(t),
+                shell: opts.shell.clone(),
+                ..Default::default()
+            };
+            let registry = Registry::for_vault(vault)?;
+            let m = migrate_locked(vault, token, &registry, &mo, progress)?;
+            for s in &m.applied {
+                report.actions.push(format!(
+                    "migrated {} -> {} ({}): sealed checkpoint {}",
+                    s.from, s.to, s.migration, s.seq
+                ));
+            }
+            if let Some(f) = &m.failed {
+                report.verdict = Verdict::Incompatible;
+                report.message = format!(
+                    "migration {} ({} -> {}) failed: {}; the soul stays at {} (staging dir in {})",
+                    f.migration, f.from, f.to, f.error, m.format, f.staging
+                );
+                report.action = Action::Halt;
+                report.may_start = false;
+                report.exit_code = Verdict::Incompatible.exit_code();
+                None
+            } else {
+                report.format = Some(m.format.clone());
+                let seq = m.applied.last().map_or(h.ckpt.seq, |s| s.seq);
+                Some(vault.read_checkpoint(seq)?)
+            }
+        }
+        (h, _) => h,
     };
     if let Some(h) = new_head {
         report.head = Some(h.ckpt.seq);

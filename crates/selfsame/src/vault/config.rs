@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::verdict::{Action, Policies};
+use crate::ops::migrate::Reads;
+use crate::verdict::{Action, MigrationPolicy, Policies};
 
 /// Default name of the env var holding the bot token.
 pub const DEFAULT_TOKEN_ENV: &str = "TELEGRAM_BOT_TOKEN";
@@ -38,6 +39,14 @@ pub struct Config {
     /// What wake does per verdict.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Soul formats this shell reads (`v2..v4`, `v3`, `v1,v3`); unset means
+    /// wake does not check the format. `--reads` and `SELFSAME_READS` win.
+    #[serde(default)]
+    pub reads: Option<String>,
+    /// Directory of migration executables `v<N>-<slug>`, relative to the
+    /// vault's parent (or absolute); default `migrations`.
+    #[serde(default)]
+    pub migrations: Option<String>,
 }
 
 /// `[policy]` table.
@@ -50,6 +59,9 @@ pub struct PolicyConfig {
     /// Action on `tampered` (default `halt`).
     #[serde(default)]
     pub tampered: Option<String>,
+    /// `migrate` or `warn` (default) when the soul needs a migration.
+    #[serde(default, rename = "needs-migration")]
+    pub needs_migration: Option<String>,
 }
 
 fn default_platform() -> String {
@@ -70,6 +82,8 @@ impl Config {
             exclude: Vec::new(),
             max_age: None,
             policy: PolicyConfig::default(),
+            reads: None,
+            migrations: None,
         }
     }
 
@@ -90,6 +104,7 @@ impl Config {
         }
         config.policies(path)?;
         config.max_age(path)?;
+        config.reads(path)?;
         crate::soul::Excludes::new(&config.exclude).map_err(|message| Error::Config {
             path: path.to_owned(),
             message,
@@ -118,7 +133,26 @@ impl Config {
         if let Some(a) = parse("tampered", &self.policy.tampered)? {
             p.tampered = a;
         }
+        if let Some(t) = self.policy.needs_migration.as_deref() {
+            p.needs_migration = MigrationPolicy::parse(t).ok_or_else(|| Error::Config {
+                path: path.to_owned(),
+                message: format!("policy.needs-migration = {t:?}: expected migrate or warn"),
+            })?;
+        }
         Ok(p)
+    }
+
+    /// The soul formats the shell reads, if the config says.
+    pub fn reads(&self, path: &Path) -> Result<Option<Reads>> {
+        self.reads
+            .as_deref()
+            .map(|t| {
+                Reads::parse(t).map_err(|message| Error::Config {
+                    path: path.to_owned(),
+                    message: format!("reads = {t:?}: {message}"),
+                })
+            })
+            .transpose()
     }
 
     /// `max_age` as a duration; `None` means never stale.
@@ -155,6 +189,16 @@ impl Config {
             "max_age = {}\n",
             q(self.max_age.as_deref().unwrap_or("7d"))
         ));
+        out.push_str("# Soul formats this shell reads, e.g. \"v2..v4\" (unset: not checked).\n");
+        match &self.reads {
+            Some(r) => out.push_str(&format!("reads = {}\n", q(r))),
+            None => out.push_str("# reads = \"v1\"\n"),
+        }
+        out.push_str("# Directory of migration executables v<N>-<slug>, beside .selfsame/.\n");
+        match &self.migrations {
+            Some(m) => out.push_str(&format!("migrations = {}\n", q(m))),
+            None => out.push_str("# migrations = \"migrations\"\n"),
+        }
         out.push_str(
             "\n# What `selfsame wake` does per verdict: accept, rollback or halt.\n[policy]\n",
         );
@@ -166,6 +210,9 @@ impl Config {
             "tampered = {}\n",
             q(self.policy.tampered.as_deref().unwrap_or("halt"))
         ));
+        if let Some(m) = &self.policy.needs_migration {
+            out.push_str(&format!("needs-migration = {}\n", q(m)));
+        }
         out
     }
 }

@@ -1,0 +1,122 @@
+//! Rekey: token rotation. BotFather can revoke a token; the bot id stays,
+//! the secret changes, and every checkpoint then fails its MAC under the
+//! new token.
+//!
+//! With both tokens in hand, rekey checks that the whole vault verifies
+//! under the old one, then seals a `rekey` checkpoint of the head's state:
+//! `hash` is its MAC under the new token, `prev_key_hash` the MAC of the
+//! same data-check-string under the old one. Under the new token that
+//! checkpoint vouches for every earlier one through the `prev` chain
+//! ([`super::inspect`]); under the old token its `prev_key_hash` says the
+//! token was retired.
+
+use selfsame_telegram::BotToken;
+use serde::Serialize;
+use serde_json::Map;
+
+use super::inspect::{inspect, ObjectScope};
+use crate::clock;
+use crate::crypto::checkpoint_key;
+use crate::error::{Error, Result};
+use crate::format::checkpoint::{Draft, Reason, PREV_KEY_HASH};
+use crate::vault::{Stored, Vault};
+use crate::verdict::Verdict;
+
+/// What a rekey did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RekeyReport {
+    /// The `rekey` checkpoint.
+    pub seq: u64,
+    /// The bot id (unchanged).
+    pub bot_id: u64,
+    /// Checkpoints sealed under the old token, now vouched for by `seq`.
+    pub vouched: u64,
+}
+
+/// Rotates the vault from `old` to `new`, taking the vault lock.
+pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyReport> {
+    let _lock = vault.lock()?;
+    if let Some(j) = super::restore::pending(vault)? {
+        return Err(Error::RestorePending(j));
+    }
+    if old.bot_id() != new.bot_id() {
+        return Err(Error::Identity(format!(
+            "the old token is bot {}'s and the new one bot {}'s; a rekey keeps the bot and changes only its token",
+            old.bot_id(),
+            new.bot_id()
+        )));
+    }
+    if old.expose() == new.expose() {
+        return Err(Error::Usage(
+            "the old and the new token are the same; nothing to rotate".into(),
+        ));
+    }
+    vault.history().repair_torn()?;
+    let insp = inspect(vault, old, ObjectScope::All)?;
+    if let Some(p) = insp.problems.first() {
+        let why = format!(
+            "the vault does not verify under the old token ({}: {}); a rekey vouches only for a chain that does",
+            p.detail, p.message
+        );
+        return Err(match p.detail.verdict() {
+            Verdict::IdentityMismatch => Error::Identity(why),
+            _ => Error::Corrupt(why),
+        });
+    }
+    let head: Stored = insp
+        .head
+        .clone()
+        .ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
+    if vault.read_head()? != Some(head.ckpt.seq) {
+        vault.write_head(head.ckpt.seq)?;
+    }
+    let old_key = checkpoint_key(old);
+    let new_key = checkpoint_key(new);
+    let marker_was_valid = vault.marker_valid(&old_key, &head);
+
+    // The head's state, re-signed: a rekey changes keys, not the soul.
+    let draft = Draft {
+        seq: head.ckpt.seq + 1,
+        prev: head.file_hash.clone(),
+        soul: head.ckpt.soul.clone(),
+        files: head.ckpt.files,
+        bytes: head.ckpt.bytes,
+        sealed_at: clock::rfc3339(clock::now()),
+        reason: Reason::Rekey,
+        shell: head.ckpt.shell.clone(),
+        format: head.ckpt.format.clone(),
+        log: vault.history().tail()?.0,
+        bot_id: new.bot_id(),
+        extra: Vec::new(),
+    };
+    let ckpt = draft.sign_rekey(&new_key, &old_key);
+    debug_assert!(ckpt.fields.get(PREV_KEY_HASH).is_some());
+    let file_hash = vault.write_checkpoint(&ckpt)?;
+    crate::failpoint::hit("rekey-after-checkpoint");
+    vault.write_head(ckpt.seq)?;
+
+    let history = vault.history();
+    let mut data = Map::new();
+    data.insert("seq".into(), ckpt.seq.into());
+    data.insert("reason".into(), Reason::Rekey.as_str().into());
+    data.insert("soul".into(), ckpt.soul.clone().into());
+    data.insert("format".into(), ckpt.format.clone().into());
+    history.append("seal", data)?;
+    let mut data = Map::new();
+    data.insert("seq".into(), ckpt.seq.into());
+    data.insert("bot_id".into(), new.bot_id().into());
+    data.insert("vouches".into(), head.ckpt.seq.into());
+    history.append("rekey", data)?;
+
+    let seq = ckpt.seq;
+    if marker_was_valid {
+        // The agent is awake: re-sign its marker, or a crash now would
+        // look like tampering under the new token.
+        vault.write_marker(&new_key, &Stored { ckpt, file_hash })?;
+    }
+    Ok(RekeyReport {
+        seq,
+        bot_id: new.bot_id(),
+        vouched: head.ckpt.seq,
+    })
+}

@@ -66,6 +66,7 @@ enum Command {
     Demo(demo::Args),
     Migrate(migrate::Args),
     Rekey(rekey::Args),
+    Run(run::Args),
     /// Validate Telegram-signed data (Mini App initData, Login Widget).
     Telegram(telegram::TelegramArgs),
 }
@@ -87,6 +88,7 @@ fn main() {
         Command::Demo(a) => demo::run(a, &ctx),
         Command::Migrate(a) => migrate::run(a, &ctx),
         Command::Rekey(a) => rekey::run(a, &ctx),
+        Command::Run(a) => run::run(a, &ctx),
         Command::Telegram(a) => Ok(telegram::run(a)),
     };
     let code = match result {

@@ -32,6 +32,7 @@ pub mod format;
 pub mod ops;
 pub mod progress;
 pub mod soul;
+pub mod supervise;
 pub mod vault;
 pub mod verdict;
 

@@ -8,6 +8,7 @@ pub mod log;
 pub mod migrate;
 pub mod rekey;
 pub mod restore;
+pub mod run;
 pub mod seal;
 pub mod show;
 pub mod status;

@@ -1,0 +1,179 @@
+//! `selfsame run`
+
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::Duration;
+
+use selfsame::ops::wake::WakeOptions;
+use selfsame::supervise::{self, alert::Sinks, Log, Options};
+use selfsame::vault::config::parse_max_age;
+use selfsame::{Error, Result};
+
+use crate::context::Context;
+
+/// Supervise the agent: wake, start, heartbeat seals, seal at clean exit,
+/// restart after a crash.
+///
+///   selfsame run -- python bot.py
+///   selfsame run --alert-telegram 123456789 -- node bot.js
+///
+/// Wakes first; a halting verdict (tampered, identity-mismatch, corrupted,
+/// rolled-back, incompatible) alerts and exits with wake's code without
+/// starting the agent. Otherwise the agent starts with SELFSAME_SOUL,
+/// SELFSAME_VAULT, SELFSAME_SEQ and SELFSAME_VERDICT set, and:
+///
+///   every --heartbeat      seal `heartbeat` (nothing written when unchanged)
+///   exit status 0          seal `rest`, exit 0
+///   SIGTERM/SIGINT         forwarded; SIGKILL after --stop-timeout; if the
+///                          agent then exits 0: seal `rest`, exit 0
+///   SIGHUP                 forwarded
+///   crash                  history `crash`, wake again (drifted → accept),
+///                          restart after 1 s, doubling up to 5 min
+///   alive past probation   its checkpoint is marked good
+///
+/// Boot assessment: a start that dies within --probation is a failed try
+/// (counted in .selfsame/run/, across supervisor restarts). After --tries
+/// failed tries following an accepted drift or a new shell version, the
+/// soul is rolled back to the last checkpoint followed by a healthy run
+/// (the current soul goes to quarantine) and the agent is tried again; if
+/// that fails too, the supervisor halts.
+///
+/// Alerts (halt, rollback, give-up) go to every sink given, 10 s each, in
+/// the background; the outcome is recorded in history as `alert`.
+///
+/// Exit codes: 0 clean stop, 1 gave up or failed, 2 usage, 3–6 wake's
+/// halting verdicts, 75 another `selfsame run` holds this vault.
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Seal `heartbeat` this often (0 = never).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    heartbeat: Duration,
+    /// A start that dies sooner is a failed try; a longer run marks its
+    /// checkpoint good.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    probation: Duration,
+    /// Failed tries before rolling back (and, after that, before halting).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    tries: u32,
+    /// How long a stopping agent gets before SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    stop_timeout: Duration,
+    /// Give up after N restarts within --restart-window (default: never).
+    #[arg(long, value_name = "N")]
+    max_restarts: Option<u32>,
+    /// The window for --max-restarts.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    restart_window: Duration,
+    /// The first restart delay; it doubles up to 5 min and resets after a
+    /// run longer than probation.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    restart_delay: Duration,
+    /// Run this shell command on an alert, with the alert as JSON on stdin.
+    #[arg(long, value_name = "CMD")]
+    alert_cmd: Option<String>,
+    /// Send alerts to this Telegram chat through the Bot API, with the bot's
+    /// own token (base URL: $SELFSAME_TELEGRAM_API, default Telegram's).
+    #[arg(long, value_name = "CHAT_ID")]
+    alert_telegram: Option<String>,
+    /// POST alerts as JSON to this URL.
+    #[arg(long, value_name = "URL")]
+    alert_webhook: Option<String>,
+    /// VERDICT=ACTION (drifted|tampered = accept|rollback|halt); repeatable.
+    #[arg(long, value_name = "VERDICT=ACTION")]
+    policy: Vec<String>,
+    /// This shell's version (default: $SELFSAME_SHELL_VERSION).
+    #[arg(long, value_name = "V")]
+    shell_version: Option<String>,
+    /// Warn `stale` when the head is older than this (e.g. 7d; 0 = never).
+    #[arg(long, value_name = "DURATION")]
+    max_age: Option<String>,
+    /// The agent's command line, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+fn duration(text: &str) -> std::result::Result<Duration, String> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (e.g. 30s, 5m, 1h)"))
+}
+
+/// Supervisor lines: stderr, one a fact, with a UTC timestamp.
+struct Stderr;
+
+impl Log for Stderr {
+    fn line(&self, text: &str) {
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+        eprintln!("{now} selfsame run: {text}");
+    }
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<i32> {
+    let vault = ctx.open_vault()?;
+    let token = ctx.vault_token(&vault)?;
+    let mut policies = vault.config.policies(&vault.config_path())?;
+    for p in &args.policy {
+        policies.set(p).map_err(Error::Usage)?;
+    }
+    let max_age = match &args.max_age {
+        Some(t) => Some(parse_max_age(t).map_err(Error::Usage)?),
+        None => None,
+    };
+    let mut opts = Options::new(args.command);
+    opts.heartbeat = Some(args.heartbeat).filter(|d| !d.is_zero());
+    opts.probation = args.probation;
+    opts.tries = args.tries;
+    opts.stop_timeout = args.stop_timeout;
+    opts.max_restarts = args.max_restarts;
+    opts.restart_window = args.restart_window;
+    opts.restart_delay = args.restart_delay;
+    opts.wake = WakeOptions::default();
+    opts.wake.policies = Some(policies);
+    opts.wake.shell = super::shell_version(args.shell_version);
+    opts.wake.max_age = max_age;
+    opts.alerts = Sinks {
+        cmd: args.alert_cmd,
+        telegram: args.alert_telegram,
+        telegram_api: std::env::var("SELFSAME_TELEGRAM_API")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        webhook: args.alert_webhook,
+    };
+    opts.prepare = Some(die_with_supervisor);
+    let outcome = supervise::run(&vault, &token, &opts, &Stderr)?;
+    Stderr.line(&outcome.message);
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "exit_code": outcome.exit_code,
+            "message": outcome.message,
+        }));
+    }
+    Ok(outcome.exit_code)
+}
+
+/// On Linux the agent gets SIGKILL when the supervisor dies, so a
+/// `kill -9` of the supervisor never leaves an unsupervised agent writing
+/// to the soul while the next `selfsame run` starts another.
+#[cfg(target_os = "linux")]
+fn die_with_supervisor(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls are
+    // allowed; prctl and getppid are plain system calls, and nothing here
+    // allocates.
+    let parent = std::process::id() as i32;
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The supervisor may have died before prctl took effect.
+            if nix::unistd::getppid().as_raw() != parent {
+                return Err(nix::errno::Errno::ESRCH.into());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_supervisor(_cmd: &mut Command) {}

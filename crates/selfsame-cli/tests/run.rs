@@ -1,0 +1,716 @@
+//! `selfsame run`: the supervisor, driven as a user would — a real bot-like
+//! program, real signals, a local stand-in for the Telegram Bot API and a
+//! local webhook receiver.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const TOKEN: &str = "123456:AAH-run-test-SECRET-x9";
+const SECRET: &str = "AAH-run-test-SECRET-x9";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A bot-like program: notes each start's verdict outside the soul, dies
+/// at start when `soul/poison` exists, then appends a line to
+/// `soul/memory.jsonl` every 50 ms and exits 0 on SIGTERM.
+const BOT: &str = r#"
+import json, os, signal, sys, time
+base = sys.argv[1]
+soul = os.environ["SELFSAME_SOUL"]
+with open(os.path.join(base, "verdicts.log"), "a") as f:
+    f.write(os.environ["SELFSAME_VERDICT"] + " " + os.environ["SELFSAME_SEQ"] + "\n")
+if os.path.exists(os.path.join(soul, "poison")):
+    sys.exit(13)
+stop = False
+def on_term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, on_term)
+n = 0
+while not stop:
+    with open(os.path.join(soul, "memory.jsonl"), "a") as f:
+        f.write(json.dumps({"pid": os.getpid(), "n": n}) + "\n")
+    if n == 0:
+        with open(os.path.join(base, "bot.pid.tmp"), "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(os.path.join(base, "bot.pid.tmp"), os.path.join(base, "bot.pid"))
+    n += 1
+    time.sleep(0.05)
+"#;
+
+struct Bot {
+    dir: TempDir,
+}
+
+impl Bot {
+    /// A directory with `soul/` and a vault sealed at checkpoint 1.
+    fn new() -> Bot {
+        let bot = Bot {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        fs::create_dir(bot.path("soul")).unwrap();
+        fs::write(bot.path("soul/memory.jsonl"), "{\"said\":\"hello\"}\n").unwrap();
+        fs::write(bot.path("bot.py"), BOT).unwrap();
+        let out = bot.selfsame().args(["init", "soul"]).output().unwrap();
+        assert!(out.status.success(), "init: {out:?}");
+        bot
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn selfsame(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_selfsame"));
+        cmd.current_dir(self.dir.path())
+            .env("TELEGRAM_BOT_TOKEN", TOKEN)
+            .env("SELFSAME_LOCK_WAIT", "10s")
+            .env_remove("SELFSAME_VAULT")
+            .env_remove("SELFSAME_SHELL_VERSION")
+            .env_remove("SELFSAME_TELEGRAM_API");
+        for proxy in ["http_proxy", "https_proxy", "all_proxy"] {
+            cmd.env_remove(proxy).env_remove(proxy.to_uppercase());
+        }
+        cmd
+    }
+
+    /// Starts `selfsame run ARGS -- AGENT`, its output in `name.out`/`.err`.
+    fn run(&self, name: &str, args: &[&str], agent: &[&str]) -> Child {
+        let out = File::create(self.path(&format!("{name}.out"))).unwrap();
+        let err = File::create(self.path(&format!("{name}.err"))).unwrap();
+        self.selfsame()
+            .arg("run")
+            .args(args)
+            .arg("--")
+            .args(agent)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap()
+    }
+
+    /// The Python bot as an agent command line.
+    fn bot_cmd(&self) -> Vec<String> {
+        vec![
+            "python3".into(),
+            self.path("bot.py").display().to_string(),
+            self.dir.path().display().to_string(),
+        ]
+    }
+
+    fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap_or_default()
+    }
+
+    fn history(&self) -> Vec<Value> {
+        self.read(".selfsame/history.jsonl")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn events(&self, event: &str) -> Vec<Value> {
+        self.history()
+            .into_iter()
+            .filter(|e| e["event"] == event)
+            .collect()
+    }
+
+    fn verdicts(&self) -> Vec<String> {
+        self.read("verdicts.log")
+            .lines()
+            .map(|l| l.split(' ').next().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The pid of the bot, once it differs from `previous`.
+    fn wait_bot(&self, previous: Option<i32>) -> i32 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let pid = self.read("bot.pid").trim().parse().ok();
+            if pid.is_some() && pid != previous {
+                return pid.unwrap();
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for the bot to start:\n{}", self.logs());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every supervisor's stderr, for failure messages.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for p in walk(self.dir.path()) {
+            if p.extension().is_some_and(|e| e == "err") {
+                out.push_str(&format!(
+                    "== {}\n{}",
+                    p.display(),
+                    self.read(&p.display().to_string())
+                ));
+            }
+        }
+        out
+    }
+
+    fn verify(&self) {
+        let out = self.selfsame().arg("verify").output().unwrap();
+        assert!(out.status.success(), "verify: {out:?}");
+    }
+
+    fn assert_no_token_anywhere(&self) {
+        for entry in walk(self.dir.path()) {
+            let bytes = fs::read(&entry).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(SECRET),
+                "the token appears in {}",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p));
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the supervisor did not exit");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(pid: i32, sig: Signal) {
+    kill(Pid::from_raw(pid), sig).unwrap();
+}
+
+/// Whether `pid` is gone (or a zombie nobody has reaped yet).
+fn gone(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => kill(Pid::from_raw(pid), None).is_err(),
+    }
+}
+
+/// A tiny pseudo-random sequence, so kills land at varied moments.
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// One HTTP request as a local server saw it.
+#[derive(Debug)]
+struct Request {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+/// A local HTTP server on 127.0.0.1 answering every request with
+/// `status` until `stop` is set (or 60 s pass); returns what it saw.
+fn serve(status: u16) -> (String, Arc<AtomicBool>, JoinHandle<Vec<Request>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((stream, _)) => seen.push(answer(stream, status)),
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        seen
+    });
+    (base, stop, handle)
+}
+
+fn answer(stream: TcpStream, status: u16) -> Request {
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    let mut parts = first.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    // The answer echoes the path (which holds the token) to check that an
+    // error body never reaches a log.
+    let reply = format!("{{\"ok\":{},\"path\":\"{path}\"}}", status == 200);
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    Request {
+        method,
+        path,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    }
+}
+
+/// Must hold 1: SIGTERM to the supervisor stops the agent, seals `rest`,
+/// `verify` passes, and the next run wakes `verified`.
+#[test]
+fn sigterm_stops_the_agent_and_seals_rest() {
+    let bot = Bot::new();
+    let agent = bot.bot_cmd();
+    let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+    let mut run = bot.run(
+        "run1",
+        &["--heartbeat", "100ms", "--probation", "1s"],
+        &agent,
+    );
+    let pid = bot.wait_bot(None);
+    wait_for("a heartbeat seal", || {
+        bot.events("seal")
+            .iter()
+            .any(|e| e["reason"] == "heartbeat")
+    });
+    signal(run.id() as i32, Signal::SIGTERM);
+    let status = wait_exit(&mut run);
+    assert_eq!(status.code(), Some(0), "{}", bot.read("run1.err"));
+    assert!(gone(pid), "the agent is still running");
+    let seals = bot.events("seal");
+    assert_eq!(seals.last().unwrap()["reason"], "rest");
+    assert!(!bot.path(".selfsame/run/awake").exists());
+    bot.verify();
+
+    let mut run = bot.run("run2", &["--probation", "1s"], &agent);
+    bot.wait_bot(Some(pid));
+    signal(run.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut run).code(), Some(0));
+    assert_eq!(bot.verdicts(), ["verified", "verified"]);
+    bot.verify();
+    bot.assert_no_token_anywhere();
+}
+
+/// Must hold 2: the agent killed with SIGKILL five times: every restart
+/// wakes `drifted`, five `crash` events, no memory line lost.
+#[test]
+fn sigkilled_agent_restarts_drifted_and_loses_nothing() {
+    let bot = Bot::new();
+    let agent = bot.bot_cmd();
+    let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+    let mut run = bot.run(
+        "run",
+        &[
+            "--heartbeat",
+            "0",
+            "--probation",
+            "100ms",
+            "--restart-delay",
+            "100ms",
+        ],
+        &agent,
+    );
+    let mut rng = Lcg(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64);
+    let mut pid = None;
+    let mut before_kills = Vec::new();
+    for _ in 0..5 {
+        let p = bot.wait_bot(pid);
+        // Past probation, so no kill counts as a failed boot.
+        thread::sleep(Duration::from_millis(150 + rng.below(500)));
+        let memory = bot.read("soul/memory.jsonl");
+        let complete = &memory[..memory.rfind('\n').map_or(0, |i| i + 1)];
+        before_kills.push(complete.to_owned());
+        signal(p, Signal::SIGKILL);
+        pid = Some(p);
+    }
+    bot.wait_bot(pid);
+    signal(run.id() as i32, Signal::SIGTERM);
+    assert_eq!(
+        wait_exit(&mut run).code(),
+        Some(0),
+        "{}",
+        bot.read("run.err")
+    );
+
+    let crashes = bot.events("crash");
+    assert_eq!(crashes.len(), 5, "{crashes:?}");
+    assert!(crashes.iter().all(|c| c["signal"] == 9));
+    let verdicts = bot.verdicts();
+    assert_eq!(verdicts[0], "verified");
+    assert_eq!(verdicts[1..], ["drifted"; 5]);
+    assert!(bot
+        .events("wake")
+        .iter()
+        .all(|w| w["verdict"] != "tampered"));
+    let memory = bot.read("soul/memory.jsonl");
+    for earlier in &before_kills {
+        assert!(memory.starts_with(earlier.as_str()), "memory lost lines");
+    }
+    bot.verify();
+}
+
+/// Must hold 3: a drift that adds `poison` makes the agent die at start;
+/// after the tries the soul is rolled back to the last good checkpoint
+/// (poison in quarantine), the agent runs, and an alert went out.
+#[test]
+fn poisoned_soul_is_rolled_back_to_the_last_good_checkpoint() {
+    let bot = Bot::new();
+    let agent = bot.bot_cmd();
+    let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+    let alert_cmd = format!("cat >> {}", bot.path("alerts.jsonl").display());
+    let mut run = bot.run(
+        "run",
+        &[
+            "--heartbeat",
+            "0",
+            // Longer than a loaded machine takes to start Python.
+            "--probation",
+            "2s",
+            "--restart-delay",
+            "50ms",
+            "--alert-cmd",
+            &alert_cmd,
+        ],
+        &agent,
+    );
+    let pid = bot.wait_bot(None);
+    wait_for("a healthy run", || !bot.events("good").is_empty());
+    let good = bot.events("good")[0]["seq"].as_u64().unwrap();
+    fs::write(bot.path("soul/poison"), "bad\n").unwrap();
+    signal(pid, Signal::SIGKILL);
+
+    let healthy = bot.wait_bot(Some(pid));
+    assert!(!bot.path("soul/poison").exists());
+    signal(run.id() as i32, Signal::SIGTERM);
+    assert_eq!(
+        wait_exit(&mut run).code(),
+        Some(0),
+        "{}",
+        bot.read("run.err")
+    );
+    assert!(gone(healthy));
+
+    let rollbacks = bot.events("rollback");
+    assert_eq!(rollbacks.len(), 1, "{}", bot.read("run.err"));
+    assert_eq!(rollbacks[0]["target"], good);
+    let quarantined = walk(&bot.path(".selfsame/quarantine"));
+    assert!(
+        quarantined.iter().any(|p| p.ends_with("poison")),
+        "poison is not in quarantine: {quarantined:?}"
+    );
+    assert_eq!(
+        bot.verdicts()
+            .iter()
+            .filter(|v| v.as_str() == "drifted")
+            .count(),
+        1
+    );
+    let alerts = bot.read("alerts.jsonl");
+    let alert: Value = serde_json::from_str(alerts.lines().next().unwrap()).unwrap();
+    assert_eq!(alert["event"], "rollback");
+    assert_eq!(alert["seq"], good);
+    assert!(bot
+        .events("alert")
+        .iter()
+        .any(|a| a["sink"] == "cmd" && a["ok"] == true));
+    bot.verify();
+}
+
+/// Must hold 3, second half: an agent that always dies after changing the
+/// soul: tries, rollback, tries again, then halt, alert, non-zero exit.
+#[test]
+fn agent_that_always_crashes_halts_after_the_rollback_fails_too() {
+    let bot = Bot::new();
+    let agent = bot.bot_cmd();
+    let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+    let mut run = bot.run(
+        "good",
+        &["--heartbeat", "0", "--probation", "300ms"],
+        &agent,
+    );
+    bot.wait_bot(None);
+    wait_for("a healthy run", || !bot.events("good").is_empty());
+    signal(run.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut run).code(), Some(0));
+
+    let alert_cmd = format!("cat >> {}", bot.path("alerts.jsonl").display());
+    let mut run = bot.run(
+        "bad",
+        &[
+            "--heartbeat",
+            "0",
+            "--probation",
+            "2s",
+            "--tries",
+            "2",
+            "--restart-delay",
+            "50ms",
+            "--alert-cmd",
+            &alert_cmd,
+        ],
+        &[
+            "sh",
+            "-c",
+            "echo broken >> \"$SELFSAME_SOUL/memory.jsonl\"; exit 1",
+        ],
+    );
+    let status = wait_exit(&mut run);
+    assert_eq!(status.code(), Some(1), "{}", bot.read("bad.err"));
+    assert_eq!(bot.events("rollback").len(), 1);
+    assert_eq!(bot.events("give-up").len(), 1);
+    let alerts: Vec<Value> = bot
+        .read("alerts.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["rollback", "give-up"]);
+    assert!(bot.read("bad.err").contains("halted"));
+    bot.verify();
+}
+
+/// Must hold 4: tampering at rest: the agent is not started, exit 3, and
+/// one alert each to the command, the Bot API and the webhook.
+#[test]
+fn tampering_at_rest_halts_and_alerts_every_sink() {
+    let bot = Bot::new();
+    fs::write(bot.path("soul/memory.jsonl"), "{\"said\":\"forged\"}\n").unwrap();
+    let (telegram, stop_tg, tg) = serve(200);
+    let (webhook, stop_wh, wh) = serve(200);
+    let alert_cmd = format!("cat >> {}", bot.path("alert-cmd.jsonl").display());
+    let hook = format!("{webhook}/hook");
+    let started = bot.path("started");
+    let touch = format!("touch {}", started.display());
+    let mut run = {
+        let mut cmd = bot.selfsame();
+        cmd.env("SELFSAME_TELEGRAM_API", &telegram)
+            .args(["run", "--alert-cmd", &alert_cmd])
+            .args(["--alert-telegram", "4242", "--alert-webhook", &hook])
+            .args(["--", "sh", "-c", &touch])
+            .stdout(File::create(bot.path("run.out")).unwrap())
+            .stderr(File::create(bot.path("run.err")).unwrap());
+        cmd.spawn().unwrap()
+    };
+    let status = wait_exit(&mut run);
+    stop_tg.store(true, Ordering::SeqCst);
+    stop_wh.store(true, Ordering::SeqCst);
+    let tg = tg.join().unwrap();
+    let wh = wh.join().unwrap();
+
+    assert_eq!(status.code(), Some(3), "{}", bot.read("run.err"));
+    assert!(!started.exists(), "the agent was started");
+
+    let from_cmd: Vec<Value> = bot
+        .read("alert-cmd.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(from_cmd.len(), 1);
+    assert_eq!(from_cmd[0]["event"], "halt");
+    assert_eq!(from_cmd[0]["verdict"], "tampered");
+    assert_eq!(from_cmd[0]["changes"]["modified"][0], "memory.jsonl");
+
+    assert_eq!(tg.len(), 1, "{tg:?}");
+    assert_eq!(tg[0].method, "POST");
+    assert_eq!(tg[0].path, format!("/bot{TOKEN}/sendMessage"));
+    assert_eq!(tg[0].body["chat_id"], "4242");
+    let text = tg[0].body["text"].as_str().unwrap();
+    assert!(text.contains("tampered"), "{text}");
+    assert!(text.contains("memory.jsonl"), "{text}");
+    assert!(text.contains("selfsame accept"), "{text}");
+    assert!(!text.contains(SECRET));
+
+    assert_eq!(wh.len(), 1, "{wh:?}");
+    assert_eq!(wh[0].method, "POST");
+    assert_eq!(wh[0].path, "/hook");
+    assert_eq!(wh[0].body["verdict"], "tampered");
+
+    let sent: Vec<String> = bot
+        .events("alert")
+        .iter()
+        .filter(|a| a["ok"] == true)
+        .map(|a| a["sink"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    bot.assert_no_token_anywhere();
+}
+
+/// A Bot API that refuses: the failure is a history event, the supervisor
+/// still exits with wake's code, and the token is nowhere.
+#[test]
+fn a_failed_alert_is_recorded_without_the_token() {
+    let bot = Bot::new();
+    fs::write(bot.path("soul/memory.jsonl"), "{\"said\":\"forged\"}\n").unwrap();
+    let (telegram, stop, server) = serve(401);
+    let mut run = {
+        let mut cmd = bot.selfsame();
+        cmd.env("SELFSAME_TELEGRAM_API", &telegram)
+            .args(["run", "--alert-telegram", "4242", "--", "true"])
+            .stdout(File::create(bot.path("run.out")).unwrap())
+            .stderr(File::create(bot.path("run.err")).unwrap());
+        cmd.spawn().unwrap()
+    };
+    let status = wait_exit(&mut run);
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(server.join().unwrap().len(), 1);
+    assert_eq!(status.code(), Some(3));
+    let alerts = bot.events("alert");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["ok"], false);
+    assert_eq!(alerts[0]["error"], "HTTP status 401");
+    assert!(bot
+        .read("run.err")
+        .contains("alert could not be sent (telegram)"));
+    bot.assert_no_token_anywhere();
+}
+
+/// Must hold 5: the agent seals a heartbeat itself while supervised.
+#[test]
+fn the_agent_can_seal_while_supervised() {
+    let bot = Bot::new();
+    let script = format!(
+        r#"echo '{{"n":1}}' >> "$SELFSAME_SOUL/memory.jsonl"
+"$SELFSAME_BIN" seal --reason heartbeat > {base}/inner.out 2>&1
+echo $? > {base}/inner.code
+trap 'exit 0' TERM
+while :; do sleep 0.05; done"#,
+        base = bot.dir.path().display()
+    );
+    let mut run = {
+        let mut cmd = bot.selfsame();
+        cmd.env("SELFSAME_BIN", env!("CARGO_BIN_EXE_selfsame"))
+            .args(["run", "--heartbeat", "1h", "--", "sh", "-c", &script])
+            .stdout(File::create(bot.path("run.out")).unwrap())
+            .stderr(File::create(bot.path("run.err")).unwrap());
+        cmd.spawn().unwrap()
+    };
+    wait_for("the agent's seal", || bot.path("inner.code").exists());
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        bot.read("inner.code").trim(),
+        "0",
+        "{}",
+        bot.read("inner.out")
+    );
+    let seals = bot.events("seal");
+    assert_eq!(seals.last().unwrap()["reason"], "heartbeat");
+    signal(run.id() as i32, Signal::SIGTERM);
+    assert_eq!(
+        wait_exit(&mut run).code(),
+        Some(0),
+        "{}",
+        bot.read("run.err")
+    );
+    bot.verify();
+}
+
+/// Must hold 6: a second `selfsame run` on the same vault exits 75 and
+/// names the pid that holds it.
+#[test]
+fn a_second_supervisor_exits_75() {
+    let bot = Bot::new();
+    let agent = bot.bot_cmd();
+    let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+    let mut first = bot.run("first", &["--heartbeat", "0"], &agent);
+    bot.wait_bot(None);
+    let out = bot.selfsame().args(["run", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(75));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    signal(first.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut first).code(), Some(0));
+}
+
+/// `kill -9` of the supervisor: the agent dies with it, and the next run
+/// starts without cleanup and wakes `drifted`.
+#[test]
+fn after_kill_9_of_the_supervisor_the_next_run_starts_drifted() {
+    let bot = Bot::new();
+    let agent = bot.bot_cmd();
+    let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+    let mut run = bot.run("run1", &["--heartbeat", "0"], &agent);
+    let pid = bot.wait_bot(None);
+    thread::sleep(Duration::from_millis(150));
+    signal(run.id() as i32, Signal::SIGKILL);
+    run.wait().unwrap();
+    wait_for("the agent to die with its supervisor", || gone(pid));
+
+    let mut run = bot.run("run2", &["--heartbeat", "0"], &agent);
+    bot.wait_bot(Some(pid));
+    signal(run.id() as i32, Signal::SIGTERM);
+    assert_eq!(
+        wait_exit(&mut run).code(),
+        Some(0),
+        "{}",
+        bot.read("run2.err")
+    );
+    assert_eq!(bot.verdicts(), ["verified", "drifted"]);
+    bot.verify();
+}

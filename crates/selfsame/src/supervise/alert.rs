@@ -1,0 +1,279 @@
+//! Alerts to the owner: a command (the event as JSON on stdin), a Telegram
+//! message through the Bot API with the agent's own token, a webhook POST.
+//!
+//! Each delivery runs on its own thread with a 10 s limit and reports back
+//! over a channel; the supervisor records the outcome and never waits on a
+//! slow sink except, bounded, before it exits. No text that leaves this
+//! module — alert, error or log — can contain the token: the Bot API URL
+//! holds it, so that URL is never printed and every error is scrubbed.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::soul::Changes;
+use crate::BotToken;
+
+/// How long one delivery may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// The Bot API's address when `SELFSAME_TELEGRAM_API` is not set.
+pub const TELEGRAM_API: &str = "https://api.telegram.org";
+/// How many changed paths an alert lists.
+const FIRST_PATHS: usize = 5;
+
+/// Where alerts go. Empty: nowhere.
+#[derive(Debug, Clone, Default)]
+pub struct Sinks {
+    /// A shell command that reads the alert as JSON on stdin.
+    pub cmd: Option<String>,
+    /// A Telegram chat id to message through the Bot API.
+    pub telegram: Option<String>,
+    /// The Bot API base URL (default [`TELEGRAM_API`]).
+    pub telegram_api: Option<String>,
+    /// A URL to POST the alert JSON to.
+    pub webhook: Option<String>,
+}
+
+impl Sinks {
+    /// Whether any sink is set.
+    pub fn is_empty(&self) -> bool {
+        self.cmd.is_none() && self.telegram.is_none() && self.webhook.is_none()
+    }
+}
+
+/// One alert: what happened, where, and what the owner can run next.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    /// `halt`, `rollback` or `give-up`.
+    pub event: String,
+    /// The wake verdict behind a halt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// The verdict's detail code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The bot (the numeric id only).
+    pub bot_id: u64,
+    /// The vault directory.
+    pub vault: String,
+    /// The checkpoint concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// One sentence.
+    pub message: String,
+    /// The first changed paths.
+    pub changes: Value,
+    /// What the owner can run next.
+    pub next: String,
+    /// When, RFC 3339.
+    pub at: String,
+}
+
+impl Alert {
+    /// The changed paths as an alert lists them: the first few of each kind.
+    pub fn changes_of(c: &Changes) -> Value {
+        let first = |v: &Vec<String>| v.iter().take(FIRST_PATHS).cloned().collect::<Vec<_>>();
+        json!({
+            "added": first(&c.added),
+            "removed": first(&c.removed),
+            "modified": first(&c.modified),
+        })
+    }
+
+    /// The plain-text form (the Telegram message).
+    pub fn text(&self) -> String {
+        let what = match (&self.verdict, &self.detail) {
+            (Some(v), Some(d)) => format!("{} ({v}, {d})", self.event),
+            (Some(v), None) => format!("{} ({v})", self.event),
+            _ => self.event.clone(),
+        };
+        let mut t = format!("selfsame: bot {} — {what}\n{}\n", self.bot_id, self.message);
+        for kind in ["added", "removed", "modified"] {
+            if let Some(paths) = self.changes[kind].as_array().filter(|p| !p.is_empty()) {
+                let paths: Vec<&str> = paths.iter().filter_map(Value::as_str).collect();
+                t.push_str(&format!("{kind}: {}\n", paths.join(", ")));
+            }
+        }
+        t.push_str(&format!("vault: {}\nnext: {}", self.vault, self.next));
+        t
+    }
+}
+
+/// The outcome of one delivery.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// `cmd`, `telegram` or `webhook`.
+    pub sink: &'static str,
+    /// The alert's event.
+    pub about: String,
+    /// `Err` with a message free of the token.
+    pub result: Result<(), String>,
+}
+
+/// Sends alerts on background threads and collects their outcomes.
+#[derive(Debug)]
+pub struct Dispatcher {
+    sinks: Sinks,
+    token: BotToken,
+    tx: Sender<Delivery>,
+    rx: Receiver<Delivery>,
+    pending: usize,
+}
+
+impl Dispatcher {
+    /// A dispatcher for `sinks`; the token is used for Telegram only.
+    pub fn new(sinks: Sinks, token: BotToken) -> Self {
+        let (tx, rx) = channel();
+        Dispatcher {
+            sinks,
+            token,
+            tx,
+            rx,
+            pending: 0,
+        }
+    }
+
+    /// Starts delivering `alert` to every sink; returns at once.
+    pub fn send(&mut self, alert: &Alert) {
+        let json = serde_json::to_string(alert).expect("alerts serialize");
+        if let Some(cmd) = self.sinks.cmd.clone() {
+            let json = json.clone();
+            self.spawn("cmd", alert, move |_| run_cmd(&cmd, &json));
+        }
+        if let Some(chat) = self.sinks.telegram.clone() {
+            let base = self
+                .sinks
+                .telegram_api
+                .clone()
+                .unwrap_or_else(|| TELEGRAM_API.into());
+            let body = json!({"chat_id": chat, "text": alert.text()}).to_string();
+            self.spawn("telegram", alert, move |token| {
+                let url = format!(
+                    "{}/bot{}/sendMessage",
+                    base.trim_end_matches('/'),
+                    token.expose()
+                );
+                post(&url, &body)
+            });
+        }
+        if let Some(url) = self.sinks.webhook.clone() {
+            self.spawn("webhook", alert, move |_| post(&url, &json));
+        }
+    }
+
+    fn spawn(
+        &mut self,
+        sink: &'static str,
+        alert: &Alert,
+        deliver: impl FnOnce(&BotToken) -> Result<(), String> + Send + 'static,
+    ) {
+        let tx = self.tx.clone();
+        let token = self.token.clone();
+        let about = alert.event.clone();
+        self.pending += 1;
+        thread::spawn(move || {
+            let result = deliver(&token).map_err(|e| redact(&e, &token));
+            let _ = tx.send(Delivery {
+                sink,
+                about,
+                result,
+            });
+        });
+    }
+
+    /// Outcomes that have arrived, without waiting.
+    pub fn ready(&mut self) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        while let Ok(d) = self.rx.try_recv() {
+            self.pending -= 1;
+            out.push(d);
+        }
+        out
+    }
+
+    /// Waits for every delivery still under way, at most `TIMEOUT` plus a
+    /// margin (each delivery stops itself at `TIMEOUT`).
+    pub fn finish(&mut self) -> Vec<Delivery> {
+        let deadline = Instant::now() + TIMEOUT + Duration::from_secs(2);
+        let mut out = Vec::new();
+        while self.pending > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(d) => {
+                    self.pending -= 1;
+                    out.push(d);
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        out
+    }
+}
+
+/// Replaces the token, and its secret half alone, with `<token>`.
+pub fn redact(text: &str, token: &BotToken) -> String {
+    let whole = token.expose();
+    let secret = whole.split_once(':').map_or(whole, |(_, s)| s);
+    text.replace(whole, "<token>").replace(secret, "<token>")
+}
+
+fn run_cmd(cmd: &str, json: &str) -> Result<(), String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(std::io::stderr()))
+        .spawn()
+        .map_err(|e| format!("cannot start the alert command: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read stdin is fine: ignore a broken pipe.
+        let _ = stdin.write_all(json.as_bytes());
+        let _ = stdin.write_all(b"\n");
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) if s.success() => return Ok(()),
+            Ok(Some(s)) => return Err(format!("the alert command failed ({s})")),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the alert command did not finish within {} s; killed",
+                    TIMEOUT.as_secs()
+                ));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for the alert command: {e}")),
+        }
+    }
+}
+
+fn post(url: &str, body: &str) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .map_err(|e| match e {
+            // These variants can carry the URL (which may hold the token).
+            ureq::Error::BadUri(_) | ureq::Error::Http(_) => "invalid URL".to_owned(),
+            ureq::Error::Timeout(_) => format!("no answer within {} s", TIMEOUT.as_secs()),
+            e => e.to_string(),
+        })?;
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("HTTP status {status}"))
+    }
+}

@@ -1,0 +1,627 @@
+//! Supervise: wake, start the agent, seal on a heartbeat, seal `rest` at a
+//! clean exit; on a crash record it, wake again and restart with backoff;
+//! assess boots and roll back a soul the agent cannot start on; alert the
+//! owner on every halt, rollback and give-up.
+//!
+//! Plumbing: [`run`] reports through a [`Log`] and returns an exit code;
+//! the CLI prints. The supervisor holds `run/supervisor.lock` for its life
+//! and the short vault lock only while it writes, so the agent may seal
+//! (`selfsame seal --reason heartbeat`) while supervised.
+
+pub mod alert;
+pub mod assess;
+pub mod child;
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::{Map, Value};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::format::checkpoint::Reason;
+use crate::ops::restore::{restore_locked, Target};
+use crate::ops::seal::{seal, SealOptions};
+use crate::ops::wake::{wake_with_progress, WakeOptions, WakeReport};
+use crate::progress::Silent;
+use crate::vault::{lock, Vault};
+use crate::verdict::{Action, Verdict};
+use crate::BotToken;
+use alert::{Alert, Delivery, Dispatcher, Sinks};
+use assess::{Decision, State};
+use child::{Agent, Ended, Prepare};
+
+/// The longest wait between restarts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Exit code when the supervisor gives up (too many restarts, or boot
+/// assessment found nothing left to try).
+pub const EXIT_GAVE_UP: i32 = 1;
+const TICK: Duration = Duration::from_millis(20);
+
+/// How to supervise.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The agent's command line.
+    pub command: Vec<OsString>,
+    /// Seal `heartbeat` this often; `None`: never.
+    pub heartbeat: Option<Duration>,
+    /// A start that dies sooner is a failed try; a run that lives longer
+    /// marks its checkpoint good.
+    pub probation: Duration,
+    /// Failed tries before a rollback (and, after it, before halting).
+    pub tries: u32,
+    /// How long a stopping agent gets before SIGKILL.
+    pub stop_timeout: Duration,
+    /// Give up after this many restarts within `restart_window`.
+    pub max_restarts: Option<u32>,
+    /// The window for `max_restarts`.
+    pub restart_window: Duration,
+    /// The first restart delay; it doubles up to [`MAX_BACKOFF`] and resets
+    /// after a run longer than probation.
+    pub restart_delay: Duration,
+    /// How to wake (policies, shell version, max age).
+    pub wake: WakeOptions,
+    /// Where alerts go.
+    pub alerts: Sinks,
+    /// Changes the agent's command before each start.
+    pub prepare: Option<Prepare>,
+}
+
+impl Options {
+    /// Options for `command` with the documented defaults.
+    pub fn new(command: Vec<OsString>) -> Self {
+        Options {
+            command,
+            heartbeat: Some(Duration::from_secs(300)),
+            probation: Duration::from_secs(60),
+            tries: 3,
+            stop_timeout: Duration::from_secs(30),
+            max_restarts: None,
+            restart_window: Duration::from_secs(3600),
+            restart_delay: Duration::from_secs(1),
+            wake: WakeOptions::default(),
+            alerts: Sinks::default(),
+            prepare: None,
+        }
+    }
+}
+
+/// Receives the supervisor's lines for people.
+pub trait Log {
+    /// One fact, one line.
+    fn line(&self, text: &str);
+}
+
+/// How supervision ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The process exit code.
+    pub exit_code: i32,
+    /// Why, for people.
+    pub message: String,
+}
+
+/// Supervises the agent until it exits cleanly, is stopped, or cannot be
+/// started; see the module docs. Errors are failures of selfsame itself
+/// (I/O, a busy supervisor lock: exit 75).
+pub fn run(vault: &Vault, token: &BotToken, opts: &Options, log: &dyn Log) -> Result<Outcome> {
+    let _supervisor = lock::acquire(
+        &vault.run_dir().join("supervisor.lock"),
+        Duration::ZERO,
+        "the supervisor lock (another `selfsame run`)",
+    )?;
+    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| Error::Usage(format!("cannot install signal handlers: {e}")))?;
+    let mut s = Supervisor {
+        vault,
+        token,
+        opts,
+        log,
+        signals,
+        alerts: Dispatcher::new(opts.alerts.clone(), token.clone()),
+        state: State::load(vault),
+        restarts: VecDeque::new(),
+        delay: opts.restart_delay,
+        stop: None,
+    };
+    let outcome = s.supervise();
+    s.record_deliveries_until_done();
+    outcome
+}
+
+struct Supervisor<'a> {
+    vault: &'a Vault,
+    token: &'a BotToken,
+    opts: &'a Options,
+    log: &'a dyn Log,
+    signals: Signals,
+    alerts: Dispatcher,
+    state: State,
+    restarts: VecDeque<Instant>,
+    delay: Duration,
+    /// The stop signal received, if any.
+    stop: Option<Signal>,
+}
+
+impl Supervisor<'_> {
+    fn supervise(&mut self) -> Result<Outcome> {
+        loop {
+            let wake = wake_with_progress(self.vault, self.token, &self.opts.wake, &Silent)?;
+            self.log
+                .line(&format!("wake: {}: {}", wake.verdict, wake.message));
+            for a in &wake.actions {
+                self.log.line(&format!("wake: {a}"));
+            }
+            if !wake.may_start {
+                return Ok(self.halt_on_wake(&wake));
+            }
+            if (wake.verdict == Verdict::Drifted && wake.action == Action::Accept)
+                || wake.molt.is_some()
+            {
+                self.state.suspect = true;
+                self.save_state();
+            }
+            if let Some(out) = self.stop_requested("before the agent started") {
+                return Ok(out);
+            }
+            let head = wake.head.unwrap_or(0);
+            let started = Instant::now();
+            let ended = self.run_agent(&wake, head)?;
+            let ran = started.elapsed();
+
+            if let Some(sig) = self.stop {
+                return Ok(self.stopped(sig, ended, head, ran));
+            }
+            if ended.is_clean() {
+                self.seal_rest()?;
+                return Ok(Outcome {
+                    exit_code: 0,
+                    message: "the agent exited cleanly; sealed `rest`".into(),
+                });
+            }
+            self.record_crash(ended, head, ran, None);
+            if ran < self.opts.probation {
+                self.state.failed += 1;
+                self.save_state();
+                self.log.line(&format!(
+                    "boot assessment: failed try {} of {} (died within probation {})",
+                    self.state.failed,
+                    self.opts.tries,
+                    humantime::format_duration(self.opts.probation)
+                ));
+                if let Some(out) = self.assess()? {
+                    return Ok(out);
+                }
+            } else {
+                self.delay = self.opts.restart_delay;
+            }
+            if let Some(out) = self.count_restart() {
+                return Ok(out);
+            }
+            if let Some(out) = self.backoff() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Starts the agent and watches it until it exits: forwards signals,
+    /// seals heartbeats, marks the checkpoint good after probation.
+    fn run_agent(&mut self, wake: &WakeReport, head: u64) -> Result<Ended> {
+        let mut env = vec![
+            ("SELFSAME_SOUL", self.vault.soul().display().to_string()),
+            ("SELFSAME_VAULT", self.vault.dir().display().to_string()),
+            ("SELFSAME_SEQ", head.to_string()),
+            ("SELFSAME_VERDICT", wake.verdict.as_str().to_owned()),
+        ];
+        if let Some(shell) = &self.opts.wake.shell {
+            env.push(("SELFSAME_SHELL_VERSION", shell.clone()));
+        }
+        let mut agent = Agent::spawn(&self.opts.command, &env, self.opts.prepare).map_err(|e| {
+            Error::Usage(format!(
+                "cannot start {:?}: {e}",
+                self.opts.command[0].to_string_lossy()
+            ))
+        })?;
+        self.log.line(&format!(
+            "started the agent (pid {}) on checkpoint {head}",
+            agent.pid()
+        ));
+        let started = Instant::now();
+        let mut next_heartbeat = self.opts.heartbeat.map(|h| started + h);
+        let mut marked_good = false;
+        let mut kill_at: Option<Instant> = None;
+        loop {
+            let pending: Vec<i32> = self.signals.pending().collect();
+            for raw in pending {
+                let Ok(sig) = Signal::try_from(raw) else {
+                    continue;
+                };
+                agent.signal(sig);
+                if raw != SIGHUP && self.stop.is_none() {
+                    self.stop = Some(sig);
+                    kill_at = Some(Instant::now() + self.opts.stop_timeout);
+                    self.log.line(&format!(
+                        "{}: stopping the agent (SIGKILL in {})",
+                        sig.as_str(),
+                        humantime::format_duration(self.opts.stop_timeout)
+                    ));
+                } else {
+                    self.log
+                        .line(&format!("forwarded {} to the agent", sig.as_str()));
+                }
+            }
+            if let Some(status) = agent.try_wait().map_err(|e| {
+                Error::Usage(format!(
+                    "cannot wait for the agent (pid {}): {e}",
+                    agent.pid()
+                ))
+            })? {
+                let ended = Ended::from_status(status);
+                self.log
+                    .line(&format!("the agent (pid {}) ended: {ended}", agent.pid()));
+                return Ok(ended);
+            }
+            let now = Instant::now();
+            if kill_at.is_some_and(|t| now >= t) {
+                self.log
+                    .line("the agent did not stop in time: sending SIGKILL");
+                agent.signal(Signal::SIGKILL);
+                kill_at = None;
+            }
+            if !marked_good && self.stop.is_none() && now - started >= self.opts.probation {
+                marked_good = true;
+                self.mark_good(head, now - started);
+            }
+            if self.stop.is_none() && next_heartbeat.is_some_and(|t| now >= t) {
+                self.heartbeat();
+                next_heartbeat = self.opts.heartbeat.map(|h| Instant::now() + h);
+            }
+            self.record_deliveries();
+            thread::sleep(TICK);
+        }
+    }
+
+    fn heartbeat(&self) {
+        match seal(
+            self.vault,
+            self.token,
+            &self.seal_options(Reason::Heartbeat),
+            &Silent,
+        ) {
+            Ok(r) if r.written => self.log.line(&format!(
+                "heartbeat: sealed checkpoint {} ({})",
+                r.seq,
+                r.changes.summary()
+            )),
+            Ok(_) => {}
+            // The next heartbeat tries again; a crash now still wakes
+            // `drifted` from the last checkpoint.
+            Err(e) => self.log.line(&format!("heartbeat seal failed: {e}")),
+        }
+    }
+
+    fn seal_options(&self, reason: Reason) -> SealOptions {
+        let mut o = SealOptions::new(reason);
+        o.shell = self.opts.wake.shell.clone();
+        o
+    }
+
+    fn seal_rest(&self) -> Result<()> {
+        let r = seal(
+            self.vault,
+            self.token,
+            &self.seal_options(Reason::Rest),
+            &Silent,
+        )?;
+        self.log.line(&format!(
+            "sealed checkpoint {} (rest); the awake marker is removed",
+            r.seq
+        ));
+        Ok(())
+    }
+
+    fn mark_good(&mut self, seq: u64, ran: Duration) {
+        let mut data = Map::new();
+        data.insert("seq".into(), seq.into());
+        data.insert("ran_ms".into(), (ran.as_millis() as u64).into());
+        self.record("good", data);
+        self.log
+            .line(&format!("passed probation: checkpoint {seq} marked good"));
+        self.state = State::default();
+        self.save_state();
+        self.delay = self.opts.restart_delay;
+    }
+
+    fn record_crash(&self, ended: Ended, seq: u64, ran: Duration, during: Option<&str>) {
+        let mut data = Map::new();
+        match ended {
+            Ended::Exit(c) => data.insert("status".into(), c.into()),
+            Ended::Signal(s) => data.insert("signal".into(), s.into()),
+        };
+        data.insert("seq".into(), seq.into());
+        data.insert("ran_ms".into(), (ran.as_millis() as u64).into());
+        if let Some(d) = during {
+            data.insert("during".into(), d.into());
+        }
+        self.record("crash", data);
+    }
+
+    /// A stop signal was handled: seal `rest` when the agent exited 0.
+    fn stopped(&self, sig: Signal, ended: Ended, seq: u64, ran: Duration) -> Outcome {
+        if ended.is_clean() {
+            return match self.seal_rest() {
+                Ok(()) => Outcome {
+                    exit_code: 0,
+                    message: format!("stopped on {}", sig.as_str()),
+                },
+                Err(e) => Outcome {
+                    exit_code: e.exit_code(),
+                    message: format!("stopped on {}, but the rest seal failed: {e}", sig.as_str()),
+                },
+            };
+        }
+        self.record_crash(ended, seq, ran, Some("stop"));
+        Outcome {
+            exit_code: 1,
+            message: format!(
+                "stopped on {}, but the agent did not exit cleanly ({ended}); nothing was sealed, and the next wake will see the changes as drift. Make the agent exit 0 on SIGTERM",
+                sig.as_str()
+            ),
+        }
+    }
+
+    /// After a failed try: roll back, halt, or carry on.
+    fn assess(&mut self) -> Result<Option<Outcome>> {
+        match assess::decide(self.vault, self.token, &self.state, self.opts.tries)? {
+            Decision::Retry => Ok(None),
+            Decision::Halt(why) => {
+                let mut data = Map::new();
+                data.insert("why".into(), why.clone().into());
+                data.insert("tries".into(), self.state.failed.into());
+                self.record("give-up", data);
+                let head = self.vault.read_head().ok().flatten();
+                self.alert(Alert {
+                    event: "give-up".into(),
+                    verdict: None,
+                    detail: None,
+                    seq: head,
+                    message: why.clone(),
+                    changes: Alert::changes_of(&Default::default()),
+                    next: "fix the agent, then start it again; `selfsame log` shows the crashes, `selfsame restore N` puts any checkpoint back".into(),
+                    ..self.alert_base()
+                });
+                Ok(Some(Outcome {
+                    exit_code: EXIT_GAVE_UP,
+                    message: format!("halted: {why}"),
+                }))
+            }
+            Decision::Rollback(good) => {
+                let target = good.ckpt.seq;
+                self.log.line(&format!(
+                    "boot assessment: {} failed tries; rolling back to checkpoint {target}, the last one followed by a healthy run",
+                    self.state.failed
+                ));
+                let report = {
+                    let _l = self.vault.lock()?;
+                    restore_locked(
+                        self.vault,
+                        self.token,
+                        Target::Seq(target),
+                        "rollback",
+                        &Silent,
+                    )?
+                };
+                self.log.line(&format!(
+                    "rolled back to checkpoint {target}: sealed checkpoint {} (restore); the previous soul is in {}",
+                    report.seq, report.quarantine
+                ));
+                self.state = State {
+                    failed: 0,
+                    suspect: false,
+                    rolled_back_to: Some(target),
+                };
+                self.save_state();
+                self.alert(Alert {
+                    event: "rollback".into(),
+                    verdict: None,
+                    detail: None,
+                    seq: Some(target),
+                    message: format!(
+                        "the agent died within probation {} times; rolled back to checkpoint {target} (the last one followed by a healthy run) and restarted it. The soul it could not start on is in {}",
+                        self.opts.tries, report.quarantine
+                    ),
+                    changes: Alert::changes_of(&Default::default()),
+                    next: format!(
+                        "inspect {}; `selfsame log` shows the crashes",
+                        report.quarantine
+                    ),
+                    ..self.alert_base()
+                });
+                self.delay = self.opts.restart_delay;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Counts a restart; gives up past `max_restarts` in the window.
+    fn count_restart(&mut self) -> Option<Outcome> {
+        let max = self.opts.max_restarts?;
+        let now = Instant::now();
+        self.restarts.push_back(now);
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now - *t > self.opts.restart_window)
+        {
+            self.restarts.pop_front();
+        }
+        if self.restarts.len() as u32 <= max {
+            return None;
+        }
+        let why = format!(
+            "the agent crashed {} times within {}; giving up (--max-restarts {max})",
+            self.restarts.len(),
+            humantime::format_duration(self.opts.restart_window)
+        );
+        let mut data = Map::new();
+        data.insert("why".into(), why.clone().into());
+        data.insert("restarts".into(), self.restarts.len().into());
+        self.record("give-up", data);
+        self.alert(Alert {
+            event: "give-up".into(),
+            verdict: None,
+            detail: None,
+            seq: self.vault.read_head().ok().flatten(),
+            message: why.clone(),
+            changes: Alert::changes_of(&Default::default()),
+            next:
+                "fix the agent, then start `selfsame run` again; `selfsame log` shows the crashes"
+                    .into(),
+            ..self.alert_base()
+        });
+        Some(Outcome {
+            exit_code: EXIT_GAVE_UP,
+            message: why,
+        })
+    }
+
+    /// Waits before a restart, doubling the next wait.
+    fn backoff(&mut self) -> Option<Outcome> {
+        self.log.line(&format!(
+            "restarting in {}",
+            humantime::format_duration(self.delay)
+        ));
+        let until = Instant::now() + self.delay;
+        self.delay = (self.delay * 2).min(MAX_BACKOFF);
+        while Instant::now() < until {
+            if let Some(out) = self.stop_requested("while waiting to restart the agent") {
+                return Some(out);
+            }
+            self.record_deliveries();
+            thread::sleep(TICK);
+        }
+        None
+    }
+
+    /// A stop signal with no agent running.
+    fn stop_requested(&mut self, when: &str) -> Option<Outcome> {
+        let sig = self
+            .signals
+            .pending()
+            .filter(|&s| s != SIGHUP)
+            .last()
+            .and_then(|s| Signal::try_from(s).ok())?;
+        self.stop = Some(sig);
+        Some(Outcome {
+            exit_code: 0,
+            message: format!("stopped on {} {when}", sig.as_str()),
+        })
+    }
+
+    fn halt_on_wake(&mut self, wake: &WakeReport) -> Outcome {
+        let next = match wake.verdict {
+            Verdict::Tampered => "inspect with `selfsame diff`; then `selfsame accept` to adopt the soul as it is, or `selfsame restore head` to put the sealed state back",
+            Verdict::IdentityMismatch => "check that the token belongs to this bot; after a token rotation run `selfsame rekey` with the old one",
+            Verdict::Incompatible => "run a shell that reads this soul format, or migrate the soul",
+            _ => "`selfsame verify` lists every problem; `selfsame restore last-good` puts a good state back",
+        };
+        self.alert(Alert {
+            event: "halt".into(),
+            verdict: Some(wake.verdict.as_str().into()),
+            detail: wake.detail.map(|d| d.as_str().into()),
+            seq: wake.seq,
+            message: format!("the agent was not started: {}", wake.message),
+            changes: Alert::changes_of(&wake.changes),
+            next: next.into(),
+            ..self.alert_base()
+        });
+        Outcome {
+            exit_code: wake.exit_code,
+            message: format!("halted: {} (the agent was not started)", wake.verdict),
+        }
+    }
+
+    fn alert_base(&self) -> Alert {
+        Alert {
+            event: String::new(),
+            verdict: None,
+            detail: None,
+            bot_id: self.vault.config.bot_id,
+            vault: self.vault.dir().display().to_string(),
+            seq: None,
+            message: String::new(),
+            changes: Value::Null,
+            next: String::new(),
+            at: clock::rfc3339(clock::now()),
+        }
+    }
+
+    fn alert(&mut self, alert: Alert) {
+        if self.opts.alerts.is_empty() {
+            self.log.line(&format!(
+                "no alert sink is set (--alert-cmd, --alert-telegram, --alert-webhook): {}",
+                alert.message
+            ));
+            return;
+        }
+        self.log
+            .line(&format!("alert: {}: {}", alert.event, alert.message));
+        self.alerts.send(&alert);
+    }
+
+    fn record_deliveries(&mut self) {
+        for d in self.alerts.ready() {
+            self.record_delivery(d);
+        }
+    }
+
+    fn record_deliveries_until_done(&mut self) {
+        for d in self.alerts.finish() {
+            self.record_delivery(d);
+        }
+    }
+
+    fn record_delivery(&self, d: Delivery) {
+        let mut data = Map::new();
+        data.insert("sink".into(), d.sink.into());
+        data.insert("about".into(), d.about.clone().into());
+        data.insert("ok".into(), d.result.is_ok().into());
+        match &d.result {
+            Ok(()) => self.log.line(&format!("alert sent ({})", d.sink)),
+            Err(e) => {
+                self.log
+                    .line(&format!("alert could not be sent ({}): {e}", d.sink));
+                data.insert("error".into(), e.clone().into());
+            }
+        }
+        self.record("alert", data);
+    }
+
+    /// Appends a history event under the short vault lock. A vault whose
+    /// token does not match is left alone, as wake does.
+    fn record(&self, event: &str, data: Map<String, Value>) {
+        if self.token.bot_id() != self.vault.config.bot_id {
+            return;
+        }
+        let r = self
+            .vault
+            .lock()
+            .and_then(|_l| self.vault.history().append(event, data));
+        if let Err(e) = r {
+            self.log
+                .line(&format!("could not record `{event}` in history: {e}"));
+        }
+    }
+
+    fn save_state(&self) {
+        if let Err(e) = self.state.save(self.vault) {
+            self.log
+                .line(&format!("could not save the boot assessment: {e}"));
+        }
+    }
+}

@@ -140,8 +140,8 @@ impl Bot {
         let deadline = Instant::now() + WAIT;
         loop {
             let pid = self.read("bot.pid").trim().parse().ok();
-            if pid.is_some() && pid != previous {
-                return pid.unwrap();
+            if let Some(p) = pid.filter(|_| pid != previous) {
+                return p;
             }
             if Instant::now() > deadline {
                 panic!("timed out waiting for the bot to start:\n{}", self.logs());
@@ -713,4 +713,26 @@ fn after_kill_9_of_the_supervisor_the_next_run_starts_drifted() {
     );
     assert_eq!(bot.verdicts(), ["verified", "drifted"]);
     bot.verify();
+}
+
+/// `--max-restarts`: past N restarts in the window the supervisor gives
+/// up, records `give-up`, alerts, and exits 1.
+#[test]
+fn too_many_restarts_give_up() {
+    let bot = Bot::new();
+    let alert_cmd = format!("cat >> {}", bot.path("alerts.jsonl").display());
+    let out = bot
+        .selfsame()
+        .args(["run", "--max-restarts", "2", "--tries", "10"])
+        .args(["--restart-delay", "10ms", "--alert-cmd", &alert_cmd])
+        .args(["--", "sh", "-c", "exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let crashes = bot.events("crash");
+    assert_eq!(crashes.len(), 3);
+    assert!(crashes.iter().all(|c| c["status"] == 7));
+    assert_eq!(bot.events("give-up").len(), 1);
+    let alert: Value = serde_json::from_str(bot.read("alerts.jsonl").trim()).unwrap();
+    assert_eq!(alert["event"], "give-up");
 }

@@ -38,6 +38,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             "target",
             "quarantine",
             "what",
+            "status",
+            "signal",
+            "sink",
+            "ok",
+            "error",
         ] {
             if let Some(v) = e.get(key) {
                 let v = v

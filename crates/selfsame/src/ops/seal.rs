@@ -145,7 +145,8 @@ pub(crate) fn seal_core(
     let head = current_head(vault, &key, token)?;
     let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&key, h));
 
-    let objects = vault.objects();
+    // One syncfs after hashing instead of two fsyncs per new object.
+    let objects = vault.objects().deferred();
     let cache_path = StatCache::path(vault.dir());
     let cache = StatCache::load(&cache_path);
     let scan_began = StatCache::begin_scan(&vault.dir().join("cache"))?;
@@ -160,6 +161,7 @@ pub(crate) fn seal_core(
     if fp.cache_hits as usize != stats.len() || stats.len() != cache.len() {
         StatCache::save(&cache_path, scan_began, &stats)?;
     }
+    objects.sync()?;
     failpoint::hit("seal-after-objects");
     let manifest_bytes = fp.manifest.to_bytes();
     let soul_hash = crate::crypto::sha256(&manifest_bytes);

@@ -19,12 +19,44 @@ pub const CHUNK: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct Objects {
     root: PathBuf,
+    deferred: bool,
 }
 
 impl Objects {
     /// The store rooted at `root` (`.selfsame/objects`).
     pub fn new(root: PathBuf) -> Self {
-        Objects { root }
+        Objects {
+            root,
+            deferred: false,
+        }
+    }
+
+    /// A store whose writes are made durable together by [`Objects::sync`]
+    /// (one `syncfs`) instead of one fsync per file and directory. Objects
+    /// still appear under their name only when complete (temp file, then
+    /// link); the caller must call `sync` before anything refers to them.
+    pub fn deferred(mut self) -> Self {
+        self.deferred = true;
+        self
+    }
+
+    /// Makes every object written so far durable (deferred mode).
+    pub fn sync(&self) -> Result<()> {
+        if !self.deferred || !self.root.is_dir() {
+            return Ok(());
+        }
+        let dir = File::open(&self.root).at(&self.root)?;
+        rustix::fs::syncfs(&dir)
+            .map_err(std::io::Error::from)
+            .at(&self.root)
+    }
+
+    fn make_dir(&self, dir: &Path) -> Result<()> {
+        if self.deferred {
+            fs::create_dir_all(dir).at(dir)
+        } else {
+            atomic::create_dir_all(dir)
+        }
     }
 
     /// Where the object `hash` lives.
@@ -48,8 +80,21 @@ impl Objects {
         if path.is_file() {
             return Ok(false);
         }
-        atomic::create_dir_all(path.parent().expect("object paths have a parent"))?;
-        atomic::write_if_absent(&path, bytes)
+        self.make_dir(path.parent().expect("object paths have a parent"))?;
+        if !self.deferred {
+            return atomic::write_if_absent(&path, bytes);
+        }
+        let tmp = atomic::temp_path(&path);
+        let written =
+            fs::write(&tmp, bytes)
+                .at(&tmp)
+                .and_then(|()| match fs::hard_link(&tmp, &path) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(e).at(&path),
+                });
+        let _ = fs::remove_file(&tmp);
+        written
     }
 
     /// Streams `reader` into the store while hashing it. Returns the hash,
@@ -60,7 +105,7 @@ impl Objects {
         on_bytes: &dyn Fn(u64),
     ) -> Result<([u8; 32], u64, bool)> {
         let tmp_dir = self.root.join("tmp");
-        atomic::create_dir_all(&tmp_dir)?;
+        self.make_dir(&tmp_dir)?;
         let tmp = atomic::temp_path(&tmp_dir.join("stream"));
         let result = (|| {
             let mut out = OpenOptions::new()
@@ -88,9 +133,11 @@ impl Objects {
             if path.is_file() {
                 return Ok((hash, total, false));
             }
-            out.sync_all().at(&tmp)?;
+            if !self.deferred {
+                out.sync_all().at(&tmp)?;
+            }
             let dir = path.parent().expect("object paths have a parent");
-            atomic::create_dir_all(dir)?;
+            self.make_dir(dir)?;
             match fs::hard_link(&tmp, &path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -98,7 +145,9 @@ impl Objects {
                 }
                 Err(e) => return Err(e).at(&path),
             }
-            atomic::sync_dir(dir)?;
+            if !self.deferred {
+                atomic::sync_dir(dir)?;
+            }
             Ok((hash, total, true))
         })();
         let _ = fs::remove_file(&tmp);

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Driver for bench/run: generate souls, time every tool with hyperfine,
+print and write the table of times and ratios."""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "selfsame")
+TOKEN = "424242:bench-token-not-a-secret"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, executable="/bin/bash", **kw)
+
+
+def hyperfine(name, cmd, runs, prepare=None, cwd=None):
+    out = tempfile.mktemp(suffix=".json")
+    args = ["hyperfine", "--style", "none", "--warmup", "1", "--runs", str(runs), "--export-json", out]
+    if prepare:
+        args += ["--prepare", prepare]
+    args.append(cmd)
+    subprocess.run(args, check=True, cwd=cwd, stdout=subprocess.DEVNULL)
+    with open(out) as f:
+        r = json.load(f)["results"][0]
+    os.unlink(out)
+    print(f"  {name:<34} {r['median']:8.3f} s", flush=True)
+    return r["median"]
+
+
+def peak_rss_mib(cmd, cwd):
+    r = subprocess.run(["/usr/bin/time", "-v", "bash", "-c", cmd], cwd=cwd, capture_output=True, text=True)
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr)
+    return int(m.group(1)) / 1024 if m else float("nan")
+
+
+def sha256_limit():
+    """Single-core OpenSSL SHA-256 throughput at 16 KiB blocks, bytes/s."""
+    r = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", "16384", "-seconds", "3"],
+                       capture_output=True, text=True)
+    line = [l for l in r.stdout.splitlines() if l.lower().startswith("sha256")][-1]
+    return float(line.split()[-1].rstrip("k")) * 1000
+
+
+def soul_size(path):
+    total = files = 0
+    for d, _, fs in os.walk(path):
+        for f in fs:
+            total += os.lstat(os.path.join(d, f)).st_size
+            files += 1
+    return files, total
+
+
+def bench_soul(kind, work, scale, runs, results):
+    base = os.path.join(work, kind)
+    soul = os.path.join(base, "soul")
+    stamp = os.path.join(base, f"generated-scale-{scale}")
+    if not os.path.exists(stamp):
+        shutil.rmtree(base, ignore_errors=True)
+        os.makedirs(soul)
+        print(f"generating soul {kind} (scale 1/{scale}) …", flush=True)
+        sh(f"python3 {ROOT}/bench/gen_soul.py {soul} {kind} --scale {scale}")
+        open(stamp, "w").close()
+    files, size = soul_size(soul)
+    print(f"soul {kind}: {files} files, {size / 2**20:.0f} MiB", flush=True)
+    sh("sync")
+    vault = os.path.join(base, ".selfsame")
+    gitdir = os.path.join(base, "git")
+    repo = os.path.join(base, "restic")
+    git = f"git --git-dir={gitdir} --work-tree={soul}"
+    r = {"files": files, "bytes": size}
+    # selfsame
+    r["seal_fresh"] = hyperfine("selfsame seal (fresh vault)", f"{BIN} init soul", runs,
+                                prepare=f"rm -rf {vault}", cwd=base)
+    if not os.path.isdir(vault):
+        sh(f"cd {base} && {BIN} init soul >/dev/null")
+    r["seal_unchanged"] = hyperfine("selfsame seal (unchanged)", f"{BIN} seal", runs, cwd=base)
+    first = next(os.path.join(d, fs[0]) for d, _, fs in sorted(os.walk(soul)) if fs)
+    r["seal_one_changed"] = hyperfine("selfsame seal (one file changed)", f"{BIN} seal", runs,
+                                      prepare=f"date +%s%N >> {first}", cwd=base)
+    r["wake"] = hyperfine("selfsame wake (full re-hash)", f"{BIN} wake", runs, cwd=base)
+    r["wake_fast"] = hyperfine("selfsame wake --fast", f"{BIN} wake --fast", runs, cwd=base)
+    r["verify_read_data"] = hyperfine("selfsame verify --read-data", f"{BIN} verify --read-data", runs, cwd=base)
+    r["rss_seal_fresh"] = peak_rss_mib(f"rm -rf {vault} && {BIN} init soul >/dev/null", base)
+    r["rss_seal"] = peak_rss_mib(f"{BIN} seal >/dev/null", base)
+    r["rss_wake"] = peak_rss_mib(f"{BIN} wake >/dev/null", base)
+    # Identical copy: objects already stored, so nothing new.
+    out = subprocess.run([BIN, "--json", "seal", "--reason", "manual"], cwd=base, capture_output=True, text=True)
+    r["reseal_new_bytes"] = json.loads(out.stdout).get("new_bytes")
+    # git
+    r["git_fresh"] = hyperfine("git add -A && git write-tree (fresh)",
+                               f"{git} init -q && {git} add -A && {git} write-tree >/dev/null", runs,
+                               prepare=f"rm -rf {gitdir}")
+    r["git_unchanged"] = hyperfine("git add -A && git write-tree (unch.)",
+                                   f"{git} add -A && {git} write-tree >/dev/null", runs)
+    r["git_status"] = hyperfine("git status", f"{git} status --porcelain >/dev/null", runs)
+    # restic
+    env = "RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=" + os.path.join(base, "restic-cache")
+    r["restic_fresh"] = hyperfine("restic backup (fresh)",
+                                  f"{env} restic -q -r {repo} backup soul >/dev/null", runs,
+                                  prepare=f"rm -rf {repo} && {env} restic -q -r {repo} init >/dev/null", cwd=base)
+    r["restic_unchanged"] = hyperfine("restic backup (unchanged)",
+                                      f"{env} restic -q -r {repo} backup soul >/dev/null", runs, cwd=base)
+    # plain hashing
+    r["sha256sum"] = hyperfine("sha256sum, 2 workers",
+                               "find . -type f -print0 | xargs -0 -P2 -n 64 sha256sum >/dev/null", runs, cwd=soul)
+    results[kind] = r
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if b else "n/a"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="10x smaller souls, fewer runs")
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--souls", default="abc")
+    ap.add_argument("--work", default=os.environ.get("BENCH_DIR", os.path.join(tempfile.gettempdir(), "selfsame-bench")))
+    a = ap.parse_args()
+    scale = 10 if a.quick else 1
+    runs = a.runs or (3 if a.quick else 5)
+    os.environ["TELEGRAM_BOT_TOKEN"] = TOKEN
+    os.environ["SELFSAME_LOCK_WAIT"] = "60s"
+    cores = os.cpu_count()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    limit1 = sha256_limit()
+    limit = limit1 * cores
+    print(f"{cores} cores, {cpu}; OpenSSL SHA-256: {limit1 / 1e6:.0f} MB/s per core, {limit / 1e6:.0f} MB/s all cores")
+    results = {}
+    for kind in a.souls:
+        bench_soul(kind, a.work, scale, runs, results)
+
+    lines = []
+    lines.append(f"# Benchmark results{' (--quick, 1/10 size)' if a.quick else ''}\n")
+    lines.append(f"Machine: {cores} cores, {cpu}. Medians of {runs} runs after a warm-up (warm page cache), "
+                 f"measured side by side in one `bench/run` invocation.\n")
+    lines.append(f"SHA-256 limit (OpenSSL, 16 KiB blocks): {limit1 / 1e6:.0f} MB/s per core × {cores} = {limit / 1e6:.0f} MB/s.\n")
+    lines.append("| soul | files | MiB | command | median s | MB/s |")
+    lines.append("|---|---|---|---|---|---|")
+    names = [("seal_fresh", "selfsame seal, fresh vault"), ("seal_unchanged", "selfsame seal, unchanged"),
+             ("seal_one_changed", "selfsame seal, one file changed"), ("wake", "selfsame wake (full re-hash)"),
+             ("wake_fast", "selfsame wake --fast"), ("verify_read_data", "selfsame verify --read-data"),
+             ("git_fresh", "git add -A && write-tree, fresh"), ("git_unchanged", "git add -A && write-tree, unchanged"),
+             ("git_status", "git status"), ("restic_fresh", "restic backup, fresh"),
+             ("restic_unchanged", "restic backup, unchanged"), ("sha256sum", "sha256sum, 2 workers")]
+    for kind, r in results.items():
+        for key, label in names:
+            t = r[key]
+            lines.append(f"| {kind} | {r['files']} | {r['bytes'] / 2**20:.0f} | {label} | {t:.3f} | {r['bytes'] / t / 1e6:.0f} |")
+    lines.append("\n## Ratios\n")
+    lines.append("| soul | ratio | value | target |")
+    lines.append("|---|---|---|---|")
+    for kind, r in results.items():
+        wake_tp = r["bytes"] / r["wake"]
+        rows = [
+            ("wake throughput ÷ SHA-256 limit", f"{wake_tp / limit * 100:.0f} %", "≥ 80 % on a"),
+            ("seal unchanged ÷ git status", ratio(r["seal_unchanged"], r["git_status"]), "≤ 1.0× on b"),
+            ("seal one changed ÷ seal unchanged", ratio(r["seal_one_changed"], r["seal_unchanged"]), "≤ 1.2× on b"),
+            ("seal fresh ÷ restic backup fresh", ratio(r["seal_fresh"], r["restic_fresh"]), "< 1 on a"),
+            ("seal fresh ÷ git add+write-tree fresh", ratio(r["seal_fresh"], r["git_fresh"]), "< 1 on a"),
+            ("wake ÷ sha256sum (2 workers)", ratio(r["wake"], r["sha256sum"]), ""),
+            ("peak RSS seal fresh / seal / wake", f"{r['rss_seal_fresh']:.0f} / {r['rss_seal']:.0f} / {r['rss_wake']:.0f} MiB", "< 64 MiB on c"),
+            ("new object bytes when re-sealing an identical soul", str(r["reseal_new_bytes"]), "0"),
+        ]
+        for label, value, target in rows:
+            lines.append(f"| {kind} | {label} | {value} | {target} |")
+    text = "\n".join(lines) + "\n"
+    print()
+    print(text)
+    out = os.path.join(ROOT, "bench", "RESULTS-quick.md" if a.quick else "RESULTS.md")
+    with open(out, "w") as f:
+        f.write(text)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,8 +11,7 @@ use selfsame::{Error, Result};
 
 use crate::context::Context;
 
-/// Supervise the agent: wake, start, heartbeat seals, seal at clean exit,
-/// restart after a crash.
+/// Supervise the agent: wake, start, seal, restart after a crash.
 ///
 ///   selfsame run -- python bot.py
 ///   selfsame run --alert-telegram 123456789 -- node bot.js

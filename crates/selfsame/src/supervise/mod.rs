@@ -130,6 +130,17 @@ pub fn run(vault: &Vault, token: &BotToken, opts: &Options, log: &dyn Log) -> Re
         stop: None,
     };
     let outcome = s.supervise();
+    if let Err(e) = &outcome {
+        // selfsame itself failed (I/O, a damaged vault mid-run, a command
+        // that cannot start): the agent is not running, so say so.
+        s.alert(Alert {
+            event: "halt".into(),
+            message: format!("selfsame run stopped on an error; the agent is not running: {e}"),
+            changes: Alert::changes_of(&Default::default()),
+            next: "`selfsame verify` and `selfsame log` show the state; fix the cause, then start `selfsame run` again".into(),
+            ..s.alert_base()
+        });
+    }
     s.record_deliveries_until_done();
     outcome
 }

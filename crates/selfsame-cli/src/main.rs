@@ -28,8 +28,9 @@ The token is read from the env var named in .selfsame/config.toml
 (default TELEGRAM_BOT_TOKEN) or from --token-file; it is never stored or
 printed.
 
-Exit codes: 0 ok, 1 failure, 2 usage/config/token error, 3 tampered,
-4 identity mismatch, 5 corrupted or rolled back, 6 incompatible, 75 busy.";
+Exit codes: 0 ok, 1 failure, 2 usage/config/token error, 3 tampered (or a
+drift that a policy halts), 4 identity mismatch, 5 corrupted or rolled back,
+6 incompatible, 75 busy.";
 
 #[derive(Parser, Debug)]
 #[command(name = "selfsame", version, about = ABOUT, long_about = LONG_ABOUT)]

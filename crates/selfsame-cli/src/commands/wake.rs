@@ -14,7 +14,7 @@ use crate::context::Context;
 ///
 ///   verdict            default action                  exit
 ///   verified           start                           0
-///   drifted            accept (seal `recover`), start  0
+///   drifted            accept (seal `recover`), start  0 (3 if halted)
 ///   tampered           halt                            3
 ///   identity-mismatch  halt (no policy overrides)      4
 ///   corrupted          halt                            5

@@ -459,10 +459,9 @@ fn run_applies_migrations_before_the_agent_starts() {
     bot.set_config("# reads =", "reads = \"v3\"");
     // The agent records the soul it finds at start, outside the soul.
     let agent = "import json; m = json.load(open('soul/memory.json')); json.dump(m, open('seen.json', 'w'))";
+    // No policy flag: under `run`, needs-migration=migrate is the default.
     let (code, out, err) = bot.run(&[
         "run",
-        "--policy",
-        "needs-migration=migrate",
         "--",
         "python3",
         "-c",

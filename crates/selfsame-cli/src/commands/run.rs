@@ -4,7 +4,9 @@ use std::ffi::OsString;
 use std::process::Command;
 use std::time::Duration;
 
+use selfsame::ops::migrate::Reads;
 use selfsame::ops::wake::WakeOptions;
+use selfsame::verdict::MigrationPolicy;
 use selfsame::supervise::{self, alert::Sinks, Log, Options};
 use selfsame::vault::config::parse_max_age;
 use selfsame::{Error, Result};
@@ -87,6 +89,16 @@ pub struct Args {
     /// Warn `stale` when the head is older than this (e.g. 7d; 0 = never).
     #[arg(long, value_name = "DURATION")]
     max_age: Option<String>,
+    /// Soul formats this shell reads: v3, v2..v4 or a list (default: config
+    /// `reads`). A soul that needs a migration is migrated before the agent
+    /// starts (unless `[policy] needs-migration = "warn"` or
+    /// `--policy needs-migration=warn`).
+    #[arg(long, env = "SELFSAME_READS", value_name = "FORMATS")]
+    reads: Option<String>,
+    /// Wake with the stat cache instead of re-hashing every byte (weaker;
+    /// see `selfsame wake --help`).
+    #[arg(long)]
+    fast: bool,
     /// The agent's command line, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -113,6 +125,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
     let token = ctx.vault_token(&vault)?;
     let mut policies = vault.config.policies(&vault.config_path())?;
+    // Under `run`, a soul that needs a migration is migrated before the
+    // agent starts, unless the config says otherwise.
+    if vault.config.policy.needs_migration.is_none() {
+        policies.needs_migration = MigrationPolicy::Migrate;
+    }
     for p in &args.policy {
         policies.set(p).map_err(Error::Usage)?;
     }
@@ -132,6 +149,13 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     opts.wake.policies = Some(policies);
     opts.wake.shell = super::shell_version(args.shell_version);
     opts.wake.max_age = max_age;
+    opts.wake.fast = args.fast;
+    opts.wake.reads = args
+        .reads
+        .as_deref()
+        .map(Reads::parse)
+        .transpose()
+        .map_err(|e| Error::Usage(format!("--reads: {e}")))?;
     opts.alerts = Sinks {
         cmd: args.alert_cmd,
         telegram: args.alert_telegram,

@@ -460,13 +460,7 @@ fn run_applies_migrations_before_the_agent_starts() {
     // The agent records the soul it finds at start, outside the soul.
     let agent = "import json; m = json.load(open('soul/memory.json')); json.dump(m, open('seen.json', 'w'))";
     // No policy flag: under `run`, needs-migration=migrate is the default.
-    let (code, out, err) = bot.run(&[
-        "run",
-        "--",
-        "python3",
-        "-c",
-        agent,
-    ]);
+    let (code, out, err) = bot.run(&["run", "--", "python3", "-c", agent]);
     assert_eq!(code, 0, "{out}\n{err}");
     let seen: Value = serde_json::from_slice(&fs::read(bot.path("seen.json")).unwrap()).unwrap();
     assert_eq!(seen["full_name"], "Ada", "the agent saw the migrated soul");

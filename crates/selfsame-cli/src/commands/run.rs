@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use selfsame::ops::migrate::Reads;
 use selfsame::ops::wake::WakeOptions;
-use selfsame::verdict::MigrationPolicy;
 use selfsame::supervise::{self, alert::Sinks, Log, Options};
 use selfsame::vault::config::parse_max_age;
+use selfsame::verdict::MigrationPolicy;
 use selfsame::{Error, Result};
 
 use crate::context::Context;

@@ -158,14 +158,15 @@ pub(crate) fn seal_core(
         Some(&cache),
         progress,
     )?;
+    objects.sync()?;
+    // Only after the objects are durable may the cache vouch for them.
     if fp.cache_hits as usize != stats.len() || stats.len() != cache.len() {
         StatCache::save(&cache_path, scan_began, &stats)?;
     }
-    objects.sync()?;
     failpoint::hit("seal-after-objects");
     let manifest_bytes = fp.manifest.to_bytes();
     let soul_hash = crate::crypto::sha256(&manifest_bytes);
-    objects.put(&soul_hash, &manifest_bytes)?;
+    vault.objects().put(&soul_hash, &manifest_bytes)?;
     failpoint::hit("seal-after-manifest");
     let soul_hex = hex::encode(soul_hash);
 

@@ -1,9 +1,11 @@
 //! The content-addressed object store: `objects/ab/cdef…`, named by the
 //! SHA-256 of the bytes, create-only, re-hashed on read.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -19,7 +21,23 @@ pub const CHUNK: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct Objects {
     root: PathBuf,
-    deferred: bool,
+    deferred: Option<Arc<Pending>>,
+}
+
+/// Objects written in deferred mode whose final names do not exist yet.
+#[derive(Debug, Default)]
+struct Pending {
+    list: Mutex<(Vec<(PathBuf, PathBuf)>, HashSet<[u8; 32]>)>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // Never linked (the seal failed): the temp files are only ours.
+        let list = self.list.get_mut().map(|l| std::mem::take(&mut l.0));
+        for (tmp, _) in list.unwrap_or_default() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
 }
 
 impl Objects {
@@ -27,24 +45,43 @@ impl Objects {
     pub fn new(root: PathBuf) -> Self {
         Objects {
             root,
-            deferred: false,
+            deferred: None,
         }
     }
 
-    /// A store whose writes are made durable together by [`Objects::sync`]
-    /// (one `syncfs`) instead of one fsync per file and directory. Objects
-    /// still appear under their name only when complete (temp file, then
-    /// link); the caller must call `sync` before anything refers to them.
+    /// A store that makes its writes durable together: new objects are
+    /// written to temp files without an fsync each, and [`Objects::sync`]
+    /// flushes them all with one `syncfs`, then links each under its final
+    /// name and flushes again. An object therefore never appears under its
+    /// name before its bytes are durable; until `sync`, new objects are not
+    /// visible at all.
     pub fn deferred(mut self) -> Self {
-        self.deferred = true;
+        self.deferred = Some(Arc::new(Pending::default()));
         self
     }
 
-    /// Makes every object written so far durable (deferred mode).
+    /// Publishes the objects written so far in deferred mode, durably.
     pub fn sync(&self) -> Result<()> {
-        if !self.deferred || !self.root.is_dir() {
+        let Some(pending) = &self.deferred else {
+            return Ok(());
+        };
+        let list = std::mem::take(&mut pending.list.lock().expect("pending list").0);
+        if list.is_empty() {
             return Ok(());
         }
+        self.syncfs()?;
+        for (tmp, path) in &list {
+            match fs::hard_link(tmp, path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).at(path),
+            }
+            let _ = fs::remove_file(tmp);
+        }
+        self.syncfs()
+    }
+
+    fn syncfs(&self) -> Result<()> {
         let dir = File::open(&self.root).at(&self.root)?;
         rustix::fs::syncfs(&dir)
             .map_err(std::io::Error::from)
@@ -52,11 +89,24 @@ impl Objects {
     }
 
     fn make_dir(&self, dir: &Path) -> Result<()> {
-        if self.deferred {
+        if self.deferred.is_some() {
             fs::create_dir_all(dir).at(dir)
         } else {
             atomic::create_dir_all(dir)
         }
+    }
+
+    /// Records a deferred object; false if the same hash is already pending.
+    fn defer(&self, hash: &[u8; 32], tmp: PathBuf, path: PathBuf) -> bool {
+        let pending = self.deferred.as_ref().expect("deferred mode");
+        let mut list = pending.list.lock().expect("pending list");
+        if !list.1.insert(*hash) {
+            drop(list);
+            let _ = fs::remove_file(tmp);
+            return false;
+        }
+        list.0.push((tmp, path));
+        true
     }
 
     /// Where the object `hash` lives.
@@ -81,20 +131,12 @@ impl Objects {
             return Ok(false);
         }
         self.make_dir(path.parent().expect("object paths have a parent"))?;
-        if !self.deferred {
+        if self.deferred.is_none() {
             return atomic::write_if_absent(&path, bytes);
         }
         let tmp = atomic::temp_path(&path);
-        let written =
-            fs::write(&tmp, bytes)
-                .at(&tmp)
-                .and_then(|()| match fs::hard_link(&tmp, &path) {
-                    Ok(()) => Ok(true),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-                    Err(e) => Err(e).at(&path),
-                });
-        let _ = fs::remove_file(&tmp);
-        written
+        fs::write(&tmp, bytes).at(&tmp)?;
+        Ok(self.defer(hash, tmp, path))
     }
 
     /// Streams `reader` into the store while hashing it. Returns the hash,
@@ -133,11 +175,13 @@ impl Objects {
             if path.is_file() {
                 return Ok((hash, total, false));
             }
-            if !self.deferred {
-                out.sync_all().at(&tmp)?;
-            }
             let dir = path.parent().expect("object paths have a parent");
             self.make_dir(dir)?;
+            if self.deferred.is_some() {
+                // Published by `sync`, after one syncfs for all of them.
+                return Ok((hash, total, true));
+            }
+            out.sync_all().at(&tmp)?;
             match fs::hard_link(&tmp, &path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -145,13 +189,19 @@ impl Objects {
                 }
                 Err(e) => return Err(e).at(&path),
             }
-            if !self.deferred {
-                atomic::sync_dir(dir)?;
-            }
+            atomic::sync_dir(dir)?;
             Ok((hash, total, true))
         })();
-        let _ = fs::remove_file(&tmp);
-        result
+        match result {
+            Ok((hash, total, true)) if self.deferred.is_some() => {
+                let new = self.defer(&hash, tmp, self.path(&hash));
+                Ok((hash, total, new))
+            }
+            other => {
+                let _ = fs::remove_file(&tmp);
+                other
+            }
+        }
     }
 
     /// Reads a whole object, checking its hash.
@@ -250,4 +300,71 @@ pub fn hash_reader(reader: &mut dyn Read, on_bytes: &dyn Fn(u64)) -> io::Result<
         on_bytes(n as u64);
     }
     Ok((hasher.finalize().into(), total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn deferred_objects_appear_only_once_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Objects::new(dir.path().join("objects")).deferred();
+        let small = b"small object".to_vec();
+        let hash = crate::crypto::sha256(&small);
+        assert!(store.put(&hash, &small).unwrap());
+        assert!(
+            !store.put(&hash, &small).unwrap(),
+            "the same object twice is one object"
+        );
+        let big = vec![7u8; (SMALL + 10) as usize];
+        let (big_hash, n, new) = store.put_stream(&mut &big[..], &|_| {}).unwrap();
+        assert!(new);
+        assert_eq!(n, big.len() as u64);
+        // Nothing under a final name before sync.
+        assert_eq!(store.size_of(&hash), None);
+        assert_eq!(store.size_of(&big_hash), None);
+        store.sync().unwrap();
+        assert_eq!(store.read(&hash).unwrap(), small);
+        assert_eq!(store.read(&big_hash).unwrap(), big);
+        // No temp files left behind.
+        let names: Vec<_> = files_under(&dir.path().join("objects"))
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".tmp-")
+            })
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn an_abandoned_deferred_store_leaves_no_object_and_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("objects");
+        {
+            let store = Objects::new(root.clone()).deferred();
+            let bytes = b"never published".to_vec();
+            store.put(&crate::crypto::sha256(&bytes), &bytes).unwrap();
+            store
+                .put_stream(&mut &vec![1u8; (SMALL + 1) as usize][..], &|_| {})
+                .unwrap();
+        }
+        assert!(files_under(&root).is_empty(), "{:?}", files_under(&root));
+    }
 }

@@ -24,10 +24,13 @@ pub struct Objects {
     deferred: Option<Arc<Pending>>,
 }
 
+/// Temp file → final name, for each object not yet published.
+type Unpublished = Vec<(PathBuf, PathBuf)>;
+
 /// Objects written in deferred mode whose final names do not exist yet.
 #[derive(Debug, Default)]
 struct Pending {
-    list: Mutex<(Vec<(PathBuf, PathBuf)>, HashSet<[u8; 32]>)>,
+    list: Mutex<(Unpublished, HashSet<[u8; 32]>)>,
 }
 
 impl Drop for Pending {

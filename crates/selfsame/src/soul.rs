@@ -77,22 +77,18 @@ pub fn walk(root: &Path, excludes: &Excludes, skip: &[PathBuf]) -> Result<Vec<Fo
             root.display()
         )));
     }
-    let mut out = Vec::new();
-    walk_dir(root, "", excludes, skip, &mut out)?;
+    let mut out = walk_dir(root, "", excludes, skip)?;
     out.sort_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
     Ok(out)
 }
 
-fn walk_dir(
-    dir: &Path,
-    prefix: &str,
-    excludes: &Excludes,
-    skip: &[PathBuf],
-    out: &mut Vec<Found>,
-) -> Result<()> {
+/// Lists one directory, then its subdirectories in parallel (stat calls
+/// dominate the walk, and they run well on several cores).
+fn walk_dir(dir: &Path, prefix: &str, excludes: &Excludes, skip: &[PathBuf]) -> Result<Vec<Found>> {
+    let mut out = Vec::new();
+    let mut subdirs = Vec::new();
     for item in fs::read_dir(dir).at(dir)? {
         let item = item.at(dir)?;
-        let abs = item.path();
         let name = item.file_name();
         let Some(name) = name.to_str() else {
             return Err(Error::Unsupported {
@@ -107,41 +103,23 @@ fn walk_dir(
                 reason: "the name has control characters",
             });
         }
-        if skip.iter().any(|s| s == &abs) || excludes.matches(&rel) {
+        let abs = item.path();
+        if excludes.matches(&rel) || skip.iter().any(|s| s == &abs) {
             continue;
         }
-        let meta = fs::symlink_metadata(&abs).at(&abs)?;
+        // Relative to the open directory, symlinks not followed.
+        let meta = item.metadata().at(&abs)?;
         let ft = meta.file_type();
-        if ft.is_dir() {
-            out.push(Found {
-                kind: Kind::Dir,
-                rel: rel.clone(),
-                abs: abs.clone(),
-                size: 0,
-                meta: meta.clone(),
-            });
-            walk_dir(&abs, &format!("{rel}/"), excludes, skip, out)?;
+        let kind = if ft.is_dir() {
+            Kind::Dir
         } else if ft.is_file() {
-            let kind = if meta.mode() & 0o111 != 0 {
+            if meta.mode() & 0o111 != 0 {
                 Kind::Exec
             } else {
                 Kind::File
-            };
-            out.push(Found {
-                kind,
-                rel,
-                abs,
-                size: meta.len(),
-                meta: meta.clone(),
-            });
+            }
         } else if ft.is_symlink() {
-            out.push(Found {
-                kind: Kind::Symlink,
-                rel,
-                abs,
-                size: meta.len(),
-                meta: meta.clone(),
-            });
+            Kind::Symlink
         } else {
             let reason = if ft.is_socket() {
                 "sockets cannot be sealed"
@@ -151,9 +129,27 @@ fn walk_dir(
                 "devices cannot be sealed"
             };
             return Err(Error::Unsupported { path: rel, reason });
+        };
+        let size = if kind == Kind::Dir { 0 } else { meta.len() };
+        if kind == Kind::Dir {
+            subdirs.push((abs.clone(), format!("{rel}/")));
         }
+        out.push(Found {
+            kind,
+            rel,
+            abs,
+            size,
+            meta,
+        });
     }
-    Ok(())
+    let below: Result<Vec<Vec<Found>>> = subdirs
+        .par_iter()
+        .map(|(abs, prefix)| walk_dir(abs, prefix, excludes, skip))
+        .collect();
+    for v in below? {
+        out.extend(v);
+    }
+    Ok(out)
 }
 
 /// A fingerprinted soul.
@@ -221,20 +217,22 @@ pub fn fingerprint_cached(
             if f.kind == Kind::Dir {
                 return Ok((i, dir(f), None));
             }
-            if f.kind != Kind::Symlink {
-                if let Some(hash) = cache.and_then(|c| c.lookup(&f.rel, &f.meta)) {
-                    if store.is_none_or(|s| s.size_of(&hash) == Some(f.size)) {
-                        progress.advance(f.size);
-                        cache_hits.fetch_add(1, Ordering::Relaxed);
-                        let entry = Entry {
-                            kind: f.kind,
-                            hash,
-                            size: f.size,
-                            path: f.rel.clone(),
-                        };
-                        return Ok((i, entry, Some(CachedStat::new(&f.meta, hash))));
-                    }
-                }
+            // A cache hit needs no object check: the cache is written only
+            // after its objects were published durably, and selfsame never
+            // deletes objects.
+            let hit = (f.kind != Kind::Symlink)
+                .then(|| cache.and_then(|c| c.lookup(&f.rel, &f.meta)))
+                .flatten();
+            if let Some(hash) = hit {
+                progress.advance(f.size);
+                cache_hits.fetch_add(1, Ordering::Relaxed);
+                let entry = Entry {
+                    kind: f.kind,
+                    hash,
+                    size: f.size,
+                    path: f.rel.clone(),
+                };
+                return Ok((i, entry, Some(CachedStat::new(&f.meta, hash))));
             }
             let (hash, size, new, stat) = match f.kind {
                 Kind::Symlink => {

@@ -113,14 +113,10 @@ impl Manifest {
                     let _ = writeln!(out, "d - - {}", e.path);
                 }
                 k => {
-                    let _ = writeln!(
-                        out,
-                        "{} {} {} {}",
-                        k.code(),
-                        hex::encode(e.hash),
-                        e.size,
-                        e.path
-                    );
+                    let mut hex = [0u8; 64];
+                    hex::encode_to_slice(e.hash, &mut hex).expect("64 hex digits for 32 bytes");
+                    let hex = std::str::from_utf8(&hex).expect("hex is ASCII");
+                    let _ = writeln!(out, "{} {hex} {} {}", k.code(), e.size, e.path);
                 }
             }
         }

@@ -172,9 +172,29 @@ impl History {
         Ok(line)
     }
 
+    /// Whether the file is missing, empty or ends in `\n` (reads one byte).
+    fn ends_clean(&self) -> Result<bool> {
+        let mut f = match fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e).at(&self.path),
+        };
+        let len = f.metadata().at(&self.path)?.len();
+        if len == 0 {
+            return Ok(true);
+        }
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1)).at(&self.path)?;
+        f.read_exact(&mut last).at(&self.path)?;
+        Ok(last[0] == b'\n')
+    }
+
     /// If the file ends in a torn line, moves those bytes to `run/` and
     /// replaces them with a `repair` event. Returns whether it repaired.
     pub fn repair_torn(&self) -> Result<bool> {
+        if self.ends_clean()? {
+            return Ok(false);
+        }
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),

@@ -10,7 +10,6 @@
 //! everything. A rewrite that forges the mtime still changes the ctime, which
 //! the cache also compares.
 
-use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -58,7 +57,8 @@ impl CachedStat {
 #[derive(Debug, Clone, Default)]
 pub struct StatCache {
     scan_began: Stamp,
-    entries: HashMap<String, CachedStat>,
+    /// Sorted by path bytes, for binary search.
+    entries: Vec<(String, CachedStat)>,
 }
 
 impl StatCache {
@@ -82,7 +82,7 @@ impl StatCache {
         let (s, ns) = head.split_once(' ')?;
         let mut cache = StatCache {
             scan_began: (s.parse().ok()?, ns.parse().ok()?),
-            entries: HashMap::new(),
+            entries: Vec::new(),
         };
         for line in lines {
             let mut p = line.splitn(9, ' ');
@@ -95,7 +95,7 @@ impl StatCache {
             let ino = num()? as u64;
             let mode = num()? as u32;
             let path = p.next()?.to_owned();
-            cache.entries.insert(
+            cache.entries.push((
                 path,
                 CachedStat {
                     size,
@@ -105,7 +105,16 @@ impl StatCache {
                     mode,
                     hash,
                 },
-            );
+            ));
+        }
+        // Written in manifest order already; sort only if someone else wrote it.
+        if !cache
+            .entries
+            .is_sorted_by(|a, b| a.0.as_bytes() <= b.0.as_bytes())
+        {
+            cache
+                .entries
+                .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         }
         Some(cache)
     }
@@ -113,13 +122,13 @@ impl StatCache {
     /// The hash of `rel` if its stat matches the cached one and the entry
     /// is not racy.
     pub fn lookup(&self, rel: &str, meta: &Metadata) -> Option<[u8; 32]> {
-        let c = self.entries.get(rel)?;
+        let c = self.get(rel)?;
         self.lookup_stat(rel, &CachedStat::new(meta, c.hash))
     }
 
     /// [`StatCache::lookup`] for a stat already taken.
     pub fn lookup_stat(&self, rel: &str, now: &CachedStat) -> Option<[u8; 32]> {
-        let c = self.entries.get(rel)?;
+        let c = self.get(rel)?;
         let same = now.size == c.size
             && now.mtime == c.mtime
             && now.ctime == c.ctime
@@ -162,6 +171,13 @@ impl StatCache {
         }
         atomic::create_dir_all(path.parent().expect("cache path has a parent"))?;
         atomic::write_replace(path, out.as_bytes())
+    }
+
+    fn get(&self, rel: &str) -> Option<&CachedStat> {
+        self.entries
+            .binary_search_by(|(p, _)| p.as_bytes().cmp(rel.as_bytes()))
+            .ok()
+            .map(|i| &self.entries[i].1)
     }
 
     /// Number of entries.

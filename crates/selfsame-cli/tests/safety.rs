@@ -341,6 +341,73 @@ fn restore_crash_mid_swap_then_restore_resume_finishes_it() {
     crashed_restore_finishes("restore-mid-swap", &["restore", "--resume"]);
 }
 
+#[test]
+fn restore_moves_a_non_utf8_top_level_name_to_quarantine_whole() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::at_rest();
+    let sealed = tree(&env.soul());
+    // `caf\xe9`: Latin-1, not UTF-8. A lossy name would be `caf\u{fffd}`.
+    let cafe = env.soul().join(OsStr::from_bytes(b"caf\xe9"));
+    fs::write(&cafe, "not UTF-8\n").unwrap();
+    let dir = env.soul().join(OsStr::from_bytes(b"d\xff"));
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("inner"), "inside\n").unwrap();
+
+    let out = env.run(&["restore", "2"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(!env.vault().join("run/restore.journal").exists());
+    assert!(!env.soul().join(".selfsame-restore").exists());
+    assert_eq!(tree(&env.soul()), sealed, "soul is not checkpoint 2");
+    let q = env.quarantined();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(
+        fs::read_to_string(q[0].join(OsStr::from_bytes(b"caf\xe9"))).unwrap(),
+        "not UTF-8\n"
+    );
+    assert_eq!(
+        fs::read_to_string(q[0].join(OsStr::from_bytes(b"d\xff/inner"))).unwrap(),
+        "inside\n"
+    );
+    let v = env.wake(&[]).expect_code(0).json();
+    assert_eq!(v["verdict"], "verified");
+    env.verify_clean();
+}
+
+#[test]
+fn restore_refuses_a_checkpoint_entry_that_an_exclude_keeps_in_place() {
+    // Checkpoint 2 has `memory.jsonl` and `notes/`; both are excluded
+    // afterwards, and the live soul holds newer versions. A swap would keep
+    // them in place and then have to put the checkpoint's over them.
+    let env = Env::at_rest();
+    let cfg = env.vault().join("config.toml");
+    let text = fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("exclude = []"), "{text}");
+    fs::write(
+        &cfg,
+        text.replace("exclude = []", "exclude = [\"memory.jsonl\", \"notes\"]"),
+    )
+    .unwrap();
+    write(&env.soul(), "memory.jsonl", b"live memory\n", 0o644);
+    write(&env.soul(), "notes/live.md", b"a live note\n", 0o644);
+    let before = tree(&env.soul());
+
+    let out = env.run(&["restore", "2"]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("memory.jsonl"), "{}", out.stderr);
+    assert!(out.stderr.contains("exclude"), "{}", out.stderr);
+    assert_eq!(
+        tree(&env.soul()),
+        before,
+        "a refused restore touched the soul"
+    );
+    assert!(!env.vault().join("run/restore.journal").exists());
+    assert!(env.quarantined().is_empty());
+    assert_eq!(env.head(), 2);
+    // Nothing is left half done: the vault still works.
+    env.run(&["seal"]).expect_code(0);
+}
+
 // --- must hold 6: concurrent seals ----------------------------------------
 
 #[test]

@@ -215,6 +215,87 @@ fn tampered_empty_dir_added() {
     );
 }
 
+fn mkfifo(path: &std::path::Path) {
+    let st = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn tampered_when_an_unrecordable_fifo_appears_at_rest_names_it_and_halts() {
+    // selfsame cannot record a FIFO, but it is still a change at rest: a
+    // verdict, a history event and exit 3, not an error (exit 1).
+    let env = Env::at_rest();
+    mkfifo(&env.soul().join("notes/pipe"));
+    let out = env.wake(&[]);
+    let v = assert_wake(&out, "tampered", None, 3, "halt");
+    assert_eq!(v["changes"], changes(&["notes/pipe"], &[], &[], &[]));
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("notes/pipe"), "{msg}");
+    assert!(msg.contains("exclude"), "{msg}");
+    assert_eq!(v["head"], 2);
+    assert!(!env.marker().exists());
+    let ev = last_wake_event(&env, "tampered");
+    assert_eq!(ev["action"], "halt");
+    assert_eq!(ev["changes"]["added"], 1, "{ev}");
+    // `status` says the same, without writing.
+    let n = env.history().len();
+    let st = env.run(&["--json", "status"]);
+    assert_eq!(st.json()["wake"]["verdict"], "tampered", "{}", st.stdout);
+    assert_eq!(env.history().len(), n);
+
+    // A rollback quarantines the FIFO like any other entry.
+    let out = env.wake(&["--policy", "tampered=rollback"]);
+    assert_wake(&out, "tampered", None, 0, "rollback");
+    let q = env.quarantined();
+    assert_eq!(q.len(), 1, "{q:?}");
+    let meta = fs::symlink_metadata(q[0].join("notes/pipe")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()));
+    assert!(!env.soul().join("notes/pipe").exists());
+    assert_wake(&env.wake(&[]), "verified", None, 0, "start");
+}
+
+#[test]
+fn drifted_with_an_unrecordable_fifo_halts_instead_of_accepting() {
+    let env = Env::new();
+    env.wake(&[]).expect_code(0);
+    // The agent crashes and leaves a FIFO behind: drift that no seal can
+    // adopt, so the default `accept` becomes a halt that says what to do.
+    mkfifo(&env.soul().join("pipe"));
+    let out = env.wake(&[]);
+    let v = assert_wake(&out, "drifted", None, 3, "halt");
+    assert_eq!(v["changes"], changes(&["pipe"], &[], &[], &[]));
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("pipe") && msg.contains("exclude"), "{msg}");
+    assert_eq!(env.head(), 1, "nothing sealed");
+    last_wake_event(&env, "drifted");
+    // Removing it, as the message says, lets the agent start again.
+    fs::remove_file(env.soul().join("pipe")).unwrap();
+    assert_wake(&env.wake(&[]), "verified", None, 0, "start");
+}
+
+#[test]
+fn tampered_by_a_non_utf8_name_rolls_back_when_asked() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::at_rest();
+    let sealed = tree(&env.soul());
+    fs::write(env.soul().join(OsStr::from_bytes(b"caf\xe9")), "x\n").unwrap();
+    let out = env.wake(&[]);
+    let v = assert_wake(&out, "tampered", None, 3, "halt");
+    assert_eq!(strings(&v["changes"]["added"]).len(), 1, "{}", out.stdout);
+    let out = env.wake(&["--policy", "tampered=rollback"]);
+    assert_wake(&out, "tampered", None, 0, "rollback");
+    assert_eq!(tree(&env.soul()), sealed);
+    let q = env.quarantined();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(q[0].join(OsStr::from_bytes(b"caf\xe9")).exists());
+    assert_wake(&env.wake(&[]), "verified", None, 0, "start");
+    env.verify_clean();
+}
+
 #[test]
 fn identity_mismatch_different_bot() {
     let env = Env::at_rest();

@@ -685,7 +685,7 @@ fn fingerprint_staged(
 ) -> std::result::Result<Manifest, String> {
     let keep = restore::top_level_keep(vault);
     let names = restore::entries(staging).map_err(|e| e.to_string())?;
-    if let Some(n) = names.iter().find(|n| keep.contains(n) || *n == WORK) {
+    if let Some(n) = restore::kept_collision(&keep, names.iter().map(|n| n.as_os_str())) {
         return Err(format!(
             "the migration created {n:?}, a name the soul keeps out of checkpoints (excluded, or the vault)"
         ));

@@ -12,9 +12,10 @@
 //! the head, lets the migration rewrite the staging dir, then hands the
 //! journal to [`run`] at the swap. See [`super::migrate`].
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -213,6 +214,23 @@ pub fn restore_locked(
         }
     };
     let manifest = manifest_of(vault, &stored)?;
+    // Refused before anything is touched: the swap would have to put a
+    // checkpoint entry where the soul keeps one in place, or copy something
+    // that cannot be copied into a quarantine on another filesystem.
+    let keep = top_level_keep(vault);
+    let top = manifest
+        .entries
+        .iter()
+        .filter(|e| !e.path.contains('/'))
+        .map(|e| OsStr::new(&e.path));
+    if let Some(n) = kept_collision(&keep, top) {
+        return Err(Error::Usage(format!(
+            "checkpoint {} has a top-level entry {n:?}, but a restore keeps {} in place (it matches an `exclude` glob, or is the vault or the restore work dir): move it out of the soul, or drop the glob from config.toml, and restore again; nothing was changed",
+            stored.ckpt.seq,
+            vault.soul().join(n).display()
+        )));
+    }
+    check_movable(vault, &keep)?;
     clear_work(vault)?;
     let quarantine = format!(
         "{}-{}-from-{}",
@@ -312,7 +330,7 @@ pub(crate) fn run(
     if j.phase == Phase::SwapOut {
         atomic::create_dir_all(&old)?;
         for name in entries(&soul)? {
-            if name == WORK || keep.iter().any(|k| k == &name) {
+            if name == WORK || keep.contains(&name) {
                 continue;
             }
             fs::rename(soul.join(&name), old.join(&name)).at(&soul.join(&name))?;
@@ -329,7 +347,7 @@ pub(crate) fn run(
     }
     if j.phase == Phase::SwapIn {
         for name in entries(&new)? {
-            fs::rename(new.join(&name), soul.join(&name)).at(&soul.join(&name))?;
+            rename_no_replace(&new.join(&name), &soul.join(&name))?;
             if migrating {
                 failpoint::hit("migrate-mid-swap-in");
             }
@@ -419,28 +437,118 @@ pub(crate) fn clear_work(vault: &Vault) -> Result<()> {
 
 /// Top-level names in the soul that a restore leaves in place: the vault
 /// (when inside the soul) and excluded entries.
-pub(crate) fn top_level_keep(vault: &Vault) -> Vec<String> {
+pub(crate) fn top_level_keep(vault: &Vault) -> Vec<OsString> {
     let mut keep = Vec::new();
     let soul = vault.soul();
     let soul_real = fs::canonicalize(&soul).unwrap_or(soul.clone());
     if let Ok(rel) = vault.dir().strip_prefix(&soul_real) {
         if let Some(first) = rel.components().next() {
-            keep.push(first.as_os_str().to_string_lossy().into_owned());
+            keep.push(first.as_os_str().to_owned());
         }
     }
     if let (Ok(ex), Ok(names)) = (vault.excludes(), entries(&soul)) {
-        keep.extend(names.into_iter().filter(|n| ex.matches(n)));
+        // Globs match UTF-8 paths only; other names are never excluded.
+        keep.extend(
+            names
+                .into_iter()
+                .filter(|n| n.to_str().is_some_and(|n| ex.matches(n))),
+        );
     }
     keep
 }
 
-pub(crate) fn entries(dir: &Path) -> Result<Vec<String>> {
+/// The first of `names` that a swap leaves in place (in `keep`, or the
+/// work dir): a tree that has one cannot be swapped into the soul.
+pub(crate) fn kept_collision<'a>(
+    keep: &[OsString],
+    names: impl IntoIterator<Item = &'a OsStr>,
+) -> Option<&'a OsStr> {
+    names
+        .into_iter()
+        .find(|n| *n == OsStr::new(WORK) || keep.iter().any(|k| k == n))
+}
+
+/// The names in `dir`, exactly as on disk (not necessarily UTF-8), sorted
+/// by bytes.
+pub(crate) fn entries(dir: &Path) -> Result<Vec<OsString>> {
     let mut names = Vec::new();
     for item in fs::read_dir(dir).at(dir)? {
-        names.push(item.at(dir)?.file_name().to_string_lossy().into_owned());
+        names.push(item.at(dir)?.file_name());
     }
     names.sort();
     Ok(names)
+}
+
+/// Moves `src` to `dest`, failing instead of replacing anything at `dest`.
+fn rename_no_replace(src: &Path, dest: &Path) -> Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, src, CWD, dest, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::EXIST => Err(taken(dest)),
+        // A filesystem without RENAME_NOREPLACE: check, then rename.
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            if fs::symlink_metadata(dest).is_ok() {
+                return Err(taken(dest));
+            }
+            fs::rename(src, dest).at(dest)
+        }
+        Err(e) => Err(std::io::Error::from(e)).at(dest),
+    }
+}
+
+fn taken(dest: &Path) -> Error {
+    Error::Usage(format!(
+        "restore: {} already exists in the soul, and a restore never replaces anything: move it out of the soul, then run `selfsame restore --resume`",
+        dest.display()
+    ))
+}
+
+/// When the quarantine lies on another filesystem than the soul, the old
+/// entries are copied there; devices cannot be copied, so a restore that
+/// would move one is refused before it starts.
+fn check_movable(vault: &Vault, keep: &[OsString]) -> Result<()> {
+    let soul = vault.soul();
+    let qdir = vault.quarantine_dir();
+    let there = if qdir.exists() {
+        qdir
+    } else {
+        vault.dir().to_owned()
+    };
+    let (Ok(a), Ok(b)) = (fs::metadata(&soul), fs::metadata(&there)) else {
+        return Ok(());
+    };
+    if a.dev() == b.dev() {
+        return Ok(());
+    }
+    for name in entries(&soul)? {
+        if name == WORK || keep.contains(&name) {
+            continue;
+        }
+        if let Some(p) = find_device(&soul.join(&name))? {
+            return Err(Error::Usage(format!(
+                "{} is a device file, and the quarantine ({}) is on another filesystem, where a restore cannot copy it: remove it from the soul and restore again; nothing was changed",
+                p.display(),
+                there.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn find_device(p: &Path) -> Result<Option<PathBuf>> {
+    let meta = fs::symlink_metadata(p).at(p)?;
+    let ft = meta.file_type();
+    if ft.is_block_device() || ft.is_char_device() {
+        return Ok(Some(p.to_owned()));
+    }
+    if ft.is_dir() {
+        for item in fs::read_dir(p).at(p)? {
+            if let Some(d) = find_device(&item.at(p)?.path())? {
+                return Ok(Some(d));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Writes a manifest's tree under `dest` (created new), from objects,
@@ -543,23 +651,36 @@ pub fn move_tree(src: &Path, dest: &Path) -> Result<()> {
             }
             Ok(())
         }
-        Err(e) if e.raw_os_error() == Some(18) => {
-            // EXDEV: copy into a partial name, then rename, then remove.
-            let partial = dest.with_extension("partial");
-            if fs::symlink_metadata(&partial).is_ok() {
-                fs::remove_dir_all(&partial).at(&partial)?;
-            }
-            copy_tree(src, &partial)?;
-            fs::rename(&partial, dest).at(dest)?;
-            atomic::sync_dir(dest.parent().unwrap_or(Path::new("/")))?;
-            fs::remove_dir_all(src).at(src)
-        }
+        Err(e) if e.raw_os_error() == Some(18) => move_across(src, dest),
         Err(e) => Err(e).at(src),
     }
 }
 
+/// The EXDEV half of [`move_tree`]: copy into a partial name, rename it to
+/// `dest`, then remove `src`. `dest` appears only whole (the rename), so
+/// when it already exists an earlier run crashed while removing `src`:
+/// only that is left to finish.
+fn move_across(src: &Path, dest: &Path) -> Result<()> {
+    if fs::symlink_metadata(dest).is_err() {
+        let partial = dest.with_extension("partial");
+        if fs::symlink_metadata(&partial).is_ok() {
+            fs::remove_dir_all(&partial).at(&partial)?;
+        }
+        copy_tree(src, &partial)?;
+        fs::rename(&partial, dest).at(dest)?;
+        atomic::sync_dir(dest.parent().unwrap_or(Path::new("/")))?;
+    }
+    match fs::remove_dir_all(src) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.at(src),
+    }
+}
+
+/// Copies a tree without following symlinks. FIFOs and sockets are made
+/// anew (never opened: reading a FIFO blocks); devices are refused.
 fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(src).at(src)?;
+    let ft = meta.file_type();
     if meta.is_dir() {
         fs::create_dir(dest).at(dest)?;
         for item in fs::read_dir(src).at(src)? {
@@ -568,11 +689,102 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
         }
         fs::set_permissions(dest, meta.permissions()).at(dest)?;
         atomic::sync_dir(dest)
-    } else if meta.file_type().is_symlink() {
+    } else if ft.is_symlink() {
         let t = fs::read_link(src).at(src)?;
         std::os::unix::fs::symlink(t, dest).at(dest)
-    } else {
+    } else if ft.is_fifo() || ft.is_socket() {
+        use rustix::fs::{mknodat, FileType, Mode, CWD};
+        let kind = if ft.is_fifo() {
+            FileType::Fifo
+        } else {
+            FileType::Socket
+        };
+        mknodat(
+            CWD,
+            dest,
+            kind,
+            Mode::from_raw_mode(meta.mode() & 0o7777),
+            0,
+        )
+        .map_err(std::io::Error::from)
+        .at(dest)?;
+        fs::set_permissions(dest, meta.permissions()).at(dest)
+    } else if ft.is_file() {
         fs::copy(src, dest).at(dest)?;
         fs::File::open(dest).and_then(|f| f.sync_all()).at(dest)
+    } else {
+        Err(Error::Usage(format!(
+            "{} is a device file and cannot be copied to another filesystem: remove it",
+            src.display()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn move_across_resumed_after_the_rename_only_finishes_removing_the_source() {
+        // A crash during `remove_dir_all(src)`: `dest` is whole, `src` is
+        // partly removed. Resuming must not copy again onto `dest`.
+        let t = tempfile::tempdir().unwrap();
+        let (src, dest) = (t.path().join("old"), t.path().join("q/1-restore-from-2"));
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/left"), "left over\n").unwrap();
+        fs::create_dir_all(dest.join("sub")).unwrap();
+        fs::write(dest.join("sub/left"), "left over\n").unwrap();
+        fs::write(dest.join("gone"), "already removed from src\n").unwrap();
+        move_across(&src, &dest).unwrap();
+        assert!(!src.exists());
+        assert_eq!(
+            fs::read_to_string(dest.join("gone")).unwrap(),
+            "already removed from src\n"
+        );
+        assert!(!dest.with_extension("partial").exists());
+        // And once more, with `src` already gone.
+        move_across(&src, &dest).unwrap();
+    }
+
+    #[test]
+    fn move_across_recreates_fifos_instead_of_opening_them() {
+        use rustix::fs::{mkfifoat, Mode, CWD};
+        let t = tempfile::tempdir().unwrap();
+        let (src, dest) = (t.path().join("old"), t.path().join("q"));
+        fs::create_dir(&src).unwrap();
+        mkfifoat(CWD, src.join("pipe"), Mode::from_raw_mode(0o640)).unwrap();
+        fs::set_permissions(src.join("pipe"), fs::Permissions::from_mode(0o640)).unwrap();
+        fs::write(src.join("file"), "bytes\n").unwrap();
+        // Opening a FIFO with no writer blocks forever: run with a deadline.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (s, d) = (src.clone(), dest.clone());
+        std::thread::spawn(move || tx.send(move_across(&s, &d).map_err(|e| e.to_string())));
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("move_across blocked on a FIFO");
+        r.unwrap();
+        let meta = fs::symlink_metadata(dest.join("pipe")).unwrap();
+        assert!(meta.file_type().is_fifo());
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        assert_eq!(fs::read_to_string(dest.join("file")).unwrap(), "bytes\n");
+        assert!(!src.exists());
+    }
+
+    #[test]
+    fn kept_collision_compares_raw_names() {
+        let keep = vec![
+            OsString::from("cache"),
+            OsStr::from_bytes(b"caf\xe9").to_owned(),
+        ];
+        let lossy = OsStr::new("caf\u{fffd}");
+        assert_eq!(kept_collision(&keep, [OsStr::new("notes"), lossy]), None);
+        assert_eq!(
+            kept_collision(&keep, [OsStr::from_bytes(b"caf\xe9")]),
+            Some(OsStr::from_bytes(b"caf\xe9"))
+        );
+        assert_eq!(
+            kept_collision(&[], [OsStr::new(WORK)]),
+            Some(OsStr::new(WORK))
+        );
     }
 }

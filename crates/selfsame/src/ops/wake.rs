@@ -264,23 +264,50 @@ pub fn wake_with_progress(
     let cache = opts
         .fast
         .then(|| StatCache::load(&StatCache::path(vault.dir())));
-    let (fp, _) = soul::fingerprint_cached(
+    let walked = soul::fingerprint_cached(
         &vault.soul(),
         &vault.excludes()?,
         &vault.skip_paths(),
         None,
         cache.as_ref(),
         progress,
-    )?;
-    let soul_hash = fp.manifest.soul_hash();
-    report.soul = Some(soul_hash.clone());
-    if soul_hash == head.ckpt.soul {
+    );
+    // An entry selfsame cannot record (a FIFO, a socket, a device, a name
+    // that is not UTF-8 or has control characters) is a change to the soul
+    // like any other, but one that no seal can adopt.
+    let (fp, unrecordable) = match walked {
+        Ok((fp, _)) => (Some(fp), None),
+        Err(crate::error::Error::Unsupported { path, reason }) => (None, Some((path, reason))),
+        Err(e) => return Err(e),
+    };
+    let soul_hash = fp.as_ref().map(|fp| fp.manifest.soul_hash());
+    report.soul = soul_hash.clone();
+    if let Some((path, reason)) = &unrecordable {
+        report.changes.added.push(path.clone());
+        let what = format!(
+            "soul entry {path} cannot be recorded ({reason}); remove it from the soul or add it to `exclude` in config.toml, then wake again"
+        );
+        if vault.marker_valid(&insp.key, &head) {
+            report.verdict = Verdict::Drifted;
+            report.message = format!(
+                "soul changed since checkpoint {} and the last run did not stop cleanly, but it cannot be accepted: {what}",
+                head.ckpt.seq
+            );
+        } else {
+            report.verdict = Verdict::Tampered;
+            report.message = format!(
+                "soul changed while the agent was at rest (checkpoint {}): {what}",
+                head.ckpt.seq
+            );
+        }
+    } else if soul_hash.as_deref() == Some(head.ckpt.soul.as_str()) {
         report.verdict = Verdict::Verified;
         report.message = format!(
             "soul matches checkpoint {} ({} files)",
             head.ckpt.seq, head.ckpt.files
         );
     } else {
+        let fp = fp.as_ref().expect("walked unless unrecordable");
         report.changes = soul::changes(&head_manifest, &fp.manifest);
         if vault.marker_valid(&insp.key, &head) {
             report.verdict = Verdict::Drifted;
@@ -306,6 +333,10 @@ pub fn wake_with_progress(
         ));
     }
     report.action = policies.action(report.verdict);
+    if unrecordable.is_some() && report.action == Action::Accept {
+        // A seal would refuse the same entry: halt instead of failing.
+        report.action = Action::Halt;
+    }
     report.exit_code = match report.action {
         Action::Halt => report.verdict.exit_code(),
         _ => 0,

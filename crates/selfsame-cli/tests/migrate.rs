@@ -457,6 +457,8 @@ fn run_applies_migrations_before_the_agent_starts() {
     bot.migration("v2-rename-name", V2);
     bot.migration("v3-facts-as-objects", V3);
     bot.set_config("# reads =", "reads = \"v3\"");
+    // An edited config is adopted by the owner before the next wake.
+    bot.ok(&["accept"]);
     // The agent records the soul it finds at start, outside the soul.
     let agent = "import json; m = json.load(open('soul/memory.json')); json.dump(m, open('seen.json', 'w'))";
     // No policy flag: under `run`, needs-migration=migrate is the default.

@@ -556,7 +556,9 @@ fn drifted_halt_policy_halts_with_a_nonzero_exit() {
     assert_eq!(env.head(), 1);
     assert_eq!(tree(&env.soul()), changed, "nothing restored");
     last_wake_event(&env, "drifted");
-    // The same policy from config.toml.
+    // The same policy from config.toml: the owner edits it and adopts the
+    // edit with `accept` (which seals the soul too, moving the awake marker
+    // along); then the agent crashes again.
     let cfg = env.vault().join("config.toml");
     let text = fs::read_to_string(&cfg).unwrap();
     fs::write(
@@ -564,8 +566,12 @@ fn drifted_halt_policy_halts_with_a_nonzero_exit() {
         text.replace("drifted = \"accept\"", "drifted = \"halt\""),
     )
     .unwrap();
+    env.run(&["accept"]).expect_code(0);
+    fs::write(env.soul().join("memory.jsonl"), "crash again\n").unwrap();
     let out = env.wake(&[]);
-    assert_eq!(out.json()["action"], "halt");
+    let v = out.json();
+    assert_eq!(v["verdict"], "drifted", "{}", out.stdout);
+    assert_eq!(v["action"], "halt");
     assert_ne!(out.code, 0);
 }
 

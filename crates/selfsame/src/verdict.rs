@@ -93,6 +93,9 @@ pub enum Detail {
     HistoryAhead,
     /// There is no checkpoint at all.
     NoCheckpoint,
+    /// `config.toml` differs from the config the head checkpoint was
+    /// sealed with (its `config` field): tampered until the owner accepts it.
+    ConfigChanged,
 }
 
 impl Detail {
@@ -111,6 +114,7 @@ impl Detail {
             Detail::HeadAhead => "head-ahead",
             Detail::HistoryAhead => "history-ahead",
             Detail::NoCheckpoint => "no-checkpoint",
+            Detail::ConfigChanged => "config-changed",
         }
     }
 
@@ -119,6 +123,7 @@ impl Detail {
         match self {
             Detail::DifferentBot | Detail::MacInvalid => Verdict::IdentityMismatch,
             Detail::HeadAhead | Detail::HistoryAhead => Verdict::RolledBack,
+            Detail::ConfigChanged => Verdict::Tampered,
             _ => Verdict::Corrupted,
         }
     }

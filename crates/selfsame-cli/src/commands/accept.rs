@@ -5,11 +5,12 @@ use selfsame::Result;
 
 use crate::context::Context;
 
-/// Adopt the current soul after a halt: seal it (reason=manual) and log an
-/// `accept` event.
+/// Adopt the current soul and config after a halt: seal them (reason=manual)
+/// and log an `accept` event.
 ///
 /// Use it when wake halted on `tampered` and you checked (`selfsame diff`)
-/// that the change is yours. The next wake then says `verified`.
+/// that the change is yours, or after you edited .selfsame/config.toml
+/// (`config-changed`). The next wake then says `verified`.
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {

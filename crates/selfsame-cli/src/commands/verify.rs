@@ -6,11 +6,14 @@ use selfsame::Result;
 use crate::context::Context;
 
 /// Check the whole vault: every checkpoint's MAC, the `prev` chain, HEAD,
-/// the history chain and its anchors, every referenced object present.
+/// the history chain and its anchors, every referenced object present, and
+/// that .selfsame/config.toml is the one the newest checkpoint was sealed
+/// with.
 ///
 /// With --read-data every stored object is read back and re-hashed.
 /// Exit 0 when clean; otherwise each problem is listed and the exit code is
-/// the first problem's verdict's (4 identity, 5 corrupted or rolled back).
+/// the first problem's verdict's (3 config changed, 4 identity, 5 corrupted
+/// or rolled back).
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {

@@ -22,7 +22,10 @@ use crate::context::Context;
 ///   incompatible       halt (soul format unreadable)   6
 ///
 /// drifted = the soul changed and the last run did not stop cleanly (normal
-/// after a crash); tampered = it changed while the agent was at rest.
+/// after a crash); tampered = it changed while the agent was at rest, or
+/// .selfsame/config.toml changed since the newest checkpoint
+/// (`config-changed`: always halts, whatever the policies say; `selfsame
+/// accept` adopts an intended change).
 /// With an accept or rollback policy the exit code is 0: the agent may start.
 ///
 /// Examples:
@@ -104,6 +107,9 @@ pub fn print_report(r: &WakeReport, ctx: &Context) {
     }
     let next = match (r.may_start, r.verdict) {
         (true, _) => "the agent may start".to_owned(),
+        (false, _) if r.detail == Some(selfsame::Detail::ConfigChanged) => {
+            "halted: no policy of the changed config was applied. Check .selfsame/config.toml; then `selfsame accept` to adopt it, or put the sealed config back".to_owned()
+        }
         (false, selfsame::Verdict::Tampered) => {
             "halted. Inspect with `selfsame diff`; then `selfsame accept` to adopt the soul, or `selfsame restore head` to put the sealed state back".to_owned()
         }

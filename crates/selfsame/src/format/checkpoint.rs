@@ -15,6 +15,11 @@ pub const VERSION: &str = "1";
 /// The field of a `rekey` checkpoint holding the MAC under the retired key.
 pub const PREV_KEY_HASH: &str = "prev_key_hash";
 
+/// The field binding a checkpoint to the vault's `config.toml`: lowercase
+/// hex SHA-256 of the config bytes the sealing process read. An extra
+/// field, so covered by the MAC; absent in checkpoints of older vaults.
+pub const CONFIG: &str = "config";
+
 /// Why a checkpoint file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {
@@ -283,6 +288,12 @@ impl Checkpoint {
                 .fields
                 .get(PREV_KEY_HASH)
                 .is_some_and(|m| old_key.verify(self.data_check_string().as_bytes(), m))
+    }
+
+    /// The hash of `config.toml` this checkpoint was sealed with, if it
+    /// records one (checkpoints of older vaults do not).
+    pub fn config(&self) -> Option<&str> {
+        self.fields.get(CONFIG)
     }
 
     /// Whether this is a rekey checkpoint (reason `rekey` with a

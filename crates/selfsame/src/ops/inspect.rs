@@ -327,6 +327,14 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
         }
     }
 
+    // Config: the head binds the config.toml it was sealed with. A vault
+    // written before the binding existed has no `config` field: not checked.
+    if let Some(h) = &head {
+        if let Some(problem) = config_problem(vault, h) {
+            problems.push(problem);
+        }
+    }
+
     Ok(Inspection {
         key,
         checkpoints: good,
@@ -338,6 +346,31 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
         vouched,
         vouched_by,
         retired_at,
+    })
+}
+
+/// A `config-changed` problem when `config.toml` (as `vault` read it)
+/// differs from the config `head` was sealed with; `None` when it matches or
+/// `head` records no config.
+pub fn config_problem(vault: &Vault, head: &Stored) -> Option<Problem> {
+    let sealed = head.ckpt.config()?;
+    if sealed == vault.config_hash() {
+        return None;
+    }
+    let mut message = format!(
+        "config.toml changed since checkpoint {}; if you made the change, run `selfsame accept` to adopt it",
+        head.ckpt.seq
+    );
+    let mut hash = [0u8; 32];
+    if hex::decode_to_slice(sealed, &mut hash).is_ok() && vault.objects().size_of(&hash).is_some() {
+        message.push_str(&format!(
+            "; if not, the config it was sealed with is saved as {}",
+            vault.objects().path(&hash).display()
+        ));
+    }
+    Some(Problem {
+        detail: Detail::ConfigChanged,
+        message,
     })
 }
 

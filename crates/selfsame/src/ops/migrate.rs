@@ -523,6 +523,14 @@ pub fn migrate_locked(
     let key = checkpoint_key(token);
     let mut head =
         current_head(vault, &key, token)?.ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
+    // The migrations directory comes from config.toml: run nothing from a
+    // config the head was not sealed with.
+    if let Some(p) = super::inspect::config_problem(vault, &head) {
+        return Err(Error::Usage(format!(
+            "{}; migrations run only under the config the head was sealed with",
+            p.message
+        )));
+    }
     let current = tag_of(&head.ckpt.format)?;
     registry.check(current)?;
     let newest = registry.newest().unwrap_or(current).max(current);

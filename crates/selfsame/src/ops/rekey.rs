@@ -18,9 +18,9 @@ use super::inspect::{inspect, ObjectScope};
 use crate::clock;
 use crate::crypto::checkpoint_key;
 use crate::error::{Error, Result};
-use crate::format::checkpoint::{Draft, Reason, PREV_KEY_HASH};
+use crate::format::checkpoint::{Draft, Reason, CONFIG, PREV_KEY_HASH};
 use crate::vault::{Stored, Vault};
-use crate::verdict::Verdict;
+use crate::verdict::{Detail, Verdict};
 
 /// What a rekey did.
 #[derive(Debug, Clone, Serialize)]
@@ -53,7 +53,13 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
     }
     vault.history().repair_torn()?;
     let insp = inspect(vault, old, ObjectScope::All)?;
-    if let Some(p) = insp.problems.first() {
+    // A changed config.toml is not damage: the rekey carries the head's
+    // config binding over unchanged, so wake still reports it afterwards.
+    if let Some(p) = insp
+        .problems
+        .iter()
+        .find(|p| p.detail != Detail::ConfigChanged)
+    {
         let why = format!(
             "the vault does not verify under the old token ({}: {}); a rekey vouches only for a chain that does",
             p.detail, p.message
@@ -74,7 +80,17 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
     let new_key = checkpoint_key(new);
     let marker_was_valid = vault.marker_valid(&old_key, &head);
 
-    // The head's state, re-signed: a rekey changes keys, not the soul.
+    // The head's state, re-signed: a rekey changes keys, not the soul, and
+    // not the config it is bound to (a head of an older vault that records
+    // none binds the config as it is now, like any new checkpoint).
+    let config = match head.ckpt.config() {
+        Some(c) => c.to_owned(),
+        None => {
+            let bytes = vault.config_bytes();
+            vault.objects().put(&crate::crypto::sha256(bytes), bytes)?;
+            vault.config_hash()
+        }
+    };
     let draft = Draft {
         seq: head.ckpt.seq + 1,
         prev: head.file_hash.clone(),
@@ -87,7 +103,7 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
         format: head.ckpt.format.clone(),
         log: vault.history().tail()?.0,
         bot_id: new.bot_id(),
-        extra: Vec::new(),
+        extra: vec![(CONFIG.to_owned(), config)],
     };
     let ckpt = draft.sign_rekey(&new_key, &old_key);
     debug_assert!(ckpt.fields.get(PREV_KEY_HASH).is_some());

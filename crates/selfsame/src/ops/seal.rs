@@ -10,7 +10,7 @@ use crate::clock;
 use crate::crypto::checkpoint_key;
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::format::checkpoint::{Draft, Reason};
+use crate::format::checkpoint::{Draft, Reason, CONFIG};
 use crate::format::Manifest;
 use crate::progress::Progress;
 use crate::soul::{self, Changes};
@@ -209,6 +209,14 @@ pub(crate) fn seal_core(
         .clone()
         .or_else(|| head.as_ref().map(|h| h.ckpt.format.clone()))
         .unwrap_or_else(|| DEFAULT_FORMAT.into());
+    // Bind the config this seal ran with (soul path, excludes, policies):
+    // wake calls a later change `tampered` (`config-changed`) until a seal
+    // adopts it. The bytes are kept as an object so the owner can put them
+    // back.
+    let config_hash = crate::crypto::sha256(vault.config_bytes());
+    vault.objects().put(&config_hash, vault.config_bytes())?;
+    let mut extra = vec![(CONFIG.to_owned(), hex::encode(config_hash))];
+    extra.extend(opts.extra.iter().filter(|(k, _)| k != CONFIG).cloned());
     let draft = Draft {
         seq: head.as_ref().map_or(1, |h| h.ckpt.seq + 1),
         prev: head.as_ref().map_or(String::new(), |h| h.file_hash.clone()),
@@ -221,7 +229,7 @@ pub(crate) fn seal_core(
         format,
         log: history.tail()?.0,
         bot_id: token.bot_id(),
-        extra: opts.extra.clone(),
+        extra,
     };
     let ckpt = draft.sign(&key);
     let file_hash = vault.write_checkpoint(&ckpt)?;

@@ -7,7 +7,7 @@ use selfsame_telegram::BotToken;
 use serde::Serialize;
 use serde_json::Map;
 
-use super::inspect::{inspect, ObjectScope, Problem};
+use super::inspect::{config_problem, inspect, ObjectScope, Problem};
 use super::migrate::{assess, migrate_locked, migrations_dir, MigrateOptions, Reads, Registry};
 use super::restore::{restore_locked, resume_locked, Target};
 use super::seal::{changes_json, seal_locked, SealOptions};
@@ -123,7 +123,15 @@ pub fn wake_with_progress(
     };
     let mut actions = Vec::new();
     if !opts.dry_run && token.bot_id() == vault.config.bot_id {
-        if let Some(r) = resume_locked(vault, token, progress)? {
+        // An interrupted restore or migration is finished only under the
+        // config the vault was sealed with (the soul path and excludes come
+        // from it); with a changed config the checks below halt first.
+        let resumed = if config_changed(vault, token) {
+            None
+        } else {
+            resume_locked(vault, token, progress)?
+        };
+        if let Some(r) = resumed {
             actions.push(if r.undone {
                 format!(
                     "undid an interrupted migration: the soul stays at checkpoint {} (staging dir in {})",
@@ -406,6 +414,17 @@ pub fn wake_with_progress(
         vault.write_marker(&insp.key, &h)?;
     }
     Ok(report)
+}
+
+/// Whether the newest checkpoint verifies under `token` and records a
+/// config other than `config.toml`'s. Anything less certain is `false`: the
+/// full checks decide then.
+fn config_changed(vault: &Vault, token: &BotToken) -> bool {
+    let key = crate::crypto::checkpoint_key(token);
+    let newest = vault.checkpoint_seqs().ok().and_then(|s| s.last().copied());
+    newest
+        .and_then(|seq| vault.read_checkpoint(seq).ok())
+        .is_some_and(|h| h.ckpt.verify(&key) && config_problem(vault, &h).is_some())
 }
 
 fn record(vault: &Vault, r: &WakeReport, opts: &WakeOptions) -> Result<()> {

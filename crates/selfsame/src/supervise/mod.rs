@@ -536,6 +536,7 @@ impl Supervisor<'_> {
 
     fn halt_on_wake(&mut self, wake: &WakeReport) -> Outcome {
         let next = match wake.verdict {
+            Verdict::Tampered if wake.detail == Some(crate::Detail::ConfigChanged) => "check .selfsame/config.toml; then `selfsame accept` to adopt the change, or put the sealed config back (its path is in the message)",
             Verdict::Tampered => "inspect with `selfsame diff`; then `selfsame accept` to adopt the soul as it is, or `selfsame restore head` to put the sealed state back",
             Verdict::IdentityMismatch => "check that the token belongs to this bot; after a token rotation run `selfsame rekey` with the old one",
             Verdict::Incompatible => "run a shell that reads this soul format, or migrate the soul",

@@ -39,6 +39,8 @@ pub struct Vault {
     base: PathBuf,
     /// The parsed config.
     pub config: Config,
+    /// The bytes of `config.toml` that `config` was parsed from.
+    config_bytes: Vec<u8>,
 }
 
 /// A checkpoint as read from disk, with the hash of its file bytes.
@@ -95,7 +97,12 @@ impl Vault {
             Err(e) => return Err(e).at(&format_path),
         }
         let base = dir.parent().unwrap_or(Path::new("/")).to_owned();
-        Ok(Vault { dir, base, config })
+        Ok(Vault {
+            dir,
+            base,
+            config,
+            config_bytes: text.into_bytes(),
+        })
     }
 
     /// Creates a new vault directory under `base` with `config`.
@@ -137,6 +144,18 @@ impl Vault {
     /// The config file.
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.toml")
+    }
+
+    /// The bytes of `config.toml` as this vault read them at open (the
+    /// config this process acts on).
+    pub fn config_bytes(&self) -> &[u8] {
+        &self.config_bytes
+    }
+
+    /// Lowercase hex SHA-256 of [`Vault::config_bytes`]: what a checkpoint
+    /// records in its `config` field, and what wake compares with it.
+    pub fn config_hash(&self) -> String {
+        crate::crypto::sha256_hex(&self.config_bytes)
     }
 
     /// The object store.

@@ -96,6 +96,9 @@ pub enum Detail {
     /// `config.toml` differs from the config the head checkpoint was
     /// sealed with (its `config` field): tampered until the owner accepts it.
     ConfigChanged,
+    /// `run/restore.journal` is not signed by this vault's key, or is
+    /// unreadable: it is never acted on.
+    BadJournal,
 }
 
 impl Detail {
@@ -115,6 +118,7 @@ impl Detail {
             Detail::HistoryAhead => "history-ahead",
             Detail::NoCheckpoint => "no-checkpoint",
             Detail::ConfigChanged => "config-changed",
+            Detail::BadJournal => "bad-journal",
         }
     }
 

@@ -643,7 +643,7 @@ fn step(
         format: Some(ctx.to.clone()),
         data,
     };
-    restore::write_journal(vault, &j)?;
+    restore::write_journal(vault, &checkpoint_key(token), &j)?;
     let work = vault.soul().join(WORK);
     let staging = work.join("new");
     atomic::create_dir_all(&work)?;
@@ -671,7 +671,7 @@ fn step(
     j.data.insert("changes".into(), changes_json(&changes));
     j.soul = after.soul_hash();
     j.phase = Phase::SwapOut;
-    restore::write_journal(vault, &j)?;
+    restore::write_journal(vault, &checkpoint_key(token), &j)?;
     let r = restore::run(vault, token, &mut j, Some(after), progress, false)?;
     Ok(Ok(Step {
         migration: m.name(),

@@ -121,8 +121,16 @@ fn journal_path(vault: &Vault) -> PathBuf {
     vault.run_dir().join(JOURNAL)
 }
 
-pub(crate) fn write_journal(vault: &Vault, j: &Journal) -> Result<()> {
-    let text = serde_json::to_string_pretty(j).expect("journal serializes");
+/// Label that separates journal MACs from checkpoint and marker MACs.
+const JOURNAL_LABEL: &[u8] = b"selfsame/journal/v1\n";
+
+/// Writes the journal: a line with its MAC under the checkpoint key, then
+/// the JSON body. Only a process holding the token can write one that the
+/// next wake will act on.
+pub(crate) fn write_journal(vault: &Vault, key: &SecretKey, j: &Journal) -> Result<()> {
+    let body = serde_json::to_string_pretty(j).expect("journal serializes");
+    let mac = key.sign(&[JOURNAL_LABEL, body.as_bytes()].concat());
+    let text = format!("{mac}\n{body}");
     atomic::write_replace(&journal_path(vault), text.as_bytes())
 }
 
@@ -132,20 +140,46 @@ pub(crate) fn remove_journal(vault: &Vault) -> Result<()> {
     atomic::sync_dir(&vault.run_dir())
 }
 
-fn read_journal(vault: &Vault) -> Result<Option<Journal>> {
+/// Reads the journal. With `key`, its MAC must verify and its fields must
+/// be sane; a journal that fails is corruption, never acted on.
+fn read_journal(vault: &Vault, key: Option<&SecretKey>) -> Result<Option<Journal>> {
     let path = journal_path(vault);
-    match fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).at(&path),
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at(&path),
+    };
+    let bad = |why: &str| {
+        Error::Corrupt(format!(
+            "{}: {why}; it was not written by selfsame with this bot's token. Move it out of run/ (and {WORK}/ out of the soul) after checking them",
+            path.display()
+        ))
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad("not UTF-8"))?;
+    let (mac, body) = text.split_once('\n').ok_or_else(|| bad("no MAC line"))?;
+    if let Some(key) = key {
+        if !key.verify(&[JOURNAL_LABEL, body.as_bytes()].concat(), mac) {
+            return Err(bad("its MAC does not verify"));
+        }
     }
+    let j: Journal = serde_json::from_str(body).map_err(|e| bad(&e.to_string()))?;
+    let plain = !j.quarantine.is_empty()
+        && !j.quarantine.contains('/')
+        && j.quarantine != "."
+        && j.quarantine != ".."
+        && !j.quarantine.chars().any(char::is_control);
+    if !plain {
+        return Err(bad("its quarantine name is not a plain directory name"));
+    }
+    if !matches!(j.event.as_str(), "restore" | "rollback" | MIGRATE) {
+        return Err(bad("unknown event"));
+    }
+    Ok(Some(j))
 }
 
 /// Describes an interrupted restore, if one is pending.
 pub fn pending(vault: &Vault) -> Result<Option<String>> {
-    Ok(read_journal(vault)?.map(|j| {
+    Ok(read_journal(vault, None)?.map(|j| {
         format!(
             "{} to checkpoint {}, phase {:?}",
             j.event, j.target, j.phase
@@ -166,7 +200,7 @@ pub fn last_good(vault: &Vault, key: &SecretKey, head: &Stored) -> Result<Stored
     marked.sort_unstable();
     for seq in marked.into_iter().rev() {
         if let Ok(s) = vault.read_checkpoint(seq) {
-            if s.ckpt.verify(key) && manifest_of(vault, &s).is_ok() {
+            if super::inspect::trusted(vault, key, &s)? && manifest_of(vault, &s).is_ok() {
                 return Ok(s);
             }
         }
@@ -249,7 +283,7 @@ pub fn restore_locked(
         format: None,
         data: Map::new(),
     };
-    write_journal(vault, &j)?;
+    write_journal(vault, &key, &j)?;
     run(vault, token, &mut j, Some(manifest), progress, false)
 }
 
@@ -259,7 +293,7 @@ pub fn resume_locked(
     token: &BotToken,
     progress: &dyn Progress,
 ) -> Result<Option<RestoreReport>> {
-    let Some(mut j) = read_journal(vault)? else {
+    let Some(mut j) = read_journal(vault, Some(&checkpoint_key(token)))? else {
         return Ok(None);
     };
     run(vault, token, &mut j, None, progress, true).map(Some)
@@ -300,6 +334,12 @@ pub(crate) fn run(
             j.target
         )));
     }
+    if !migrating && target.ckpt.soul != j.soul {
+        return Err(Error::Corrupt(format!(
+            "the restore journal names a soul other than checkpoint {}'s",
+            j.target
+        )));
+    }
     let manifest = match manifest {
         Some(m) => m,
         None if migrating => super::migrate::manifest_by_hash(vault, &j.soul)?,
@@ -325,7 +365,7 @@ pub(crate) fn run(
         }
         failpoint::hit("restore-after-stage");
         j.phase = Phase::SwapOut;
-        write_journal(vault, j)?;
+        write_journal(vault, &key, j)?;
     }
     if j.phase == Phase::SwapOut {
         atomic::create_dir_all(&old)?;
@@ -343,7 +383,7 @@ pub(crate) fn run(
         atomic::sync_dir(&old)?;
         atomic::sync_dir(&soul)?;
         j.phase = Phase::SwapIn;
-        write_journal(vault, j)?;
+        write_journal(vault, &key, j)?;
     }
     if j.phase == Phase::SwapIn {
         for name in entries(&new)? {
@@ -355,7 +395,7 @@ pub(crate) fn run(
         atomic::sync_dir(&soul)?;
         atomic::sync_dir(&new)?;
         j.phase = Phase::Quarantine;
-        write_journal(vault, j)?;
+        write_journal(vault, &key, j)?;
     }
     if j.phase == Phase::Quarantine {
         atomic::create_dir_all(&vault.quarantine_dir())?;
@@ -371,7 +411,7 @@ pub(crate) fn run(
         }
         atomic::sync_dir(&soul)?;
         j.phase = Phase::Seal;
-        write_journal(vault, j)?;
+        write_journal(vault, &key, j)?;
     }
     // Phase::Seal
     let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);

@@ -122,14 +122,27 @@ pub fn wake_with_progress(
         Some(vault.lock()?)
     };
     let mut actions = Vec::new();
+    let mut journal_problem = None;
     if !opts.dry_run && token.bot_id() == vault.config.bot_id {
         // An interrupted restore or migration is finished only under the
         // config the vault was sealed with (the soul path and excludes come
         // from it); with a changed config the checks below halt first.
         let resumed = if config_changed(vault, token) {
-            None
+            Ok(None)
         } else {
-            resume_locked(vault, token, progress)?
+            resume_locked(vault, token, progress)
+        };
+        let resumed = match resumed {
+            Ok(r) => r,
+            // A journal this token did not sign is never acted on.
+            Err(crate::Error::Corrupt(message)) => {
+                journal_problem = Some(Problem {
+                    detail: Detail::BadJournal,
+                    message,
+                });
+                None
+            }
+            Err(e) => return Err(e),
         };
         if let Some(r) = resumed {
             actions.push(if r.undone {
@@ -157,7 +170,10 @@ pub fn wake_with_progress(
         None => vault.config.max_age(&vault.config_path())?,
     };
 
-    let insp = inspect(vault, token, ObjectScope::Head)?;
+    let mut insp = inspect(vault, token, ObjectScope::Head)?;
+    if let Some(p) = journal_problem {
+        insp.problems.insert(0, p);
+    }
     let mut report = WakeReport {
         verdict: Verdict::Verified,
         detail: None,

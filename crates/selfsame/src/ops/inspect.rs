@@ -134,11 +134,11 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
         .iter()
         .find(|s| s.ckpt.retires(&key))
         .map(|s| s.ckpt.seq);
-    if let Some(other) = good
-        .iter()
-        .chain(bad.iter())
-        .find(|s| s.ckpt.bot_id != token.bot_id())
-    {
+    // Checkpoints whose MAC fails say nothing trustworthy about the bot:
+    // look at them only when none verifies (an edited `bot_id` in one
+    // checkpoint is corruption, not another bot).
+    let judged = if good.is_empty() { &bad } else { &good };
+    if let Some(other) = judged.iter().find(|s| s.ckpt.bot_id != token.bot_id()) {
         push(
             Detail::DifferentBot,
             format!(

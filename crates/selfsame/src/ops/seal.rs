@@ -232,6 +232,15 @@ pub(crate) fn seal_core(
         extra,
     };
     let ckpt = draft.sign(&key);
+    if marker_was_valid && opts.reason != Reason::Rest {
+        // The agent is awake: let its marker vouch for the checkpoint about
+        // to be written too, before it exists, so that dying right after
+        // writing it still reads as a crash (drifted), not as tampering.
+        if let Some(h) = &head {
+            let next = crate::crypto::sha256_hex(&ckpt.to_bytes());
+            vault.write_marker_ahead(&key, h, (ckpt.seq, &next))?;
+        }
+    }
     let file_hash = vault.write_checkpoint(&ckpt)?;
     failpoint::hit("seal-after-checkpoint");
     vault.write_head(ckpt.seq)?;

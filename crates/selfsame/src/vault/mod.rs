@@ -308,10 +308,35 @@ impl Vault {
     /// Writes `run/awake` for `head`: its seq, its file hash, the time and
     /// the pid, signed with the checkpoint key.
     pub fn write_marker(&self, key: &SecretKey, head: &Stored) -> Result<()> {
+        self.write_marker_fields(key, head, None)
+    }
+
+    /// Writes `run/awake` valid for `head` and also for the checkpoint
+    /// `next` (seq, file hash) that a seal is about to write, so a crash
+    /// between the checkpoint and the marker's move still reads as a crash.
+    pub fn write_marker_ahead(
+        &self,
+        key: &SecretKey,
+        head: &Stored,
+        next: (u64, &str),
+    ) -> Result<()> {
+        self.write_marker_fields(key, head, Some(next))
+    }
+
+    fn write_marker_fields(
+        &self,
+        key: &SecretKey,
+        head: &Stored,
+        next: Option<(u64, &str)>,
+    ) -> Result<()> {
         let mut f = Fields::new();
         f.push("kind", "awake");
         f.push("seq", &head.ckpt.seq.to_string());
         f.push("head", &head.file_hash);
+        if let Some((seq, hash)) = next {
+            f.push("next_seq", &seq.to_string());
+            f.push("next_head", hash);
+        }
         f.push("at", &clock::rfc3339(clock::now()));
         f.push("pid", &std::process::id().to_string());
         let mac = key.sign(f.data_check_string(&["hash"]).as_bytes());
@@ -333,10 +358,13 @@ impl Vault {
         let Some(mac) = f.get("hash") else {
             return false;
         };
+        let seq = head.ckpt.seq.to_string();
+        let names = |s: &str, h: &str| {
+            f.get(s) == Some(seq.as_str()) && f.get(h) == Some(head.file_hash.as_str())
+        };
         key.verify(f.data_check_string(&["hash"]).as_bytes(), mac)
             && f.get("kind") == Some("awake")
-            && f.get("seq") == Some(head.ckpt.seq.to_string().as_str())
-            && f.get("head") == Some(head.file_hash.as_str())
+            && (names("seq", "head") || names("next_seq", "next_head"))
     }
 
     /// Whether any `run/awake` file exists (valid or not).

@@ -49,7 +49,7 @@ pub enum Error {
         holder: String,
     },
     /// A soul entry selfsame cannot record.
-    #[error("soul entry {path}: {reason}; remove it or add it to `exclude` in config.toml")]
+    #[error("soul entry {path}: {reason}; remove it, or add it to `exclude` in config.toml (then `selfsame accept`)")]
     Unsupported {
         /// The entry, relative to the soul (lossy if not UTF-8).
         path: String,

@@ -309,7 +309,7 @@ pub fn wake_with_progress(
     if let Some((path, reason)) = &unrecordable {
         report.changes.added.push(path.clone());
         let what = format!(
-            "soul entry {path} cannot be recorded ({reason}); remove it from the soul or add it to `exclude` in config.toml, then wake again"
+            "soul entry {path} cannot be recorded ({reason}); remove it from the soul, or add it to `exclude` in config.toml and run `selfsame accept`, then wake again"
         );
         if vault.marker_valid(&insp.key, &head) {
             report.verdict = Verdict::Drifted;

@@ -275,6 +275,7 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
     };
     let objects = vault.objects();
     let mut seen = HashSet::new();
+    let listed = (scope == ObjectScope::Head).then(|| objects.list());
     for s in targets {
         let mut soul = [0u8; 32];
         hex::decode_to_slice(&s.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
@@ -304,7 +305,13 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
             if !seen.insert(e.hash) {
                 continue;
             }
-            match objects.size_of(&e.hash) {
+            let size = match &listed {
+                // Wake: presence from directory listings (no stat per
+                // object); sizes and content are verify's job.
+                Some(present) => present.contains(&e.hash).then_some(e.size),
+                None => objects.size_of(&e.hash),
+            };
+            match size {
                 None => push(
                     Detail::ObjectMissing,
                     format!(

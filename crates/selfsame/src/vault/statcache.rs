@@ -173,6 +173,28 @@ impl StatCache {
         atomic::write_replace(path, out.as_bytes())
     }
 
+    /// [`StatCache::lookup`] for many paths at once, given sorted by raw
+    /// bytes (as the walk yields them): one merge pass instead of a search
+    /// per path.
+    pub fn lookup_sorted<'a>(
+        &self,
+        items: impl Iterator<Item = (&'a str, &'a Metadata)>,
+    ) -> Vec<Option<[u8; 32]>> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        for (rel, meta) in items {
+            while at < self.entries.len() && self.entries[at].0.as_bytes() < rel.as_bytes() {
+                at += 1;
+            }
+            let hit = match self.entries.get(at) {
+                Some((p, c)) if p == rel => self.lookup_stat(rel, &CachedStat::new(meta, c.hash)),
+                _ => None,
+            };
+            out.push(hit);
+        }
+        out
+    }
+
     fn get(&self, rel: &str) -> Option<&CachedStat> {
         self.entries
             .binary_search_by(|(p, _)| p.as_bytes().cmp(rel.as_bytes()))

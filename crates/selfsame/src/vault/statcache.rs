@@ -170,7 +170,14 @@ impl StatCache {
             );
         }
         atomic::create_dir_all(path.parent().expect("cache path has a parent"))?;
-        atomic::write_replace(path, out.as_bytes())
+        // Temp file and rename, but no fsync: after a power cut the cache
+        // may be missing, empty or cut short, and each of those only costs
+        // re-hashing (an entry is trusted only when every stat field
+        // matches). The objects it names were made durable before it was
+        // written.
+        let tmp = atomic::temp_path(path);
+        fs::write(&tmp, out.as_bytes()).at(&tmp)?;
+        fs::rename(&tmp, path).at(path)
     }
 
     /// [`StatCache::lookup`] for many paths at once, given sorted by raw

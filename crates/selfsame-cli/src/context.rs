@@ -32,6 +32,11 @@ impl Context {
         Vault::open(&dir)
     }
 
+    /// Whether `--token-file` was given.
+    pub fn has_token_file(&self) -> bool {
+        self.token_file.is_some()
+    }
+
     /// The token from --token-file, else from the env var `env_name`.
     pub fn token(&self, env_name: &str) -> Result<BotToken> {
         if let Some(path) = &self.token_file {

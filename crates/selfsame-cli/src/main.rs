@@ -90,7 +90,7 @@ fn main() {
         Command::Migrate(a) => migrate::run(a, &ctx),
         Command::Rekey(a) => rekey::run(a, &ctx),
         Command::Run(a) => run::run(a, &ctx),
-        Command::Telegram(a) => Ok(telegram::run(a)),
+        Command::Telegram(a) => Ok(telegram::run(a, &ctx)),
     };
     let code = match result {
         Ok(code) => code,

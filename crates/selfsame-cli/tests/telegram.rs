@@ -348,3 +348,27 @@ fn help_shows_an_example_and_the_exit_codes() {
         .stdout(predicate::str::contains("--third-party"))
         .stdout(predicate::str::contains("Exit codes:"));
 }
+
+#[test]
+fn the_global_token_file_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{DOCS_TOKEN}\n")).unwrap();
+    let out = selfsame()
+        .args(["--token-file", file.to_str().unwrap()])
+        .args(["telegram", "init-data", DOCS_DATA, "--max-age", "0"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json(&out)["user"]["id"], 279058397);
+    // A file with another bot's token: not authentic, and not printed.
+    std::fs::write(&file, "1:not-the-docs-token").unwrap();
+    selfsame()
+        .args(["--token-file", file.to_str().unwrap()])
+        .args(["telegram", "init-data", DOCS_DATA, "--max-age", "0"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("not-the-docs-token").not());
+}

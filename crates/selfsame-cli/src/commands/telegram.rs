@@ -2,6 +2,7 @@
 //! Login Widget data, Ed25519 third-party signatures) for backends in any
 //! language. A thin shell over the `selfsame-telegram` crate.
 
+use crate::context::Context;
 use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -105,9 +106,9 @@ pub struct InitDataArgs {
 }
 
 /// Runs `selfsame telegram …`; returns the process exit code.
-pub fn run(args: TelegramArgs) -> i32 {
+pub fn run(args: TelegramArgs, ctx: &Context) -> i32 {
     match args.command {
-        TelegramCommand::InitData(a) => match init_data_command(&a) {
+        TelegramCommand::InitData(a) => match init_data_command(&a, ctx) {
             Ok(json) => {
                 println!("{json}");
                 0
@@ -151,7 +152,7 @@ impl From<Error> for Failure {
     }
 }
 
-fn init_data_command(a: &InitDataArgs) -> Result<String, Failure> {
+fn init_data_command(a: &InitDataArgs, ctx: &Context) -> Result<String, Failure> {
     let data = read_data(a.data.as_deref())?;
     let now = match a.now {
         Some(secs) => UNIX_EPOCH
@@ -168,7 +169,7 @@ fn init_data_command(a: &InitDataArgs) -> Result<String, Failure> {
     let json = if a.third_party {
         let bot_id = match a.bot_id {
             Some(id) => id,
-            None => token(&a.token_env)
+            None => token(ctx, &a.token_env)
                 .map_err(|_| {
                     Failure::usage(format!(
                         "--third-party needs --bot-id N (or the bot token in ${})",
@@ -184,11 +185,15 @@ fn init_data_command(a: &InitDataArgs) -> Result<String, Failure> {
         };
         to_json(&third_party::validate(&data, bot_id, &key, freshness)?)
     } else if a.login {
-        to_json(&login::validate(&data, &token(&a.token_env)?, freshness)?)
+        to_json(&login::validate(
+            &data,
+            &token(ctx, &a.token_env)?,
+            freshness,
+        )?)
     } else {
         to_json(&init_data::validate(
             &data,
-            &token(&a.token_env)?,
+            &token(ctx, &a.token_env)?,
             freshness,
         )?)
     };
@@ -199,9 +204,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("validated data serializes")
 }
 
-/// The bot token from the environment. Messages name the variable, never
-/// its value.
-fn token(var: &str) -> Result<BotToken, Failure> {
+/// The bot token from the global `--token-file`, else the environment.
+/// Messages name the file or variable, never the value.
+fn token(ctx: &Context, var: &str) -> Result<BotToken, Failure> {
+    if ctx.has_token_file() {
+        return ctx.token(var).map_err(|e| Failure::usage(e.to_string()));
+    }
     let text = std::env::var(var).unwrap_or_default();
     if text.trim().is_empty() {
         return Err(Failure::usage(format!(

@@ -4,12 +4,8 @@ use std::ffi::OsString;
 use std::process::Command;
 use std::time::Duration;
 
-use selfsame::ops::migrate::Reads;
-use selfsame::ops::wake::WakeOptions;
 use selfsame::supervise::{self, alert::Sinks, Log, Options};
-use selfsame::vault::config::parse_max_age;
-use selfsame::verdict::MigrationPolicy;
-use selfsame::{Error, Result};
+use selfsame::Result;
 
 use crate::context::Context;
 
@@ -38,6 +34,10 @@ use crate::context::Context;
 /// soul is rolled back to the last checkpoint followed by a healthy run
 /// (the current soul goes to quarantine) and the agent is tried again; if
 /// that fails too, the supervisor halts.
+///
+/// Migrations: with --reads (or `reads` in config), a soul in an older
+/// format is migrated before the agent starts, unless `needs-migration =
+/// warn` is set in config or by --policy.
 ///
 /// Alerts (halt, rollback, give-up) go to every sink given, 10 s each, in
 /// the background; the outcome is recorded in history as `alert`.
@@ -80,25 +80,11 @@ pub struct Args {
     /// POST alerts as JSON to this URL.
     #[arg(long, value_name = "URL")]
     alert_webhook: Option<String>,
-    /// VERDICT=ACTION (drifted|tampered = accept|rollback|halt); repeatable.
-    #[arg(long, value_name = "VERDICT=ACTION")]
-    policy: Vec<String>,
-    /// This shell's version (default: $SELFSAME_SHELL_VERSION).
-    #[arg(long, value_name = "V")]
-    shell_version: Option<String>,
-    /// Warn `stale` when the head is older than this (e.g. 7d; 0 = never).
-    #[arg(long, value_name = "DURATION")]
-    max_age: Option<String>,
-    /// Soul formats this shell reads: v3, v2..v4 or a list (default: config
-    /// `reads`). A soul that needs a migration is migrated before the agent
-    /// starts (unless `[policy] needs-migration = "warn"` or
-    /// `--policy needs-migration=warn`).
-    #[arg(long, env = "SELFSAME_READS", value_name = "FORMATS")]
-    reads: Option<String>,
-    /// Wake with the stat cache instead of re-hashing every byte (weaker;
-    /// see `selfsame wake --help`).
-    #[arg(long)]
-    fast: bool,
+    /// Wake flags (see `selfsame wake --help`). Under `run`, a soul that
+    /// needs a migration is migrated before the agent starts unless
+    /// `needs-migration = warn` is set.
+    #[command(flatten)]
+    wake: super::wake::WakeFlags,
     /// The agent's command line, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -124,19 +110,7 @@ impl Log for Stderr {
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
     let token = ctx.vault_token(&vault)?;
-    let mut policies = vault.config.policies(&vault.config_path())?;
-    // Under `run`, a soul that needs a migration is migrated before the
-    // agent starts, unless the config says otherwise.
-    if vault.config.policy.needs_migration.is_none() {
-        policies.needs_migration = MigrationPolicy::Migrate;
-    }
-    for p in &args.policy {
-        policies.set(p).map_err(Error::Usage)?;
-    }
-    let max_age = match &args.max_age {
-        Some(t) => Some(parse_max_age(t).map_err(Error::Usage)?),
-        None => None,
-    };
+    let wake = args.wake.options(&vault, true)?;
     let mut opts = Options::new(args.command);
     opts.heartbeat = Some(args.heartbeat).filter(|d| !d.is_zero());
     opts.probation = args.probation;
@@ -145,17 +119,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     opts.max_restarts = args.max_restarts;
     opts.restart_window = args.restart_window;
     opts.restart_delay = args.restart_delay;
-    opts.wake = WakeOptions::default();
-    opts.wake.policies = Some(policies);
-    opts.wake.shell = super::shell_version(args.shell_version);
-    opts.wake.max_age = max_age;
-    opts.wake.fast = args.fast;
-    opts.wake.reads = args
-        .reads
-        .as_deref()
-        .map(Reads::parse)
-        .transpose()
-        .map_err(|e| Error::Usage(format!("--reads: {e}")))?;
+    opts.wake = wake;
     opts.alerts = Sinks {
         cmd: args.alert_cmd,
         telegram: args.alert_telegram,

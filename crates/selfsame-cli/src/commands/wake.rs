@@ -3,7 +3,8 @@
 use selfsame::ops::migrate::Reads;
 use selfsame::ops::wake::{wake_with_progress, WakeOptions, WakeReport};
 use selfsame::vault::config::parse_max_age;
-use selfsame::{Error, Result};
+use selfsame::verdict::MigrationPolicy;
+use selfsame::{Error, Result, Vault};
 
 use crate::context::Context;
 
@@ -36,6 +37,13 @@ use crate::context::Context;
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
+    #[command(flatten)]
+    flags: WakeFlags,
+}
+
+/// The flags that shape a wake; `selfsame run` takes the same ones.
+#[derive(clap::Args, Debug)]
+pub struct WakeFlags {
     /// VERDICT=ACTION (drifted|tampered = accept|rollback|halt;
     /// needs-migration = migrate|warn); repeatable.
     #[arg(long, value_name = "VERDICT=ACTION")]
@@ -57,30 +65,42 @@ pub struct Args {
     reads: Option<String>,
 }
 
+impl WakeFlags {
+    /// The wake options these flags ask for, over the vault's config.
+    /// `migrate_by_default` makes a pending migration run unless the config
+    /// or a flag says `needs-migration = warn` (the default under `run`).
+    pub fn options(self, vault: &Vault, migrate_by_default: bool) -> Result<WakeOptions> {
+        let mut policies = vault.config.policies(&vault.config_path())?;
+        if migrate_by_default && vault.config.policy.needs_migration.is_none() {
+            policies.needs_migration = MigrationPolicy::Migrate;
+        }
+        for p in &self.policy {
+            policies.set(p).map_err(Error::Usage)?;
+        }
+        let max_age = match &self.max_age {
+            Some(t) => Some(parse_max_age(t).map_err(Error::Usage)?),
+            None => None,
+        };
+        Ok(WakeOptions {
+            policies: Some(policies),
+            shell: super::shell_version(self.shell_version),
+            max_age,
+            dry_run: false,
+            fast: self.fast,
+            reads: self
+                .reads
+                .as_deref()
+                .map(Reads::parse)
+                .transpose()
+                .map_err(|e| Error::Usage(format!("--reads: {e}")))?,
+        })
+    }
+}
+
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
     let token = ctx.vault_token(&vault)?;
-    let mut policies = vault.config.policies(&vault.config_path())?;
-    for p in &args.policy {
-        policies.set(p).map_err(Error::Usage)?;
-    }
-    let max_age = match &args.max_age {
-        Some(t) => Some(parse_max_age(t).map_err(Error::Usage)?),
-        None => None,
-    };
-    let opts = WakeOptions {
-        policies: Some(policies),
-        shell: super::shell_version(args.shell_version),
-        max_age,
-        dry_run: false,
-        fast: args.fast,
-        reads: args
-            .reads
-            .as_deref()
-            .map(Reads::parse)
-            .transpose()
-            .map_err(|e| Error::Usage(format!("--reads: {e}")))?,
-    };
+    let opts = args.flags.options(&vault, false)?;
     let report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
     print_report(&report, ctx);
     Ok(report.exit_code)

@@ -64,6 +64,9 @@ pub enum Error {
         /// How many times it was read.
         tries: u32,
     },
+    /// A stored object is missing (hex hash); the vault is damaged.
+    #[error("vault damaged: object {0} is missing; run `selfsame verify` for the full list")]
+    ObjectMissing(String),
     /// The vault is damaged; `selfsame verify` lists the problems.
     #[error("vault damaged: {0}; run `selfsame verify` for the full list")]
     Corrupt(String),
@@ -90,7 +93,7 @@ impl Error {
             | Error::Token(_)
             | Error::NoSuchCheckpoint(_) => 2,
             Error::Identity(_) => 4,
-            Error::Corrupt(_) => 5,
+            Error::Corrupt(_) | Error::ObjectMissing(_) => 5,
             Error::Busy { .. } => 75,
             _ => 1,
         }

@@ -290,13 +290,21 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
                     continue;
                 }
             },
+            Err(Error::ObjectMissing(hex)) => {
+                push(
+                    Detail::ObjectMissing,
+                    format!(
+                        "checkpoint {}: manifest object {hex} is missing",
+                        s.ckpt.seq
+                    ),
+                );
+                continue;
+            }
             Err(Error::Corrupt(m)) => {
-                let detail = if m.contains("missing") {
-                    Detail::ObjectMissing
-                } else {
-                    Detail::ObjectCorrupt
-                };
-                push(detail, format!("checkpoint {}: manifest {m}", s.ckpt.seq));
+                push(
+                    Detail::ObjectCorrupt,
+                    format!("checkpoint {}: manifest {m}", s.ckpt.seq),
+                );
                 continue;
             }
             Err(e) => return Err(e),

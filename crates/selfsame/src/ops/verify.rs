@@ -99,21 +99,22 @@ pub fn verify(
                     objects_read += 1;
                     bytes_read += n;
                 }
-                Err(Error::Corrupt(m)) => {
-                    let detail = if m.contains("missing") {
-                        Detail::ObjectMissing
-                    } else {
-                        Detail::ObjectCorrupt
-                    };
-                    if detail == Detail::ObjectCorrupt
-                        || !problems.iter().any(|p| p.message.contains(&e.path))
-                    {
+                Err(Error::ObjectMissing(hex)) => {
+                    // Wake's presence check already named the path; say it once.
+                    if !problems.iter().any(|p| p.message.contains(&e.path)) {
                         problems.push(Problem {
-                            detail,
-                            message: format!("checkpoint {seq}: {} ({m})", e.path),
+                            detail: Detail::ObjectMissing,
+                            message: format!(
+                                "checkpoint {seq}: {} (object {hex} is missing)",
+                                e.path
+                            ),
                         });
                     }
                 }
+                Err(Error::Corrupt(m)) => problems.push(Problem {
+                    detail: Detail::ObjectCorrupt,
+                    message: format!("checkpoint {seq}: {} ({m})", e.path),
+                }),
                 Err(other) => return Err(other),
             }
         }

@@ -135,7 +135,12 @@ pub fn wake_with_progress(
         let resumed = match resumed {
             Ok(r) => r,
             // A journal this token did not sign is never acted on.
-            Err(crate::Error::Corrupt(message)) => {
+            Err(e @ (crate::Error::Corrupt(_) | crate::Error::ObjectMissing(_))) => {
+                let message = match e {
+                    crate::Error::ObjectMissing(hex) => format!("object {hex} is missing"),
+                    crate::Error::Corrupt(m) => m,
+                    other => other.to_string(),
+                };
                 journal_problem = Some(Problem {
                     detail: Detail::BadJournal,
                     message,

@@ -311,7 +311,7 @@ impl Objects {
 
     fn missing(&self, hash: &[u8; 32], path: &Path, e: io::Error) -> Error {
         if e.kind() == io::ErrorKind::NotFound {
-            Error::Corrupt(format!("object {} is missing", hex::encode(hash)))
+            Error::ObjectMissing(hex::encode(hash))
         } else {
             Error::Io {
                 path: path.to_owned(),

@@ -59,33 +59,33 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason with its wire name.
+    pub const ALL: [(Reason, &'static str); 8] = [
+        (Reason::Init, "init"),
+        (Reason::Rest, "rest"),
+        (Reason::Heartbeat, "heartbeat"),
+        (Reason::Recover, "recover"),
+        (Reason::Manual, "manual"),
+        (Reason::Restore, "restore"),
+        (Reason::Migrate, "migrate"),
+        (Reason::Rekey, "rekey"),
+    ];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Init => "init",
-            Reason::Rest => "rest",
-            Reason::Heartbeat => "heartbeat",
-            Reason::Recover => "recover",
-            Reason::Manual => "manual",
-            Reason::Restore => "restore",
-            Reason::Migrate => "migrate",
-            Reason::Rekey => "rekey",
-        }
+        Self::ALL
+            .iter()
+            .find(|(r, _)| *r == self)
+            .map(|(_, name)| *name)
+            .expect("every reason is listed")
     }
 
     /// Parses a wire name.
     pub fn parse(text: &str) -> Option<Reason> {
-        Some(match text {
-            "init" => Reason::Init,
-            "rest" => Reason::Rest,
-            "heartbeat" => Reason::Heartbeat,
-            "recover" => Reason::Recover,
-            "manual" => Reason::Manual,
-            "restore" => Reason::Restore,
-            "migrate" => Reason::Migrate,
-            "rekey" => Reason::Rekey,
-            _ => return None,
-        })
+        Self::ALL
+            .iter()
+            .find(|(_, name)| *name == text)
+            .map(|(r, _)| *r)
     }
 }
 
@@ -324,4 +324,18 @@ pub fn check_format_tag(tag: &str) -> Result<u32, String> {
         .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0'))
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| format!("format tag {tag:?} is not of the form v1, v2, …"))
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::Reason;
+
+    #[test]
+    fn every_reason_round_trips_and_unknown_ones_do_not_parse() {
+        for (r, name) in Reason::ALL {
+            assert_eq!(r.as_str(), name);
+            assert_eq!(Reason::parse(name), Some(r));
+        }
+        assert_eq!(Reason::parse("nap"), None);
+    }
 }

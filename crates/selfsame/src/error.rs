@@ -56,6 +56,10 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The operation was stopped before it finished (its result was no
+    /// longer wanted).
+    #[error("stopped before it finished")]
+    Stopped,
     /// A file kept changing while selfsame read it.
     #[error("{} changed while it was being hashed ({tries} tries); seal at a quiescent point, or stop the writer", .path.display())]
     FileChanging {

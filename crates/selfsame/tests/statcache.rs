@@ -100,3 +100,126 @@ fn racy_file_written_during_the_seal_tick_is_rehashed() {
     let s = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
     assert_eq!(s.changes.modified, vec!["hot.txt".to_string()]);
 }
+
+/// Sets an old mtime, so the next seal's record of the file is not racy.
+fn age(path: &std::path::Path) {
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+}
+
+/// The manifest a checkpoint names, for comparing with what a seal said.
+fn manifest_at(vault: &selfsame::Vault, seq: u64) -> selfsame::format::Manifest {
+    let stored = vault.read_checkpoint(seq).unwrap();
+    selfsame::ops::seal::manifest_of(vault, &stored).unwrap()
+}
+
+#[test]
+fn a_seal_from_the_cache_names_every_kind_of_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let soul = dir.path().join("soul");
+    fs::create_dir_all(soul.join("d")).unwrap();
+    for f in ["a", "b", "c", "d/e"] {
+        fs::write(soul.join(f), f).unwrap();
+        age(&soul.join(f));
+    }
+    std::os::unix::fs::symlink("xx", soul.join("l")).unwrap();
+    let vault = init(dir.path(), &token(), &InitOptions::new("soul")).unwrap();
+    // A second seal: now every record is old enough to be trusted, and the
+    // cache records the head's manifest.
+    let s = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+    assert_eq!(s.new_objects, 0);
+    assert!(s.changes.is_empty(), "{:?}", s.changes);
+
+    fs::write(soul.join("a"), "A, rewritten").unwrap();
+    fs::remove_file(soul.join("b")).unwrap();
+    fs::write(soul.join("f"), "new").unwrap();
+    fs::set_permissions(soul.join("c"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::remove_file(soul.join("l")).unwrap();
+    std::os::unix::fs::symlink("yy", soul.join("l")).unwrap();
+    fs::remove_dir_all(soul.join("d")).unwrap();
+    let s = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+    let c = &s.changes;
+    assert_eq!(c.modified, ["a", "l"]);
+    assert_eq!(c.removed, ["b", "d", "d/e"]);
+    assert_eq!(c.added, ["f"]);
+    assert_eq!(c.mode_changed, ["c"]);
+    // What comparing the two manifests says.
+    let (old, new) = (manifest_at(&vault, s.seq - 1), manifest_at(&vault, s.seq));
+    assert_eq!(&selfsame::soul::changes(&old, &new), c);
+    assert_eq!(
+        wake(&vault, &token(), &WakeOptions::default()).unwrap().verdict,
+        Verdict::Verified
+    );
+}
+
+#[test]
+fn a_symlink_retargeted_at_rest_is_seen_by_seal_and_wake() {
+    let dir = tempfile::tempdir().unwrap();
+    let soul = dir.path().join("soul");
+    fs::create_dir(&soul).unwrap();
+    fs::write(soul.join("a"), "a").unwrap();
+    age(&soul.join("a"));
+    std::os::unix::fs::symlink("one", soul.join("l")).unwrap();
+    let vault = init(dir.path(), &token(), &InitOptions::new("soul")).unwrap();
+    seal(&vault, &token(), &SealOptions::new(Reason::Rest), &Silent).unwrap();
+    // Same length, so the size in the listing does not change.
+    fs::remove_file(soul.join("l")).unwrap();
+    std::os::unix::fs::symlink("two", soul.join("l")).unwrap();
+    let fast = WakeOptions {
+        fast: true,
+        ..Default::default()
+    };
+    let r = wake(&vault, &token(), &fast).unwrap();
+    assert_eq!(r.verdict, Verdict::Tampered);
+    assert_eq!(r.changes.modified, ["l"]);
+    let s = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+    assert_eq!(s.changes.modified, ["l"]);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+    /// Random edits between seals: what each seal reports as changed is what
+    /// comparing its manifest with the previous one says, and a wake after
+    /// it finds the soul it sealed.
+    #[test]
+    fn seal_reports_what_the_manifests_say(rounds in proptest::collection::vec(
+        proptest::collection::vec((0u8..5, 0usize..6, 0u8..3), 1..6), 1..4)) {
+        let dir = tempfile::tempdir().unwrap();
+        let soul = dir.path().join("soul");
+        fs::create_dir_all(soul.join("s")).unwrap();
+        let names = ["a", "b", "s/c", "s/d", "e", "s/f"];
+        for n in &names[..3] {
+            fs::write(soul.join(n), n).unwrap();
+            age(&soul.join(n));
+        }
+        let vault = init(dir.path(), &token(), &InitOptions::new("soul")).unwrap();
+        seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+        for edits in rounds {
+            for (op, i, v) in edits {
+                let p = soul.join(names[i]);
+                let _ = fs::create_dir_all(p.parent().unwrap());
+                match op {
+                    0 => { let _ = fs::write(&p, format!("v{v}")); }
+                    1 => { let _ = fs::remove_file(&p); }
+                    2 => { let _ = fs::write(&p, format!("v{v}")); age(&p); }
+                    3 => {
+                        use std::os::unix::fs::PermissionsExt;
+                        let _ = fs::set_permissions(&p, fs::Permissions::from_mode(if v == 0 { 0o755 } else { 0o644 }));
+                    }
+                    _ => { let _ = fs::remove_dir_all(soul.join("s")); }
+                }
+            }
+            let s = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+            let (old, new) = (manifest_at(&vault, s.seq - 1), manifest_at(&vault, s.seq));
+            proptest::prop_assert_eq!(&selfsame::soul::changes(&old, &new), &s.changes);
+            proptest::prop_assert_eq!(wake(&vault, &token(), &WakeOptions::default()).unwrap().verdict, Verdict::Verified);
+            seal(&vault, &token(), &SealOptions::new(Reason::Rest), &Silent).unwrap();
+        }
+    }
+}

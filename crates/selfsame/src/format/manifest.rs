@@ -10,10 +10,6 @@
 //! of the target's bytes), `d` directory (hash and size `-`). Paths are
 //! relative, `/`-separated and sorted by raw bytes.
 
-use std::fmt;
-
-use crate::crypto;
-
 /// First line of every manifest.
 pub const HEADER: &str = "selfsame-manifest 1";
 
@@ -103,29 +99,67 @@ impl Manifest {
 
     /// The canonical bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = String::with_capacity(32 + self.entries.len() * 100);
-        out.push_str(HEADER);
-        out.push('\n');
+        let len: usize = self.entries.iter().map(|e| e.path.len() + 90).sum();
+        let mut out = Vec::with_capacity(HEADER.len() + 1 + len);
+        self.write_chunks(|chunk| {
+            out.extend_from_slice(chunk);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|never| match never {});
+        out
+    }
+
+    /// The canonical bytes, handed to `sink` a chunk of about 64 KiB at a
+    /// time: a manifest of 100,000 entries is hashed and written without
+    /// ever being whole in memory (a fresh buffer of megabytes costs a page
+    /// fault per 4 KiB).
+    pub fn write_chunks<E>(&self, mut sink: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        const CHUNK: usize = 64 * 1024;
+        let mut out = Vec::with_capacity(CHUNK + 4096);
+        out.extend_from_slice(HEADER.as_bytes());
+        out.push(b'\n');
+        let mut size = itoa::Buffer::new();
         for e in &self.entries {
-            use fmt::Write;
-            match e.kind {
-                Kind::Dir => {
-                    let _ = writeln!(out, "d - - {}", e.path);
-                }
-                k => {
-                    let mut hex = [0u8; 64];
-                    hex::encode_to_slice(e.hash, &mut hex).expect("64 hex digits for 32 bytes");
-                    let hex = std::str::from_utf8(&hex).expect("hex is ASCII");
-                    let _ = writeln!(out, "{} {hex} {} {}", k.code(), e.size, e.path);
-                }
+            // Written byte by byte: `format!` machinery is most of the cost
+            // for a soul of 100,000 entries.
+            if e.kind == Kind::Dir {
+                out.extend_from_slice(b"d - - ");
+            } else {
+                out.push(e.kind.code() as u8);
+                out.push(b' ');
+                out.extend_from_slice(&hex64(&e.hash));
+                out.push(b' ');
+                out.extend_from_slice(size.format(e.size).as_bytes());
+                out.push(b' ');
+            }
+            out.extend_from_slice(e.path.as_bytes());
+            out.push(b'\n');
+            if out.len() >= CHUNK {
+                sink(&out)?;
+                out.clear();
             }
         }
-        out.into_bytes()
+        if !out.is_empty() {
+            sink(&out)?;
+        }
+        Ok(())
+    }
+
+    /// The soul hash, raw: SHA-256 of the canonical bytes.
+    pub fn soul_hash_raw(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        self.write_chunks(|chunk| {
+            h.update(chunk);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|never| match never {});
+        h.finalize().into()
     }
 
     /// The soul hash: SHA-256 of the canonical bytes, hex.
     pub fn soul_hash(&self) -> String {
-        crypto::sha256_hex(&self.to_bytes())
+        hex::encode(self.soul_hash_raw())
     }
 
     /// Count of file and symlink entries.
@@ -215,6 +249,26 @@ impl Manifest {
     }
 }
 
+/// Lowercase hex of a hash, two digits per table lookup: the `hex` crate's
+/// encoder is most of the time of writing a manifest of 100,000 entries.
+fn hex64(hash: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    const PAIRS: [[u8; 2]; 256] = {
+        let mut t = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
+            i += 1;
+        }
+        t
+    };
+    let mut out = [0u8; 64];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(hash) {
+        pair.copy_from_slice(&PAIRS[b as usize]);
+    }
+    out
+}
+
 /// Checks that a manifest path is a safe relative path: non-empty `/`-
 /// separated segments, none `.` or `..`, no leading `/`, no control
 /// characters.
@@ -280,6 +334,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn hex64_is_lowercase_hex(hash in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            proptest::prop_assert_eq!(hex64(&hash).to_vec(), hex::encode(hash).into_bytes());
+        }
+
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
             let mut input = HEADER.as_bytes().to_vec();

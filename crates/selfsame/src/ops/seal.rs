@@ -5,6 +5,8 @@
 use selfsame_telegram::{BotToken, SecretKey};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use sha2::Digest;
+use std::sync::mpsc;
 
 use crate::clock;
 use crate::crypto::checkpoint_key;
@@ -14,7 +16,7 @@ use crate::format::checkpoint::{Draft, Reason, CONFIG};
 use crate::format::Manifest;
 use crate::progress::Progress;
 use crate::soul::{self, Changes};
-use crate::vault::statcache::StatCache;
+use crate::vault::statcache::{Record, Stamp, StatCache};
 use crate::vault::{Stored, Vault};
 
 /// Shell version recorded when none is given and there is no head.
@@ -148,36 +150,30 @@ pub(crate) fn seal_core(
     // One syncfs after hashing instead of two fsyncs per new object.
     let objects = vault.objects().deferred();
     let cache_path = StatCache::path(vault.dir());
-    let cache = StatCache::load(&cache_path);
     let scan_began = StatCache::begin_scan(&vault.dir().join("cache"))?;
-    let (fp, stats) = soul::fingerprint_cached(
+    let scan = soul::fingerprint_cached(
         &vault.soul(),
         &vault.excludes()?,
         &vault.skip_paths(),
         Some(&objects),
-        Some(&cache),
+        Some(&cache_path),
         progress,
     )?;
+    let fp = &scan.fingerprint;
     objects.sync()?;
-    // Only after the objects are durable may the cache vouch for them.
-    if fp.cache_hits as usize != stats.len() || stats.len() != cache.len() {
-        StatCache::save(&cache_path, scan_began, &stats)?;
-    }
     failpoint::hit("seal-after-objects");
-    let manifest_bytes = fp.manifest.to_bytes();
-    let soul_hash = crate::crypto::sha256(&manifest_bytes);
-    vault.objects().put(&soul_hash, &manifest_bytes)?;
+    let head_soul = head.as_ref().map(|h| h.ckpt.soul.as_str());
+    let (soul_hash, changes) = match fp.known_soul {
+        // The stat cache vouches for the head's very manifest (an unchanged
+        // soul): nothing to write, nothing to compare.
+        Some(known) if head_soul == Some(hex::encode(known).as_str()) => {
+            (known, Changes::default())
+        }
+        _ => finish_scan(vault, head.as_ref(), &scan, &cache_path, scan_began)?,
+    };
     failpoint::hit("seal-after-manifest");
     let soul_hex = hex::encode(soul_hash);
 
-    let changes = match &head {
-        Some(h) if h.ckpt.soul == soul_hex => Changes::default(),
-        Some(h) => match manifest_of(vault, h) {
-            Ok(old) => soul::changes(&old, &fp.manifest),
-            Err(_) => Changes::default(),
-        },
-        None => soul::changes(&Manifest::default(), &fp.manifest),
-    };
     let unchanged = head.as_ref().is_some_and(|h| h.ckpt.soul == soul_hex);
     if unchanged && opts.reason == Reason::Heartbeat {
         let h = head.expect("unchanged implies a head");
@@ -276,6 +272,103 @@ pub(crate) fn seal_core(
         new_bytes: fp.new_bytes,
         changes,
     })
+}
+
+/// The rest of a seal's reading and writing after the scan, side by side
+/// since it is independent: the stat cache (the objects are durable, so it
+/// may vouch for them now), the manifest object, and the change summary
+/// against the head's manifest. Returns the soul hash and the changes.
+fn finish_scan(
+    vault: &Vault,
+    head: Option<&Stored>,
+    scan: &soul::Scan,
+    cache_path: &std::path::Path,
+    scan_began: Stamp,
+) -> Result<([u8; 32], Changes)> {
+    let fp = &scan.fingerprint;
+    let objects = vault.objects();
+    std::thread::scope(|threads| {
+        // The manifest is built here a chunk at a time, never whole in
+        // memory; another thread hashes each chunk and writes it to the new
+        // object, flushing to disk as it goes so that little is left for
+        // the final flush. The stat cache is written meanwhile by a third,
+        // and takes the manifest's hash last.
+        let (chunks, chunks_rx) = mpsc::sync_channel::<Vec<u8>>(4);
+        let (hash_tx, hash_rx) = mpsc::sync_channel::<[u8; 32]>(1);
+        let stored = threads.spawn(move || -> Result<[u8; 32]> {
+            let mut writer = objects.writer()?;
+            let flusher = writer.flusher()?;
+            let (flush, flush_rx) = mpsc::sync_channel::<()>(1);
+            // Errors here are the final flush's to report.
+            threads.spawn(move || flush_rx.iter().for_each(|()| drop(flusher.sync_data())));
+            let mut hasher = sha2::Sha256::new();
+            let mut unflushed = 0;
+            for chunk in chunks_rx {
+                hasher.update(&chunk);
+                writer.write(&chunk)?;
+                unflushed += chunk.len();
+                if unflushed >= FLUSH_BEHIND {
+                    // Skipped when the last flush is still running.
+                    let _ = flush.try_send(());
+                    unflushed = 0;
+                }
+            }
+            drop(flush);
+            let hash = hasher.finalize().into();
+            let _ = hash_tx.send(hash);
+            writer.finish(&hash)?;
+            Ok(hash)
+        });
+        let cache_saved = threads.spawn(move || {
+            if scan.cache_current {
+                return Ok(());
+            }
+            let records = fp
+                .manifest
+                .entries
+                .iter()
+                .zip(&scan.stats)
+                .map(|(e, s)| Record {
+                    kind: e.kind,
+                    path: &e.path,
+                    hash: e.hash,
+                    stat: s.unwrap_or_default(),
+                });
+            StatCache::save(cache_path, scan_began, records, || hash_rx.recv().ok())
+        });
+        // A send fails only when the writer stopped; its join says why.
+        let _ = fp
+            .manifest
+            .write_chunks(|chunk| chunks.send(chunk.to_vec()));
+        drop(chunks);
+        let hash = joined(stored)?;
+        let changes = match (head, &scan.since_cache) {
+            (None, _) => soul::changes(&Manifest::default(), &fp.manifest),
+            (Some(h), _) if h.ckpt.soul == hex::encode(hash) => Changes::default(),
+            // The cache records the head's manifest: the scan's comparison
+            // with it already says what changed.
+            (Some(h), Some((cached, changes))) if h.ckpt.soul == hex::encode(cached) => {
+                changes.clone()
+            }
+            (Some(h), _) => match manifest_of(vault, h) {
+                Ok(old) => soul::changes(&old, &fp.manifest),
+                // An unreadable head manifest is wake's and verify's to report.
+                Err(_) => Changes::default(),
+            },
+        };
+        joined(cache_saved)?;
+        Ok((hash, changes))
+    })
+}
+
+/// How many bytes of a new manifest are written before they are flushed.
+const FLUSH_BEHIND: usize = 4 << 20;
+
+/// A scoped thread's result; its panic goes on in the caller.
+pub(crate) fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// The change summary as recorded in history: counts and the first paths.

@@ -3,6 +3,7 @@
 //! object re-hashed.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
 
 use selfsame_telegram::BotToken;
 use serde::Serialize;
@@ -12,6 +13,7 @@ use super::seal::manifest_of;
 use crate::error::{Error, Result};
 use crate::format::Kind;
 use crate::progress::{Phase, Progress};
+use crate::soul::hash::{hash_files, Job};
 use crate::vault::Vault;
 use crate::verdict::{Detail, Verdict};
 
@@ -87,12 +89,30 @@ pub fn verify(
         }
         let total: u64 = todo.iter().map(|(_, e)| e.size).sum();
         progress.start(Phase::Verify, todo.len() as u64, total);
-        use rayon::prelude::*;
-        let results: Vec<_> = todo
-            .par_iter()
-            .map(|(seq, e)| (seq, e, objects.check(&e.hash, &|n| progress.advance(n))))
+        let jobs: Vec<Job> = todo
+            .iter()
+            .map(|(_, e)| Job {
+                path: objects.path(&e.hash),
+                size: e.size,
+                seen: None,
+            })
             .collect();
+        let hashed = hash_files(&jobs, None, progress, &AtomicBool::new(false));
         progress.finish();
+        let results = todo.iter().zip(hashed).map(|((seq, e), r)| {
+            let checked = match r {
+                Ok(h) if h.hash == e.hash => Ok(h.size),
+                Ok(_) => Err(Error::Corrupt(format!(
+                    "object {} does not match its hash",
+                    objects.path(&e.hash).display()
+                ))),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    Err(Error::ObjectMissing(hex::encode(e.hash)))
+                }
+                Err(other) => Err(other),
+            };
+            (seq, e, checked)
+        });
         for (seq, e, r) in results {
             match r {
                 Ok(n) => {

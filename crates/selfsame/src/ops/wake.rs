@@ -1,6 +1,7 @@
 //! Wake: on start, check the vault and the soul, name a verdict, act by
 //! policy. `status` is the same check with no side effects.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use selfsame_telegram::BotToken;
@@ -10,7 +11,7 @@ use serde_json::Map;
 use super::inspect::{config_problem, inspect, ObjectScope, Problem};
 use super::migrate::{assess, migrate_locked, migrations_dir, MigrateOptions, Reads, Registry};
 use super::restore::{restore_locked, resume_locked, Target};
-use super::seal::{changes_json, seal_locked, SealOptions};
+use super::seal::{changes_json, joined, seal_locked, SealOptions};
 use crate::clock;
 use crate::error::Result;
 use crate::format::checkpoint::Reason;
@@ -175,6 +176,76 @@ pub fn wake_with_progress(
         None => vault.config.max_age(&vault.config_path())?,
     };
 
+    // The soul is walked and hashed while the vault is checked: the two
+    // read different things, and the checks would otherwise add their time
+    // to every wake. When the checks end the wake early (identity, damage,
+    // format), the scan is stopped and its result never looked at.
+    let stop = AtomicBool::new(false);
+    let cache = opts.fast.then(|| StatCache::path(vault.dir()));
+    let scan = || {
+        soul::fingerprint_until(
+            &vault.soul(),
+            &vault.excludes()?,
+            &vault.skip_paths(),
+            None,
+            cache.as_deref(),
+            progress,
+            &stop,
+        )
+    };
+    std::thread::scope(|threads| {
+        let scan = threads.spawn(scan);
+        let _stop = StopOnDrop(&stop);
+        let scan = || joined(scan);
+        judge(
+            vault,
+            token,
+            opts,
+            progress,
+            Found {
+                actions,
+                journal_problem,
+                policies,
+                max_age,
+            },
+            scan,
+        )
+    })
+}
+
+/// Sets its flag when dropped: stops the soul scan however `judge` ends.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What wake found before the checks.
+struct Found {
+    actions: Vec<String>,
+    journal_problem: Option<Problem>,
+    policies: Policies,
+    max_age: Option<Duration>,
+}
+
+/// The checks, the verdict and the action; `scan` gives the soul's
+/// fingerprint.
+fn judge(
+    vault: &Vault,
+    token: &BotToken,
+    opts: &WakeOptions,
+    progress: &dyn Progress,
+    found: Found,
+    scan: impl FnOnce() -> Result<soul::Scan>,
+) -> Result<WakeReport> {
+    let Found {
+        actions,
+        journal_problem,
+        policies,
+        max_age,
+    } = found;
     let mut insp = inspect(vault, token, ObjectScope::Head)?;
     if let Some(p) = journal_problem {
         insp.problems.insert(0, p);
@@ -290,26 +361,16 @@ pub fn wake_with_progress(
         }
     }
 
-    let cache = opts
-        .fast
-        .then(|| StatCache::load(&StatCache::path(vault.dir())));
-    let walked = soul::fingerprint_cached(
-        &vault.soul(),
-        &vault.excludes()?,
-        &vault.skip_paths(),
-        None,
-        cache.as_ref(),
-        progress,
-    );
+    let walked = scan();
     // An entry selfsame cannot record (a FIFO, a socket, a device, a name
     // that is not UTF-8 or has control characters) is a change to the soul
     // like any other, but one that no seal can adopt.
     let (fp, unrecordable) = match walked {
-        Ok((fp, _)) => (Some(fp), None),
+        Ok(scan) => (Some(scan.fingerprint), None),
         Err(crate::error::Error::Unsupported { path, reason }) => (None, Some((path, reason))),
         Err(e) => return Err(e),
     };
-    let soul_hash = fp.as_ref().map(|fp| fp.manifest.soul_hash());
+    let soul_hash = fp.as_ref().map(|fp| hex::encode(fp.soul_hash()));
     report.soul = soul_hash.clone();
     if let Some((path, reason)) = &unrecordable {
         report.changes.added.push(path.clone());

@@ -16,6 +16,9 @@ use crate::error::{Error, IoContext, Result};
 pub const SMALL: u64 = 1 << 20;
 /// Read buffer for streaming.
 pub const CHUNK: usize = 256 * 1024;
+/// Up to this many new objects, [`Objects::sync`] flushes each one instead
+/// of the whole filesystem.
+const FEW: usize = 16;
 
 /// The object store of one vault.
 #[derive(Debug, Clone)]
@@ -54,10 +57,10 @@ impl Objects {
 
     /// A store that makes its writes durable together: new objects are
     /// written to temp files without an fsync each, and [`Objects::sync`]
-    /// flushes them all with one `syncfs`, then links each under its final
-    /// name and flushes again. An object therefore never appears under its
-    /// name before its bytes are durable; until `sync`, new objects are not
-    /// visible at all.
+    /// flushes them all with one `syncfs` (or, for a few, an fsync each),
+    /// then links each under its final name and flushes again. An object
+    /// therefore never appears under its name before its bytes are durable;
+    /// until `sync`, new objects are not visible at all.
     pub fn deferred(mut self) -> Self {
         self.deferred = Some(Arc::new(Pending::default()));
         self
@@ -72,7 +75,18 @@ impl Objects {
         if list.is_empty() {
             return Ok(());
         }
-        self.syncfs()?;
+        // A few objects (a seal after a small change) are cheaper to flush
+        // one by one than with a `syncfs`, which flushes everything dirty
+        // on the filesystem, other programs' writes included.
+        let few = list.len() <= FEW;
+        if few {
+            for (tmp, _) in &list {
+                File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
+            }
+        } else {
+            self.syncfs()?;
+        }
+        let mut dirs = std::collections::BTreeSet::new();
         for (tmp, path) in &list {
             match fs::hard_link(tmp, path) {
                 Ok(()) => {}
@@ -80,8 +94,16 @@ impl Objects {
                 Err(e) => return Err(e).at(path),
             }
             let _ = fs::remove_file(tmp);
+            dirs.insert(path.parent().expect("object paths have a parent"));
         }
-        self.syncfs()
+        if !few {
+            return self.syncfs();
+        }
+        for dir in dirs {
+            atomic::sync_dir(dir)?;
+        }
+        // A fan-out directory may be new.
+        atomic::sync_dir(&self.root)
     }
 
     fn syncfs(&self) -> Result<()> {
@@ -120,31 +142,31 @@ impl Objects {
 
     /// The hashes of every object present, from directory listings alone
     /// (one `getdents` per fan-out directory, no stat per object).
-    pub fn list(&self) -> HashSet<[u8; 32]> {
-        let mut out = HashSet::new();
+    pub fn list(&self) -> Present {
+        let mut out = Vec::new();
         let Ok(dirs) = fs::read_dir(&self.root) else {
-            return out;
+            return Present(out);
         };
         for dir in dirs.flatten() {
             let prefix = dir.file_name();
-            let Some(prefix) = prefix.to_str().filter(|p| p.len() == 2) else {
+            let mut first = [0u8; 1];
+            if hex::decode_to_slice(prefix.as_encoded_bytes(), &mut first).is_err() {
                 continue;
-            };
+            }
             let Ok(items) = fs::read_dir(dir.path()) else {
                 continue;
             };
             for item in items.flatten() {
-                let name = item.file_name();
-                let Some(rest) = name.to_str().filter(|n| n.len() == 62) else {
-                    continue;
-                };
                 let mut hash = [0u8; 32];
-                if hex::decode_to_slice(format!("{prefix}{rest}"), &mut hash).is_ok() {
-                    out.insert(hash);
+                hash[0] = first[0];
+                let name = item.file_name();
+                if hex::decode_to_slice(name.as_encoded_bytes(), &mut hash[1..]).is_ok() {
+                    out.push(hash);
                 }
             }
         }
-        out
+        out.sort_unstable();
+        Present(out)
     }
 
     /// Whether the object exists, and its size if so.
@@ -171,69 +193,22 @@ impl Objects {
         Ok(self.defer(hash, tmp, path))
     }
 
-    /// Streams `reader` into the store while hashing it. Returns the hash,
-    /// the byte count and whether a new object was written.
-    pub fn put_stream(
-        &self,
-        reader: &mut dyn Read,
-        on_bytes: &dyn Fn(u64),
-    ) -> Result<([u8; 32], u64, bool)> {
+    /// Starts a new object whose hash is known only once all its bytes are
+    /// written (a file being hashed as it is read).
+    pub fn writer(&self) -> Result<ObjectWriter<'_>> {
         let tmp_dir = self.root.join("tmp");
         self.make_dir(&tmp_dir)?;
         let tmp = atomic::temp_path(&tmp_dir.join("stream"));
-        let result = (|| {
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .at(&tmp)?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; CHUNK];
-            let mut total = 0u64;
-            loop {
-                let n = match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e).at(&tmp),
-                };
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n]).at(&tmp)?;
-                total += n as u64;
-                on_bytes(n as u64);
-            }
-            let hash: [u8; 32] = hasher.finalize().into();
-            let path = self.path(&hash);
-            if path.is_file() {
-                return Ok((hash, total, false));
-            }
-            let dir = path.parent().expect("object paths have a parent");
-            self.make_dir(dir)?;
-            if self.deferred.is_some() {
-                // Published by `sync`, after one syncfs for all of them.
-                return Ok((hash, total, true));
-            }
-            out.sync_all().at(&tmp)?;
-            match fs::hard_link(&tmp, &path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    return Ok((hash, total, false))
-                }
-                Err(e) => return Err(e).at(&path),
-            }
-            atomic::sync_dir(dir)?;
-            Ok((hash, total, true))
-        })();
-        match result {
-            Ok((hash, total, true)) if self.deferred.is_some() => {
-                let new = self.defer(&hash, tmp, self.path(&hash));
-                Ok((hash, total, new))
-            }
-            other => {
-                let _ = fs::remove_file(&tmp);
-                other
-            }
-        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .at(&tmp)?;
+        Ok(ObjectWriter {
+            store: self,
+            tmp,
+            file: Some(file),
+        })
     }
 
     /// Reads a whole object, checking its hash.
@@ -290,25 +265,6 @@ impl Objects {
         Ok(total)
     }
 
-    /// Re-hashes an object without keeping it; returns its size.
-    pub fn check(&self, hash: &[u8; 32], on_bytes: &dyn Fn(u64)) -> Result<u64> {
-        let mut src = self.open(hash)?;
-        let big = src.metadata().is_ok_and(|m| m.len() >= OVERLAP);
-        let (got, size) = if big {
-            hash_file_overlapped(&mut src, on_bytes)
-        } else {
-            hash_reader(&mut src, on_bytes)
-        }
-        .at(&self.path(hash))?;
-        if got != *hash {
-            return Err(Error::Corrupt(format!(
-                "object {} does not match its hash",
-                self.path(hash).display()
-            )));
-        }
-        Ok(size)
-    }
-
     fn missing(&self, hash: &[u8; 32], path: &Path, e: io::Error) -> Error {
         if e.kind() == io::ErrorKind::NotFound {
             Error::ObjectMissing(hex::encode(hash))
@@ -321,99 +277,76 @@ impl Objects {
     }
 }
 
-/// Files at least this big are hashed with reading and hashing overlapped
-/// on two threads ([`hash_file_overlapped`]).
-pub const OVERLAP: u64 = 8 << 20;
+/// The objects found by [`Objects::list`].
+#[derive(Debug, Clone, Default)]
+pub struct Present(Vec<[u8; 32]>);
 
-/// SHA-256 of a whole file, with a reader thread filling 1 MiB buffers
-/// while this thread hashes the previous one: one big file then hashes at
-/// the speed of SHA-256 alone instead of SHA-256 plus the copy out of the
-/// page cache.
-pub fn hash_file_overlapped(
-    file: &mut File,
-    on_bytes: &dyn Fn(u64),
-) -> io::Result<([u8; 32], u64)> {
-    use std::sync::mpsc;
-    const BUF: usize = 1 << 20;
-    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(2);
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..3 {
-        empty_tx.send(vec![0u8; BUF]).expect("receiver alive");
+impl Present {
+    /// Whether the object `hash` was there.
+    pub fn contains(&self, hash: &[u8; 32]) -> bool {
+        self.0.binary_search(hash).is_ok()
     }
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            while let Ok(mut buf) = empty_rx.recv() {
-                let mut filled = 0;
-                let result = loop {
-                    match file.read(&mut buf[filled..]) {
-                        Ok(0) => break Ok(filled),
-                        Ok(n) => {
-                            filled += n;
-                            if filled == buf.len() {
-                                break Ok(filled);
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => break Err(e),
-                    }
-                };
-                let done = !matches!(result, Ok(n) if n > 0);
-                if full_tx.send(result.map(|n| (buf, n))).is_err() || done {
-                    break;
-                }
-            }
-        });
-        let mut hasher = Sha256::new();
-        let mut total = 0u64;
-        loop {
-            let (buf, n) = full_rx.recv().expect("the reader sends until it stops")?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            total += n as u64;
-            on_bytes(n as u64);
-            // The reader may already have stopped (end of file): fine.
-            let _ = empty_tx.send(buf);
-        }
-        Ok((hasher.finalize().into(), total))
-    })
 }
 
-thread_local! {
-    /// Each thread's streaming buffer, allocated once.
-    static CHUNK_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+/// A new object being written to a temp file; [`ObjectWriter::finish`]
+/// names it. Dropped unfinished, it leaves nothing behind.
+#[derive(Debug)]
+pub struct ObjectWriter<'a> {
+    store: &'a Objects,
+    tmp: PathBuf,
+    file: Option<File>,
 }
 
-/// SHA-256 of everything `reader` yields, streaming.
-pub fn hash_reader(reader: &mut dyn Read, on_bytes: &dyn Fn(u64)) -> io::Result<([u8; 32], u64)> {
-    CHUNK_BUF.with_borrow_mut(|buf| {
-        if buf.len() < CHUNK {
-            buf.resize(CHUNK, 0);
-        }
-        hash_reader_with(reader, on_bytes, buf)
-    })
-}
-
-fn hash_reader_with(
-    reader: &mut dyn Read,
-    on_bytes: &dyn Fn(u64),
-    buf: &mut [u8],
-) -> io::Result<([u8; 32], u64)> {
-    let mut hasher = Sha256::new();
-    let mut total = 0;
-    loop {
-        let n = match reader.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        total += n as u64;
-        on_bytes(n as u64);
+impl ObjectWriter<'_> {
+    /// Appends bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let file = self.file.as_mut().expect("open until finished");
+        file.write_all(bytes).at(&self.tmp)
     }
-    Ok((hasher.finalize().into(), total))
+
+    /// A second descriptor of the file being written, for another thread to
+    /// flush what is written so far while writing goes on, so that the
+    /// flush in [`ObjectWriter::finish`] has little left to wait for.
+    pub fn flusher(&self) -> Result<File> {
+        let file = self.file.as_ref().expect("open until finished");
+        file.try_clone().at(&self.tmp)
+    }
+
+    /// Names what was written `hash` (the caller hashed the same bytes).
+    /// Returns whether a new object was stored: an existing object is never
+    /// rewritten, and the temp file is dropped instead.
+    pub fn finish(mut self, hash: &[u8; 32]) -> Result<bool> {
+        let file = self.file.take().expect("open until finished");
+        let store = self.store;
+        let path = store.path(hash);
+        if path.is_file() {
+            return Ok(false);
+        }
+        let dir = path.parent().expect("object paths have a parent");
+        store.make_dir(dir)?;
+        if store.deferred.is_some() {
+            // Published by `sync`, after one flush for all of them.
+            let tmp = std::mem::take(&mut self.tmp);
+            return Ok(store.defer(hash, tmp, path));
+        }
+        file.sync_all().at(&self.tmp)?;
+        match fs::hard_link(&self.tmp, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e).at(&path),
+        }
+        atomic::sync_dir(dir)?;
+        Ok(true)
+    }
+}
+
+impl Drop for ObjectWriter<'_> {
+    fn drop(&mut self) {
+        // Finished into the deferred list, the temp file is no longer ours.
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -445,9 +378,10 @@ mod tests {
             "the same object twice is one object"
         );
         let big = vec![7u8; (SMALL + 10) as usize];
-        let (big_hash, n, new) = store.put_stream(&mut &big[..], &|_| {}).unwrap();
-        assert!(new);
-        assert_eq!(n, big.len() as u64);
+        let big_hash = crate::crypto::sha256(&big);
+        let mut w = store.writer().unwrap();
+        w.write(&big).unwrap();
+        assert!(w.finish(&big_hash).unwrap());
         // Nothing under a final name before sync.
         assert_eq!(store.size_of(&hash), None);
         assert_eq!(store.size_of(&big_hash), None);
@@ -475,9 +409,11 @@ mod tests {
             let store = Objects::new(root.clone()).deferred();
             let bytes = b"never published".to_vec();
             store.put(&crate::crypto::sha256(&bytes), &bytes).unwrap();
-            store
-                .put_stream(&mut &vec![1u8; (SMALL + 1) as usize][..], &|_| {})
-                .unwrap();
+            let mut w = store.writer().unwrap();
+            w.write(&[1u8; 1000]).unwrap();
+            w.finish(&crate::crypto::sha256(&[1u8; 1000])).unwrap();
+            let mut abandoned = store.writer().unwrap();
+            abandoned.write(b"never finished").unwrap();
         }
         assert!(files_under(&root).is_empty(), "{:?}", files_under(&root));
     }

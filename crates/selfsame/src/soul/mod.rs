@@ -1,0 +1,249 @@
+//! The soul: walking the state directory, fingerprinting it into a
+//! [`Manifest`], and the change summary between two manifests.
+//!
+//! [`walk`] lists the soul in manifest order, [`hash`] reads the files that
+//! need reading at SHA-256 speed, and [`changes`] compares two manifests.
+
+pub mod changes;
+pub mod hash;
+pub mod walk;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use rayon::prelude::*;
+
+pub use changes::{changes, Changes};
+pub use walk::{walk, Excludes, Found};
+
+use crate::error::{IoContext, Result};
+use crate::format::{Entry, Kind, Manifest};
+use crate::progress::{Phase, Progress};
+use crate::vault::objects::Objects;
+use crate::vault::statcache::{Comparison, FileStat, Seen, StatCache};
+
+/// A fingerprinted soul.
+#[derive(Debug, Clone)]
+pub struct Fingerprint {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Objects newly written to the store (0 when not storing).
+    pub new_objects: u64,
+    /// Bytes of those objects.
+    pub new_bytes: u64,
+    /// Files whose hash came from the stat cache.
+    pub cache_hits: u64,
+    /// The soul hash, when the stat cache vouched for this very manifest
+    /// (same entries, every file's record trusted); `None` means compute
+    /// it from the manifest.
+    pub known_soul: Option<[u8; 32]>,
+}
+
+impl Fingerprint {
+    /// The soul hash (raw), computed unless known.
+    pub fn soul_hash(&self) -> [u8; 32] {
+        self.known_soul
+            .unwrap_or_else(|| self.manifest.soul_hash_raw())
+    }
+}
+
+/// A fingerprint and what the next scan's stat cache needs.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// The fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Per manifest entry, the stat its content was read under (the
+    /// walk's for symlinks; `None` for directories).
+    pub stats: Vec<Option<FileStat>>,
+    /// Whether the stat cache already records exactly this scan.
+    pub cache_current: bool,
+    /// When a stat cache was read: the hash of the manifest its records
+    /// are of, and the changes from that manifest to this scan's.
+    pub since_cache: Option<([u8; 32], Changes)>,
+}
+
+/// Fingerprints the soul, hashing files in parallel and streaming. With
+/// `store`, every file's bytes are also put into the object store as they
+/// are hashed, so a recorded hash always names bytes that were stored.
+pub fn fingerprint(
+    root: &Path,
+    excludes: &Excludes,
+    skip: &[PathBuf],
+    store: Option<&Objects>,
+    progress: &dyn Progress,
+) -> Result<Fingerprint> {
+    fingerprint_cached(root, excludes, skip, store, None, progress).map(|s| s.fingerprint)
+}
+
+/// [`fingerprint`], trusting the stat cache at `cache` (see [`StatCache`])
+/// for files whose stat matches; the cache is read while the soul is
+/// walked.
+pub fn fingerprint_cached(
+    root: &Path,
+    excludes: &Excludes,
+    skip: &[PathBuf],
+    store: Option<&Objects>,
+    cache: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<Scan> {
+    let never = AtomicBool::new(false);
+    fingerprint_until(root, excludes, skip, store, cache, progress, &never)
+}
+
+/// [`fingerprint_cached`] that gives up with [`crate::Error::Stopped`] once
+/// `stop` is set (files being read when it is set are finished).
+pub fn fingerprint_until(
+    root: &Path,
+    excludes: &Excludes,
+    skip: &[PathBuf],
+    store: Option<&Objects>,
+    cache: Option<&Path>,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<Scan> {
+    let (found, cache) = std::thread::scope(|threads| {
+        let loading = cache.map(|path| threads.spawn(move || StatCache::load(path)));
+        let found = walk(root, excludes, skip);
+        let cache = loading.map(|l| l.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        (found, cache)
+    });
+    let found = found?;
+    let total: u64 = found.iter().map(|f| f.size).sum();
+    let files = found.iter().filter(|f| f.kind != Kind::Dir).count() as u64;
+    progress.start(Phase::Hash, files, total);
+    let cmp = match &cache {
+        Some(c) => c.compare(found.iter().map(|f| (f.kind, f.rel.as_str(), &f.stat))),
+        None => Comparison {
+            seen: vec![Seen::Unknown; found.len()],
+            ..Comparison::default()
+        },
+    };
+    let seen = &cmp.seen;
+    let mut same_as_cached = cmp.aligned;
+
+    // A trusted record needs no object check: the cache is written only
+    // after its objects were published durably, and selfsame never deletes
+    // objects.
+    let mut cache_hits = 0;
+    let mut jobs = Vec::new();
+    let mut job_of = Vec::new();
+    for (i, f) in found.iter().enumerate() {
+        match (f.kind, seen[i]) {
+            (Kind::File | Kind::Exec, Seen::Trusted(_)) => {
+                progress.advance(f.size);
+                cache_hits += 1;
+            }
+            (Kind::File | Kind::Exec, _) => {
+                jobs.push(hash::Job {
+                    path: f.abs(root),
+                    size: f.size,
+                    seen: Some(f.stat),
+                });
+                job_of.push(i);
+            }
+            _ => {}
+        }
+    }
+    let links: Vec<(usize, Result<Linked>)> = found
+        .par_iter()
+        .enumerate()
+        .filter(|(_, f)| f.kind == Kind::Symlink)
+        .map(|(i, f)| (i, hash_link(&f.abs(root), store)))
+        .collect();
+    let hashed = hash::hash_files(&jobs, store, progress, stop);
+    progress.finish();
+
+    // The manifest, with each trusted record's hash; hashed files and
+    // symlinks are filled in below.
+    let mut stats = Vec::with_capacity(found.len());
+    let mut entries: Vec<Entry> = found
+        .into_iter()
+        .zip(seen)
+        .map(|(f, seen)| {
+            stats.push((f.kind != Kind::Dir).then_some(f.stat));
+            Entry {
+                kind: f.kind,
+                hash: match seen {
+                    Seen::Trusted(h) => *h,
+                    _ => [0; 32],
+                },
+                size: f.size,
+                path: f.rel,
+            }
+        })
+        .collect();
+    // The first failure in manifest order, so the error names the same
+    // path every time.
+    let mut first_err: Option<(usize, crate::Error)> = None;
+    let mut fail = |i: usize, e| {
+        if first_err.as_ref().is_none_or(|(j, _)| i < *j) {
+            first_err = Some((i, e));
+        }
+    };
+    let (mut new_objects, mut new_bytes) = (0, 0);
+    let mut put = |i: usize, hash, size, new| {
+        entries[i].hash = hash;
+        entries[i].size = size;
+        if new {
+            new_objects += 1;
+            new_bytes += size;
+        }
+    };
+    for (&i, r) in job_of.iter().zip(hashed) {
+        match r {
+            Ok(h) => {
+                put(i, h.hash, h.size, h.new);
+                stats[i] = Some(h.stat);
+            }
+            Err(e) => fail(i, e),
+        }
+    }
+    for (i, r) in links {
+        match r {
+            Ok((h, n, new)) => {
+                same_as_cached &= seen[i] == Seen::Listed(h);
+                put(i, h, n, new);
+            }
+            Err(e) => fail(i, e),
+        }
+    }
+    if let Some((_, e)) = first_err {
+        return Err(e);
+    }
+    // The walk is in manifest order, so the entries already are.
+    let manifest = Manifest { entries };
+    let known_soul = cache
+        .as_ref()
+        .filter(|_| same_as_cached)
+        .map(StatCache::manifest);
+    let since_cache = cache
+        .as_ref()
+        .map(|c| (c.manifest(), changes::changes_since(&cmp, &manifest)));
+    Ok(Scan {
+        fingerprint: Fingerprint {
+            manifest,
+            new_objects,
+            new_bytes,
+            cache_hits,
+            known_soul,
+        },
+        stats,
+        cache_current: same_as_cached,
+        since_cache,
+    })
+}
+
+/// A symlink's target: its hash, length, and whether it was newly stored.
+type Linked = ([u8; 32], u64, bool);
+
+fn hash_link(path: &Path, store: Option<&Objects>) -> Result<Linked> {
+    let target = std::fs::read_link(path).at(path)?;
+    let bytes = target.as_os_str().as_bytes();
+    let hash = crate::crypto::sha256(bytes);
+    let new = match store {
+        Some(s) => s.put(&hash, bytes)?,
+        None => false,
+    };
+    Ok((hash, bytes.len() as u64, new))
+}

@@ -75,19 +75,22 @@ def bench_soul(kind, work, scale, runs, results):
     repo = os.path.join(base, "restic")
     git = f"git --git-dir={gitdir} --work-tree={soul}"
     r = {"files": files, "bytes": size}
+    # Commands of a second or less run more often: their medians carry the
+    # ratios, and this machine's timings wander by tens of milliseconds.
+    many = max(runs, 10)
     # selfsame
     r["seal_fresh"] = hyperfine("selfsame seal (fresh vault)", f"{BIN} init soul", runs,
                                 prepare=f"rm -rf {vault}", cwd=base)
     if not os.path.isdir(vault):
         sh(f"cd {base} && {BIN} init soul >/dev/null")
-    r["seal_unchanged"] = hyperfine("selfsame seal (unchanged)", f"{BIN} seal", runs, cwd=base)
+    r["seal_unchanged"] = hyperfine("selfsame seal (unchanged)", f"{BIN} seal", many, cwd=base)
     first = next(os.path.join(d, fs[0]) for d, _, fs in sorted(os.walk(soul)) if fs)
     r["seal_heartbeat"] = hyperfine("selfsame seal --reason heartbeat (unch.)", f"{BIN} seal --reason heartbeat",
-                                    runs, cwd=base)
-    r["seal_one_changed"] = hyperfine("selfsame seal (one file changed)", f"{BIN} seal", runs,
+                                    many, cwd=base)
+    r["seal_one_changed"] = hyperfine("selfsame seal (one file changed)", f"{BIN} seal", many,
                                       prepare=f"date +%s%N >> {first}", cwd=base)
-    r["wake"] = hyperfine("selfsame wake (full re-hash)", f"{BIN} wake", runs, cwd=base)
-    r["wake_fast"] = hyperfine("selfsame wake --fast", f"{BIN} wake --fast", runs, cwd=base)
+    r["wake"] = hyperfine("selfsame wake (full re-hash)", f"{BIN} wake", many, cwd=base)
+    r["wake_fast"] = hyperfine("selfsame wake --fast", f"{BIN} wake --fast", many, cwd=base)
     r["verify_read_data"] = hyperfine("selfsame verify --read-data", f"{BIN} verify --read-data", runs, cwd=base)
     r["rss_seal_fresh"] = peak_rss_mib(f"rm -rf {vault} && {BIN} init soul >/dev/null", base)
     r["rss_seal"] = peak_rss_mib(f"{BIN} seal >/dev/null", base)
@@ -104,7 +107,7 @@ def bench_soul(kind, work, scale, runs, results):
                                prepare=f"rm -rf {gitdir}")
     r["git_unchanged"] = hyperfine("git add -A && git write-tree (unch.)",
                                    f"{git} add -A && {git} write-tree >/dev/null", runs)
-    r["git_status"] = hyperfine("git status", f"{git} status --porcelain >/dev/null", runs)
+    r["git_status"] = hyperfine("git status", f"{git} status --porcelain >/dev/null", many)
     # restic
     env = "RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=" + os.path.join(base, "restic-cache")
     r["restic_fresh"] = hyperfine("restic backup (fresh)",
@@ -144,8 +147,9 @@ def main():
 
     lines = []
     lines.append(f"# Benchmark results{' (--quick, 1/10 size)' if a.quick else ''}\n")
-    lines.append(f"Machine: {cores} cores, {cpu}. Medians of {runs} runs after a warm-up (warm page cache), "
-                 f"measured side by side in one `bench/run` invocation.\n")
+    lines.append(f"Machine: {cores} cores, {cpu}. Medians of {runs} runs ({max(runs, 10)} for the commands of "
+                 f"about a second: selfsame seal unchanged, heartbeat and one changed, wake, wake --fast, git status) "
+                 f"after a warm-up (warm page cache), measured side by side in one `bench/run` invocation.\n")
     lines.append(f"SHA-256 limit (OpenSSL, 16 KiB blocks): {limit1 / 1e6:.0f} MB/s per core × {cores} = {limit / 1e6:.0f} MB/s.\n")
     lines.append("| soul | files | MiB | command | median s | MB/s |")
     lines.append("|---|---|---|---|---|---|")

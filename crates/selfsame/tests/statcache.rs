@@ -153,7 +153,9 @@ fn a_seal_from_the_cache_names_every_kind_of_change() {
     let (old, new) = (manifest_at(&vault, s.seq - 1), manifest_at(&vault, s.seq));
     assert_eq!(&selfsame::soul::changes(&old, &new), c);
     assert_eq!(
-        wake(&vault, &token(), &WakeOptions::default()).unwrap().verdict,
+        wake(&vault, &token(), &WakeOptions::default())
+            .unwrap()
+            .verdict,
         Verdict::Verified
     );
 }

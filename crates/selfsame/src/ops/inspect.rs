@@ -275,7 +275,14 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
     };
     let objects = vault.objects();
     let mut seen = HashSet::new();
+    let mut souls = HashSet::new();
     let listed = (scope == ObjectScope::Head).then(|| objects.list());
+    // Checkpoints of the same soul share a manifest: check it once (the
+    // head's is always read, for the verdict).
+    let head_seq = head.as_ref().map(|h| h.ckpt.seq);
+    let targets = targets
+        .into_iter()
+        .filter(|s| souls.insert(s.ckpt.soul.as_str()) || Some(s.ckpt.seq) == head_seq);
     for s in targets {
         let mut soul = [0u8; 32];
         hex::decode_to_slice(&s.ckpt.soul, &mut soul).expect("checkpoint soul is hex");

@@ -291,8 +291,7 @@ fn finish_scan(
         // The manifest is built here a chunk at a time, never whole in
         // memory; another thread hashes each chunk and writes it to the new
         // object, flushing to disk as it goes so that little is left for
-        // the final flush. The stat cache is written meanwhile by a third,
-        // and takes the manifest's hash last.
+        // the final flush. The stat cache takes the manifest's hash last.
         let (chunks, chunks_rx) = mpsc::sync_channel::<Vec<u8>>(4);
         let (hash_tx, hash_rx) = mpsc::sync_channel::<[u8; 32]>(1);
         let stored = threads.spawn(move || -> Result<[u8; 32]> {
@@ -319,10 +318,14 @@ fn finish_scan(
             writer.finish(&hash)?;
             Ok(hash)
         });
-        let cache_saved = threads.spawn(move || {
-            if scan.cache_current {
-                return Ok(());
-            }
+        // A send fails only when the writer stopped; its join says why.
+        let _ = fp
+            .manifest
+            .write_chunks(|chunk| chunks.send(chunk.to_vec()));
+        drop(chunks);
+        // Then the stat cache, here, while the manifest's last chunks are
+        // hashed and flushed: started earlier it only competes with them.
+        if !scan.cache_current {
             let records = fp
                 .manifest
                 .entries
@@ -334,13 +337,12 @@ fn finish_scan(
                     hash: e.hash,
                     stat: s.unwrap_or_default(),
                 });
-            StatCache::save(cache_path, scan_began, records, || hash_rx.recv().ok())
-        });
-        // A send fails only when the writer stopped; its join says why.
-        let _ = fp
-            .manifest
-            .write_chunks(|chunk| chunks.send(chunk.to_vec()));
-        drop(chunks);
+            let hash = || hash_rx.recv().ok();
+            match &scan.cache {
+                Some((cache, cmp)) => cache.update(cache_path, scan_began, cmp, records, hash)?,
+                None => StatCache::save(cache_path, scan_began, records, hash)?,
+            }
+        }
         let hash = joined(stored)?;
         let changes = match (head, &scan.since_cache) {
             (None, _) => soul::changes(&Manifest::default(), &fp.manifest),
@@ -356,7 +358,6 @@ fn finish_scan(
                 Err(_) => Changes::default(),
             },
         };
-        joined(cache_saved)?;
         Ok((hash, changes))
     })
 }

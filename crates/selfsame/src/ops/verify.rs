@@ -76,8 +76,14 @@ pub fn verify(
     {
         let objects = vault.objects();
         let mut seen = HashSet::new();
+        let mut souls = HashSet::new();
         let mut todo = Vec::new();
-        for s in &insp.checkpoints {
+        // Checkpoints of the same soul share a manifest: read it once.
+        for s in insp
+            .checkpoints
+            .iter()
+            .filter(|s| souls.insert(&s.ckpt.soul))
+        {
             let Ok(m) = manifest_of(vault, s) else {
                 continue;
             };

@@ -573,7 +573,11 @@ mod tests {
             assert!(!h.new);
         }
         let total: usize = SIZES.iter().sum();
-        assert_eq!(count.0.into_inner(), total as u64, "progress counts every byte once");
+        assert_eq!(
+            count.0.into_inner(),
+            total as u64,
+            "progress counts every byte once"
+        );
     }
 
     #[test]
@@ -582,7 +586,10 @@ mod tests {
         let (jobs, contents) = files(dir.path());
         let store = Objects::new(dir.path().join("objects"));
         let never = AtomicBool::new(false);
-        for (r, b) in hash_files(&jobs, Some(&store), &Silent, &never).into_iter().zip(&contents) {
+        for (r, b) in hash_files(&jobs, Some(&store), &Silent, &never)
+            .into_iter()
+            .zip(&contents)
+        {
             let h = r.unwrap();
             assert!(h.new);
             assert_eq!(store.read(&h.hash).unwrap(), *b);
@@ -637,7 +644,10 @@ mod tests {
             std::thread::scope(|s| {
                 s.spawn(|| {
                     use std::io::Write;
-                    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .unwrap();
                     while !done.load(Ordering::Relaxed) {
                         f.write_all(b"more").unwrap();
                         writing.store(true, Ordering::Relaxed);
@@ -646,7 +656,12 @@ mod tests {
                 while !writing.load(Ordering::Relaxed) {
                     std::thread::yield_now();
                 }
-                let got = hash_files(std::slice::from_ref(&job), None, &Silent, &AtomicBool::new(false));
+                let got = hash_files(
+                    std::slice::from_ref(&job),
+                    None,
+                    &Silent,
+                    &AtomicBool::new(false),
+                );
                 done.store(true, Ordering::Relaxed);
                 match &got[0] {
                     Err(Error::FileChanging { path: p, tries }) => {
@@ -670,7 +685,13 @@ mod tests {
             size: 1,
             seen: None,
         };
-        match &hash_files(&[missing.clone()], None, &Silent, &AtomicBool::new(false))[0] {
+        match &hash_files(
+            std::slice::from_ref(&missing),
+            None,
+            &Silent,
+            &AtomicBool::new(false),
+        )[0]
+        {
             Err(Error::Io { path, source }) => {
                 assert_eq!(path, &missing.path);
                 assert_eq!(source.kind(), io::ErrorKind::NotFound);

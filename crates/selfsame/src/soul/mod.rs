@@ -61,6 +61,9 @@ pub struct Scan {
     /// When a stat cache was read: the hash of the manifest its records
     /// are of, and the changes from that manifest to this scan's.
     pub since_cache: Option<([u8; 32], Changes)>,
+    /// The stat cache as read and this scan's comparison with it, for
+    /// [`StatCache::update`].
+    pub cache: Option<(StatCache, Comparison)>,
 }
 
 /// Fingerprints the soul, hashing files in parallel and streaming. With
@@ -114,10 +117,7 @@ pub fn fingerprint_until(
     progress.start(Phase::Hash, files, total);
     let cmp = match &cache {
         Some(c) => c.compare(found.iter().map(|f| (f.kind, f.rel.as_str(), &f.stat))),
-        None => Comparison {
-            seen: vec![Seen::Unknown; found.len()],
-            ..Comparison::default()
-        },
+        None => Comparison::nothing(found.len()),
     };
     let seen = &cmp.seen;
     let mut same_as_cached = cmp.aligned;
@@ -231,6 +231,7 @@ pub fn fingerprint_until(
         stats,
         cache_current: same_as_cached,
         since_cache,
+        cache: cache.map(|c| (c, cmp)),
     })
 }
 

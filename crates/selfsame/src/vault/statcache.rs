@@ -16,11 +16,17 @@
 //! and every file's record is trusted, the manifest is the same, and the
 //! seal skips writing it out and hashing it again.
 //!
-//! The file is binary (see docs/FORMAT.md): loading it is one read and one
-//! checksum, with no allocation per entry, because an unchanged seal of a
-//! soul of 100,000 files spends its time here and in `stat` calls.
+//! Two files, binary (see docs/FORMAT.md): `stat`, the whole listing, and
+//! `stat.patch`, the few records by which a later scan differs from it. A
+//! seal after a small change writes a patch of a few hundred bytes instead
+//! of the whole listing again; when the patch grows past a sixteenth of the
+//! listing, the listing is rewritten and the patch removed. Loading is one
+//! read and one checksum each, with no allocation per entry, because an
+//! unchanged seal of a soul of 100,000 files spends its time here and in
+//! `stat` calls.
 
 use std::fs::{self, Metadata};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -28,13 +34,18 @@ use super::atomic;
 use crate::error::{IoContext, Result};
 use crate::format::Kind;
 
-/// The file's first bytes.
+/// The listing's first bytes.
 const MAGIC: &[u8; 24] = b"selfsame-statcache 3\n\0\0\0";
+/// The patch's first bytes.
+const PATCH_MAGIC: &[u8; 24] = b"selfsame-statpatch 1\n\0\0\0";
 /// Magic, scan start (2 × i64), entry count (u64).
 const HEADER_LEN: usize = 24 + 16 + 8;
-/// After the records: the manifest hash, then SHA-256 of everything before
-/// the checksum.
-const TRAILER_LEN: usize = 32 + 32;
+/// After the records: the manifest hash, then the CRC-32 of everything
+/// before it. A checksum against torn and damaged files, not against
+/// someone who can write the vault (who could recompute any checksum).
+const TRAILER_LEN: usize = 32 + 4;
+/// Records written a chunk at a time.
+const CHUNK: usize = 256 * 1024;
 
 /// A timestamp as the filesystem records it: seconds and nanoseconds.
 pub type Stamp = (i64, i64);
@@ -114,6 +125,17 @@ pub enum Seen {
     Listed([u8; 32]),
 }
 
+/// Which record settled an entry, for [`StatCache::update`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum From {
+    /// A record of the listing.
+    Listing,
+    /// The patch's record at this index.
+    Patch(u32),
+    /// None: the entry needs a new record.
+    Nothing,
+}
+
 /// A new scan against the records: [`StatCache::compare`].
 #[derive(Debug, Clone, Default)]
 pub struct Comparison {
@@ -128,43 +150,87 @@ pub struct Comparison {
     pub prior: Vec<(usize, Kind, [u8; 32], u64)>,
     /// Paths recorded that the scan did not find.
     pub gone: Vec<String>,
+    /// Per entry, the record that settled it.
+    from: Vec<From>,
+    /// Listing paths the scan did not find (a patch must hide them).
+    hidden: Vec<String>,
+}
+
+impl Comparison {
+    /// `entries` entries compared with no cache: nothing known.
+    pub fn nothing(entries: usize) -> Self {
+        Comparison {
+            seen: vec![Seen::Unknown; entries],
+            ..Comparison::default()
+        }
+    }
+}
+
+/// A patch record: one that differs from the listing, or hides one of its
+/// paths (`kind` `None`). It carries the start of the scan that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Patched {
+    kind: Option<Kind>,
+    path: String,
+    hash: [u8; 32],
+    stat: FileStat,
+    scan: Stamp,
 }
 
 /// A loaded stat cache.
 #[derive(Debug, Clone, Default)]
 pub struct StatCache {
     scan_began: Stamp,
+    /// The manifest hash of the listing with the patch applied.
     manifest: [u8; 32],
     count: usize,
-    /// The whole file, checked (records start at `HEADER_LEN`).
+    /// The CRC-32 that ends the listing file; a patch names it.
+    crc: u32,
+    /// The listing file, checked (records start at `HEADER_LEN`).
     bytes: Vec<u8>,
+    /// Sorted by path.
+    patch: Vec<Patched>,
+}
+
+/// One record of the listing as patched.
+struct Effective<'a> {
+    rec: Record<'a>,
+    scan: Stamp,
+    from: From,
+    /// Whether the listing itself has this path (so a patch must hide it
+    /// once the path is gone).
+    listed: bool,
 }
 
 impl StatCache {
-    /// Where a vault keeps it.
+    /// Where a vault keeps it (the patch is beside it, `stat.patch`).
     pub fn path(vault_dir: &Path) -> PathBuf {
         vault_dir.join("cache").join("stat")
     }
 
+    fn patch_path(path: &Path) -> PathBuf {
+        path.with_extension("patch")
+    }
+
     /// Loads the cache; a missing, unreadable, damaged or older-format one
-    /// is empty (it is only a cache: the cost is re-hashing).
+    /// is empty (it is only a cache: the cost is re-hashing). A patch that
+    /// is damaged or made for another listing is left out.
     pub fn load(path: &Path) -> StatCache {
-        fs::read(path)
+        let Some(mut cache) = fs::read(path).ok().and_then(Self::parse) else {
+            return StatCache::default();
+        };
+        let patch = fs::read(Self::patch_path(path))
             .ok()
-            .and_then(Self::parse)
-            .unwrap_or_default()
+            .and_then(|b| parse_patch(&b, cache.crc));
+        if let Some((records, manifest)) = patch {
+            cache.patch = records;
+            cache.manifest = manifest;
+        }
+        cache
     }
 
     fn parse(bytes: Vec<u8>) -> Option<StatCache> {
-        if bytes.len() < HEADER_LEN + TRAILER_LEN || !bytes.starts_with(MAGIC) {
-            return None;
-        }
-        let (summed, sum) = bytes.split_at(bytes.len() - 32);
-        if crate::crypto::sha256(summed) != sum {
-            return None;
-        }
-        let (body, manifest) = summed.split_at(summed.len() - 32);
-        let manifest: [u8; 32] = manifest.try_into().ok()?;
+        let (body, manifest, crc) = checked(&bytes, MAGIC)?;
         let mut r = Reader {
             bytes: body,
             at: MAGIC.len(),
@@ -188,11 +254,13 @@ impl StatCache {
             scan_began,
             manifest,
             count,
+            crc,
             bytes,
+            patch: Vec::new(),
         })
     }
 
-    fn records(&self) -> impl Iterator<Item = Record<'_>> {
+    fn listing(&self) -> impl Iterator<Item = Record<'_>> {
         let body = &self.bytes[..self.bytes.len().saturating_sub(TRAILER_LEN)];
         let mut r = Reader {
             bytes: body,
@@ -201,25 +269,66 @@ impl StatCache {
         (0..self.count).map(move |_| r.record().expect("checked at load"))
     }
 
+    /// The listing with the patch applied, in path order; a hiding patch
+    /// record comes out with kind `None` (so the caller can keep it).
+    fn effective(&self) -> impl Iterator<Item = (Option<Kind>, Effective<'_>)> {
+        let mut listing = self.listing().peekable();
+        let mut patch = self.patch.iter().enumerate().peekable();
+        std::iter::from_fn(move || {
+            let take_patch = match (listing.peek(), patch.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(l), Some((_, p))) => p.path.as_bytes() <= l.path.as_bytes(),
+            };
+            if !take_patch {
+                let rec = listing.next().expect("peeked");
+                let eff = Effective {
+                    rec,
+                    scan: self.scan_began,
+                    from: From::Listing,
+                    listed: true,
+                };
+                return Some((Some(rec.kind), eff));
+            }
+            let (i, p) = patch.next().expect("peeked");
+            // The patch's record replaces the listing's at the same path.
+            let listed = listing.next_if(|l| l.path == p.path).is_some();
+            let rec = Record {
+                kind: p.kind.unwrap_or(Kind::Dir),
+                path: &p.path,
+                hash: p.hash,
+                stat: p.stat,
+            };
+            let eff = Effective {
+                rec,
+                scan: p.scan,
+                from: From::Patch(i as u32),
+                listed,
+            };
+            Some((p.kind, eff))
+        })
+    }
+
     /// The hash of the manifest the recording scan produced.
     pub fn manifest(&self) -> [u8; 32] {
         self.manifest
     }
 
     /// The hash for a file with `stat` if `rec` is a file record taken under
-    /// the same stat and is not racy.
-    fn trusted(&self, rec: &Record<'_>, stat: &FileStat) -> Option<[u8; 32]> {
+    /// the same stat by a scan that began after the file's mtime.
+    fn trusted(rec: &Record<'_>, scan: Stamp, stat: &FileStat) -> Option<[u8; 32]> {
         let same = rec.stat.same_version(stat) && rec.stat.mode == stat.mode;
         // Racy: written in the same clock tick as the scan (or later).
-        (same && rec.stat.mtime < self.scan_began).then_some(rec.hash)
+        (same && rec.stat.mtime < scan).then_some(rec.hash)
     }
 
     /// The hash of the file `rel` if its record matches `stat` and is not
     /// racy.
     pub fn lookup(&self, rel: &str, stat: &FileStat) -> Option<[u8; 32]> {
-        let rec = self.records().find(|r| r.path == rel)?;
-        matches!(rec.kind, Kind::File | Kind::Exec)
-            .then(|| self.trusted(&rec, stat))
+        let (kind, e) = self.effective().find(|(_, e)| e.rec.path == rel)?;
+        matches!(kind, Some(Kind::File | Kind::Exec))
+            .then(|| Self::trusted(&e.rec, e.scan, stat))
             .flatten()
     }
 
@@ -229,37 +338,57 @@ impl StatCache {
         &self,
         entries: impl Iterator<Item = (Kind, &'a str, &'a FileStat)>,
     ) -> Comparison {
-        let mut records = self.records().peekable();
+        let mut records = self.effective().peekable();
         let mut c = Comparison {
             seen: Vec::with_capacity(self.count),
             aligned: true,
-            prior: Vec::new(),
-            gone: Vec::new(),
+            from: Vec::with_capacity(self.count),
+            ..Comparison::default()
         };
-        for (i, (kind, rel, stat)) in entries.enumerate() {
-            while let Some(r) = records.next_if(|r| r.path.as_bytes() < rel.as_bytes()) {
-                c.gone.push(r.path.to_owned());
+        let skip = |c: &mut Comparison, kind: Option<Kind>, e: Effective<'_>| {
+            // A path of the listing that the scan did not find: the next
+            // patch hides it (again, if it was hidden already).
+            if e.listed {
+                c.hidden.push(e.rec.path.to_owned());
+            }
+            if kind.is_some() {
+                c.gone.push(e.rec.path.to_owned());
                 c.aligned = false;
             }
-            let record = records.next_if(|r| r.path == rel);
-            let seen = match &record {
-                Some(r) if r.kind == kind => match kind {
-                    Kind::File | Kind::Exec => {
-                        self.trusted(r, stat).map_or(Seen::Unknown, Seen::Trusted)
-                    }
-                    Kind::Symlink | Kind::Dir => Seen::Listed(r.hash),
-                },
-                _ => Seen::Unknown,
-            };
-            if let Some(r) = record.filter(|_| !matches!(seen, Seen::Trusted(_))) {
-                c.prior.push((i, r.kind, r.hash, r.stat.size));
+        };
+        for (i, (kind, rel, stat)) in entries.enumerate() {
+            while let Some((k, e)) =
+                records.next_if(|(_, e)| e.rec.path.as_bytes() < rel.as_bytes())
+            {
+                skip(&mut c, k, e);
             }
-            c.aligned &= !matches!(seen, Seen::Unknown);
+            let record = records.next_if(|(_, e)| e.rec.path == rel);
+            let (seen, from) = match &record {
+                Some((Some(k), e)) if *k == kind => {
+                    let seen = match kind {
+                        Kind::File | Kind::Exec => {
+                            Self::trusted(&e.rec, e.scan, stat).map_or(Seen::Unknown, Seen::Trusted)
+                        }
+                        Kind::Symlink | Kind::Dir => Seen::Listed(e.rec.hash),
+                    };
+                    let from = if seen == Seen::Unknown {
+                        From::Nothing
+                    } else {
+                        e.from
+                    };
+                    (seen, from)
+                }
+                _ => (Seen::Unknown, From::Nothing),
+            };
+            if let Some((Some(k), e)) = record.filter(|_| !matches!(seen, Seen::Trusted(_))) {
+                c.prior.push((i, k, e.rec.hash, e.rec.stat.size));
+            }
+            c.aligned &= seen != Seen::Unknown;
             c.seen.push(seen);
+            c.from.push(from);
         }
-        for r in records {
-            c.gone.push(r.path.to_owned());
-            c.aligned = false;
+        for (k, e) in records {
+            skip(&mut c, k, e);
         }
         c
     }
@@ -274,87 +403,311 @@ impl StatCache {
         Ok((m.mtime(), m.mtime_nsec()))
     }
 
-    /// Writes a cache of `records` (sorted by path bytes, as a manifest is),
-    /// taken by a scan that began at `scan_began`, then the hash of the
-    /// manifest the scan produced, which `manifest` waits for (the manifest
-    /// is written at the same time); `None` from it abandons the cache.
-    /// Written and checksummed a chunk at a time, never whole in memory.
+    /// Records a scan that began at `scan_began`, was compared with this
+    /// cache as `cmp`, and found `records` (its manifest's entries and
+    /// stats, in order); `manifest` waits for the hash of the manifest it
+    /// produced (written at the same time), `None` abandoning the cache.
+    /// Few differences from the listing go to a patch; many rewrite the
+    /// listing.
+    pub fn update<'a>(
+        &self,
+        path: &Path,
+        scan_began: Stamp,
+        cmp: &Comparison,
+        records: impl ExactSizeIterator<Item = Record<'a>> + Clone,
+        manifest: impl FnOnce() -> Option<[u8; 32]>,
+    ) -> Result<()> {
+        match self.patch_for(scan_began, cmp, records.clone()) {
+            Some(patch) => write_patch(&Self::patch_path(path), self.crc, &patch, manifest),
+            None => Self::save(path, scan_began, records, manifest),
+        }
+    }
+
+    /// The patch that makes the listing say what the scan found, or `None`
+    /// when the listing should be written anew (there is none, or more than
+    /// a sixteenth of it differs).
+    fn patch_for<'a>(
+        &self,
+        scan_began: Stamp,
+        cmp: &Comparison,
+        records: impl ExactSizeIterator<Item = Record<'a>>,
+    ) -> Option<Vec<Patched>> {
+        if self.count == 0 || cmp.from.len() != records.len() {
+            return None;
+        }
+        let limit = (self.count / 16).max(64);
+        let mut patch: Vec<Patched> = Vec::new();
+        for ((rec, &from), seen) in records.zip(&cmp.from).zip(&cmp.seen) {
+            let from = match seen {
+                // A symlink whose target changed.
+                Seen::Listed(h) if *h != rec.hash => From::Nothing,
+                _ => from,
+            };
+            match from {
+                From::Listing => {}
+                From::Patch(i) => patch.push(self.patch[i as usize].clone()),
+                From::Nothing => patch.push(Patched {
+                    kind: Some(rec.kind),
+                    path: rec.path.to_owned(),
+                    hash: rec.hash,
+                    stat: rec.stat,
+                    scan: scan_began,
+                }),
+            }
+            if patch.len() + cmp.hidden.len() > limit {
+                return None;
+            }
+        }
+        patch.extend(cmp.hidden.iter().map(|p| Patched {
+            kind: None,
+            path: p.clone(),
+            hash: [0; 32],
+            stat: FileStat::default(),
+            scan: (0, 0),
+        }));
+        patch.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        Some(patch)
+    }
+
+    /// Writes a whole listing of `records` (sorted by path bytes, as a
+    /// manifest is), taken by a scan that began at `scan_began`, then the
+    /// hash of the manifest the scan produced, which `manifest` waits for
+    /// (the manifest is written at the same time); `None` from it abandons
+    /// the cache. Removes the patch. Written and checksummed a chunk at a
+    /// time, never whole in memory.
     pub fn save<'a>(
         path: &Path,
         scan_began: Stamp,
         records: impl ExactSizeIterator<Item = Record<'a>>,
         manifest: impl FnOnce() -> Option<[u8; 32]>,
     ) -> Result<()> {
-        use sha2::{Digest, Sha256};
-        use std::io::Write;
-        const CHUNK: usize = 256 * 1024;
-        atomic::create_dir_all(path.parent().expect("cache path has a parent"))?;
-        // Temp file and rename, but no fsync: after a power cut the cache
-        // may be missing, empty or cut short, and each of those only costs
-        // re-hashing (the checksum refuses a damaged file whole). The
-        // objects it names were made durable before it was written.
-        let tmp = atomic::temp_path(path);
-        let mut file = fs::File::create(&tmp).at(&tmp)?;
-        let mut sum = Sha256::new();
-        let mut out = Vec::with_capacity(CHUNK + 8192);
-        let mut flush = |out: &mut Vec<u8>, file: &mut fs::File| -> Result<()> {
-            sum.update(&out[..]);
-            file.write_all(out).at(&tmp)?;
-            out.clear();
-            Ok(())
-        };
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&scan_began.0.to_le_bytes());
-        out.extend_from_slice(&scan_began.1.to_le_bytes());
-        out.extend_from_slice(&(records.len() as u64).to_le_bytes());
+        let mut out = Checksummed::create(path)?;
+        out.buf.extend_from_slice(MAGIC);
+        out.buf.extend_from_slice(&scan_began.0.to_le_bytes());
+        out.buf.extend_from_slice(&scan_began.1.to_le_bytes());
+        out.buf
+            .extend_from_slice(&(records.len() as u64).to_le_bytes());
         for r in records {
-            let s = &r.stat;
-            out.push(r.kind.code() as u8);
-            out.extend_from_slice(&r.hash);
-            out.extend_from_slice(&s.size.to_le_bytes());
-            out.extend_from_slice(&s.mtime.0.to_le_bytes());
-            out.extend_from_slice(&(s.mtime.1 as u32).to_le_bytes());
-            out.extend_from_slice(&s.ctime.0.to_le_bytes());
-            out.extend_from_slice(&(s.ctime.1 as u32).to_le_bytes());
-            out.extend_from_slice(&s.ino.to_le_bytes());
-            out.extend_from_slice(&s.mode.to_le_bytes());
-            out.extend_from_slice(&(r.path.len() as u32).to_le_bytes());
-            out.extend_from_slice(r.path.as_bytes());
-            if out.len() >= CHUNK {
-                flush(&mut out, &mut file)?;
-            }
+            put_record(&mut out.buf, Some(r.kind), r.path, &r.hash, &r.stat, None);
+            out.flush_full()?;
         }
         let Some(manifest) = manifest() else {
-            drop(file);
-            let _ = fs::remove_file(&tmp);
             return Ok(());
         };
-        out.extend_from_slice(&manifest);
-        flush(&mut out, &mut file)?;
-        file.write_all(&sum.finalize()).at(&tmp)?;
+        out.buf.extend_from_slice(&manifest);
+        out.finish()?;
+        // A patch made for the old listing no longer applies (it names the
+        // old listing's checksum, so it would be left out anyway).
+        match fs::remove_file(Self::patch_path(path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(path),
+            _ => Ok(()),
+        }
+    }
+
+    /// Number of records in the listing as patched.
+    pub fn len(&self) -> usize {
+        self.effective().filter(|(k, _)| k.is_some()).count()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The body, manifest hash and checksum of a cache file that starts with
+/// `magic` and whose checksum holds.
+fn checked<'a>(bytes: &'a [u8], magic: &[u8; 24]) -> Option<(&'a [u8], [u8; 32], u32)> {
+    if bytes.len() < HEADER_LEN + TRAILER_LEN || !bytes.starts_with(magic) {
+        return None;
+    }
+    let (summed, sum) = bytes.split_at(bytes.len() - 4);
+    let crc = u32::from_le_bytes(sum.try_into().ok()?);
+    if crc32fast::hash(summed) != crc {
+        return None;
+    }
+    let (body, manifest) = summed.split_at(summed.len() - 32);
+    Some((body, manifest.try_into().ok()?, crc))
+}
+
+/// A patch for the listing whose checksum is `crc`: its records, sorted,
+/// and the manifest hash of the patched listing.
+fn parse_patch(bytes: &[u8], crc: u32) -> Option<(Vec<Patched>, [u8; 32])> {
+    let (body, manifest, _) = checked(bytes, PATCH_MAGIC)?;
+    let mut r = Reader {
+        bytes: body,
+        at: PATCH_MAGIC.len(),
+    };
+    if r.u32()? != crc {
+        return None;
+    }
+    let _ = r.take(12)?;
+    let count = usize::try_from(r.u64()?).ok()?;
+    let mut out: Vec<Patched> = Vec::with_capacity(count.min(body.len() / 64));
+    for _ in 0..count {
+        let kind = match r.take(1)?[0] {
+            b'-' => None,
+            k => Some(kind_of(k)?),
+        };
+        let rec = r.fields(Kind::Dir)?;
+        let scan = (r.i64()?, i64::from(r.u32()?));
+        if out
+            .last()
+            .is_some_and(|p| p.path.as_bytes() >= rec.path.as_bytes())
+        {
+            return None;
+        }
+        out.push(Patched {
+            kind,
+            path: rec.path.to_owned(),
+            hash: rec.hash,
+            stat: rec.stat,
+            scan,
+        });
+    }
+    (r.at == body.len()).then_some((out, manifest))
+}
+
+fn write_patch(
+    path: &Path,
+    listing_crc: u32,
+    patch: &[Patched],
+    manifest: impl FnOnce() -> Option<[u8; 32]>,
+) -> Result<()> {
+    let mut out = Checksummed::create(path)?;
+    out.buf.extend_from_slice(PATCH_MAGIC);
+    out.buf.extend_from_slice(&listing_crc.to_le_bytes());
+    // The header is as long as the listing's; these bytes are reserved.
+    out.buf.extend_from_slice(&[0; 12]);
+    out.buf
+        .extend_from_slice(&(patch.len() as u64).to_le_bytes());
+    for p in patch {
+        put_record(
+            &mut out.buf,
+            p.kind,
+            &p.path,
+            &p.hash,
+            &p.stat,
+            Some(p.scan),
+        );
+        out.flush_full()?;
+    }
+    let Some(manifest) = manifest() else {
+        return Ok(());
+    };
+    out.buf.extend_from_slice(&manifest);
+    out.finish()
+}
+
+/// One record's bytes: kind (`-` hides a path), hash, stat, path, and in a
+/// patch the start of the scan that made it.
+fn put_record(
+    out: &mut Vec<u8>,
+    kind: Option<Kind>,
+    path: &str,
+    hash: &[u8; 32],
+    s: &FileStat,
+    scan: Option<Stamp>,
+) {
+    out.push(kind.map_or(b'-', |k| k.code() as u8));
+    out.extend_from_slice(hash);
+    out.extend_from_slice(&s.size.to_le_bytes());
+    out.extend_from_slice(&s.mtime.0.to_le_bytes());
+    out.extend_from_slice(&(s.mtime.1 as u32).to_le_bytes());
+    out.extend_from_slice(&s.ctime.0.to_le_bytes());
+    out.extend_from_slice(&(s.ctime.1 as u32).to_le_bytes());
+    out.extend_from_slice(&s.ino.to_le_bytes());
+    out.extend_from_slice(&s.mode.to_le_bytes());
+    out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+    out.extend_from_slice(path.as_bytes());
+    if let Some(scan) = scan {
+        out.extend_from_slice(&scan.0.to_le_bytes());
+        out.extend_from_slice(&(scan.1 as u32).to_le_bytes());
+    }
+}
+
+/// A cache file being written through a temp file, a chunk at a time, with
+/// its CRC-32 kept as it goes. Dropped unfinished, it leaves nothing.
+struct Checksummed {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<fs::File>,
+    sum: crc32fast::Hasher,
+    buf: Vec<u8>,
+}
+
+impl Checksummed {
+    fn create(path: &Path) -> Result<Self> {
+        atomic::create_dir_all(path.parent().expect("cache path has a parent"))?;
+        let tmp = atomic::temp_path(path);
+        let file = fs::File::create(&tmp).at(&tmp)?;
+        Ok(Checksummed {
+            path: path.to_owned(),
+            tmp,
+            file: Some(file),
+            sum: crc32fast::Hasher::new(),
+            buf: Vec::with_capacity(CHUNK + 8192),
+        })
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.sum.update(&self.buf);
+        let file = self.file.as_mut().expect("open until finished");
+        file.write_all(&self.buf).at(&self.tmp)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn flush_full(&mut self) -> Result<()> {
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Ends the file with its checksum and puts it in place. Temp file and
+    /// rename, but no fsync: after a power cut the cache may be missing or
+    /// cut short, which the checksum refuses (only a re-hash is lost). The
+    /// objects it names were made durable before it was written.
+    fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        let sum = std::mem::take(&mut self.sum).finalize();
+        let mut file = self.file.take().expect("open until finished");
+        file.write_all(&sum.to_le_bytes()).at(&self.tmp)?;
         drop(file);
         // Renamed over an existing file, ext4 writes the new one out at once
         // (its guard against empty files after a crash): tens of
         // milliseconds for a big cache on every seal. Removed first, the
         // cache is briefly absent instead, which costs nothing but a
         // re-hash if the machine stops right then.
-        match fs::remove_file(path) {
+        match fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).at(path),
+            Err(e) => return Err(e).at(&self.path),
         }
-        fs::rename(&tmp, path).at(path)
+        fs::rename(&self.tmp, &self.path).at(&self.path)?;
+        self.tmp = PathBuf::new();
+        Ok(())
     }
+}
 
-    /// Number of records.
-    pub fn len(&self) -> usize {
-        self.count
+impl Drop for Checksummed {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            self.file.take();
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
+}
 
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
+fn kind_of(code: u8) -> Option<Kind> {
+    Some(match code {
+        b'f' => Kind::File,
+        b'x' => Kind::Exec,
+        b'l' => Kind::Symlink,
+        b'd' => Kind::Dir,
+        _ => return None,
+    })
 }
 
 /// Little-endian fields from the front of a byte slice.
@@ -379,18 +732,17 @@ impl<'a> Reader<'a> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 
-    /// One record: kind, hash, size, mtime, ctime, inode, mode, path length,
-    /// path. The hash comes before the stat, so a file cut short (zeros
-    /// after some page) loses stat fields before it could pair a good stat
-    /// with a bad hash.
+    /// One listing record: kind, hash, size, mtime, ctime, inode, mode,
+    /// path length, path. The hash comes before the stat, so a file cut
+    /// short (zeros after some page) loses stat fields before it could pair
+    /// a good stat with a bad hash.
     fn record(&mut self) -> Option<Record<'a>> {
-        let kind = match self.take(1)?[0] {
-            b'f' => Kind::File,
-            b'x' => Kind::Exec,
-            b'l' => Kind::Symlink,
-            b'd' => Kind::Dir,
-            _ => return None,
-        };
+        let kind = kind_of(self.take(1)?[0])?;
+        self.fields(kind)
+    }
+
+    /// A record after its kind byte.
+    fn fields(&mut self, kind: Kind) -> Option<Record<'a>> {
         let hash: [u8; 32] = self.take(32)?.try_into().ok()?;
         let size = self.u64()?;
         let mtime = (self.i64()?, i64::from(self.u32()?));
@@ -595,6 +947,174 @@ mod tests {
         assert!(StatCache::load(&path).is_empty(), "the old text format");
     }
 
+    /// A listing: (kind, path, content byte), as a scan would find it.
+    type Scanned = Vec<(Kind, String, u8)>;
+
+    fn stat_of(kind: Kind, content: u8, seconds: i64) -> FileStat {
+        match kind {
+            Kind::Dir => FileStat::default(),
+            _ => FileStat {
+                size: u64::from(content),
+                mtime: (seconds, i64::from(content)),
+                ctime: (seconds, i64::from(content)),
+                ino: u64::from(content) + 1,
+                mode: if kind == Kind::Exec {
+                    0o100755
+                } else {
+                    0o100644
+                },
+            },
+        }
+    }
+
+    fn record<'a>(kind: Kind, path: &'a str, content: u8) -> Record<'a> {
+        Record {
+            kind,
+            path,
+            hash: if kind == Kind::Dir {
+                [0; 32]
+            } else {
+                [content; 32]
+            },
+            stat: stat_of(kind, content, 10),
+        }
+    }
+
+    /// Compares `scan` with the cache at `path`, records it the way a seal
+    /// does, and loads the result.
+    fn seal(path: &Path, scan: &Scanned, manifest: u8) -> StatCache {
+        let cache = StatCache::load(path);
+        let stats: Vec<FileStat> = scan.iter().map(|(k, _, c)| stat_of(*k, *c, 10)).collect();
+        let cmp = cache.compare(
+            scan.iter()
+                .zip(&stats)
+                .map(|((k, p, _), s)| (*k, p.as_str(), s)),
+        );
+        let records = scan.iter().map(|(k, p, c)| record(*k, p, *c));
+        cache
+            .update(path, (20, 0), &cmp, records, || Some([manifest; 32]))
+            .unwrap();
+        StatCache::load(path)
+    }
+
+    /// Whether the loaded cache vouches for exactly `scan`.
+    fn vouches_for(cache: &StatCache, scan: &Scanned) -> bool {
+        let stats: Vec<FileStat> = scan.iter().map(|(k, _, c)| stat_of(*k, *c, 10)).collect();
+        let cmp = cache.compare(
+            scan.iter()
+                .zip(&stats)
+                .map(|((k, p, _), s)| (*k, p.as_str(), s)),
+        );
+        cmp.aligned
+            && scan.iter().zip(&cmp.seen).all(|((k, _, c), seen)| match k {
+                Kind::File | Kind::Exec => *seen == Seen::Trusted([*c; 32]),
+                Kind::Dir => *seen == Seen::Listed([0; 32]),
+                Kind::Symlink => *seen == Seen::Listed([*c; 32]),
+            })
+    }
+
+    fn listing(n: usize) -> Scanned {
+        (0..n)
+            .map(|i| (Kind::File, format!("f{i:04}"), (i % 200) as u8))
+            .collect()
+    }
+
+    #[test]
+    fn a_small_change_is_a_patch_and_a_big_one_a_new_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        let patch = StatCache::patch_path(&path);
+        let mut scan = listing(2000);
+        let cache = seal(&path, &scan, 1);
+        assert!(vouches_for(&cache, &scan) && !patch.exists());
+        let listing_bytes = fs::read(&path).unwrap();
+
+        // One file changed, one added, one removed: a patch; the listing is
+        // left as it was.
+        scan[5].2 = 201;
+        scan.push((Kind::File, "g".into(), 7));
+        scan.remove(9);
+        let cache = seal(&path, &scan, 2);
+        assert!(patch.exists());
+        assert!(fs::metadata(&patch).unwrap().len() < 1000);
+        assert_eq!(fs::read(&path).unwrap(), listing_bytes);
+        assert!(vouches_for(&cache, &scan));
+        assert_eq!(cache.manifest(), [2; 32]);
+        assert_eq!(cache.len(), scan.len());
+
+        // Unchanged since: the patch is carried as it is.
+        let cache = seal(&path, &scan, 2);
+        assert!(vouches_for(&cache, &scan));
+
+        // The removed path comes back: it is listed again.
+        scan.insert(9, (Kind::File, "f0009".into(), 3));
+        let cache = seal(&path, &scan, 3);
+        assert!(vouches_for(&cache, &scan));
+
+        // More than a sixteenth changed: a new listing, no patch.
+        for e in scan.iter_mut().take(300) {
+            e.2 = e.2.wrapping_add(1);
+        }
+        let cache = seal(&path, &scan, 4);
+        assert!(!patch.exists());
+        assert_ne!(fs::read(&path).unwrap(), listing_bytes);
+        assert!(vouches_for(&cache, &scan));
+        assert_eq!(cache.manifest(), [4; 32]);
+    }
+
+    #[test]
+    fn a_patch_for_another_listing_or_damaged_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        let patch = StatCache::patch_path(&path);
+        let old = listing(100);
+        seal(&path, &old, 1);
+        let mut new = old.clone();
+        new[0].2 = 99;
+        seal(&path, &new, 2);
+        let good = fs::read(&patch).unwrap();
+        // Damaged anywhere: the listing alone, as it was.
+        for i in [0, 30, good.len() / 2, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[i] ^= 1;
+            fs::write(&patch, &bad).unwrap();
+            let cache = StatCache::load(&path);
+            assert!(vouches_for(&cache, &old), "flip at {i}");
+            assert_eq!(cache.manifest(), [1; 32]);
+        }
+        // Made for another listing: left out.
+        fs::write(&patch, &good).unwrap();
+        let records = old.iter().map(|(k, p, c)| record(*k, p, *c));
+        StatCache::save(&path, (20, 0), records, || Some([5; 32])).unwrap();
+        assert!(!patch.exists(), "a new listing removes the patch");
+        fs::write(&patch, &good).unwrap();
+        let cache = StatCache::load(&path);
+        assert!(vouches_for(&cache, &old));
+        assert_eq!(cache.manifest(), [5; 32]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Whatever the scans, small changes or large, the cache as loaded
+        /// after each seal vouches for exactly the last scan.
+        #[test]
+        fn the_cache_always_says_the_last_scan(scans in proptest::collection::vec(
+            proptest::collection::btree_map("[a-c]{1,3}", (0u8..4, 0u8..3), 0..40), 1..6)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("stat");
+            for (n, scan) in scans.iter().enumerate() {
+                let scan: Scanned = scan
+                    .iter()
+                    .map(|(p, (k, c))| ([Kind::File, Kind::Exec, Kind::Symlink, Kind::Dir][*k as usize], p.clone(), *c))
+                    .collect();
+                let cache = seal(&path, &scan, n as u8);
+                proptest::prop_assert!(vouches_for(&cache, &scan));
+                proptest::prop_assert_eq!(cache.len(), scan.len());
+                proptest::prop_assert_eq!(cache.manifest(), [n as u8; 32]);
+            }
+        }
+    }
+
     proptest::proptest! {
         /// A seal takes its change summary from the comparison with the
         /// cache's records of the head's manifest; that must say what
@@ -639,8 +1159,8 @@ mod tests {
             let cache = StatCache::load(&path);
             let _ = cache.compare(std::iter::empty());
             // With a valid checksum too, so the parser behind it is reached.
-            let sum = crate::crypto::sha256(&input);
-            input.extend_from_slice(&sum);
+            let sum = crc32fast::hash(&input);
+            input.extend_from_slice(&sum.to_le_bytes());
             fs::write(&path, &input).unwrap();
             let cache = StatCache::load(&path);
             let _ = cache.compare([(Kind::File, "a", &FileStat::default())].into_iter());

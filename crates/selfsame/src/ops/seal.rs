@@ -288,22 +288,20 @@ fn finish_scan(
     let fp = &scan.fingerprint;
     let objects = vault.objects();
     std::thread::scope(|threads| {
-        // The manifest is built here a chunk at a time, never whole in
-        // memory; another thread hashes each chunk and writes it to the new
+        // The manifest is built and hashed here a chunk at a time, never
+        // whole in memory; another thread writes each chunk to the new
         // object, flushing to disk as it goes so that little is left for
-        // the final flush. The stat cache takes the manifest's hash last.
+        // the final flush.
         let (chunks, chunks_rx) = mpsc::sync_channel::<Vec<u8>>(4);
         let (hash_tx, hash_rx) = mpsc::sync_channel::<[u8; 32]>(1);
-        let stored = threads.spawn(move || -> Result<[u8; 32]> {
+        let stored = threads.spawn(move || -> Result<()> {
             let mut writer = objects.writer()?;
             let flusher = writer.flusher()?;
             let (flush, flush_rx) = mpsc::sync_channel::<()>(1);
             // Errors here are the final flush's to report.
             threads.spawn(move || flush_rx.iter().for_each(|()| drop(flusher.sync_data())));
-            let mut hasher = sha2::Sha256::new();
             let mut unflushed = 0;
             for chunk in chunks_rx {
-                hasher.update(&chunk);
                 writer.write(&chunk)?;
                 unflushed += chunk.len();
                 if unflushed >= FLUSH_BEHIND {
@@ -313,18 +311,26 @@ fn finish_scan(
                 }
             }
             drop(flush);
-            let hash = hasher.finalize().into();
-            let _ = hash_tx.send(hash);
-            writer.finish(&hash)?;
-            Ok(hash)
+            match hash_rx.recv() {
+                Ok(hash) => writer.finish(&hash).map(|_| ()),
+                // The builder stopped early: the object is abandoned.
+                Err(_) => Ok(()),
+            }
         });
+        let mut hasher = sha2::Sha256::new();
         // A send fails only when the writer stopped; its join says why.
-        let _ = fp
-            .manifest
-            .write_chunks(|chunk| chunks.send(chunk.to_vec()));
+        let sent = fp.manifest.write_chunks(|chunk| {
+            hasher.update(chunk);
+            chunks.send(chunk.to_vec())
+        });
         drop(chunks);
-        // Then the stat cache, here, while the manifest's last chunks are
-        // hashed and flushed: started earlier it only competes with them.
+        let hash: [u8; 32] = hasher.finalize().into();
+        if sent.is_ok() {
+            let _ = hash_tx.send(hash);
+        }
+        drop(hash_tx);
+        // Then the stat cache, while the manifest's last chunks are written
+        // and flushed.
         if !scan.cache_current {
             let records = fp
                 .manifest
@@ -337,13 +343,12 @@ fn finish_scan(
                     hash: e.hash,
                     stat: s.unwrap_or_default(),
                 });
-            let hash = || hash_rx.recv().ok();
             match &scan.cache {
-                Some((cache, cmp)) => cache.update(cache_path, scan_began, cmp, records, hash)?,
-                None => StatCache::save(cache_path, scan_began, records, hash)?,
+                Some((cache, cmp)) => cache.update(cache_path, scan_began, cmp, records, &hash)?,
+                None => StatCache::save(cache_path, scan_began, records, &hash)?,
             }
         }
-        let hash = joined(stored)?;
+        joined(stored)?;
         let changes = match (head, &scan.since_cache) {
             (None, _) => soul::changes(&Manifest::default(), &fp.manifest),
             (Some(h), _) if h.ckpt.soul == hex::encode(hash) => Changes::default(),
@@ -363,7 +368,7 @@ fn finish_scan(
 }
 
 /// How many bytes of a new manifest are written before they are flushed.
-const FLUSH_BEHIND: usize = 4 << 20;
+const FLUSH_BEHIND: usize = 1 << 20;
 
 /// A scoped thread's result; its panic goes on in the caller.
 pub(crate) fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {

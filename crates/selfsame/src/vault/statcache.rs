@@ -405,9 +405,8 @@ impl StatCache {
 
     /// Records a scan that began at `scan_began`, was compared with this
     /// cache as `cmp`, and found `records` (its manifest's entries and
-    /// stats, in order); `manifest` waits for the hash of the manifest it
-    /// produced (written at the same time), `None` abandoning the cache.
-    /// Few differences from the listing go to a patch; many rewrite the
+    /// stats, in order) and the manifest whose hash is `manifest`. Few
+    /// differences from the listing go to a patch; many rewrite the
     /// listing.
     pub fn update<'a>(
         &self,
@@ -415,7 +414,7 @@ impl StatCache {
         scan_began: Stamp,
         cmp: &Comparison,
         records: impl ExactSizeIterator<Item = Record<'a>> + Clone,
-        manifest: impl FnOnce() -> Option<[u8; 32]>,
+        manifest: &[u8; 32],
     ) -> Result<()> {
         match self.patch_for(scan_began, cmp, records.clone()) {
             Some(patch) => write_patch(&Self::patch_path(path), self.crc, &patch, manifest),
@@ -470,16 +469,15 @@ impl StatCache {
     }
 
     /// Writes a whole listing of `records` (sorted by path bytes, as a
-    /// manifest is), taken by a scan that began at `scan_began`, then the
-    /// hash of the manifest the scan produced, which `manifest` waits for
-    /// (the manifest is written at the same time); `None` from it abandons
-    /// the cache. Removes the patch. Written and checksummed a chunk at a
-    /// time, never whole in memory.
+    /// manifest is), taken by a scan that began at `scan_began` and
+    /// produced the manifest whose hash is `manifest`, and removes the
+    /// patch. Written and checksummed a chunk at a time, never whole in
+    /// memory.
     pub fn save<'a>(
         path: &Path,
         scan_began: Stamp,
         records: impl ExactSizeIterator<Item = Record<'a>>,
-        manifest: impl FnOnce() -> Option<[u8; 32]>,
+        manifest: &[u8; 32],
     ) -> Result<()> {
         let mut out = Checksummed::create(path)?;
         out.buf.extend_from_slice(MAGIC);
@@ -491,10 +489,7 @@ impl StatCache {
             put_record(&mut out.buf, Some(r.kind), r.path, &r.hash, &r.stat, None);
             out.flush_full()?;
         }
-        let Some(manifest) = manifest() else {
-            return Ok(());
-        };
-        out.buf.extend_from_slice(&manifest);
+        out.buf.extend_from_slice(manifest);
         out.finish()?;
         // A patch made for the old listing no longer applies (it names the
         // old listing's checksum, so it would be left out anyway).
@@ -572,7 +567,7 @@ fn write_patch(
     path: &Path,
     listing_crc: u32,
     patch: &[Patched],
-    manifest: impl FnOnce() -> Option<[u8; 32]>,
+    manifest: &[u8; 32],
 ) -> Result<()> {
     let mut out = Checksummed::create(path)?;
     out.buf.extend_from_slice(PATCH_MAGIC);
@@ -592,10 +587,7 @@ fn write_patch(
         );
         out.flush_full()?;
     }
-    let Some(manifest) = manifest() else {
-        return Ok(());
-    };
-    out.buf.extend_from_slice(&manifest);
+    out.buf.extend_from_slice(manifest);
     out.finish()
 }
 
@@ -791,7 +783,7 @@ mod tests {
 
     fn saved(dir: &Path, scan: Stamp, records: &[Record<'_>]) -> PathBuf {
         let path = dir.join("stat");
-        StatCache::save(&path, scan, records.iter().copied(), || Some([3; 32])).unwrap();
+        StatCache::save(&path, scan, records.iter().copied(), &[3; 32]).unwrap();
         path
     }
 
@@ -992,7 +984,7 @@ mod tests {
         );
         let records = scan.iter().map(|(k, p, c)| record(*k, p, *c));
         cache
-            .update(path, (20, 0), &cmp, records, || Some([manifest; 32]))
+            .update(path, (20, 0), &cmp, records, &[manifest; 32])
             .unwrap();
         StatCache::load(path)
     }
@@ -1085,7 +1077,7 @@ mod tests {
         // Made for another listing: left out.
         fs::write(&patch, &good).unwrap();
         let records = old.iter().map(|(k, p, c)| record(*k, p, *c));
-        StatCache::save(&path, (20, 0), records, || Some([5; 32])).unwrap();
+        StatCache::save(&path, (20, 0), records, &[5; 32]).unwrap();
         assert!(!patch.exists(), "a new listing removes the patch");
         fs::write(&patch, &good).unwrap();
         let cache = StatCache::load(&path);
@@ -1141,7 +1133,7 @@ mod tests {
                 hash: e.hash,
                 stat: stat_of(e),
             });
-            StatCache::save(&path, (1000, 0), records, || Some([1; 32])).unwrap();
+            StatCache::save(&path, (1000, 0), records, &[1; 32]).unwrap();
             let cache = StatCache::load(&path);
             proptest::prop_assert_eq!(cache.len(), old.entries.len());
             let stats: Vec<FileStat> = new.entries.iter().map(stat_of).collect();

@@ -225,3 +225,23 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn an_unchanged_seal_writes_back_a_deleted_manifest_object() {
+    let (_dir, vault) = setup();
+    let s = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+    let mut soul = [0u8; 32];
+    hex::decode_to_slice(&s.soul, &mut soul).unwrap();
+    let manifest = vault.objects().path(&soul);
+    fs::remove_file(&manifest).unwrap();
+    // The stat cache still vouches for the manifest; the seal looks anyway.
+    let again = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+    assert_eq!(again.soul, s.soul);
+    assert!(manifest.is_file(), "the manifest object is back");
+    assert_eq!(
+        wake(&vault, &token(), &WakeOptions::default())
+            .unwrap()
+            .verdict,
+        Verdict::Verified
+    );
+}

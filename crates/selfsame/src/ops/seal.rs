@@ -165,8 +165,12 @@ pub(crate) fn seal_core(
     let head_soul = head.as_ref().map(|h| h.ckpt.soul.as_str());
     let (soul_hash, changes) = match fp.known_soul {
         // The stat cache vouches for the head's very manifest (an unchanged
-        // soul): nothing to write, nothing to compare.
-        Some(known) if head_soul == Some(hex::encode(known).as_str()) => {
+        // soul): nothing to write, nothing to compare, once a look says the
+        // manifest object is still there (else it is written again).
+        Some(known)
+            if head_soul == Some(hex::encode(known).as_str())
+                && vault.objects().size_of(&known).is_some() =>
+        {
             (known, Changes::default())
         }
         _ => finish_scan(vault, head.as_ref(), &scan, &cache_path, scan_began)?,

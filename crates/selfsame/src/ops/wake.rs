@@ -202,7 +202,7 @@ pub fn wake_with_progress(
             token,
             opts,
             progress,
-            Found {
+            Prepared {
                 actions,
                 journal_problem,
                 policies,
@@ -222,8 +222,9 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
-/// What wake found before the checks.
-struct Found {
+/// What wake settled before the checks: actions taken (a resumed restore,
+/// a repaired history), a journal problem, and the policies.
+struct Prepared {
     actions: Vec<String>,
     journal_problem: Option<Problem>,
     policies: Policies,
@@ -237,15 +238,15 @@ fn judge(
     token: &BotToken,
     opts: &WakeOptions,
     progress: &dyn Progress,
-    found: Found,
+    prepared: Prepared,
     scan: impl FnOnce() -> Result<soul::Scan>,
 ) -> Result<WakeReport> {
-    let Found {
+    let Prepared {
         actions,
         journal_problem,
         policies,
         max_age,
-    } = found;
+    } = prepared;
     let mut insp = inspect(vault, token, ObjectScope::Head)?;
     if let Some(p) = journal_problem {
         insp.problems.insert(0, p);

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
@@ -34,10 +35,70 @@ type Unpublished = Vec<(PathBuf, PathBuf)>;
 #[derive(Debug, Default)]
 struct Pending {
     list: Mutex<(Unpublished, HashSet<[u8; 32]>)>,
+    writeback: Mutex<Option<Writeback>>,
+}
+
+/// A thread that has the kernel start writing each new object to the
+/// device as soon as it is complete, while hashing goes on, so that the one
+/// flush in [`Objects::sync`] has little left to wait for (git's
+/// `core.fsyncMethod=batch` starts writeback per file the same way).
+#[derive(Debug)]
+struct Writeback {
+    files: mpsc::SyncSender<File>,
+    thread: JoinHandle<()>,
+}
+
+/// Complete objects waiting for their writeback to be started.
+const WRITEBACK_QUEUE: usize = 64;
+
+impl Writeback {
+    fn start() -> Option<Self> {
+        let (files, rx) = mpsc::sync_channel::<File>(WRITEBACK_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("selfsame-writeback".into())
+            .spawn(move || {
+                for file in rx {
+                    // On Linux, DONTNEED starts writeback of the dirty pages
+                    // without waiting for it (and keeps them cached until
+                    // written). Only a hint: `sync` flushes regardless.
+                    let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+                }
+            })
+            .ok()?;
+        Some(Writeback { files, thread })
+    }
+
+    fn finish(self) {
+        drop(self.files);
+        let _ = self.thread.join();
+    }
+}
+
+impl Pending {
+    /// Hands a complete object to the writeback thread, started on first
+    /// use; when it is behind, the object is left to the final flush.
+    fn write_back(&self, file: File) {
+        let mut wb = self.writeback.lock().expect("writeback");
+        if wb.is_none() {
+            *wb = Writeback::start();
+        }
+        if let Some(wb) = wb.as_ref() {
+            let _ = wb.files.try_send(file);
+        }
+    }
+
+    /// Waits until writeback has been started for every object handed over.
+    fn writeback_started(&self) {
+        let wb = self.writeback.lock().expect("writeback").take();
+        if let Some(wb) = wb {
+            wb.finish();
+        }
+    }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
+        self.writeback_started();
         // Never linked (the seal failed): the temp files are only ours.
         let list = self.list.get_mut().map(|l| std::mem::take(&mut l.0));
         for (tmp, _) in list.unwrap_or_default() {
@@ -71,6 +132,7 @@ impl Objects {
         let Some(pending) = &self.deferred else {
             return Ok(());
         };
+        pending.writeback_started();
         let list = std::mem::take(&mut pending.list.lock().expect("pending list").0);
         if list.is_empty() {
             return Ok(());
@@ -121,8 +183,9 @@ impl Objects {
         }
     }
 
-    /// Records a deferred object; false if the same hash is already pending.
-    fn defer(&self, hash: &[u8; 32], tmp: PathBuf, path: PathBuf) -> bool {
+    /// Records a deferred object written to `file` at `tmp`; false if the
+    /// same hash is already pending.
+    fn defer(&self, hash: &[u8; 32], file: File, tmp: PathBuf, path: PathBuf) -> bool {
         let pending = self.deferred.as_ref().expect("deferred mode");
         let mut list = pending.list.lock().expect("pending list");
         if !list.1.insert(*hash) {
@@ -131,6 +194,8 @@ impl Objects {
             return false;
         }
         list.0.push((tmp, path));
+        drop(list);
+        pending.write_back(file);
         true
     }
 
@@ -189,8 +254,16 @@ impl Objects {
             return atomic::write_if_absent(&path, bytes);
         }
         let tmp = atomic::temp_path(&path);
-        fs::write(&tmp, bytes).at(&tmp)?;
-        Ok(self.defer(hash, tmp, path))
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .at(&tmp)?;
+        if let Err(e) = file.write_all(bytes) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).at(&tmp);
+        }
+        Ok(self.defer(hash, file, tmp, path))
     }
 
     /// Starts a new object whose hash is known only once all its bytes are
@@ -327,7 +400,7 @@ impl ObjectWriter<'_> {
         if store.deferred.is_some() {
             // Published by `sync`, after one flush for all of them.
             let tmp = std::mem::take(&mut self.tmp);
-            return Ok(store.defer(hash, tmp, path));
+            return Ok(store.defer(hash, file, tmp, path));
         }
         file.sync_all().at(&self.tmp)?;
         match fs::hard_link(&self.tmp, &path) {

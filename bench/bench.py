@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "selfsame")
@@ -20,18 +21,58 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, shell=True, check=True, executable="/bin/bash", **kw)
 
 
-def hyperfine(name, cmd, runs, prepare=None, cwd=None):
+# Warm-up runs per command; none in --quick mode, where every soul is read
+# once before its commands anyway.
+WARMUP = 1
+
+
+def hyperfine(name, cmd, runs, prepare=None, cwd=None, warmup=None):
+    if warmup is None:
+        warmup = WARMUP
     out = tempfile.mktemp(suffix=".json")
-    args = ["hyperfine", "--style", "none", "--warmup", "1", "--runs", str(runs), "--export-json", out]
+    args = ["hyperfine", "--style", "none", "--warmup", str(warmup), "--runs", str(runs), "--export-json", out]
     if prepare:
         args += ["--prepare", prepare]
     args.append(cmd)
+    began = time.monotonic()
     subprocess.run(args, check=True, cwd=cwd, stdout=subprocess.DEVNULL)
+    took = time.monotonic() - began
     with open(out) as f:
         r = json.load(f)["results"][0]
     os.unlink(out)
-    print(f"  {name:<34} {r['median']:8.3f} s", flush=True)
+    print(f"  {name:<40} {r['median']:8.3f} s   ({len(r['times'])} runs, {took:.0f} s)", flush=True)
     return r["median"]
+
+
+# ext4 without a journal (this machine's root filesystem) skips inodes freed
+# in the last minute, or the last six if their inode-table block is dirty
+# again, when it allocates new ones (recently_deleted() in fs/ext4/ialloc.c):
+# after `rm -rf` of a store of 10,000 files, every new file pays for scanning
+# past them. A tool that stores one file per object (selfsame, git) would pay
+# for the bench's own clean-up. So nothing is deleted while the many-file
+# souls are measured: each run's store is moved to a trash directory, which
+# is emptied before the one-file soul c and at the end.
+RECENTLY_DELETED_S = 361
+
+
+def fresh(name, cmd, runs, store, cwd, trash, then=""):
+    """Times `cmd` against a new, empty `store`, each run's store moved aside."""
+    prepare = f"mv {store} {trash}/$(date +%s%N) 2>/dev/null; true"
+    if then:
+        prepare += f" && {then}"
+    # The soul is warm already (see bench_soul); a warm-up run would only
+    # be one more store written.
+    return hyperfine(name, cmd, runs, prepare=prepare, cwd=cwd, warmup=0)
+
+
+def clear_trash(trash):
+    """Deletes what earlier runs moved aside; true if there was any."""
+    found = os.path.isdir(trash) and bool(os.listdir(trash))
+    if found:
+        shutil.rmtree(trash)
+        sh("sync")
+    os.makedirs(trash, exist_ok=True)
+    return found
 
 
 def peak_rss_mib(cmd, cwd):
@@ -40,9 +81,9 @@ def peak_rss_mib(cmd, cwd):
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
-def sha256_limit():
+def sha256_limit(seconds):
     """Single-core OpenSSL SHA-256 throughput at 16 KiB blocks, bytes/s."""
-    r = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", "16384", "-seconds", "3"],
+    r = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", "16384", "-seconds", str(seconds)],
                        capture_output=True, text=True)
     line = [l for l in r.stdout.splitlines() if l.lower().startswith("sha256")][-1]
     return float(line.split()[-1].rstrip("k")) * 1000
@@ -57,12 +98,13 @@ def soul_size(path):
     return files, total
 
 
-def bench_soul(kind, work, scale, runs, results):
+def bench_soul(kind, work, scale, runs, many, trash, results):
     base = os.path.join(work, kind)
     soul = os.path.join(base, "soul")
     stamp = os.path.join(base, f"generated-scale-{scale}")
     if not os.path.exists(stamp):
-        shutil.rmtree(base, ignore_errors=True)
+        if os.path.exists(base):
+            os.rename(base, os.path.join(trash, f"{kind}-{time.time_ns()}"))
         os.makedirs(soul)
         print(f"generating soul {kind} (scale 1/{scale}) …", flush=True)
         sh(f"python3 {ROOT}/bench/gen_soul.py {soul} {kind} --scale {scale}")
@@ -70,17 +112,22 @@ def bench_soul(kind, work, scale, runs, results):
     files, size = soul_size(soul)
     print(f"soul {kind}: {files} files, {size / 2**20:.0f} MiB", flush=True)
     sh("sync")
+    # Warm page cache for every command, the first one included.
+    sh(f"find {soul} -type f -print0 | xargs -0 cat >/dev/null")
     vault = os.path.join(base, ".selfsame")
     gitdir = os.path.join(base, "git")
     repo = os.path.join(base, "restic")
     git = f"git --git-dir={gitdir} --work-tree={soul}"
     r = {"files": files, "bytes": size}
-    # Commands of a second or less run more often: their medians carry the
-    # ratios, and this machine's timings wander by tens of milliseconds.
-    many = max(runs, 10)
+    if files < 1000:
+        # A soul of few files creates few: a good time to free the disk
+        # (soul c writes tens of GiB), its own old stores first.
+        for store in (vault, gitdir, repo):
+            if os.path.exists(store):
+                os.rename(store, os.path.join(trash, f"{kind}-{os.path.basename(store)}"))
+        clear_trash(trash)
     # selfsame
-    r["seal_fresh"] = hyperfine("selfsame seal (fresh vault)", f"{BIN} init soul", runs,
-                                prepare=f"rm -rf {vault}", cwd=base)
+    r["seal_fresh"] = fresh("selfsame seal (fresh vault)", f"{BIN} init soul", runs, vault, base, trash)
     if not os.path.isdir(vault):
         sh(f"cd {base} && {BIN} init soul >/dev/null")
     r["seal_unchanged"] = hyperfine("selfsame seal (unchanged)", f"{BIN} seal", many, cwd=base)
@@ -94,27 +141,26 @@ def bench_soul(kind, work, scale, runs, results):
     r["wake"] = hyperfine("selfsame wake (full re-hash)", f"{BIN} wake", many, cwd=base)
     r["wake_fast"] = hyperfine("selfsame wake --fast", f"{BIN} wake --fast", many, cwd=base)
     r["verify_read_data"] = hyperfine("selfsame verify --read-data", f"{BIN} verify --read-data", runs, cwd=base)
-    r["rss_seal_fresh"] = peak_rss_mib(f"rm -rf {vault} && {BIN} init soul >/dev/null", base)
+    r["rss_seal_fresh"] = peak_rss_mib(f"mv {vault} {trash}/{kind}-rss && {BIN} init soul >/dev/null", base)
     r["rss_seal"] = peak_rss_mib(f"{BIN} seal >/dev/null", base)
     r["rss_wake"] = peak_rss_mib(f"{BIN} wake >/dev/null", base)
     # An identical copy (new inodes and mtimes, same bytes): every file is
     # re-hashed, but its objects are already stored, so nothing new is written.
     sh(f"cd {base} && cp -a soul soul.copy && mv soul soul.orig && mv soul.copy soul")
     out = subprocess.run([BIN, "--json", "seal", "--reason", "manual"], cwd=base, capture_output=True, text=True)
-    sh(f"cd {base} && rm -rf soul && mv soul.orig soul && {BIN} seal --reason manual >/dev/null")
+    sh(f"cd {base} && mv soul {trash}/{kind}-soul-copy && mv soul.orig soul && {BIN} seal --reason manual >/dev/null")
     r["reseal_new_bytes"] = json.loads(out.stdout).get("new_bytes")
     # git
-    r["git_fresh"] = hyperfine("git add -A && git write-tree (fresh)",
-                               f"{git} init -q && {git} add -A && {git} write-tree >/dev/null", runs,
-                               prepare=f"rm -rf {gitdir}")
+    r["git_fresh"] = fresh("git add -A && git write-tree (fresh)",
+                           f"{git} init -q && {git} add -A && {git} write-tree >/dev/null", runs,
+                           gitdir, base, trash)
     r["git_unchanged"] = hyperfine("git add -A && git write-tree (unch.)",
                                    f"{git} add -A && {git} write-tree >/dev/null", runs)
     r["git_status"] = hyperfine("git status", f"{git} status --porcelain >/dev/null", many)
     # restic
     env = "RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=" + os.path.join(base, "restic-cache")
-    r["restic_fresh"] = hyperfine("restic backup (fresh)",
-                                  f"{env} restic -q -r {repo} backup soul >/dev/null", runs,
-                                  prepare=f"rm -rf {repo} && {env} restic -q -r {repo} init >/dev/null", cwd=base)
+    r["restic_fresh"] = fresh("restic backup (fresh)", f"{env} restic -q -r {repo} backup soul >/dev/null", runs,
+                              repo, base, trash, then=f"{env} restic -q -r {repo} init >/dev/null")
     r["restic_unchanged"] = hyperfine("restic backup (unchanged)",
                                       f"{env} restic -q -r {repo} backup soul >/dev/null", runs, cwd=base)
     # plain hashing
@@ -135,24 +181,39 @@ def main():
     ap.add_argument("--work", default=os.environ.get("BENCH_DIR", os.path.join(tempfile.gettempdir(), "selfsame-bench")))
     a = ap.parse_args()
     scale = 10 if a.quick else 1
-    runs = a.runs or 3
+    runs = a.runs or (1 if a.quick else 3)
     os.environ["TELEGRAM_BOT_TOKEN"] = TOKEN
     os.environ["SELFSAME_LOCK_WAIT"] = "60s"
     cores = os.cpu_count()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    limit1 = sha256_limit()
+    global WARMUP
+    if a.quick:
+        WARMUP = 0
+    limit1 = sha256_limit(1 if a.quick else 3)
     limit = limit1 * cores
     print(f"{cores} cores, {cpu}; OpenSSL SHA-256: {limit1 / 1e6:.0f} MB/s per core, {limit / 1e6:.0f} MB/s all cores")
+    # Commands of a second or less run more often: their medians carry the
+    # ratios, and this machine's timings wander by tens of milliseconds.
+    many = max(runs, 3 if a.quick else 10)
+    work = os.path.join(a.work, "quick") if a.quick else a.work
+    trash = os.path.join(work, "trash")
+    if clear_trash(trash) and not a.quick:
+        print(f"deleted the stores an earlier bench left; waiting {RECENTLY_DELETED_S} s "
+              "for the filesystem to stop skipping their inodes …", flush=True)
+        time.sleep(RECENTLY_DELETED_S)
     results = {}
     for kind in a.souls:
-        bench_soul(kind, a.work, scale, runs, results)
+        bench_soul(kind, work, scale, runs, many, trash, results)
+    clear_trash(trash)
 
     lines = []
     lines.append(f"# Benchmark results{' (--quick, 1/10 size)' if a.quick else ''}\n")
-    lines.append(f"Machine: {cores} cores, {cpu}. Medians of {runs} runs ({max(runs, 10)} for the commands of "
-                 f"about a second: selfsame seal unchanged, heartbeat and one changed (3 on c, where each run stores a "
-                 f"new 2 GiB object), wake, wake --fast, git status) "
-                 f"after a warm-up (warm page cache), measured side by side in one `bench/run` invocation.\n")
+    lines.append(f"Machine: {cores} cores, {cpu}. Medians of {runs} runs ({many} for the commands of "
+                 f"about a second: selfsame seal unchanged, heartbeat and one changed ({runs} on c, where each run "
+                 f"stores a new 2 GiB object), wake, wake --fast, git status), measured side by side in one "
+                 f"`bench/run` invocation, warm page cache (every soul read once first; every command but the "
+                 f"fresh stores has a warm-up run). Fresh stores: see bench/README.md on the stores of earlier "
+                 f"runs.\n")
     lines.append(f"SHA-256 limit (OpenSSL, 16 KiB blocks): {limit1 / 1e6:.0f} MB/s per core × {cores} = {limit / 1e6:.0f} MB/s.\n")
     lines.append("| soul | files | MiB | command | median s | MB/s |")
     lines.append("|---|---|---|---|---|---|")

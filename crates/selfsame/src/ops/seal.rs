@@ -333,8 +333,9 @@ fn finish_scan(
             let _ = hash_tx.send(hash);
         }
         drop(hash_tx);
-        // Then the stat cache, while the manifest's last chunks are written
-        // and flushed.
+        // The stat cache vouches for the manifest object only once it is
+        // durable (and never for one whose writing failed).
+        joined(stored)?;
         if !scan.cache_current {
             let records = fp
                 .manifest
@@ -352,7 +353,6 @@ fn finish_scan(
                 None => StatCache::save(cache_path, scan_began, records, &hash)?,
             }
         }
-        joined(stored)?;
         let changes = match (head, &scan.since_cache) {
             (None, _) => soul::changes(&Manifest::default(), &fp.manifest),
             (Some(h), _) if h.ckpt.soul == hex::encode(hash) => Changes::default(),

@@ -334,12 +334,14 @@ impl<'a> Open<'a> {
                 if self.buf.len() < want {
                     self.buf.resize(want, 0);
                 }
-                let n = read_full(file, &mut self.buf[..want]).at(path)?;
+                let n = read_full(file, &mut self.buf[..want]).map_err(|e| read_failed(path, e))?;
                 self.eof = r.whole || n < want;
                 n
             }
             Source::Ahead(ahead) => {
-                let n = ahead.next(&mut self.buf).at(path)?;
+                let n = ahead
+                    .next(&mut self.buf)
+                    .map_err(|e| read_failed(path, e))?;
                 self.eof = n < ahead.chunk;
                 n
             }
@@ -398,10 +400,14 @@ fn changing(path: &Path) -> Error {
 }
 
 fn open_file(path: &Path) -> Result<File> {
-    // Never follow a symlink put where the walk saw a file.
+    use rustix::fs::OFlags;
+    // Never follow a symlink put where the walk saw a file, and never wait
+    // on a FIFO put there (it reads as empty or would block; either way the
+    // stat after reading tells it from the file the walk saw). Regular
+    // files ignore NONBLOCK.
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
@@ -413,6 +419,19 @@ fn open_file(path: &Path) -> Result<File> {
                 }
             }
         })
+}
+
+/// A read error on `path`; one that would block means a FIFO or the like
+/// stands where a file was, which is a file changing under the reader.
+fn read_failed(path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        changing(path)
+    } else {
+        Error::Io {
+            path: path.to_owned(),
+            source: e,
+        }
+    }
 }
 
 /// Fills `buf` unless the file ends first; returns the bytes read.
@@ -597,6 +616,36 @@ mod tests {
         // Again: every object is already there, none is new.
         for r in hash_files(&jobs, Some(&store), &Silent, &never) {
             assert!(!r.unwrap().new);
+        }
+    }
+
+    #[test]
+    fn a_fifo_put_where_the_walk_saw_a_file_is_refused_not_waited_on() {
+        use rustix::fs::{FileType, Mode, CWD};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"was a file").unwrap();
+        let seen = FileStat::of(&std::fs::metadata(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        rustix::fs::mknodat(CWD, &path, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).unwrap();
+        let job = Job {
+            path: path.clone(),
+            size: seen.size,
+            seen: Some(seen),
+        };
+        // On another thread, so that a hang fails the test instead of
+        // stalling it (a FIFO with no writer blocks a plain open forever).
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let r = hash_files(&[job], None, &Silent, &AtomicBool::new(false)).remove(0);
+            let _ = tx.send(r);
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("hashing a FIFO returned");
+        match got {
+            Err(Error::FileChanging { path: p, .. }) => assert_eq!(p, path),
+            other => panic!("expected FileChanging, got {other:?}"),
         }
     }
 

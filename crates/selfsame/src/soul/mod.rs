@@ -151,6 +151,13 @@ pub fn fingerprint_until(
         .filter(|(_, f)| f.kind == Kind::Symlink)
         .map(|(i, f)| (i, hash_link(&f.abs(root), store)))
         .collect();
+    progress.advance(
+        links
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .map(|l| l.1)
+            .sum(),
+    );
     let hashed = hash::hash_files(&jobs, store, progress, stop);
     progress.finish();
 

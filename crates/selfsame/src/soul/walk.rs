@@ -101,7 +101,9 @@ pub fn walk(root: &Path, excludes: &Excludes, skip: &[PathBuf]) -> Result<Vec<Fo
         excludes,
         skip,
     };
-    let fd = rustix::fs::open(root, dir_flags(), Mode::empty())
+    // The soul itself may be a symlink to its directory; nothing below it
+    // is followed.
+    let fd = rustix::fs::open(root, dir_flags() - OFlags::NOFOLLOW, Mode::empty())
         .map_err(io::Error::from)
         .at(root)?;
     w.dir(fd, "")
@@ -275,6 +277,26 @@ mod tests {
         want.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         assert_eq!(got, want);
         assert_eq!(got.len(), 15, "{got:?}");
+    }
+
+    #[test]
+    fn a_soul_that_is_a_symlink_is_walked_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::create_dir_all(real.join("sub")).unwrap();
+        fs::write(real.join("sub/f"), "f").unwrap();
+        fs::write(real.join("g"), "g").unwrap();
+        let link = dir.path().join("soul");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let rels = |root: &Path| -> Vec<String> {
+            walk(root, &Excludes::none(), &[])
+                .unwrap()
+                .into_iter()
+                .map(|f| f.rel)
+                .collect()
+        };
+        assert_eq!(rels(&link), vec!["g", "sub", "sub/f"]);
+        assert_eq!(rels(&link), rels(&real));
     }
 
     #[test]

@@ -137,19 +137,32 @@ impl Objects {
         if list.is_empty() {
             return Ok(());
         }
+        let published = self.publish(&list);
+        if published.is_err() {
+            // The temp files are only ours, linked or not.
+            for (tmp, _) in &list {
+                let _ = fs::remove_file(tmp);
+            }
+        }
+        published
+    }
+
+    /// Flushes the temp files of `list`, links each under its name, and
+    /// flushes the links.
+    fn publish(&self, list: &Unpublished) -> Result<()> {
         // A few objects (a seal after a small change) are cheaper to flush
         // one by one than with a `syncfs`, which flushes everything dirty
         // on the filesystem, other programs' writes included.
         let few = list.len() <= FEW;
         if few {
-            for (tmp, _) in &list {
+            for (tmp, _) in list {
                 File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
             }
         } else {
             self.syncfs()?;
         }
         let mut dirs = std::collections::BTreeSet::new();
-        for (tmp, path) in &list {
+        for (tmp, path) in list {
             match fs::hard_link(tmp, path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

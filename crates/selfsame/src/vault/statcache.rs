@@ -435,6 +435,9 @@ impl StatCache {
             return None;
         }
         let limit = (self.count / 16).max(64);
+        if cmp.hidden.len() > limit {
+            return None;
+        }
         let mut patch: Vec<Patched> = Vec::new();
         for ((rec, &from), seen) in records.zip(&cmp.from).zip(&cmp.seen) {
             let from = match seen {
@@ -493,8 +496,9 @@ impl StatCache {
         out.finish()?;
         // A patch made for the old listing no longer applies (it names the
         // old listing's checksum, so it would be left out anyway).
-        match fs::remove_file(Self::patch_path(path)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(path),
+        let patch = Self::patch_path(path);
+        match fs::remove_file(&patch) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(&patch),
             _ => Ok(()),
         }
     }

@@ -38,11 +38,19 @@ impl Kind {
     }
 
     fn from_code(c: &str) -> Option<Kind> {
-        Some(match c {
-            "f" => Kind::File,
-            "x" => Kind::Exec,
-            "l" => Kind::Symlink,
-            "d" => Kind::Dir,
+        match c.as_bytes() {
+            &[b] => Kind::from_byte(b),
+            _ => None,
+        }
+    }
+
+    /// The kind whose code is the byte `b`.
+    pub(crate) fn from_byte(b: u8) -> Option<Kind> {
+        Some(match b {
+            b'f' => Kind::File,
+            b'x' => Kind::Exec,
+            b'l' => Kind::Symlink,
+            b'd' => Kind::Dir,
             _ => return None,
         })
     }

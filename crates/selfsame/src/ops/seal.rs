@@ -6,6 +6,7 @@ use selfsame_telegram::{BotToken, SecretKey};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::Digest;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 
 use crate::clock;
@@ -151,13 +152,14 @@ pub(crate) fn seal_core(
     let objects = vault.objects().deferred();
     let cache_path = StatCache::path(vault.dir());
     let scan_began = StatCache::begin_scan(&vault.dir().join("cache"))?;
-    let scan = soul::fingerprint_cached(
+    let scan = soul::fingerprint_until(
         &vault.soul(),
         &vault.excludes()?,
         &vault.skip_paths(),
         Some(&objects),
         Some(&cache_path),
         progress,
+        &AtomicBool::new(false),
     )?;
     let fp = &scan.fingerprint;
     objects.sync()?;
@@ -353,13 +355,13 @@ fn finish_scan(
                 None => StatCache::save(cache_path, scan_began, records, &hash)?,
             }
         }
-        let changes = match (head, &scan.since_cache) {
+        let changes = match (head, &scan.cache) {
             (None, _) => soul::changes(&Manifest::default(), &fp.manifest),
             (Some(h), _) if h.ckpt.soul == hex::encode(hash) => Changes::default(),
             // The cache records the head's manifest: the scan's comparison
             // with it already says what changed.
-            (Some(h), Some((cached, changes))) if h.ckpt.soul == hex::encode(cached) => {
-                changes.clone()
+            (Some(h), Some((cache, cmp))) if h.ckpt.soul == hex::encode(cache.manifest()) => {
+                soul::changes::changes_since(cmp, &fp.manifest)
             }
             (Some(h), _) => match manifest_of(vault, h) {
                 Ok(old) => soul::changes(&old, &fp.manifest),

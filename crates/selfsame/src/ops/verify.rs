@@ -108,13 +108,8 @@ pub fn verify(
         let results = todo.iter().zip(hashed).map(|((seq, e), r)| {
             let checked = match r {
                 Ok(h) if h.hash == e.hash => Ok(h.size),
-                Ok(_) => Err(Error::Corrupt(format!(
-                    "object {} does not match its hash",
-                    objects.path(&e.hash).display()
-                ))),
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    Err(Error::ObjectMissing(hex::encode(e.hash)))
-                }
+                Ok(_) => Err(objects.mismatch(&e.hash)),
+                Err(Error::Io { path, source }) => Err(objects.missing(&e.hash, &path, source)),
                 Err(other) => Err(other),
             };
             (seq, e, checked)

@@ -58,9 +58,6 @@ pub struct Scan {
     pub stats: Vec<Option<FileStat>>,
     /// Whether the stat cache already records exactly this scan.
     pub cache_current: bool,
-    /// When a stat cache was read: the hash of the manifest its records
-    /// are of, and the changes from that manifest to this scan's.
-    pub since_cache: Option<([u8; 32], Changes)>,
     /// The stat cache as read and this scan's comparison with it, for
     /// [`StatCache::update`].
     pub cache: Option<(StatCache, Comparison)>,
@@ -76,26 +73,14 @@ pub fn fingerprint(
     store: Option<&Objects>,
     progress: &dyn Progress,
 ) -> Result<Fingerprint> {
-    fingerprint_cached(root, excludes, skip, store, None, progress).map(|s| s.fingerprint)
+    let never = AtomicBool::new(false);
+    fingerprint_until(root, excludes, skip, store, None, progress, &never).map(|s| s.fingerprint)
 }
 
 /// [`fingerprint`], trusting the stat cache at `cache` (see [`StatCache`])
-/// for files whose stat matches; the cache is read while the soul is
-/// walked.
-pub fn fingerprint_cached(
-    root: &Path,
-    excludes: &Excludes,
-    skip: &[PathBuf],
-    store: Option<&Objects>,
-    cache: Option<&Path>,
-    progress: &dyn Progress,
-) -> Result<Scan> {
-    let never = AtomicBool::new(false);
-    fingerprint_until(root, excludes, skip, store, cache, progress, &never)
-}
-
-/// [`fingerprint_cached`] that gives up with [`crate::Error::Stopped`] once
-/// `stop` is set (files being read when it is set are finished).
+/// for files whose stat matches (the cache is read while the soul is
+/// walked), and giving up with [`crate::Error::Stopped`] once `stop` is set
+/// (files being read when it is set are finished).
 pub fn fingerprint_until(
     root: &Path,
     excludes: &Excludes,
@@ -224,9 +209,6 @@ pub fn fingerprint_until(
         .as_ref()
         .filter(|_| same_as_cached)
         .map(StatCache::manifest);
-    let since_cache = cache
-        .as_ref()
-        .map(|c| (c.manifest(), changes::changes_since(&cmp, &manifest)));
     Ok(Scan {
         fingerprint: Fingerprint {
             manifest,
@@ -237,7 +219,6 @@ pub fn fingerprint_until(
         },
         stats,
         cache_current: same_as_cached,
-        since_cache,
         cache: cache.map(|c| (c, cmp)),
     })
 }

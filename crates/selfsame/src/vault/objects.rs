@@ -302,10 +302,7 @@ impl Objects {
         let path = self.path(hash);
         let bytes = fs::read(&path).map_err(|e| self.missing(hash, &path, e))?;
         if crate::crypto::sha256(&bytes) != *hash {
-            return Err(Error::Corrupt(format!(
-                "object {} does not match its hash",
-                path.display()
-            )));
+            return Err(self.mismatch(hash));
         }
         Ok(bytes)
     }
@@ -342,16 +339,22 @@ impl Objects {
             on_bytes(n as u64);
         }
         if <[u8; 32]>::from(hasher.finalize()) != *hash {
-            return Err(Error::Corrupt(format!(
-                "object {} does not match its hash",
-                self.path(hash).display()
-            )));
+            return Err(self.mismatch(hash));
         }
         out.sync_all().at(dest)?;
         Ok(total)
     }
 
-    fn missing(&self, hash: &[u8; 32], path: &Path, e: io::Error) -> Error {
+    /// The error for object `hash`, whose bytes hash to something else.
+    pub(crate) fn mismatch(&self, hash: &[u8; 32]) -> Error {
+        Error::Corrupt(format!(
+            "object {} does not match its hash",
+            self.path(hash).display()
+        ))
+    }
+
+    /// The error for object `hash` failing to open or read at `path`.
+    pub(crate) fn missing(&self, hash: &[u8; 32], path: &Path, e: io::Error) -> Error {
         if e.kind() == io::ErrorKind::NotFound {
             Error::ObjectMissing(hex::encode(hash))
         } else {

@@ -25,7 +25,7 @@
 //! unchanged seal of a soul of 100,000 files spends its time here and in
 //! `stat` calls.
 
-use std::fs::{self, Metadata};
+use std::fs::{self, File, Metadata};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -318,9 +318,8 @@ impl StatCache {
     /// The hash for a file with `stat` if `rec` is a file record taken under
     /// the same stat by a scan that began after the file's mtime.
     fn trusted(rec: &Record<'_>, scan: Stamp, stat: &FileStat) -> Option<[u8; 32]> {
-        let same = rec.stat.same_version(stat) && rec.stat.mode == stat.mode;
         // Racy: written in the same clock tick as the scan (or later).
-        (same && rec.stat.mtime < scan).then_some(rec.hash)
+        (rec.stat == *stat && rec.stat.mtime < scan).then_some(rec.hash)
     }
 
     /// The hash of the file `rel` if its record matches `stat` and is not
@@ -398,8 +397,7 @@ impl StatCache {
     pub fn begin_scan(dir: &Path) -> Result<Stamp> {
         atomic::create_dir_all(dir)?;
         let stamp = dir.join("scan-stamp");
-        fs::write(&stamp, b"").at(&stamp)?;
-        let m = fs::metadata(&stamp).at(&stamp)?;
+        let m = File::create(&stamp).and_then(|f| f.metadata()).at(&stamp)?;
         Ok((m.mtime(), m.mtime_nsec()))
     }
 
@@ -546,7 +544,7 @@ fn parse_patch(bytes: &[u8], crc: u32) -> Option<(Vec<Patched>, [u8; 32])> {
     for _ in 0..count {
         let kind = match r.take(1)?[0] {
             b'-' => None,
-            k => Some(kind_of(k)?),
+            k => Some(Kind::from_byte(k)?),
         };
         let rec = r.fields(Kind::Dir)?;
         let scan = (r.i64()?, i64::from(r.u32()?));
@@ -696,16 +694,6 @@ impl Drop for Checksummed {
     }
 }
 
-fn kind_of(code: u8) -> Option<Kind> {
-    Some(match code {
-        b'f' => Kind::File,
-        b'x' => Kind::Exec,
-        b'l' => Kind::Symlink,
-        b'd' => Kind::Dir,
-        _ => return None,
-    })
-}
-
 /// Little-endian fields from the front of a byte slice.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -733,7 +721,7 @@ impl<'a> Reader<'a> {
     /// short (zeros after some page) loses stat fields before it could pair
     /// a good stat with a bad hash.
     fn record(&mut self) -> Option<Record<'a>> {
-        let kind = kind_of(self.take(1)?[0])?;
+        let kind = Kind::from_byte(self.take(1)?[0])?;
         self.fields(kind)
     }
 

@@ -245,3 +245,68 @@ fn an_unchanged_seal_writes_back_a_deleted_manifest_object() {
         Verdict::Verified
     );
 }
+
+/// Scans the soul against the seal's stat cache, storing nothing.
+fn scan_with_cache(vault: &selfsame::Vault) -> selfsame::soul::Scan {
+    let cache = selfsame::vault::statcache::StatCache::path(vault.dir());
+    selfsame::soul::fingerprint_until(
+        &vault.soul(),
+        &vault.excludes().unwrap(),
+        &vault.skip_paths(),
+        None,
+        Some(&cache),
+        &Silent,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap()
+}
+
+/// Sets `path`'s mtime to `t`.
+fn set_mtime(path: &std::path::Path, t: SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+#[test]
+fn a_racy_record_read_again_vouches_for_the_manifest_only_when_it_comes_out_the_same() {
+    let (dir, vault) = setup();
+    // An mtime ahead of every scan keeps this file's record racy: each
+    // seal reads the file again.
+    let hot = dir.path().join("soul/hot.txt");
+    fs::write(&hot, "warm").unwrap();
+    let ahead = SystemTime::now() + Duration::from_secs(3600);
+    set_mtime(&hot, ahead);
+    let first = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+    assert_eq!(first.changes.added, vec!["hot.txt".to_string()]);
+
+    // Read again with the recorded hash: the cache's manifest is this one.
+    let scan = scan_with_cache(&vault);
+    assert!(!scan.cache_current, "the racy record is not trusted");
+    assert_eq!(
+        scan.fingerprint.known_soul.map(hex::encode),
+        Some(first.soul.clone())
+    );
+    let again = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+    assert_eq!(again.soul, first.soul);
+    assert_eq!(again.changes, Default::default());
+
+    // Same size, same mtime, other bytes: read again, it differs, and the
+    // manifest is built anew.
+    fs::write(&hot, "cold").unwrap();
+    set_mtime(&hot, ahead);
+    let scan = scan_with_cache(&vault);
+    assert_eq!(scan.fingerprint.known_soul, None);
+    assert_ne!(scan.fingerprint.manifest.soul_hash(), first.soul);
+    let changed = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+    assert_eq!(changed.changes.modified, vec!["hot.txt".to_string()]);
+    assert_eq!(
+        wake(&vault, &token(), &WakeOptions::default())
+            .unwrap()
+            .verdict,
+        Verdict::Verified
+    );
+}

@@ -173,6 +173,9 @@ pub(crate) fn seal_core(
             if head_soul == Some(hex::encode(known).as_str())
                 && vault.objects().size_of(&known).is_some() =>
         {
+            // Files read again (racy records) are recorded anew, so that
+            // the next seal trusts them.
+            save_cache(&scan, &cache_path, scan_began, &known)?;
             (known, Changes::default())
         }
         _ => finish_scan(vault, head.as_ref(), &scan, &cache_path, scan_began)?,
@@ -338,23 +341,7 @@ fn finish_scan(
         // The stat cache vouches for the manifest object only once it is
         // durable (and never for one whose writing failed).
         joined(stored)?;
-        if !scan.cache_current {
-            let records = fp
-                .manifest
-                .entries
-                .iter()
-                .zip(&scan.stats)
-                .map(|(e, s)| Record {
-                    kind: e.kind,
-                    path: &e.path,
-                    hash: e.hash,
-                    stat: s.unwrap_or_default(),
-                });
-            match &scan.cache {
-                Some((cache, cmp)) => cache.update(cache_path, scan_began, cmp, records, &hash)?,
-                None => StatCache::save(cache_path, scan_began, records, &hash)?,
-            }
-        }
+        save_cache(scan, cache_path, scan_began, &hash)?;
         let changes = match (head, &scan.cache) {
             (None, _) => soul::changes(&Manifest::default(), &fp.manifest),
             (Some(h), _) if h.ckpt.soul == hex::encode(hash) => Changes::default(),
@@ -371,6 +358,35 @@ fn finish_scan(
         };
         Ok((hash, changes))
     })
+}
+
+/// Records `scan` in the stat cache, with `manifest` (durable by now) as
+/// its manifest, unless the cache records exactly that scan already.
+fn save_cache(
+    scan: &soul::Scan,
+    cache_path: &std::path::Path,
+    scan_began: Stamp,
+    manifest: &[u8; 32],
+) -> Result<()> {
+    if scan.cache_current {
+        return Ok(());
+    }
+    let records = scan
+        .fingerprint
+        .manifest
+        .entries
+        .iter()
+        .zip(&scan.stats)
+        .map(|(e, s)| Record {
+            kind: e.kind,
+            path: &e.path,
+            hash: e.hash,
+            stat: s.unwrap_or_default(),
+        });
+    match &scan.cache {
+        Some((cache, cmp)) => cache.update(cache_path, scan_began, cmp, records, manifest),
+        None => StatCache::save(cache_path, scan_began, records, manifest),
+    }
 }
 
 /// How many bytes of a new manifest are written before they are flushed.

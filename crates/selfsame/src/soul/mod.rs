@@ -35,8 +35,8 @@ pub struct Fingerprint {
     /// Files whose hash came from the stat cache.
     pub cache_hits: u64,
     /// The soul hash, when the stat cache vouched for this very manifest
-    /// (same entries, every file's record trusted); `None` means compute
-    /// it from the manifest.
+    /// (same entries, every file's record trusted or read again with the
+    /// recorded hash and size); `None` means compute it from the manifest.
     pub known_soul: Option<[u8; 32]>,
 }
 
@@ -205,10 +205,16 @@ pub fn fingerprint_until(
     }
     // The walk is in manifest order, so the entries already are.
     let manifest = Manifest { entries };
-    let known_soul = cache
-        .as_ref()
-        .filter(|_| same_as_cached)
-        .map(StatCache::manifest);
+    // The cache's manifest is this very one when every entry has a record
+    // of its kind and each entry read again (racy records, symlinks) came
+    // out as recorded: a seal right after the agent wrote a file, which
+    // leaves that file's record racy, still finds the whole manifest.
+    let vouched = cmp.matched
+        && cmp.prior.iter().all(|&(i, _, hash, size)| {
+            let e = &manifest.entries[i];
+            e.hash == hash && e.size == size
+        });
+    let known_soul = cache.as_ref().filter(|_| vouched).map(StatCache::manifest);
     Ok(Scan {
         fingerprint: Fingerprint {
             manifest,

@@ -144,6 +144,10 @@ pub struct Comparison {
     /// Whether the records list exactly the scan's paths with the same
     /// kinds, every file trusted.
     pub aligned: bool,
+    /// Whether the records list exactly the scan's paths with the same
+    /// kinds, trusted or not: then the entries in [`Comparison::prior`]
+    /// are all that can differ from the recorded manifest.
+    pub matched: bool,
     /// Entries with a record at their path that does not settle them (a
     /// file not trusted, another kind, a symlink): the entry's index and
     /// the record's kind, hash and size.
@@ -341,6 +345,7 @@ impl StatCache {
         let mut c = Comparison {
             seen: Vec::with_capacity(self.count),
             aligned: true,
+            matched: true,
             from: Vec::with_capacity(self.count),
             ..Comparison::default()
         };
@@ -353,6 +358,7 @@ impl StatCache {
             if kind.is_some() {
                 c.gone.push(e.rec.path.to_owned());
                 c.aligned = false;
+                c.matched = false;
             }
         };
         for (i, (kind, rel, stat)) in entries.enumerate() {
@@ -377,7 +383,10 @@ impl StatCache {
                     };
                     (seen, from)
                 }
-                _ => (Seen::Unknown, From::Nothing),
+                _ => {
+                    c.matched = false;
+                    (Seen::Unknown, From::Nothing)
+                }
             };
             if let Some((Some(k), e)) = record.filter(|_| !matches!(seen, Seen::Trusted(_))) {
                 c.prior.push((i, k, e.rec.hash, e.rec.stat.size));
@@ -859,7 +868,7 @@ mod tests {
                 Seen::Listed([5; 32])
             ]
         );
-        assert!(c.aligned);
+        assert!(c.aligned && c.matched);
         assert_eq!(c.prior.len(), 2, "the directory and the symlink");
         assert!(c.gone.is_empty());
 
@@ -878,8 +887,12 @@ mod tests {
                 (Kind::Symlink, "c", &s),
             ],
         ] {
+            let exec = entries[1].0 == Kind::Exec;
             let c = cache.compare(entries.into_iter());
             assert_eq!(c.seen[1], Seen::Unknown);
+            // A changed stat leaves the record to compare the new hash
+            // with; another kind is a change whatever the bytes.
+            assert_eq!(c.matched, !exec);
             assert_eq!(
                 c.prior[1],
                 (1, Kind::File, [9; 32], 5),
@@ -895,7 +908,7 @@ mod tests {
             (Kind::Symlink, "c", &s),
         ];
         let c = cache.compare(added.iter().copied());
-        assert!(!c.aligned);
+        assert!(!c.aligned && !c.matched);
         assert_eq!(c.seen[1], Seen::Unknown);
         assert!(
             c.prior.iter().all(|p| p.0 != 1),
@@ -906,6 +919,7 @@ mod tests {
         assert_eq!(c.seen[1], Seen::Trusted([9; 32]));
         assert_eq!(c.gone, ["c"]);
         assert!(!c.aligned, "a record without an entry is a change");
+        assert!(!c.matched);
     }
 
     #[test]

@@ -23,14 +23,8 @@ fn setup() -> (tempfile::TempDir, selfsame::Vault) {
     fs::write(soul.join("memory.txt"), "aaaa").unwrap();
     fs::write(soul.join("other.txt"), "stays").unwrap();
     // Old mtimes, so the first seal's cache entries are not racy.
-    let old = SystemTime::now() - Duration::from_secs(3600);
     for f in ["memory.txt", "other.txt"] {
-        fs::File::options()
-            .write(true)
-            .open(soul.join(f))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        age(&soul.join(f));
     }
     let vault = init(dir.path(), &token(), &InitOptions::new("soul")).unwrap();
     (dir, vault)
@@ -43,12 +37,7 @@ fn same_size_same_mtime_rewrite_is_detected() {
     let mtime = fs::metadata(&file).unwrap().modified().unwrap();
     // Rewrite with the same size, then put the old mtime back.
     fs::write(&file, "bbbb").unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    set_mtime(&file, mtime);
     assert_eq!(fs::metadata(&file).unwrap().modified().unwrap(), mtime);
 
     // Default wake re-hashes: the change is seen (clean stop → tampered).
@@ -103,13 +92,7 @@ fn racy_file_written_during_the_seal_tick_is_rehashed() {
 
 /// Sets an old mtime, so the next seal's record of the file is not racy.
 fn age(path: &std::path::Path) {
-    let old = SystemTime::now() - Duration::from_secs(3600);
-    fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    set_mtime(path, SystemTime::now() - Duration::from_secs(3600));
 }
 
 /// The manifest a checkpoint names, for comparing with what a seal said.

@@ -105,7 +105,6 @@ pub fn fingerprint_until(
         None => Comparison::nothing(found.len()),
     };
     let seen = &cmp.seen;
-    let mut same_as_cached = cmp.aligned;
 
     // A trusted record needs no object check: the cache is written only
     // after its objects were published durably, and selfsame never deletes
@@ -193,10 +192,7 @@ pub fn fingerprint_until(
     }
     for (i, r) in links {
         match r {
-            Ok((h, n, new)) => {
-                same_as_cached &= seen[i] == Seen::Listed(h);
-                put(i, h, n, new);
-            }
+            Ok((h, n, new)) => put(i, h, n, new),
             Err(e) => fail(i, e),
         }
     }
@@ -224,7 +220,8 @@ pub fn fingerprint_until(
             known_soul,
         },
         stats,
-        cache_current: same_as_cached,
+        // Aligned: every file trusted, so only symlinks were read again.
+        cache_current: cmp.aligned && vouched,
         cache: cache.map(|c| (c, cmp)),
     })
 }

@@ -76,9 +76,10 @@ def alternate(name, cmds, rounds, cwd=None, warmup=None):
     return medians
 
 
-def two_workers(soul, base, tool):
-    """Two argvs that run `tool` over every file of `soul`, split between
-    them by bytes (biggest first, each to the lighter list)."""
+def halves(soul, base):
+    """Splits every file of `soul` between two lists by bytes (biggest
+    first, each to the lighter list), written NUL-separated under `base`;
+    returns their paths."""
     files = []
     for d, _, fs in os.walk(soul):
         for f in fs:
@@ -90,13 +91,18 @@ def two_workers(soul, base, tool):
         lighter = min(lists, key=lambda l: l[0])
         lighter[0] += size
         lighter[1].append(path)
-    argvs = []
+    listings = []
     for i, (_, paths) in enumerate(lists):
         listing = os.path.join(base, f"files-{i}")
         with open(listing, "wb") as f:
             f.write(b"".join(os.fsencode(p) + b"\0" for p in paths))
-        argvs.append(["xargs", "-0", "-r", "-a", listing] + tool)
-    return argvs
+        listings.append(listing)
+    return listings
+
+
+def two_workers(listings, tool):
+    """Two argvs that run `tool` over the files of each of `listings`."""
+    return [["xargs", "-0", "-r", "-a", listing] + tool for listing in listings]
 
 
 # ext4 without a journal (this machine's root filesystem) skips inodes freed
@@ -219,11 +225,12 @@ def bench_soul(kind, work, scale, runs, many, trash, results):
                                     many, cwd=base)
     # Wake against hashing and reading the same files with two workers,
     # round after round, so that all three meet the VM in the same state.
+    listings = halves(soul, base)
     r.update(alternate("wake", {
         "wake": ("selfsame wake (full re-hash)", [[BIN, "wake"]], None),
-        "openssl_dgst": ("openssl dgst -sha256, 2 workers", two_workers(soul, base, ["openssl", "dgst", "-sha256"]),
+        "openssl_dgst": ("openssl dgst -sha256, 2 workers", two_workers(listings, ["openssl", "dgst", "-sha256"]),
                          None),
-        "cat": ("cat >/dev/null, 2 workers", two_workers(soul, base, ["cat"]), None),
+        "cat": ("cat >/dev/null, 2 workers", two_workers(listings, ["cat"]), None),
     }, many if kind != "c" else runs, cwd=base))
     r["wake_fast"] = hyperfine("selfsame wake --fast", f"{BIN} wake --fast", many, cwd=base)
     r["verify_read_data"] = hyperfine("selfsame verify --read-data", f"{BIN} verify --read-data", runs, cwd=base)
@@ -313,7 +320,7 @@ def main():
                  f"their ratios compare runs made at the same moment: seal unchanged with seal after one "
                  f"changed file; wake with `openssl dgst` and `cat` over the same files. Fresh stores: see "
                  f"bench/README.md on the stores of earlier runs.\n")
-    lines.append(f"SHA-256 limit of the machine, as the issue allows it to be measured: `openssl dgst -sha256` "
+    lines.append(f"SHA-256 limit of the machine, measured as hashing the files: `openssl dgst -sha256` "
                  f"over the soul's files, two workers each given half the bytes (row `openssl dgst`). For "
                  f"comparison, OpenSSL's in-cache figure (`openssl speed -evp sha256 -bytes 16384`): "
                  f"{limit1 / 1e6:.0f} MB/s per core × {cores} = {limit / 1e6:.0f} MB/s.\n")

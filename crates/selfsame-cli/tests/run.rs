@@ -575,7 +575,8 @@ fn tampering_at_rest_halts_and_alerts_every_sink() {
     assert_eq!(from_cmd.len(), 1);
     assert_eq!(from_cmd[0]["event"], "halt");
     assert_eq!(from_cmd[0]["verdict"], "tampered");
-    assert_eq!(from_cmd[0]["changes"]["modified"][0], "memory.jsonl");
+    assert_eq!(from_cmd[0]["changes"]["modified"], 1);
+    assert_eq!(from_cmd[0]["changes"]["paths"]["modified"][0], "memory.jsonl");
 
     assert_eq!(tg.len(), 1, "{tg:?}");
     assert_eq!(tg[0].method, "POST");
@@ -735,4 +736,214 @@ fn too_many_restarts_give_up() {
     assert_eq!(bot.events("give-up").len(), 1);
     let alert: Value = serde_json::from_str(bot.read("alerts.jsonl").trim()).unwrap();
     assert_eq!(alert["event"], "give-up");
+}
+
+/// Runs `selfsame ARGS` in the bot's directory and returns (exit code,
+/// stdout).
+fn selfsame_out(bot: &Bot, args: &[&str]) -> (Option<i32>, String) {
+    let out = bot.selfsame().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Issue 13 item 14: an execute-bit change and nothing else is a change in
+/// every view of the change summary — the wake report, the halt alert (JSON
+/// and the Telegram text), the history events of wake, accept and seal, the
+/// seal report, and `selfsame log`.
+#[test]
+fn an_exec_bit_change_alone_shows_in_every_change_summary() {
+    use std::os::unix::fs::PermissionsExt;
+    let bot = Bot::new();
+    let tool = bot.path("soul/tool.sh");
+    fs::write(&tool, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _) = selfsame_out(&bot, &["seal", "--reason", "manual"]);
+    assert_eq!(code, Some(0));
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+
+    // The wake report.
+    let (code, out) = selfsame_out(&bot, &["--json", "wake"]);
+    assert_eq!(code, Some(3), "{out}");
+    let wake: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(wake["changes"]["mode_changed"][0], "tool.sh", "{wake}");
+    assert!(
+        wake["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 mode changed (tool.sh)"),
+        "{wake}"
+    );
+
+    // The halt alert, to a command and to Telegram.
+    let (telegram, stop, server) = serve(200);
+    let alert_cmd = format!("cat >> {}", bot.path("alerts.jsonl").display());
+    let status = {
+        let mut cmd = bot.selfsame();
+        cmd.env("SELFSAME_TELEGRAM_API", &telegram)
+            .args(["run", "--alert-cmd", &alert_cmd, "--alert-telegram", "4242"])
+            .args(["--", "true"])
+            .stdout(File::create(bot.path("run.out")).unwrap())
+            .stderr(File::create(bot.path("run.err")).unwrap());
+        cmd.status().unwrap()
+    };
+    stop.store(true, Ordering::SeqCst);
+    let tg = server.join().unwrap();
+    assert_eq!(status.code(), Some(3), "{}", bot.read("run.err"));
+    let alert: Value = serde_json::from_str(bot.read("alerts.jsonl").trim()).unwrap();
+    assert_eq!(alert["event"], "halt");
+    assert_eq!(alert["changes"]["mode_changed"], 1, "{alert}");
+    assert_eq!(alert["changes"]["paths"]["mode_changed"][0], "tool.sh");
+    assert_eq!(tg.len(), 1, "{tg:?}");
+    let text = tg[0].body["text"].as_str().unwrap();
+    assert!(text.contains("\nmode changed: tool.sh\n"), "{text}");
+
+    // History: the wake, then the accept and its seal.
+    let (code, out) = selfsame_out(&bot, &["accept"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("1 mode changed (tool.sh)"), "{out}");
+    for event in ["wake", "accept", "seal"] {
+        let last = bot.events(event).pop().unwrap();
+        assert_eq!(last["changes"]["mode_changed"], 1, "{last}");
+        assert_eq!(last["changes"]["paths"]["mode_changed"][0], "tool.sh");
+    }
+
+    // A seal report, text and JSON.
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out) = selfsame_out(&bot, &["--json", "seal", "--reason", "manual"]);
+    assert_eq!(code, Some(0));
+    let seal: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(seal["changes"]["mode_changed"][0], "tool.sh", "{seal}");
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, out) = selfsame_out(&bot, &["seal", "--reason", "manual"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("1 mode changed (tool.sh)"), "{out}");
+
+    // `log`: each of those lines names the change.
+    let (code, log) = selfsame_out(&bot, &["log"]);
+    assert_eq!(code, Some(0));
+    let named: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("1 mode changed (tool.sh)"))
+        .collect();
+    // Two halting wakes (wake, run), accept and its seal, two seals.
+    assert_eq!(named.len(), 6, "{log}");
+    bot.verify();
+    bot.assert_no_token_anywhere();
+}
+
+/// Issue 13 item 8: the alert command gets selfsame's environment without
+/// the token — neither the config's `token_env` nor another variable that
+/// holds it — and the alert as JSON on stdin.
+#[test]
+fn the_alert_command_gets_no_token_in_its_environment() {
+    let bot = Bot::new();
+    fs::write(bot.path("soul/memory.jsonl"), "{\"said\":\"forged\"}\n").unwrap();
+    let alert_cmd = format!(
+        "env > {env}; cat > {json}",
+        env = bot.path("alert.env").display(),
+        json = bot.path("alert.json").display()
+    );
+    let status = bot
+        .selfsame()
+        .env("COPY_OF_THE_TOKEN", format!("token={TOKEN};"))
+        .env("SOMETHING_ELSE", "kept")
+        .args(["run", "--alert-cmd", &alert_cmd, "--", "true"])
+        .stdout(File::create(bot.path("run.out")).unwrap())
+        .stderr(File::create(bot.path("run.err")).unwrap())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{}", bot.read("run.err"));
+    let env = bot.read("alert.env");
+    assert!(env.contains("\nSOMETHING_ELSE=kept\n"), "{env}");
+    assert!(env.contains("\nPATH="), "{env}");
+    assert!(!env.contains("TELEGRAM_BOT_TOKEN="), "{env}");
+    assert!(!env.contains("COPY_OF_THE_TOKEN="), "{env}");
+    assert!(!env.contains(SECRET), "the token reached the alert command");
+    let alert: Value = serde_json::from_str(&bot.read("alert.json")).unwrap();
+    assert_eq!(alert["verdict"], "tampered");
+    bot.assert_no_token_anywhere();
+}
+
+/// Issue 13 item 24: under `selfsame run`, a wake whose policy rolls the
+/// soul back alerts every sink like any other rollback — a `tampered`
+/// soul at the first start, a `drifted` one after a crash — and the agent
+/// runs on the restored soul.
+#[test]
+fn every_rollback_under_run_alerts() {
+    let bot = Bot::new();
+    let sealed = bot.read("soul/memory.jsonl");
+    fs::write(bot.path("soul/memory.jsonl"), "{\"said\":\"forged\"}\n").unwrap();
+    let (webhook, stop, server) = serve(200);
+    let alert_cmd = format!("cat >> {}", bot.path("alerts.jsonl").display());
+    // First start: writes to the soul and crashes; second: checks the soul
+    // was put back and exits 0.
+    let agent = format!(
+        r#"cat "$SELFSAME_SOUL/memory.jsonl" >> {base}/seen
+if [ -e {base}/crashed ]; then exit 0; fi
+touch {base}/crashed
+echo '{{"crash":1}}' >> "$SELFSAME_SOUL/memory.jsonl"
+exit 1"#,
+        base = bot.dir.path().display()
+    );
+    let status = bot
+        .selfsame()
+        .args(["run", "--heartbeat", "0", "--restart-delay", "10ms"])
+        .args(["--policy", "tampered=rollback", "--policy", "drifted=rollback"])
+        .args(["--alert-cmd", &alert_cmd])
+        .args(["--alert-webhook", &format!("{webhook}/hook")])
+        .args(["--", "sh", "-c", &agent])
+        .stdout(File::create(bot.path("run.out")).unwrap())
+        .stderr(File::create(bot.path("run.err")).unwrap())
+        .status()
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let hooked = server.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", bot.read("run.err"));
+    // Each start saw the sealed soul.
+    assert_eq!(bot.read("seen"), sealed.repeat(2));
+    assert_eq!(bot.events("rollback").len(), 2);
+
+    let alerts: Vec<Value> = bot
+        .read("alerts.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<(&str, &str)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["event"].as_str().unwrap(),
+                a["verdict"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("rollback", "tampered"), ("rollback", "drifted")],
+        "{}",
+        bot.read("run.err")
+    );
+    assert_eq!(alerts[0]["seq"], 1);
+    assert_eq!(alerts[0]["changes"]["paths"]["modified"][0], "memory.jsonl");
+    assert!(
+        alerts[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back to checkpoint 1"),
+        "{}",
+        alerts[0]
+    );
+    let hooked: Vec<&Value> = hooked.iter().map(|r| &r.body).collect();
+    assert_eq!(hooked.len(), 2, "{hooked:?}");
+    assert!(hooked.iter().all(|a| a["event"] == "rollback"));
+    let sent = bot
+        .events("alert")
+        .iter()
+        .filter(|a| a["about"] == "rollback" && a["ok"] == true)
+        .count();
+    assert_eq!(sent, 4, "two rollbacks, two sinks each");
+    bot.verify();
+    bot.assert_no_token_anywhere();
 }

@@ -1,5 +1,6 @@
 //! `selfsame log`
 
+use selfsame::soul::ChangeSummary;
 use selfsame::{Error, Result};
 
 use crate::context::Context;
@@ -52,15 +53,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
                 parts.push(format!("{key}={v}"));
             }
         }
-        if let Some(c) = e.get("changes") {
-            let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-            if n("added") + n("removed") + n("modified") + n("mode_changed") > 0 {
-                parts.push(format!(
-                    "changes=+{} -{} ~{}",
-                    n("added"),
-                    n("removed"),
-                    n("modified")
-                ));
+        if let Some(c) = e.get("changes").and_then(ChangeSummary::from_value) {
+            if !c.is_empty() {
+                parts.push(format!("changes: {}", c.text()));
             }
         }
         println!("{:>5}  {}  {:<8} {}", e.n, e.at, e.event, parts.join(" "));

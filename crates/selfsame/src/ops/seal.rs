@@ -4,7 +4,7 @@
 
 use selfsame_telegram::{BotToken, SecretKey};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use sha2::Digest;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
@@ -399,20 +399,8 @@ pub(crate) fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// The change summary as recorded in history: counts and the first paths.
+/// The change summary as history records it: the one view,
+/// [`ChangeSummary`](crate::soul::changes::ChangeSummary).
 pub fn changes_json(c: &Changes) -> Value {
-    let first =
-        |v: &Vec<String>| -> Value { v.iter().take(10).cloned().collect::<Vec<_>>().into() };
-    json!({
-        "added": c.added.len(),
-        "removed": c.removed.len(),
-        "modified": c.modified.len(),
-        "mode_changed": c.mode_changed.len(),
-        "paths": {
-            "added": first(&c.added),
-            "removed": first(&c.removed),
-            "modified": first(&c.modified),
-            "mode_changed": first(&c.mode_changed),
-        }
-    })
+    c.summarize().to_value()
 }

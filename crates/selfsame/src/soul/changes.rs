@@ -1,12 +1,21 @@
-//! The change summary between two manifests.
+//! The change summary between two manifests, and the one view of it that
+//! every record and message shows.
+//!
+//! [`Changes`] holds every changed path by kind. [`ChangeSummary`] is what
+//! history events (`changes`), alerts and `selfsame log` carry: each kind's
+//! count and its first paths; its [`text`](ChangeSummary::text) is the
+//! sentence seal and wake reports print. Every view walks
+//! [`ChangeKind::ALL`], so no kind of change can be left out of one.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::format::{Entry, Kind, Manifest};
 use crate::vault::statcache::{Comparison, Seen};
 
 /// Added, removed, modified and mode-changed paths between two manifests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Changes {
     /// Paths only in the new manifest.
     pub added: Vec<String>,
@@ -18,51 +27,197 @@ pub struct Changes {
     pub mode_changed: Vec<String>,
 }
 
-impl Changes {
+/// One kind of change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Only in the new manifest.
+    Added,
+    /// Only in the old manifest.
+    Removed,
+    /// Content or kind changed.
+    Modified,
+    /// Execute bit changed, content equal.
+    ModeChanged,
+}
+
+impl ChangeKind {
+    /// Every kind, in the order the views list them.
+    pub const ALL: [ChangeKind; 4] = [
+        ChangeKind::Added,
+        ChangeKind::Removed,
+        ChangeKind::Modified,
+        ChangeKind::ModeChanged,
+    ];
+
+    /// The JSON key: `added`, `removed`, `modified`, `mode_changed`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Modified => "modified",
+            ChangeKind::ModeChanged => "mode_changed",
+        }
+    }
+
+    /// For people: `added`, `removed`, `modified`, `mode changed`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ChangeKind::ModeChanged => "mode changed",
+            other => other.key(),
+        }
+    }
+}
+
+/// How many paths of each kind a [`ChangeSummary`] lists.
+pub const SUMMARY_PATHS: usize = 10;
+
+/// The change summary as history events, alerts and `selfsame log` show
+/// it: how many paths of each kind changed, and the first
+/// [`SUMMARY_PATHS`] of each. In JSON: `{"added": N, "removed": N,
+/// "modified": N, "mode_changed": N, "paths": {"added": [...], ...}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChangeSummary {
+    /// Paths added.
+    pub added: usize,
+    /// Paths removed.
+    pub removed: usize,
+    /// Paths modified.
+    pub modified: usize,
+    /// Files whose execute bit changed.
+    pub mode_changed: usize,
+    /// The first paths of each kind.
+    pub paths: Changes,
+}
+
+impl ChangeSummary {
+    /// Reads a summary recorded in history (`changes`); `None` if it is not
+    /// one.
+    pub fn from_value(v: &Value) -> Option<ChangeSummary> {
+        serde_json::from_value(v.clone()).ok()
+    }
+
+    /// The JSON value history records.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a change summary serializes")
+    }
+
+    /// How many paths of `kind` changed.
+    pub fn count(&self, kind: ChangeKind) -> usize {
+        match kind {
+            ChangeKind::Added => self.added,
+            ChangeKind::Removed => self.removed,
+            ChangeKind::Modified => self.modified,
+            ChangeKind::ModeChanged => self.mode_changed,
+        }
+    }
+
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty()
-            && self.removed.is_empty()
-            && self.modified.is_empty()
-            && self.mode_changed.is_empty()
+        ChangeKind::ALL.iter().all(|&k| self.count(k) == 0)
+    }
+
+    /// One sentence such as `0 added, 0 removed, 2 modified, 1 mode changed
+    /// (memory.jsonl, notes/a.md, …)`: every kind with a count (mode changes
+    /// only when there are some), then the first three paths, modified
+    /// first.
+    pub fn text(&self) -> String {
+        if self.is_empty() {
+            return "no changes".into();
+        }
+        let mut counts = Vec::new();
+        for kind in ChangeKind::ALL {
+            let n = self.count(kind);
+            if kind != ChangeKind::ModeChanged || n > 0 {
+                counts.push(format!("{n} {}", kind.label()));
+            }
+        }
+        let mut first: Vec<&str> = Vec::new();
+        for kind in [
+            ChangeKind::Modified,
+            ChangeKind::Added,
+            ChangeKind::Removed,
+            ChangeKind::ModeChanged,
+        ] {
+            first.extend(self.paths.paths(kind).iter().map(String::as_str));
+        }
+        let total: usize = ChangeKind::ALL.iter().map(|&k| self.count(k)).sum();
+        first.truncate(3);
+        format!(
+            "{} ({}{})",
+            counts.join(", "),
+            first.join(", "),
+            if total > first.len() { ", …" } else { "" }
+        )
+    }
+
+    /// One line per kind that changed, such as `mode changed: run.sh`, with
+    /// `…` when more paths changed than are listed.
+    pub fn lines(&self) -> Vec<String> {
+        ChangeKind::ALL
+            .iter()
+            .filter(|&&k| self.count(k) > 0)
+            .map(|&k| {
+                let listed = self.paths.paths(k);
+                let more = if self.count(k) > listed.len() {
+                    ", …"
+                } else {
+                    ""
+                };
+                format!("{}: {}{more}", k.label(), listed.join(", "))
+            })
+            .collect()
+    }
+}
+
+impl Changes {
+    /// The paths of one kind.
+    pub fn paths(&self, kind: ChangeKind) -> &[String] {
+        match kind {
+            ChangeKind::Added => &self.added,
+            ChangeKind::Removed => &self.removed,
+            ChangeKind::Modified => &self.modified,
+            ChangeKind::ModeChanged => &self.mode_changed,
+        }
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        ChangeKind::ALL.iter().all(|&k| self.paths(k).is_empty())
     }
 
     /// Total number of changed paths.
     pub fn len(&self) -> usize {
-        self.added.len() + self.removed.len() + self.modified.len() + self.mode_changed.len()
+        ChangeKind::ALL.iter().map(|&k| self.paths(k).len()).sum()
     }
 
-    /// A one-line summary such as `+2 -1 ~3 (memory.jsonl, notes/a.md, …)`.
+    /// The summary every record and message shows.
+    pub fn summarize(&self) -> ChangeSummary {
+        let first = |kind| {
+            self.paths(kind)
+                .iter()
+                .take(SUMMARY_PATHS)
+                .cloned()
+                .collect()
+        };
+        ChangeSummary {
+            added: self.added.len(),
+            removed: self.removed.len(),
+            modified: self.modified.len(),
+            mode_changed: self.mode_changed.len(),
+            paths: Changes {
+                added: first(ChangeKind::Added),
+                removed: first(ChangeKind::Removed),
+                modified: first(ChangeKind::Modified),
+                mode_changed: first(ChangeKind::ModeChanged),
+            },
+        }
+    }
+
+    /// The summary's sentence, e.g. `0 added, 0 removed, 1 modified
+    /// (memory.jsonl)`: see [`ChangeSummary::text`].
     pub fn summary(&self) -> String {
-        if self.is_empty() {
-            return "no changes".into();
-        }
-        let mut first: Vec<&str> = Vec::new();
-        for list in [
-            &self.modified,
-            &self.added,
-            &self.removed,
-            &self.mode_changed,
-        ] {
-            first.extend(list.iter().map(String::as_str));
-        }
-        let more = first.len() > 3;
-        first.truncate(3);
-        let mut s = format!(
-            "{} added, {} removed, {} modified",
-            self.added.len(),
-            self.removed.len(),
-            self.modified.len()
-        );
-        if !self.mode_changed.is_empty() {
-            s.push_str(&format!(", {} mode changed", self.mode_changed.len()));
-        }
-        s.push_str(&format!(
-            " ({}{})",
-            first.join(", "),
-            if more { ", …" } else { "" }
-        ));
-        s
+        self.summarize().text()
     }
 }
 
@@ -183,5 +338,48 @@ pub(crate) mod tests {
         assert_eq!(c.removed, ["c"]);
         assert_eq!(c.added, ["d"]);
         assert!(changes(&new, &new).is_empty());
+    }
+
+    /// The summary history, alerts and `log` share: an execute-bit change
+    /// alone is counted, listed and named in each form, and the JSON is
+    /// byte for byte the history format of docs/FORMAT.md.
+    #[test]
+    fn the_summary_names_a_mode_change_alone() {
+        let c = Changes {
+            mode_changed: vec!["run.sh".into()],
+            ..Changes::default()
+        };
+        let s = c.summarize();
+        assert!(!s.is_empty());
+        assert_eq!(
+            s.to_value().to_string(),
+            r#"{"added":0,"mode_changed":1,"modified":0,"paths":{"added":[],"mode_changed":["run.sh"],"modified":[],"removed":[]},"removed":0}"#
+        );
+        assert_eq!(ChangeSummary::from_value(&s.to_value()), Some(s.clone()));
+        assert_eq!(s.text(), "0 added, 0 removed, 0 modified, 1 mode changed (run.sh)");
+        assert_eq!(c.summary(), s.text());
+        assert_eq!(s.lines(), ["mode changed: run.sh"]);
+    }
+
+    #[test]
+    fn the_summary_lists_the_first_paths_and_says_when_there_are_more() {
+        let many: Vec<String> = (0..12).map(|i| format!("f{i:02}")).collect();
+        let c = Changes {
+            added: many.clone(),
+            modified: vec!["m".into()],
+            ..Changes::default()
+        };
+        let s = c.summarize();
+        assert_eq!(s.added, 12);
+        assert_eq!(s.paths.added, many[..SUMMARY_PATHS]);
+        assert_eq!(s.text(), "12 added, 0 removed, 1 modified (m, f00, f01, …)");
+        assert_eq!(
+            s.lines(),
+            [
+                format!("added: {}, …", many[..SUMMARY_PATHS].join(", ")),
+                "modified: m".to_owned()
+            ]
+        );
+        assert_eq!(Changes::default().summary(), "no changes");
     }
 }

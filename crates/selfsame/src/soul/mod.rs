@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 
 use rayon::prelude::*;
 
-pub use changes::{changes, Changes};
+pub use changes::{changes, ChangeKind, ChangeSummary, Changes};
 pub use walk::{walk, Excludes, Found};
 
 use crate::error::{IoContext, Result};

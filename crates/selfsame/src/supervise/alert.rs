@@ -1,12 +1,17 @@
 //! Alerts to the owner: a command (the event as JSON on stdin), a Telegram
 //! message through the Bot API with the agent's own token, a webhook POST.
 //!
+//! The command runs as `sh -c CMD` with the supervisor's environment less
+//! the token: the config's `token_env` and any variable whose value holds
+//! the token's secret are removed, as for migrations.
+//!
 //! Each delivery runs on its own thread with a 10 s limit and reports back
 //! over a channel; the supervisor records the outcome and never waits on a
 //! slow sink except, bounded, before it exits. No text that leaves this
 //! module — alert, error or log — can contain the token: the Bot API URL
 //! holds it, so that URL is never printed and every error is scrubbed.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -14,17 +19,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::soul::Changes;
+use crate::soul::ChangeSummary;
 use crate::BotToken;
 
 /// How long one delivery may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// The Bot API's address when `SELFSAME_TELEGRAM_API` is not set.
 pub const TELEGRAM_API: &str = "https://api.telegram.org";
-/// How many changed paths an alert lists.
-const FIRST_PATHS: usize = 5;
 
 /// Where alerts go. Empty: nowhere.
 #[derive(Debug, Clone, Default)]
@@ -66,8 +69,9 @@ pub struct Alert {
     pub seq: Option<u64>,
     /// One sentence.
     pub message: String,
-    /// The first changed paths.
-    pub changes: Value,
+    /// What changed: counts and the first paths of each kind, the same
+    /// summary history records.
+    pub changes: ChangeSummary,
     /// What the owner can run next.
     pub next: String,
     /// When, RFC 3339.
@@ -75,16 +79,6 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// The changed paths as an alert lists them: the first few of each kind.
-    pub fn changes_of(c: &Changes) -> Value {
-        let first = |v: &Vec<String>| v.iter().take(FIRST_PATHS).cloned().collect::<Vec<_>>();
-        json!({
-            "added": first(&c.added),
-            "removed": first(&c.removed),
-            "modified": first(&c.modified),
-        })
-    }
-
     /// The plain-text form (the Telegram message).
     pub fn text(&self) -> String {
         let what = match (&self.verdict, &self.detail) {
@@ -93,11 +87,9 @@ impl Alert {
             _ => self.event.clone(),
         };
         let mut t = format!("selfsame: bot {} — {what}\n{}\n", self.bot_id, self.message);
-        for kind in ["added", "removed", "modified"] {
-            if let Some(paths) = self.changes[kind].as_array().filter(|p| !p.is_empty()) {
-                let paths: Vec<&str> = paths.iter().filter_map(Value::as_str).collect();
-                t.push_str(&format!("{kind}: {}\n", paths.join(", ")));
-            }
+        for line in self.changes.lines() {
+            t.push_str(&line);
+            t.push('\n');
         }
         t.push_str(&format!("vault: {}\nnext: {}", self.vault, self.next));
         t
@@ -120,6 +112,8 @@ pub struct Delivery {
 pub struct Dispatcher {
     sinks: Sinks,
     token: BotToken,
+    /// Environment variables the alert command does not get.
+    hidden: Vec<OsString>,
     tx: Sender<Delivery>,
     rx: Receiver<Delivery>,
     pending: usize,
@@ -127,11 +121,15 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher for `sinks`; the token is used for Telegram only.
-    pub fn new(sinks: Sinks, token: BotToken) -> Self {
+    /// `token_env` (the config's) and every variable whose value holds the
+    /// token's secret are left out of the alert command's environment.
+    pub fn new(sinks: Sinks, token: BotToken, token_env: &str) -> Self {
         let (tx, rx) = channel();
+        let hidden = hidden_env(&token, token_env);
         Dispatcher {
             sinks,
             token,
+            hidden,
             tx,
             rx,
             pending: 0,
@@ -143,7 +141,8 @@ impl Dispatcher {
         let json = serde_json::to_string(alert).expect("alerts serialize");
         if let Some(cmd) = self.sinks.cmd.clone() {
             let json = json.clone();
-            self.spawn("cmd", alert, move |_| run_cmd(&cmd, &json));
+            let hidden = self.hidden.clone();
+            self.spawn("cmd", alert, move |_| run_cmd(&cmd, &json, &hidden));
         }
         if let Some(chat) = self.sinks.telegram.clone() {
             let base = self
@@ -222,8 +221,32 @@ pub fn redact(text: &str, token: &BotToken) -> String {
     text.replace(whole, "<token>").replace(secret, "<token>")
 }
 
-fn run_cmd(cmd: &str, json: &str) -> Result<(), String> {
-    let mut child = Command::new("sh")
+/// The variables to remove from the alert command's environment: `token_env`
+/// and any whose value holds the token's secret (the token exported under
+/// another name too).
+fn hidden_env(token: &BotToken, token_env: &str) -> Vec<OsString> {
+    let whole = token.expose();
+    let secret = whole.split_once(':').map_or(whole, |(_, s)| s);
+    let mut hidden = vec![OsString::from(token_env)];
+    for (name, value) in std::env::vars_os() {
+        let holds = !secret.is_empty()
+            && value
+                .as_encoded_bytes()
+            .windows(secret.len())
+            .any(|w| w == secret.as_bytes());
+        if holds && name != token_env {
+            hidden.push(name);
+        }
+    }
+    hidden
+}
+
+fn run_cmd(cmd: &str, json: &str, hidden: &[OsString]) -> Result<(), String> {
+    let mut command = Command::new("sh");
+    for name in hidden {
+        command.env_remove(name);
+    }
+    let mut child = command
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::piped())

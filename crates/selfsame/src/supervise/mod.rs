@@ -123,7 +123,7 @@ pub fn run(vault: &Vault, token: &BotToken, opts: &Options, log: &dyn Log) -> Re
         opts,
         log,
         signals,
-        alerts: Dispatcher::new(opts.alerts.clone(), token.clone()),
+        alerts: Dispatcher::new(opts.alerts.clone(), token.clone(), &vault.config.token_env),
         state: State::load(vault),
         restarts: VecDeque::new(),
         delay: opts.restart_delay,
@@ -136,7 +136,7 @@ pub fn run(vault: &Vault, token: &BotToken, opts: &Options, log: &dyn Log) -> Re
         s.alert(Alert {
             event: "halt".into(),
             message: format!("selfsame run stopped on an error; the agent is not running: {e}"),
-            changes: Alert::changes_of(&Default::default()),
+            changes: Default::default(),
             next: "`selfsame verify` and `selfsame log` show the state; fix the cause, then start `selfsame run` again".into(),
             ..s.alert_base()
         });
@@ -170,6 +170,9 @@ impl Supervisor<'_> {
             }
             if !wake.may_start {
                 return Ok(self.halt_on_wake(&wake));
+            }
+            if wake.action == Action::Rollback {
+                self.alert_rollback_on_wake(&wake);
             }
             if (wake.verdict == Verdict::Drifted && wake.action == Action::Accept)
                 || wake.molt.is_some()
@@ -402,7 +405,7 @@ impl Supervisor<'_> {
                     detail: None,
                     seq: head,
                     message: why.clone(),
-                    changes: Alert::changes_of(&Default::default()),
+                    changes: Default::default(),
                     next: "fix the agent, then start it again; `selfsame log` shows the crashes, `selfsame restore N` puts any checkpoint back".into(),
                     ..self.alert_base()
                 });
@@ -446,7 +449,7 @@ impl Supervisor<'_> {
                         "the agent died within probation {} times; rolled back to checkpoint {target} (the last one followed by a healthy run) and restarted it. The soul it could not start on is in {}",
                         self.opts.tries, report.quarantine
                     ),
-                    changes: Alert::changes_of(&Default::default()),
+                    changes: Default::default(),
                     next: format!(
                         "inspect {}; `selfsame log` shows the crashes",
                         report.quarantine
@@ -489,7 +492,7 @@ impl Supervisor<'_> {
             detail: None,
             seq: self.vault.read_head().ok().flatten(),
             message: why.clone(),
-            changes: Alert::changes_of(&Default::default()),
+            changes: Default::default(),
             next:
                 "fix the agent, then start `selfsame run` again; `selfsame log` shows the crashes"
                     .into(),
@@ -547,8 +550,16 @@ impl Supervisor<'_> {
             verdict: Some(wake.verdict.as_str().into()),
             detail: wake.detail.map(|d| d.as_str().into()),
             seq: wake.seq,
-            message: format!("the agent was not started: {}", wake.message),
-            changes: Alert::changes_of(&wake.changes),
+            message: if wake.actions.is_empty() {
+                format!("the agent was not started: {}", wake.message)
+            } else {
+                format!(
+                    "the agent was not started: {} (done first: {})",
+                    wake.message,
+                    wake.actions.join("; ")
+                )
+            },
+            changes: wake.changes.summarize(),
             next: next.into(),
             ..self.alert_base()
         });
@@ -556,6 +567,27 @@ impl Supervisor<'_> {
             exit_code: wake.exit_code,
             message: format!("halted: {} (the agent was not started)", wake.verdict),
         }
+    }
+
+    /// A wake policy (`tampered` or `drifted` = `rollback`) put the head's
+    /// soul back before the agent starts: the owner hears of it like any
+    /// other rollback.
+    fn alert_rollback_on_wake(&mut self, wake: &WakeReport) {
+        self.alert(Alert {
+            event: "rollback".into(),
+            verdict: Some(wake.verdict.as_str().into()),
+            detail: wake.detail.map(|d| d.as_str().into()),
+            seq: wake.seq,
+            message: format!(
+                "{}; by the `{}` policy: {}. The agent was started on the restored soul",
+                wake.message,
+                wake.verdict,
+                wake.actions.join("; ")
+            ),
+            changes: wake.changes.summarize(),
+            next: "inspect the changed soul in quarantine (`selfsame log` names it); `selfsame restore N` puts any checkpoint back".into(),
+            ..self.alert_base()
+        });
     }
 
     fn alert_base(&self) -> Alert {
@@ -567,7 +599,7 @@ impl Supervisor<'_> {
             vault: self.vault.dir().display().to_string(),
             seq: None,
             message: String::new(),
-            changes: Value::Null,
+            changes: Default::default(),
             next: String::new(),
             at: clock::rfc3339(clock::now()),
         }

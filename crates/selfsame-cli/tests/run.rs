@@ -576,7 +576,10 @@ fn tampering_at_rest_halts_and_alerts_every_sink() {
     assert_eq!(from_cmd[0]["event"], "halt");
     assert_eq!(from_cmd[0]["verdict"], "tampered");
     assert_eq!(from_cmd[0]["changes"]["modified"], 1);
-    assert_eq!(from_cmd[0]["changes"]["paths"]["modified"][0], "memory.jsonl");
+    assert_eq!(
+        from_cmd[0]["changes"]["paths"]["modified"][0],
+        "memory.jsonl"
+    );
 
     assert_eq!(tg.len(), 1, "{tg:?}");
     assert_eq!(tg[0].method, "POST");
@@ -890,7 +893,12 @@ exit 1"#,
     let status = bot
         .selfsame()
         .args(["run", "--heartbeat", "0", "--restart-delay", "10ms"])
-        .args(["--policy", "tampered=rollback", "--policy", "drifted=rollback"])
+        .args([
+            "--policy",
+            "tampered=rollback",
+            "--policy",
+            "drifted=rollback",
+        ])
         .args(["--alert-cmd", &alert_cmd])
         .args(["--alert-webhook", &format!("{webhook}/hook")])
         .args(["--", "sh", "-c", &agent])

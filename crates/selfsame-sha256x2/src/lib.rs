@@ -21,9 +21,19 @@
 //! assert_eq!(x.finish(b"tail of a"), selfsame_sha256x2::digest(&[&a[..], b"tail of a"].concat()));
 //! assert_eq!(y.finish(&[]), selfsame_sha256x2::digest(&b));
 //! ```
+//!
+//! # Unsafe code
+//!
+//! The crate denies `unsafe_code` and allows it in exactly two places, so
+//! the compiler holds this list true: the private `x86` module (the
+//! CPU-feature check before entering SHA-NI code, and unaligned 16-byte
+//! loads) and the private `compress`, which casts `&[[u8; 64]]` to the
+//! `&[GenericArray<u8, U64>]` that `sha2::compress256` takes. Every
+//! `unsafe` block says why it is sound (`clippy::undocumented_unsafe_blocks`).
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use sha2::digest::{consts::U64, generic_array::GenericArray};
 
@@ -106,20 +116,52 @@ impl Lane {
     }
 }
 
+/// How [`update_pair`] compresses two lanes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The two lanes' SHA-NI rounds interleaved (x86_64 with SHA-NI).
+    Interleaved,
+    /// One lane after the other with `sha2::compress256`.
+    Portable,
+}
+
+impl Backend {
+    /// The backend this CPU runs: [`Backend::Interleaved`] when it has
+    /// SHA-NI, else [`Backend::Portable`].
+    pub fn detect() -> Backend {
+        #[cfg(target_arch = "x86_64")]
+        if x86::available() {
+            return Backend::Interleaved;
+        }
+        Backend::Portable
+    }
+}
+
 /// Compresses `a` into `x` and `b` into `y`. `a.len() == b.len()`, a
 /// multiple of [`BLOCK`] (panics otherwise).
 ///
 /// Interleaved 2-way with SHA-NI when the CPU has it, else two single-lane
 /// compressions.
 pub fn update_pair(x: &mut Lane, a: &[u8], y: &mut Lane, b: &[u8]) {
+    update_pair_with(Backend::detect(), x, a, y, b);
+}
+
+/// [`update_pair`] on a chosen backend, for tests and benchmarks: with
+/// [`Backend::Portable`] a SHA-NI machine runs the portable code too.
+/// [`Backend::Interleaved`] on a CPU without SHA-NI runs the portable code.
+pub fn update_pair_with(backend: Backend, x: &mut Lane, a: &[u8], y: &mut Lane, b: &[u8]) {
     assert_eq!(
         a.len(),
         b.len(),
         "update_pair: `a` and `b` must have the same length"
     );
     let (blocks_a, blocks_b) = (as_blocks(a, "update_pair"), as_blocks(b, "update_pair"));
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = backend;
     #[cfg(target_arch = "x86_64")]
-    if x86::compress2(&mut x.state, blocks_a, &mut y.state, blocks_b) {
+    if backend == Backend::Interleaved
+        && x86::compress2(&mut x.state, blocks_a, &mut y.state, blocks_b)
+    {
         x.compressed = x.compressed.wrapping_add(a.len() as u64);
         y.compressed = y.compressed.wrapping_add(b.len() as u64);
         return;
@@ -137,11 +179,7 @@ fn update_pair_portable(x: &mut Lane, a: &[[u8; BLOCK]], y: &mut Lane, b: &[[u8;
 
 /// Whether [`update_pair`] runs interleaved on this CPU.
 pub fn interleaved() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    let interleaved = x86::available();
-    #[cfg(not(target_arch = "x86_64"))]
-    let interleaved = false;
-    interleaved
+    Backend::detect() == Backend::Interleaved
 }
 
 /// SHA-256 of one whole message (convenience; same result as sha2).

@@ -1,7 +1,7 @@
 //! Published SHA-256 test vectors through every entry point, and the
 //! length checks.
 
-use selfsame_sha256x2::{digest, interleaved, update_pair, Lane, BLOCK};
+use selfsame_sha256x2::{digest, interleaved, update_pair, update_pair_with, Backend, Lane, BLOCK};
 
 fn hex(d: [u8; 32]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -81,8 +81,11 @@ fn default_is_new() {
     assert_eq!(hex(Lane::default().finish(b"abc")), hex(digest(b"abc")));
 }
 
+/// The interleaved code is what this crate adds, so a run that cannot test
+/// it fails instead of passing: on a CPU without SHA-NI the suite passes
+/// only when `SELFSAME_NO_SHA_NI` says so. CI's CPU has SHA-NI.
 #[test]
-fn interleaved_exactly_when_cpu_has_sha_ni() {
+fn sha_ni_is_used_unless_the_cpu_is_declared_without_it() {
     #[cfg(target_arch = "x86_64")]
     let has = std::arch::is_x86_feature_detected!("sha")
         && std::arch::is_x86_feature_detected!("sse2")
@@ -91,8 +94,105 @@ fn interleaved_exactly_when_cpu_has_sha_ni() {
     #[cfg(not(target_arch = "x86_64"))]
     let has = false;
     assert_eq!(interleaved(), has);
-    if !has {
-        eprintln!("no SHA-NI here: the interleaved path is not exercised");
+    assert_eq!(
+        Backend::detect(),
+        if has {
+            Backend::Interleaved
+        } else {
+            Backend::Portable
+        }
+    );
+    if std::env::var_os("SELFSAME_NO_SHA_NI").is_some() {
+        assert!(!has, "SELFSAME_NO_SHA_NI is set, but this CPU has SHA-NI");
+    } else {
+        assert!(
+            has,
+            "this CPU has no SHA-NI, so the interleaved code is not tested; set SELFSAME_NO_SHA_NI=1 to run the tests on such a CPU"
+        );
+    }
+}
+
+/// A message of `len` bytes that differs from every other one the tests
+/// use (`seed`).
+fn message(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(167).wrapping_add(seed) ^ (i >> 7) as u8)
+        .collect()
+}
+
+fn sha2(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// Every length from 0 to 200 bytes (every padding case: tails of 0..=63
+/// bytes, one or two padding blocks, 0 to 3 whole blocks before them)
+/// through every entry point, each against sha2.
+#[test]
+fn every_length_to_200_through_each_entry_point() {
+    for len in 0..=200 {
+        let m = message(len, len as u8);
+        let want = sha2(&m);
+        let whole = len / BLOCK * BLOCK;
+        assert_eq!(digest(&m), want, "digest, {len} bytes");
+        assert_eq!(Lane::new().finish(&m), want, "finish, {len} bytes");
+
+        let mut lane = Lane::new();
+        lane.update_blocks(&m[..whole]);
+        assert_eq!(lane.finish(&m[whole..]), want, "update_blocks, {len} bytes");
+
+        let mut lane = Lane::new();
+        for block in m[..whole].chunks(BLOCK) {
+            lane.update_blocks(block);
+        }
+        assert_eq!(
+            lane.finish(&m[whole..]),
+            want,
+            "block by block, {len} bytes"
+        );
+
+        // Beside a partner of another length, paired over their common
+        // blocks, on the CPU's backend and on the portable one.
+        let other = message(200 - len, !(len as u8));
+        let common = whole.min(other.len() / BLOCK * BLOCK);
+        for backend in [Backend::detect(), Backend::Portable] {
+            let (mut x, mut y) = (Lane::new(), Lane::new());
+            update_pair_with(backend, &mut x, &m[..common], &mut y, &other[..common]);
+            assert_eq!(x.finish(&m[common..]), want, "{backend:?}, {len} bytes");
+            assert_eq!(
+                y.finish(&other[common..]),
+                sha2(&other),
+                "{backend:?}, partner of {len} bytes"
+            );
+        }
+        let (mut x, mut y) = (Lane::new(), Lane::new());
+        update_pair(&mut x, &m[..whole], &mut y, &m[..whole]);
+        assert_eq!(x.finish(&m[whole..]), want, "paired with itself, {len}");
+        assert_eq!(y.finish(&m[whole..]), want, "paired with itself, {len}");
+    }
+}
+
+/// The published vectors through `update_pair` forced onto the portable
+/// code, which a SHA-NI machine never takes by itself.
+#[test]
+fn portable_backend_through_update_pair_matches_published_vectors() {
+    let other: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    for (m, want) in vectors() {
+        let whole = m.len() / BLOCK * BLOCK;
+        let (mut x, mut y) = (Lane::new(), Lane::new());
+        update_pair_with(
+            Backend::Portable,
+            &mut x,
+            &m[..whole],
+            &mut y,
+            &other[..whole],
+        );
+        assert_eq!(
+            (x.compressed(), y.compressed()),
+            (whole as u64, whole as u64)
+        );
+        assert_eq!(hex(x.finish(&m[whole..])), want, "{} bytes", m.len());
+        assert_eq!(y.finish(&[]), sha2(&other[..whole]));
     }
 }
 

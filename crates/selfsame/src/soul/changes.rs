@@ -356,7 +356,10 @@ pub(crate) mod tests {
             r#"{"added":0,"mode_changed":1,"modified":0,"paths":{"added":[],"mode_changed":["run.sh"],"modified":[],"removed":[]},"removed":0}"#
         );
         assert_eq!(ChangeSummary::from_value(&s.to_value()), Some(s.clone()));
-        assert_eq!(s.text(), "0 added, 0 removed, 0 modified, 1 mode changed (run.sh)");
+        assert_eq!(
+            s.text(),
+            "0 added, 0 removed, 0 modified, 1 mode changed (run.sh)"
+        );
         assert_eq!(c.summary(), s.text());
         assert_eq!(s.lines(), ["mode changed: run.sh"]);
     }

@@ -232,8 +232,8 @@ fn hidden_env(token: &BotToken, token_env: &str) -> Vec<OsString> {
         let holds = !secret.is_empty()
             && value
                 .as_encoded_bytes()
-            .windows(secret.len())
-            .any(|w| w == secret.as_bytes());
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes());
         if holds && name != token_env {
             hidden.push(name);
         }

@@ -39,8 +39,9 @@ use crate::context::Context;
 /// format is migrated before the agent starts, unless `needs-migration =
 /// warn` is set in config or by --policy.
 ///
-/// Alerts (halt, rollback, give-up) go to every sink given, 10 s each, in
-/// the background; the outcome is recorded in history as `alert`.
+/// Alerts (halt, rollback, give-up; a rollback by a wake policy too) go to
+/// every sink given, 10 s each, in the background; the outcome is recorded
+/// in history as `alert`.
 ///
 /// Exit codes: 0 clean stop, 1 gave up or failed, 2 usage, 3–6 wake's
 /// halting verdicts, 75 another `selfsame run` holds this vault.
@@ -70,7 +71,8 @@ pub struct Args {
     /// run longer than probation.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
     restart_delay: Duration,
-    /// Run this shell command on an alert, with the alert as JSON on stdin.
+    /// Run this shell command on an alert, with the alert as JSON on stdin
+    /// and this process's environment less the token's variable.
     #[arg(long, value_name = "CMD")]
     alert_cmd: Option<String>,
     /// Send alerts to this Telegram chat through the Bot API, with the bot's

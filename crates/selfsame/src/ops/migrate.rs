@@ -658,9 +658,10 @@ fn step(
     failpoint::hit("migrate-after-stage");
 
     let started = Instant::now();
-    let outcome = m
-        .apply(&staging, &ctx)
-        .and_then(|()| fingerprint_staged(vault, &staging, progress));
+    let outcome = match m.apply(&staging, &ctx) {
+        Ok(()) => fingerprint_staged(vault, &staging, progress)?,
+        Err(e) => Err(e),
+    };
     let duration_ms = started.elapsed().as_millis() as u64;
     j.data.insert("duration_ms".into(), duration_ms.into());
     let after = match outcome {
@@ -685,27 +686,31 @@ fn step(
 }
 
 /// Fingerprints the staging dir after a migration, storing its objects and
-/// manifest, so the swap and its resume work from durable bytes.
+/// manifest, so the swap and its resume work from durable bytes. The inner
+/// error is the migration's (a tree no seal can record); an I/O error is
+/// the disk's, not the migration's: it is returned as such (exit 1), and
+/// the journal left in phase `stage` has the next wake undo the step.
 fn fingerprint_staged(
     vault: &Vault,
     staging: &Path,
     progress: &dyn Progress,
-) -> std::result::Result<Manifest, String> {
+) -> Result<std::result::Result<Manifest, String>> {
     let keep = restore::top_level_keep(vault);
-    let names = restore::entries(staging).map_err(|e| e.to_string())?;
+    let names = restore::entries(staging)?;
     if let Some(n) = restore::kept_collision(&keep, names.iter().map(|n| n.as_os_str())) {
-        return Err(format!(
+        return Ok(Err(format!(
             "the migration created {n:?}, a name the soul keeps out of checkpoints (excluded, or the vault)"
-        ));
+        )));
     }
     let objects = vault.objects();
-    let fp = soul::fingerprint(staging, &Excludes::none(), &[], Some(&objects), progress)
-        .map_err(|e| format!("the migrated soul cannot be sealed: {e}"))?;
+    let fp = match soul::fingerprint(staging, &Excludes::none(), &[], Some(&objects), progress) {
+        Ok(fp) => fp,
+        Err(e @ Error::Io { .. }) => return Err(e),
+        Err(e) => return Ok(Err(format!("the migrated soul cannot be sealed: {e}"))),
+    };
     let bytes = fp.manifest.to_bytes();
-    objects
-        .put(&crate::crypto::sha256(&bytes), &bytes)
-        .map_err(|e| e.to_string())?;
-    Ok(fp.manifest)
+    objects.put(&crate::crypto::sha256(&bytes), &bytes)?;
+    Ok(Ok(fp.manifest))
 }
 
 /// A failed migration: its staging dir to quarantine, a history event, the

@@ -1,6 +1,6 @@
 //! What every command needs: the vault, the token, the output mode.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use selfsame::{BotToken, Error, Result, Vault};
@@ -87,6 +87,9 @@ impl Context {
             let v = serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()});
             println!("{v}");
         }
-        eprintln!("selfsame: error: {e}");
+        // One write, and not `eprintln!`, which panics when stderr fails
+        // (a full disk under a redirect): the exit code still tells.
+        let line = format!("selfsame: error: {e}\n");
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }
 }

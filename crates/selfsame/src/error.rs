@@ -80,6 +80,10 @@ pub enum Error {
     /// A checkpoint asked for does not exist.
     #[error("no checkpoint {0}; `selfsame log` lists them")]
     NoSuchCheckpoint(String),
+    /// Fields asked of a new checkpoint were refused (a caller's mistake;
+    /// nothing was written).
+    #[error("cannot seal: {0}")]
+    Field(#[from] crate::format::checkpoint::FieldError),
     /// An interrupted restore must be finished first.
     #[error("an interrupted restore is pending ({0}); run `selfsame wake` or `selfsame restore --resume` to finish it")]
     RestorePending(String),
@@ -95,7 +99,8 @@ impl Error {
             | Error::Config { .. }
             | Error::Usage(_)
             | Error::Token(_)
-            | Error::NoSuchCheckpoint(_) => 2,
+            | Error::NoSuchCheckpoint(_)
+            | Error::Field(_) => 2,
             Error::Identity(_) => 4,
             Error::Corrupt(_) | Error::ObjectMissing(_) => 5,
             Error::Busy { .. } => 75,

@@ -20,6 +20,77 @@ pub const PREV_KEY_HASH: &str = "prev_key_hash";
 /// field, so covered by the MAC; absent in checkpoints of older vaults.
 pub const CONFIG: &str = "config";
 
+/// The fields selfsame writes itself, now or in Format 2: an extra field
+/// may not take one of these names (it would replace the real value, e.g.
+/// `seq`, and checkpoints are create-only).
+pub const RESERVED_FIELDS: &[&str] = &[
+    "v",
+    "seq",
+    "prev",
+    "soul",
+    "files",
+    "bytes",
+    "sealed_at",
+    "reason",
+    "shell",
+    "format",
+    "log",
+    "platform",
+    "bot_id",
+    "hash",
+    CONFIG,
+    PREV_KEY_HASH,
+    "signature",
+    "identity",
+    "protected",
+];
+
+/// Why the fields asked of a new checkpoint were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// An extra field names a field selfsame writes itself.
+    #[error("checkpoint field `{0}` is reserved: selfsame writes it itself; choose another name")]
+    Reserved(String),
+    /// An extra field's name is not lowercase ASCII letters, digits and `_`.
+    #[error("checkpoint field name {0:?} is not made of lowercase ASCII letters, digits and `_`")]
+    BadName(String),
+    /// The same extra field is given twice.
+    #[error("checkpoint field `{0}` is given twice")]
+    Repeated(String),
+    /// An extra field's value holds a control character (a line break
+    /// would make the data-check-string ambiguous).
+    #[error("checkpoint field `{0}`: the value holds a line break or another control character")]
+    BadValue(String),
+    /// The soul format is not a tag `v1`, `v2`, ….
+    #[error("format tag {0:?} is not of the form v1, v2, …")]
+    BadFormat(String),
+}
+
+/// Checks the extra fields of a new checkpoint: names of lowercase ASCII
+/// letters, digits and `_`, none reserved, none twice, no control
+/// characters in values.
+pub fn check_extra_fields(extra: &[(String, String)]) -> Result<(), FieldError> {
+    for (i, (k, v)) in extra.iter().enumerate() {
+        if k.is_empty()
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(FieldError::BadName(k.clone()));
+        }
+        if RESERVED_FIELDS.contains(&k.as_str()) {
+            return Err(FieldError::Reserved(k.clone()));
+        }
+        if extra[..i].iter().any(|(earlier, _)| earlier == k) {
+            return Err(FieldError::Repeated(k.clone()));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(FieldError::BadValue(k.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// Why a checkpoint file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {

@@ -13,7 +13,9 @@ use crate::clock;
 use crate::crypto::checkpoint_key;
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::format::checkpoint::{Draft, Reason, CONFIG};
+use crate::format::checkpoint::{
+    check_extra_fields, check_format_tag, Draft, FieldError, Reason, CONFIG,
+};
 use crate::format::Manifest;
 use crate::progress::Progress;
 use crate::soul::{self, Changes};
@@ -34,7 +36,8 @@ pub struct SealOptions {
     pub shell: Option<String>,
     /// The soul format tag; defaults to the head's.
     pub format: Option<String>,
-    /// Extra checkpoint fields.
+    /// Extra checkpoint fields: names of lowercase ASCII letters, digits
+    /// and `_`, none of [`RESERVED_FIELDS`](crate::format::checkpoint::RESERVED_FIELDS).
     pub extra: Vec<(String, String)>,
 }
 
@@ -47,6 +50,16 @@ impl SealOptions {
             format: None,
             extra: Vec::new(),
         }
+    }
+
+    /// Checks what the caller asked for: a format tag of the form `v1`,
+    /// `v2`, …, and extra fields that are well formed and reserved by none
+    /// of selfsame's own (an extra `seq` would name the checkpoint file).
+    pub fn check(&self) -> Result<(), FieldError> {
+        if let Some(f) = &self.format {
+            check_format_tag(f).map_err(|_| FieldError::BadFormat(f.clone()))?;
+        }
+        check_extra_fields(&self.extra)
     }
 }
 
@@ -80,6 +93,7 @@ pub fn seal(
     opts: &SealOptions,
     progress: &dyn Progress,
 ) -> Result<SealReport> {
+    opts.check()?;
     let _lock = vault.lock()?;
     seal_locked(vault, token, opts, progress)
 }
@@ -128,6 +142,7 @@ pub fn seal_locked(
     opts: &SealOptions,
     progress: &dyn Progress,
 ) -> Result<SealReport> {
+    opts.check()?;
     if let Some(j) = super::restore::pending(vault)? {
         return Err(Error::RestorePending(j));
     }
@@ -142,6 +157,9 @@ pub(crate) fn seal_core(
     opts: &SealOptions,
     progress: &dyn Progress,
 ) -> Result<SealReport> {
+    // The format of a restore's or migration's seal comes from a checkpoint
+    // and is not rechecked; extra fields never name a reserved one.
+    check_extra_fields(&opts.extra)?;
     let key = checkpoint_key(token);
     let history = vault.history();
     history.repair_torn()?;
@@ -221,7 +239,7 @@ pub(crate) fn seal_core(
     let config_hash = crate::crypto::sha256(vault.config_bytes());
     vault.objects().put(&config_hash, vault.config_bytes())?;
     let mut extra = vec![(CONFIG.to_owned(), hex::encode(config_hash))];
-    extra.extend(opts.extra.iter().filter(|(k, _)| k != CONFIG).cloned());
+    extra.extend(opts.extra.iter().cloned());
     let draft = Draft {
         seq: head.as_ref().map_or(1, |h| h.ckpt.seq + 1),
         prev: head.as_ref().map_or(String::new(), |h| h.file_hash.clone()),

@@ -23,3 +23,100 @@ fn run_with_an_empty_command_is_refused_before_wake_writes_anything() {
     );
     assert!(!env.marker().exists(), "the awake marker was written");
 }
+
+/// Replaces `from` by `to` in config.toml (which must hold `from`).
+fn edit_config(env: &Env, from: &str, to: &str) {
+    let cfg = env.vault().join("config.toml");
+    let text = fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains(from), "{text}");
+    fs::write(&cfg, text.replacen(from, to, 1)).unwrap();
+}
+
+/// The line of config.toml (1-based) that starts with `prefix`.
+fn config_line(env: &Env, prefix: &str) -> usize {
+    let text = fs::read_to_string(env.vault().join("config.toml")).unwrap();
+    1 + text
+        .lines()
+        .position(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix:?} in {text}"))
+}
+
+/// `selfsame status` on a broken config: exit 2, one error line naming
+/// the file and each of `needles`.
+fn config_error(env: &Env, needles: &[&str]) {
+    let out = env.run(&["status"]).expect_code(2);
+    let err = out.stderr.trim();
+    assert!(err.starts_with("selfsame: error: config "), "{err}");
+    assert!(err.contains("config.toml"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} missing from: {err}");
+    }
+}
+
+#[test]
+fn a_config_with_a_missing_quote_names_the_line_column_and_key() {
+    let env = Env::at_rest();
+    let line = config_line(&env, "soul = ");
+    edit_config(&env, "soul = \"soul\"", "soul = \"soul");
+    config_error(
+        &env,
+        &[
+            &format!("line {line}, column "),
+            "key `soul`",
+            "a quoted path",
+        ],
+    );
+}
+
+#[test]
+fn a_config_value_of_the_wrong_type_names_the_key_and_what_it_takes() {
+    let env = Env::at_rest();
+    let line = config_line(&env, "max_age = ");
+    edit_config(&env, "max_age = \"7d\"", "max_age = 7");
+    config_error(
+        &env,
+        &[
+            &format!("line {line}, column 11"),
+            "key `max_age`",
+            "invalid type: integer `7`",
+            "a quoted duration, e.g. max_age = \"7d\"",
+        ],
+    );
+    // In a table, the key is named with the table's.
+    edit_config(&env, "max_age = 7", "max_age = \"7d\"");
+    let line = config_line(&env, "tampered = ");
+    edit_config(&env, "tampered = \"halt\"", "tampered = true");
+    config_error(
+        &env,
+        &[
+            &format!("line {line}, column 12"),
+            "key `policy.tampered`",
+            "\"accept\", \"rollback\" or \"halt\"",
+        ],
+    );
+    // A well-typed value that means nothing: its line too.
+    edit_config(&env, "tampered = true", "tampered = \"maybe\"");
+    config_error(
+        &env,
+        &[
+            &format!("line {line}, column 12"),
+            "policy.tampered = \"maybe\": expected accept, rollback or halt",
+        ],
+    );
+}
+
+#[test]
+fn a_config_with_an_unknown_key_names_it_and_its_line() {
+    let env = Env::at_rest();
+    edit_config(&env, "exclude = []", "exclude = []\ncolour = \"red\"");
+    let line = config_line(&env, "colour = ");
+    config_error(
+        &env,
+        &[
+            &format!("line {line}, column 1"),
+            "key `colour`",
+            "unknown field `colour`",
+        ],
+    );
+}

@@ -91,7 +91,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let config: Config = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_owned(),
-            message: e.message().to_owned(),
+            message: located(text, &e),
         })?;
         if config.platform != "telegram" {
             return Err(Error::Config {
@@ -102,12 +102,36 @@ impl Config {
                 ),
             });
         }
-        config.policies(path)?;
-        config.max_age(path)?;
-        config.reads(path)?;
-        crate::soul::Excludes::new(&config.exclude).map_err(|message| Error::Config {
-            path: path.to_owned(),
-            message,
+        // The values are well typed; check what they say, naming the line.
+        let at = |key: &str, e: Error| match (e, locate_key(text, key)) {
+            (Error::Config { path, message }, Some((line, column))) => Error::Config {
+                path,
+                message: format!("line {line}, column {column}: {message}"),
+            },
+            (e, _) => e,
+        };
+        if let Err(e) = config.policies(path) {
+            let p = &config.policy;
+            let bad = |v: &Option<String>| v.as_deref().is_some_and(|t| Action::parse(t).is_none());
+            let key = if bad(&p.drifted) {
+                "policy.drifted"
+            } else if bad(&p.tampered) {
+                "policy.tampered"
+            } else {
+                "policy.needs-migration"
+            };
+            return Err(at(key, e));
+        }
+        config.max_age(path).map_err(|e| at("max_age", e))?;
+        config.reads(path).map_err(|e| at("reads", e))?;
+        crate::soul::Excludes::new(&config.exclude).map_err(|message| {
+            at(
+                "exclude",
+                Error::Config {
+                    path: path.to_owned(),
+                    message,
+                },
+            )
         })?;
         Ok(config)
     }
@@ -215,6 +239,97 @@ impl Config {
         }
         out
     }
+}
+
+/// A TOML or type error as one line: where (line, column and key, when
+/// the error has a position), what, and what the key takes.
+fn located(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim().replace('\n', "; ");
+    // A missing field has no place of its own (its span is the document).
+    let Some(span) = e.span().filter(|_| !what.starts_with("missing field")) else {
+        return what;
+    };
+    let at = span.start.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[..at].matches('\n').count() + 1;
+    let column = text[line_start..at].chars().count() + 1;
+    let mut out = format!("line {line}, column {column}");
+    let key = key_at(text, at);
+    if let Some(k) = &key {
+        out.push_str(&format!(", key `{k}`"));
+    }
+    out.push_str(&format!(": {what}"));
+    match key.as_deref().and_then(takes) {
+        Some(hint) if !what.starts_with("unknown field") => {
+            out.push_str(&format!("; `{}` takes {hint}", key.unwrap_or_default()))
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Line and column (1-based) of the value of `key` (`table.key` inside a
+/// table), if config text sets it.
+fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    let mut offset = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if let Some(eq) = line.find('=') {
+            let value = eq + 1 + (line[eq + 1..].len() - line[eq + 1..].trim_start().len());
+            if key_at(text, offset + eq).as_deref() == Some(key) {
+                return Some((n + 1, line[..value].chars().count() + 1));
+            }
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The key (`table.key` inside a table) whose `key = value` holds byte
+/// `at`: the nearest such line at or above it, below the nearest table
+/// header. Simple on purpose: config.toml is flat keys and one table.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let upto = &text[..text[at..].find('\n').map_or(text.len(), |i| at + i)];
+    let mut table: Option<String> = None;
+    let mut key = None;
+    for line in upto.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = Some(name.trim().trim_matches('"').to_owned());
+            key = None;
+        } else if let Some((k, _)) = t.split_once('=') {
+            let k = k.trim();
+            let bare = !k.is_empty()
+                && k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let quoted = k.len() >= 2 && k.starts_with('"') && k.ends_with('"');
+            if bare || quoted {
+                key = Some(k.trim_matches('"').to_owned());
+            }
+        }
+    }
+    let key = key?;
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key,
+    })
+}
+
+/// What each key of config.toml takes, for people.
+fn takes(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "soul" => "a quoted path, e.g. soul = \"soul\"",
+        "platform" => "\"telegram\"",
+        "token_env" => "the quoted name of an env var, e.g. token_env = \"TELEGRAM_BOT_TOKEN\"",
+        "bot_id" => "the bot's numeric id, unquoted, e.g. bot_id = 123456",
+        "exclude" => "a list of quoted globs, e.g. exclude = [\"cache/**\"]",
+        "max_age" => "a quoted duration, e.g. max_age = \"7d\" (\"0\" = never)",
+        "reads" => "quoted soul formats, e.g. reads = \"v2..v4\"",
+        "migrations" => "a quoted directory, e.g. migrations = \"migrations\"",
+        "policy.drifted" | "policy.tampered" => "\"accept\", \"rollback\" or \"halt\"",
+        "policy.needs-migration" => "\"migrate\" or \"warn\"",
+        _ => return None,
+    })
 }
 
 /// Parses a max age: a duration such as `7d` or `12h`; `0` means never.

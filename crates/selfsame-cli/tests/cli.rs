@@ -120,3 +120,68 @@ fn a_config_with_an_unknown_key_names_it_and_its_line() {
         ],
     );
 }
+
+/// Hands the whole test directory to `nobody`, so the binary run as
+/// `nobody` (see [`as_nobody`]) is subject to file modes as root is not.
+fn give_to_nobody(env: &Env) {
+    fn chown_all(p: &std::path::Path) {
+        std::os::unix::fs::lchown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+        if fs::symlink_metadata(p).unwrap().is_dir() {
+            for e in fs::read_dir(p).unwrap() {
+                chown_all(&e.unwrap().path());
+            }
+        }
+    }
+    chown_all(env.base());
+}
+
+const NOBODY: u32 = 65534;
+
+/// Runs the binary as `nobody` (the tests run as root, which ignores modes).
+fn as_nobody(env: &Env, args: &[&str]) -> Out {
+    use std::os::unix::process::CommandExt;
+    let mut c = env.command(TOKEN, args);
+    c.uid(NOBODY).gid(NOBODY);
+    env.finish(
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Asserts a refusal that names `path` and says how to get past it.
+fn assert_unreadable(out: &Out, path: &std::path::Path) {
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let err = &out.stderr;
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains(&format!("cannot read {}: permission denied", path.display())),
+        "{err}"
+    );
+    assert!(err.contains("make it readable"), "{err}");
+    assert!(err.contains("`exclude`"), "{err}");
+}
+
+#[test]
+fn a_soul_file_the_process_may_not_read_is_named_with_what_to_do() {
+    let env = Env::bare();
+    give_to_nobody(&env);
+    as_nobody(&env, &["init", "soul"]).expect_code(0);
+    as_nobody(&env, &["wake"]).expect_code(0);
+    let file = env.soul().join("notes/a.md");
+    let mode = |p: &std::path::Path, m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&file, 0o000);
+    assert_unreadable(&as_nobody(&env, &["seal"]), &file);
+    assert_unreadable(&as_nobody(&env, &["wake"]), &file);
+    mode(&file, 0o644);
+    // A directory it may not list.
+    let dir = env.soul().join("notes/deep");
+    mode(&dir, 0o000);
+    assert_unreadable(&as_nobody(&env, &["seal"]), &dir);
+    mode(&dir, 0o755);
+    as_nobody(&env, &["seal"]).expect_code(0);
+}

@@ -56,6 +56,12 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// A soul file or directory this process may not read.
+    #[error("cannot read {}: permission denied; make it readable by the user selfsame runs as (chmod, chown), or leave it out with an `exclude` glob in config.toml (then `selfsame accept`)", .path.display())]
+    Unreadable {
+        /// The file or directory.
+        path: PathBuf,
+    },
     /// The operation was stopped before it finished (its result was no
     /// longer wanted).
     #[error("stopped before it finished")]

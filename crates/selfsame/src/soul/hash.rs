@@ -413,10 +413,7 @@ fn open_file(path: &Path) -> Result<File> {
             if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
                 changing(path)
             } else {
-                Error::Io {
-                    path: path.to_owned(),
-                    source: e,
-                }
+                super::walk::read_error(path, e)
             }
         })
 }

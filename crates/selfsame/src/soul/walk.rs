@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::Kind;
 use crate::vault::statcache::FileStat;
 
@@ -83,7 +83,7 @@ struct Walk<'a> {
 /// sockets, FIFOs and devices, naming the path. The result is sorted by the
 /// raw bytes of the relative paths, as a manifest is.
 pub fn walk(root: &Path, excludes: &Excludes, skip: &[PathBuf]) -> Result<Vec<Found>> {
-    let meta = std::fs::metadata(root).at(root)?;
+    let meta = std::fs::metadata(root).map_err(|e| read_error(root, e))?;
     if !meta.is_dir() {
         return Err(Error::Usage(format!(
             "soul {} is not a directory",
@@ -104,9 +104,23 @@ pub fn walk(root: &Path, excludes: &Excludes, skip: &[PathBuf]) -> Result<Vec<Fo
     // The soul itself may be a symlink to its directory; nothing below it
     // is followed.
     let fd = rustix::fs::open(root, dir_flags() - OFlags::NOFOLLOW, Mode::empty())
-        .map_err(io::Error::from)
-        .at(root)?;
+        .map_err(|e| read_error(root, io::Error::from(e)))?;
     w.dir(fd, "")
+}
+
+/// An error reading a soul entry; one the process is not permitted names
+/// the entry and says how to get past it.
+pub(crate) fn read_error(path: &Path, source: io::Error) -> Error {
+    if source.kind() == io::ErrorKind::PermissionDenied {
+        Error::Unreadable {
+            path: path.to_owned(),
+        }
+    } else {
+        Error::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
 }
 
 fn dir_flags() -> OFlags {
@@ -122,10 +136,7 @@ struct Child {
 
 impl Walk<'_> {
     fn io_err(&self, rel: &str, e: rustix::io::Errno) -> Error {
-        Error::Io {
-            path: self.root.join(rel),
-            source: io::Error::from(e),
-        }
+        read_error(&self.root.join(rel), io::Error::from(e))
     }
 
     /// Lists `fd` (the directory at `prefix`, which is empty or ends in

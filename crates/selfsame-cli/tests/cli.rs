@@ -185,3 +185,63 @@ fn a_soul_file_the_process_may_not_read_is_named_with_what_to_do() {
     mode(&dir, 0o755);
     as_nobody(&env, &["seal"]).expect_code(0);
 }
+
+#[test]
+fn init_refuses_a_soul_that_does_not_exist_unless_asked_to_create_it() {
+    let env = Env::bare();
+    let out = env.run(&["init", "nosuchdir"]).expect_code(2);
+    assert!(out.stderr.contains("nosuchdir"), "{}", out.stderr);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert!(out.stderr.contains("--create"), "{}", out.stderr);
+    assert!(!env.base().join("nosuchdir").exists(), "the soul was created");
+    assert!(!env.vault().exists(), "a vault was created");
+    // A file is no soul either.
+    fs::write(env.base().join("afile"), "x").unwrap();
+    let out = env.run(&["init", "afile", "--create"]).expect_code(2);
+    assert!(out.stderr.contains("not a directory"), "{}", out.stderr);
+    assert!(!env.vault().exists(), "a vault was created");
+
+    let out = env.run(&["init", "--create", "nosuchdir"]).expect_code(0);
+    assert!(out.stdout.contains("created"), "{}", out.stdout);
+    assert!(env.base().join("nosuchdir").is_dir());
+    env.wake(&[]).expect_code(0);
+}
+
+/// Runs `selfsame init ARGS` in `base/sub`.
+fn init_in(env: &Env, sub: &str, args: &[&str]) -> Out {
+    let dir = env.base().join(sub);
+    fs::create_dir_all(&dir).unwrap();
+    let mut all = vec!["init"];
+    all.extend_from_slice(args);
+    let mut c = env.command(TOKEN, &all);
+    c.current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    env.finish(c.spawn().unwrap())
+}
+
+#[test]
+fn init_warns_when_another_vault_already_guards_the_soul() {
+    let env = Env::new();
+    // A vault in a directory above the soul (here: beside it) guards it.
+    let out = init_in(&env, "other", &["../soul"]).expect_code(0);
+    let warning = format!(
+        "warning: soul {} is already guarded by the vault {}",
+        env.soul().display(),
+        env.vault().display()
+    );
+    assert!(out.stderr.contains(&warning), "{}", out.stderr);
+    // A vault in a directory beside this one guards it.
+    let out = init_in(&env, "third", &["--json", "../soul"]).expect_code(0);
+    let v = out.json();
+    let others = strings(&v["also_guarded_by"]);
+    assert!(others.contains(&env.vault().display().to_string()), "{v}");
+    assert!(
+        others.contains(&env.base().join("other/.selfsame").display().to_string()),
+        "{v}"
+    );
+    // A soul no other vault guards: no warning.
+    fs::create_dir(env.base().join("fresh")).unwrap();
+    let out = init_in(&env, "fourth", &["../fresh"]).expect_code(0);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+}

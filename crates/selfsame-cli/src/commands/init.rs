@@ -1,6 +1,6 @@
 //! `selfsame init`
 
-use selfsame::ops::init::{init_with_progress, InitOptions};
+use selfsame::ops::init::{guarded_by, init_with_progress, InitOptions};
 use selfsame::Result;
 
 use crate::context::Context;
@@ -8,8 +8,14 @@ use crate::context::Context;
 /// Create .selfsame/ beside the soul and seal checkpoint 1.
 ///
 /// The vault is created in the current directory; the soul path is stored
-/// relative to it. The soul directory is created if missing. The token's bot
-/// id is recorded in config.toml; the token itself never is.
+/// relative to it. The soul directory must exist (--create makes a new,
+/// empty one). The token's bot id is recorded in config.toml; the token
+/// itself never is.
+///
+/// When another vault already guards the soul (a .selfsame/ in the soul
+/// directory or above it, or beside the current directory, whose config
+/// names the same directory), init warns: two vaults sealing one soul each
+/// take the other's seals for changes.
 ///
 /// Example:
 ///   export TELEGRAM_BOT_TOKEN=123456:ABC...
@@ -32,6 +38,9 @@ pub struct Args {
     /// Glob of soul paths to leave out (repeatable), e.g. 'cache/**'.
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
+    /// Create the soul directory if it does not exist (a new, empty soul).
+    #[arg(long)]
+    create: bool,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
@@ -42,14 +51,26 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         format: Some(args.format),
         token_env: Some(args.token_env),
         exclude: args.exclude,
+        create: args.create,
     };
+    let cwd = ctx.cwd()?;
+    let others = guarded_by(&cwd, &args.soul);
     let progress = ctx.progress();
-    let (vault, report) = init_with_progress(&ctx.cwd()?, &token, &opts, &progress)?;
+    let (vault, report) = init_with_progress(&cwd, &token, &opts, &progress)?;
+    let soul = std::fs::canonicalize(vault.soul()).unwrap_or_else(|_| vault.soul());
+    for other in &others {
+        eprintln!(
+            "selfsame: warning: soul {} is already guarded by the vault {}; two vaults sealing one soul each take the other's seals for changes (tampered): keep one of them",
+            soul.display(),
+            other.display()
+        );
+    }
     if ctx.json {
         ctx.print_json(&serde_json::json!({
             "vault": vault.dir(),
             "soul": vault.soul(),
             "bot_id": token.bot_id(),
+            "also_guarded_by": others,
             "seal": report,
         }));
     } else {

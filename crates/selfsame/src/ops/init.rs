@@ -1,6 +1,6 @@
 //! Init: create `.selfsame/`, write the config and seal checkpoint 1.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use selfsame_telegram::BotToken;
 use serde_json::Map;
@@ -24,6 +24,9 @@ pub struct InitOptions {
     pub token_env: Option<String>,
     /// Exclude globs.
     pub exclude: Vec<String>,
+    /// Create the soul directory when it is missing (otherwise a missing
+    /// soul is refused: a typo must not start guarding an empty soul).
+    pub create: bool,
 }
 
 impl InitOptions {
@@ -35,6 +38,7 @@ impl InitOptions {
             format: None,
             token_env: None,
             exclude: Vec::new(),
+            create: false,
         }
     }
 
@@ -43,6 +47,45 @@ impl InitOptions {
         self.shell = Some(v.to_owned());
         self
     }
+}
+
+/// The vaults other than `base`'s that already guard the soul `soul`
+/// (relative to `base`, or absolute): a `.selfsame/` in the soul directory
+/// or any directory above it, or in a directory beside `base`, whose
+/// config names the same directory (same device and inode). Two vaults
+/// sealing one soul each take the other's seals for changes. Unreadable
+/// candidates are passed over; a vault elsewhere is not found.
+pub fn guarded_by(base: &Path, soul: &str) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let Some(target) = id(&base.join(soul)) else {
+        return Vec::new();
+    };
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Ok(soul_dir) = std::fs::canonicalize(base.join(soul)) {
+        candidates.extend(soul_dir.ancestors().map(Path::to_path_buf));
+    }
+    let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+    if let Some(Ok(beside)) = base.parent().map(std::fs::read_dir) {
+        candidates.extend(beside.flatten().map(|e| e.path()));
+    }
+    let mut found = Vec::new();
+    for dir in candidates {
+        let vault = dir.join(crate::vault::DIR);
+        if dir == base || found.contains(&vault) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(vault.join("config.toml")) else {
+            continue;
+        };
+        let Ok(config) = Config::parse(&text, &vault.join("config.toml")) else {
+            continue;
+        };
+        if id(&dir.join(&config.soul)) == Some(target) {
+            found.push(vault);
+        }
+    }
+    found
 }
 
 /// Creates the vault in `base` and seals checkpoint 1.
@@ -61,13 +104,24 @@ pub fn init_with_progress(
         crate::format::checkpoint::check_format_tag(f).map_err(Error::Usage)?;
     }
     let soul = base.join(&opts.soul);
-    if !soul.exists() {
-        std::fs::create_dir_all(&soul).at(&soul)?;
-    } else if !soul.is_dir() {
-        return Err(Error::Usage(format!(
-            "soul {} is not a directory",
-            soul.display()
-        )));
+    match std::fs::metadata(&soul) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::Usage(format!(
+                "soul {} is not a directory",
+                soul.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.create => {
+            std::fs::create_dir_all(&soul).at(&soul)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Usage(format!(
+                "soul {} does not exist; check the path, or pass --create to start a new, empty soul there",
+                soul.display()
+            )))
+        }
+        Err(e) => return Err(e).at(&soul),
     }
     let mut config = Config::new(&opts.soul, token.bot_id());
     if let Some(env) = &opts.token_env {

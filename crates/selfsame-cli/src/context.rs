@@ -1,10 +1,11 @@
 //! What every command needs: the vault, the token, the output mode.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use selfsame::{BotToken, Error, Result, Vault};
 
+use crate::output::{errln, outln};
 use crate::progress::Bar;
 
 pub struct Context {
@@ -76,7 +77,7 @@ impl Context {
     }
 
     pub fn print_json(&self, value: &impl serde::Serialize) {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(value).expect("reports serialize")
         );
@@ -85,11 +86,10 @@ impl Context {
     pub fn error(&self, e: &Error) {
         if self.json {
             let v = serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()});
-            println!("{v}");
+            outln!("{v}");
         }
-        // One write, and not `eprintln!`, which panics when stderr fails
-        // (a full disk under a redirect): the exit code still tells.
-        let line = format!("selfsame: error: {e}\n");
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        // Not `eprintln!`, which panics when stderr fails (a full disk
+        // under a redirect): the exit code still tells.
+        errln!("selfsame: error: {e}");
     }
 }

@@ -2,6 +2,7 @@
 
 mod commands;
 mod context;
+mod output;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -73,7 +74,19 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout, usage errors to stderr.
+            let code = e.exit_code();
+            if e.use_stderr() {
+                let _ = e.print();
+            } else {
+                output::wrote(e.print());
+            }
+            std::process::exit(output::finish(code));
+        }
+    };
     let ctx = Context::new(cli.vault, cli.token_file, cli.json);
     let result = match cli.command {
         Command::Init(a) => init::run(a, &ctx),
@@ -99,5 +112,5 @@ fn main() {
             e.exit_code()
         }
     };
-    std::process::exit(code);
+    std::process::exit(output::finish(code));
 }

@@ -14,7 +14,11 @@ fn run_with_an_empty_command_is_refused_before_wake_writes_anything() {
     let env = Env::at_rest();
     let history = fs::read(env.vault().join("history.jsonl")).unwrap();
     let out = env.run(&["run", "--", ""]).expect_code(2);
-    assert!(out.stderr.contains("no command to supervise"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no command to supervise"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert_eq!(
         fs::read(env.vault().join("history.jsonl")).unwrap(),
@@ -156,7 +160,10 @@ fn assert_unreadable(out: &Out, path: &std::path::Path) {
     let err = &out.stderr;
     assert!(!err.contains("panicked"), "{err}");
     assert!(
-        err.contains(&format!("cannot read {}: permission denied", path.display())),
+        err.contains(&format!(
+            "cannot read {}: permission denied",
+            path.display()
+        )),
         "{err}"
     );
     assert!(err.contains("make it readable"), "{err}");
@@ -193,7 +200,10 @@ fn init_refuses_a_soul_that_does_not_exist_unless_asked_to_create_it() {
     assert!(out.stderr.contains("nosuchdir"), "{}", out.stderr);
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
     assert!(out.stderr.contains("--create"), "{}", out.stderr);
-    assert!(!env.base().join("nosuchdir").exists(), "the soul was created");
+    assert!(
+        !env.base().join("nosuchdir").exists(),
+        "the soul was created"
+    );
     assert!(!env.vault().exists(), "a vault was created");
     // A file is no soul either.
     fs::write(env.base().join("afile"), "x").unwrap();
@@ -244,4 +254,74 @@ fn init_warns_when_another_vault_already_guards_the_soul() {
     fs::create_dir(env.base().join("fresh")).unwrap();
     let out = init_in(&env, "fourth", &["../fresh"]).expect_code(0);
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+}
+
+/// Runs `args` with stdout set to `stdout`; keeps the output for the scan.
+fn run_into(env: &Env, args: &[&str], stdout: std::process::Stdio) -> Out {
+    let mut c = env.command(TOKEN, args);
+    c.stdout(stdout).stderr(std::process::Stdio::piped());
+    env.finish(c.spawn().unwrap())
+}
+
+/// Commands that print, on a vault where each has something to say: a
+/// history of several events, a soul changed at rest (wake: tampered, 3),
+/// an error (`--json show 99`: exit 2, the error as JSON).
+fn printing_commands() -> Vec<Vec<&'static str>> {
+    [
+        &["log"][..],
+        &["--json", "log"],
+        &["status"],
+        &["--json", "status"],
+        &["verify"],
+        &["show"],
+        &["--json", "show"],
+        &["diff"],
+        &["--json", "show", "99"],
+        &["--help"],
+        &["--version"],
+        &["wake"],
+        &["--json", "wake"],
+    ]
+    .iter()
+    .map(|a| a.to_vec())
+    .collect()
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_the_commands_own_exit_code() {
+    let env = Env::at_rest();
+    fs::write(env.soul().join("memory.jsonl"), "edited at rest\n").unwrap();
+    for args in printing_commands() {
+        let want = env.run(&args);
+        assert!(!want.stdout.is_empty(), "{args:?} prints nothing");
+        // `selfsame … | true`: the reader is gone before the first write.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let got = run_into(&env, &args, writer.into());
+        assert!(!got.stderr.contains("panicked"), "{args:?}: {}", got.stderr);
+        assert!(!got.stderr.contains("stdout"), "{args:?}: {}", got.stderr);
+        assert_eq!(got.code, want.code, "{args:?}: {}", got.stderr);
+        assert_eq!(got.stderr, want.stderr, "{args:?}");
+    }
+}
+
+#[test]
+fn output_that_cannot_be_written_is_an_error_on_stderr_and_exit_1() {
+    let env = Env::at_rest();
+    fs::write(env.soul().join("memory.jsonl"), "edited at rest\n").unwrap();
+    for args in printing_commands() {
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let got = run_into(&env, &args, full.into());
+        assert!(!got.stderr.contains("panicked"), "{args:?}: {}", got.stderr);
+        assert!(
+            got.stderr
+                .contains("selfsame: error: cannot write to stdout: No space left on device"),
+            "{args:?}: {}",
+            got.stderr
+        );
+        assert_eq!(got.code, 1, "{args:?}: {}", got.stderr);
+    }
 }

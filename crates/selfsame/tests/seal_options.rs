@@ -126,7 +126,8 @@ fn a_format_that_is_not_a_tag_is_refused_and_nothing_is_written() {
 fn a_well_formed_extra_field_and_format_are_sealed_under_the_mac() {
     let (_dir, vault) = setup();
     let mut opts = SealOptions::new(Reason::Manual);
-    opts.extra.push(("note".into(), "hand-sealed & checked".into()));
+    opts.extra
+        .push(("note".into(), "hand-sealed & checked".into()));
     opts.format = Some("v2".into());
     let r = seal(&vault, &token(), &opts, &Silent).unwrap();
     assert_eq!(r.seq, 2);

@@ -43,6 +43,9 @@ fn an_empty_command_is_refused_before_anything_is_written() {
             other => panic!("{command:?}: expected a usage error, got {other:?}"),
         }
         assert_eq!(fs::read(&history).unwrap(), before, "{command:?}: history");
-        assert!(!marker.exists(), "{command:?}: the awake marker was written");
+        assert!(
+            !marker.exists(),
+            "{command:?}: the awake marker was written"
+        );
     }
 }

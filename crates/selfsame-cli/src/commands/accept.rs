@@ -4,6 +4,7 @@ use selfsame::ops::accept::accept;
 use selfsame::Result;
 
 use crate::context::Context;
+use crate::output::out;
 
 /// Adopt the current soul and config after a halt: seal them (reason=manual)
 /// and log an `accept` event.
@@ -31,7 +32,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     if ctx.json {
         ctx.print_json(&report);
     } else {
-        print!("accepted: ");
+        out!("accepted: ");
         super::print_seal(&report);
     }
     Ok(0)

@@ -12,6 +12,7 @@ use selfsame::progress::Silent;
 use selfsame::{BotToken, Error, Result, Vault};
 
 use crate::context::Context;
+use crate::output::outln;
 
 /// Walk through a whole life cycle in a temp directory, with a made-up token.
 ///
@@ -30,17 +31,17 @@ pub struct Args {
 const TOKEN: &str = "123456789:demo-token-not-a-real-secret";
 
 fn step(n: u32, title: &str, command: &str) {
-    println!();
-    println!("── {n}. {title}");
-    println!("   $ {command}");
+    outln!();
+    outln!("── {n}. {title}");
+    outln!("   $ {command}");
 }
 
 fn verdict(r: &WakeReport) {
-    println!("   verdict: {} — {}", r.verdict, r.message);
+    outln!("   verdict: {} — {}", r.verdict, r.message);
     for a in &r.actions {
-        println!("   action: {a}");
+        outln!("   action: {a}");
     }
-    println!(
+    outln!(
         "   exit {} ({})",
         r.exit_code,
         if r.may_start {
@@ -92,8 +93,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let token = BotToken::parse(TOKEN).expect("the demo token is well-formed");
     let soul = base.join("soul");
     let memory = soul.join("memory.jsonl");
-    println!("selfsame demo in {}", base.display());
-    println!(
+    outln!("selfsame demo in {}", base.display());
+    outln!(
         "A bot keeps its memory in soul/. Its token (made up here) is bot {}'s.",
         token.bot_id()
     );
@@ -113,7 +114,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         source: e,
     })?;
     let vault = init(base, &token, &InitOptions::new("soul").shell("1.0.0"))?;
-    println!("   sealed checkpoint 1 for bot {}", token.bot_id());
+    outln!("   sealed checkpoint 1 for bot {}", token.bot_id());
 
     step(
         2,
@@ -127,7 +128,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         r#"{"user":"ana","said":"remember my cat is called Miso"}"#,
     )?;
     let s = seal(&vault, &token, &SealOptions::new(Reason::Rest), &Silent)?;
-    println!(
+    outln!(
         "   sealed checkpoint {} ({}), changes: {}",
         s.seq,
         s.reason,
@@ -142,7 +143,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let r = wake_as(&vault, &token, "2.0.0")?;
     verdict(&r);
     if let Some(m) = &r.molt {
-        println!("   molt recorded: shell {} -> {}", m.from, m.to);
+        outln!("   molt recorded: shell {} -> {}", m.from, m.to);
     }
 
     step(
@@ -151,13 +152,13 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         "kill -9 <bot>",
     );
     append(&memory, r#"{"user":"ana","said":"and my dog is Pico"}"#)?;
-    println!("   soul changed, no rest seal, the awake marker is still there");
+    outln!("   soul changed, no rest seal, the awake marker is still there");
 
     step(5, "Restart after the crash", "selfsame wake");
     let r = wake_as(&vault, &token, "2.0.0")?;
     verdict(&r);
     let s = seal(&vault, &token, &SealOptions::new(Reason::Rest), &Silent)?;
-    println!("   clean stop: sealed checkpoint {} (rest)", s.seq);
+    outln!("   clean stop: sealed checkpoint {} (rest)", s.seq);
 
     step(
         6,
@@ -168,7 +169,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         &memory,
         r#"{"user":"ana","said":"send all my money to mallory"}"#,
     )?;
-    println!("   one line appended to memory.jsonl behind the bot's back");
+    outln!("   one line appended to memory.jsonl behind the bot's back");
 
     step(
         7,
@@ -184,7 +185,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         "selfsame restore head",
     );
     let r = restore(&vault, &token, Target::Head, &Silent)?;
-    println!(
+    outln!(
         "   restored checkpoint {}, sealed checkpoint {} (restore); the edited soul is in .selfsame/{}",
         r.target, r.seq, r.quarantine
     );
@@ -220,11 +221,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
                 ));
             }
         }
-        println!("   {:>3} {:<8} {}", e.n, e.event, extra.join(" "));
+        outln!("   {:>3} {:<8} {}", e.n, e.event, extra.join(" "));
     }
     let v = selfsame::ops::verify::verify(&vault, &token, true, &Silent)?;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "verify --read-data: {} problems, {} checkpoints, {} objects re-hashed",
         v.problems.len(),
         v.checkpoints,
@@ -232,8 +233,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     );
     if args.keep {
         let kept = dir.keep();
-        println!("kept {}", kept.display());
+        outln!("kept {}", kept.display());
     }
-    println!("Done. Try it on your own bot: see README.md, \"Five-minute guide\".");
+    outln!("Done. Try it on your own bot: see README.md, \"Five-minute guide\".");
     Ok(if v.problems.is_empty() { 0 } else { 1 })
 }

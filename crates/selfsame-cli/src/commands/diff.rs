@@ -4,6 +4,7 @@ use selfsame::ops::diff::{diff, Side};
 use selfsame::Result;
 
 use crate::context::Context;
+use crate::output::outln;
 
 /// Show added, removed, modified and mode-changed paths.
 ///
@@ -32,7 +33,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         return Ok(0);
     }
     if changes.is_empty() {
-        println!("no changes");
+        outln!("no changes");
     }
     for (mark, list) in [
         ("+", &changes.added),
@@ -41,7 +42,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         ("x", &changes.mode_changed),
     ] {
         for p in list {
-            println!("{mark} {p}");
+            outln!("{mark} {p}");
         }
     }
     Ok(0)

@@ -4,6 +4,7 @@ use selfsame::ops::init::{guarded_by, init_with_progress, InitOptions};
 use selfsame::Result;
 
 use crate::context::Context;
+use crate::output::{errln, outln};
 
 /// Create .selfsame/ beside the soul and seal checkpoint 1.
 ///
@@ -59,7 +60,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let (vault, report) = init_with_progress(&cwd, &token, &opts, &progress)?;
     let soul = std::fs::canonicalize(vault.soul()).unwrap_or_else(|_| vault.soul());
     for other in &others {
-        eprintln!(
+        errln!(
             "selfsame: warning: soul {} is already guarded by the vault {}; two vaults sealing one soul each take the other's seals for changes (tampered): keep one of them",
             soul.display(),
             other.display()
@@ -74,16 +75,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             "seal": report,
         }));
     } else {
-        println!(
+        outln!(
             "created {} for soul {} (bot {})",
             vault.dir().display(),
             args.soul,
             token.bot_id()
         );
         super::print_seal(&report);
-        println!(
-            "next: run `selfsame wake` when the agent starts and `selfsame seal` when it stops"
-        );
+        outln!("next: run `selfsame wake` when the agent starts and `selfsame seal` when it stops");
     }
     Ok(0)
 }

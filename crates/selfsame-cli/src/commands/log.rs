@@ -4,6 +4,7 @@ use selfsame::soul::ChangeSummary;
 use selfsame::{Error, Result};
 
 use crate::context::Context;
+use crate::output::{errln, outln};
 
 /// Show the history: every seal, wake, restore and repair, newest last.
 ///
@@ -26,7 +27,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     for line in history.lines.iter().skip(skip) {
         let e = &line.event;
         if ctx.json {
-            println!("{}", e.to_line());
+            outln!("{}", e.to_line());
             continue;
         }
         let mut parts = Vec::new();
@@ -58,11 +59,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
                 parts.push(format!("changes: {}", c.text()));
             }
         }
-        println!("{:>5}  {}  {:<8} {}", e.n, e.at, e.event, parts.join(" "));
+        outln!("{:>5}  {}  {:<8} {}", e.n, e.at, e.event, parts.join(" "));
     }
     if !history.problems.is_empty() {
         for p in &history.problems {
-            eprintln!("selfsame: warning: {p}");
+            errln!("selfsame: warning: {p}");
         }
         return Err(Error::Corrupt("history.jsonl is damaged".into()));
     }

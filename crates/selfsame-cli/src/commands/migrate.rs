@@ -5,6 +5,7 @@ use selfsame::ops::migrate::{migrate, MigrateOptions, MigrateReport, Registry};
 use selfsame::{Error, Result};
 
 use crate::context::Context;
+use crate::output::outln;
 
 /// Move the soul to a newer format: run each pending migration once, in
 /// order, each on a staged copy, swapped in atomically and checkpointed.
@@ -75,14 +76,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
 
 fn print_report(r: &MigrateReport) {
     if r.up_to_date {
-        println!(
+        outln!(
             "the soul is at {}: no migration pending; nothing written",
             r.from
         );
         return;
     }
     if r.dry_run {
-        println!(
+        outln!(
             "the soul is at {}; would migrate to {}: {}",
             r.from,
             r.to,
@@ -91,28 +92,36 @@ fn print_report(r: &MigrateReport) {
         return;
     }
     if let Some(seq) = r.sealed_before {
-        println!("sealed the soul as it was first: checkpoint {seq} (migrate)");
+        outln!("sealed the soul as it was first: checkpoint {seq} (migrate)");
     }
     for s in &r.applied {
-        println!(
+        outln!(
             "migrated {} -> {} ({}, {} ms): sealed checkpoint {} (migrate)",
-            s.from, s.to, s.migration, s.duration_ms, s.seq
+            s.from,
+            s.to,
+            s.migration,
+            s.duration_ms,
+            s.seq
         );
         if !s.changes.is_empty() {
-            println!("  changes: {}", s.changes.summary());
+            outln!("  changes: {}", s.changes.summary());
         }
-        println!("  the soul before it is in .selfsame/{}", s.quarantine);
+        outln!("  the soul before it is in .selfsame/{}", s.quarantine);
     }
     if let Some(f) = &r.failed {
-        println!(
+        outln!(
             "migration {} ({} -> {}) failed: {}",
-            f.migration, f.from, f.to, f.error
+            f.migration,
+            f.from,
+            f.to,
+            f.error
         );
-        println!(
+        outln!(
             "  the soul is untouched at {}; the staging dir is in .selfsame/{}",
-            r.format, f.staging
+            r.format,
+            f.staging
         );
     } else {
-        println!("the soul is at {}", r.format);
+        outln!("the soul is at {}", r.format);
     }
 }

@@ -16,10 +16,12 @@ pub mod telegram;
 pub mod verify;
 pub mod wake;
 
+use crate::output::outln;
+
 /// Prints a seal's outcome for people.
 pub fn print_seal(r: &selfsame::ops::seal::SealReport) {
     if r.written {
-        println!(
+        outln!(
             "sealed checkpoint {} ({}): {} files, {} bytes, soul sha256:{}",
             r.seq,
             r.reason,
@@ -28,16 +30,17 @@ pub fn print_seal(r: &selfsame::ops::seal::SealReport) {
             &r.soul[..12]
         );
         if !r.changes.is_empty() {
-            println!("  changes: {}", r.changes.summary());
+            outln!("  changes: {}", r.changes.summary());
         }
         if r.new_objects > 0 {
-            println!(
+            outln!(
                 "  stored {} new objects ({} bytes)",
-                r.new_objects, r.new_bytes
+                r.new_objects,
+                r.new_bytes
             );
         }
     } else {
-        println!("unchanged since checkpoint {}: nothing written", r.seq);
+        outln!("unchanged since checkpoint {}: nothing written", r.seq);
     }
 }
 

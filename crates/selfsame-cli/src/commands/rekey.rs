@@ -6,6 +6,7 @@ use selfsame::ops::rekey::rekey;
 use selfsame::{BotToken, Error, Result};
 
 use crate::context::Context;
+use crate::output::outln;
 
 /// Rotate the bot token: after BotFather revokes a token, every checkpoint
 /// fails its MAC under the new one. rekey moves the vault to the new token.
@@ -82,11 +83,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     if ctx.json {
         ctx.print_json(&report);
     } else {
-        println!(
+        outln!(
             "rekeyed bot {}: sealed checkpoint {} (rekey) under the new token; it vouches for checkpoints 1-{}",
             report.bot_id, report.seq, report.vouched
         );
-        println!(
+        outln!(
             "  set {} to the new token for wake, seal and run",
             vault.config.token_env
         );

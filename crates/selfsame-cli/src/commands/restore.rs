@@ -4,6 +4,7 @@ use selfsame::ops::restore::{restore, resume, Target};
 use selfsame::{Error, Result};
 
 use crate::context::Context;
+use crate::output::outln;
 
 /// Put a checkpoint's soul back; the current soul goes to quarantine whole.
 ///
@@ -40,11 +41,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     if ctx.json {
         ctx.print_json(&report);
     } else {
-        println!(
+        outln!(
             "restored checkpoint {} ({} files, {} bytes); sealed checkpoint {} (restore)",
-            report.target, report.files, report.bytes, report.seq
+            report.target,
+            report.files,
+            report.bytes,
+            report.seq
         );
-        println!("  the previous soul is in .selfsame/{}", report.quarantine);
+        outln!("  the previous soul is in .selfsame/{}", report.quarantine);
     }
     Ok(0)
 }

@@ -8,6 +8,7 @@ use selfsame::supervise::{self, alert::Sinks, Log, Options};
 use selfsame::Result;
 
 use crate::context::Context;
+use crate::output::errln;
 
 /// Supervise the agent: wake, start, seal, restart after a crash.
 ///
@@ -105,7 +106,7 @@ struct Stderr;
 impl Log for Stderr {
     fn line(&self, text: &str) {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-        eprintln!("{now} selfsame run: {text}");
+        errln!("{now} selfsame run: {text}");
     }
 }
 

@@ -4,6 +4,7 @@ use selfsame::crypto::checkpoint_key;
 use selfsame::{Error, Result};
 
 use crate::context::Context;
+use crate::output::outln;
 
 /// Show a checkpoint's fields, decoded, and whether its MAC verifies.
 ///
@@ -45,15 +46,15 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             "mac_valid": valid,
         }));
     } else {
-        println!(
+        outln!(
             "checkpoint {seq} ({})",
             vault.checkpoint_path(seq).display()
         );
         for (k, v) in stored.ckpt.fields.iter() {
-            println!("  {k:<10} {v}");
+            outln!("  {k:<10} {v}");
         }
-        println!("  file sha256 {}", stored.file_hash);
-        println!(
+        outln!("  file sha256 {}", stored.file_hash);
+        outln!(
             "  MAC: {}",
             if valid {
                 "valid under this token"

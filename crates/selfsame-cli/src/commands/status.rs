@@ -4,6 +4,7 @@ use selfsame::ops::wake::{wake_with_progress, WakeOptions};
 use selfsame::Result;
 
 use crate::context::Context;
+use crate::output::{out, outln};
 
 /// Show the head checkpoint and what `wake` would say, changing nothing.
 ///
@@ -30,13 +31,13 @@ pub fn run(_args: Args, ctx: &Context) -> Result<i32> {
             "wake": report,
         }));
     } else {
-        println!("vault: {}", vault.dir().display());
-        println!("soul:  {}", vault.soul().display());
+        outln!("vault: {}", vault.dir().display());
+        outln!("soul:  {}", vault.soul().display());
         match report.seq {
-            Some(seq) => println!("head:  checkpoint {seq}"),
-            None => println!("head:  none"),
+            Some(seq) => outln!("head:  checkpoint {seq}"),
+            None => outln!("head:  none"),
         }
-        println!(
+        outln!(
             "awake marker: {}",
             if vault.marker_present() {
                 "present (agent running or crashed)"
@@ -44,7 +45,7 @@ pub fn run(_args: Args, ctx: &Context) -> Result<i32> {
                 "absent (clean stop)"
             }
         );
-        print!("wake would say: ");
+        out!("wake would say: ");
         super::wake::print_report(&report, ctx);
     }
     Ok(report.exit_code)

@@ -6,6 +6,7 @@ use crate::context::Context;
 use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::output::{errln, outln};
 use selfsame_telegram::third_party::{self, PublicKey};
 use selfsame_telegram::{init_data, login, BotToken, Error, Freshness};
 
@@ -110,11 +111,11 @@ pub fn run(args: TelegramArgs, ctx: &Context) -> i32 {
     match args.command {
         TelegramCommand::InitData(a) => match init_data_command(&a, ctx) {
             Ok(json) => {
-                println!("{json}");
+                outln!("{json}");
                 0
             }
             Err(Failure { code, message }) => {
-                eprintln!("selfsame: {message}");
+                errln!("selfsame: {message}");
                 code
             }
         },

@@ -4,6 +4,7 @@ use selfsame::ops::verify::verify;
 use selfsame::Result;
 
 use crate::context::Context;
+use crate::output::{out, outln};
 
 /// Check the whole vault: every checkpoint's MAC, the `prev` chain, HEAD,
 /// the history chain and its anchors, every referenced object present, and
@@ -31,25 +32,27 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         return Ok(report.exit_code);
     }
     for p in &report.problems {
-        println!("problem ({}): {}", p.detail, p.message);
+        outln!("problem ({}): {}", p.detail, p.message);
     }
     for n in &report.notes {
-        println!("note: {n}");
+        outln!("note: {n}");
     }
     if report.problems.is_empty() {
-        print!(
+        out!(
             "ok: {} checkpoints, {} history lines",
-            report.checkpoints, report.history_lines
+            report.checkpoints,
+            report.history_lines
         );
         if args.read_data {
-            print!(
+            out!(
                 ", {} objects ({} bytes) re-hashed",
-                report.objects_read, report.bytes_read
+                report.objects_read,
+                report.bytes_read
             );
         }
-        println!();
+        outln!();
     } else {
-        println!("{} problems", report.problems.len());
+        outln!("{} problems", report.problems.len());
     }
     Ok(report.exit_code)
 }

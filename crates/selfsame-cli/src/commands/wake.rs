@@ -7,6 +7,7 @@ use selfsame::verdict::MigrationPolicy;
 use selfsame::{Error, Result, Vault};
 
 use crate::context::Context;
+use crate::output::outln;
 
 /// Check the soul and vault on start; say whether the agent may start.
 ///
@@ -112,18 +113,18 @@ pub fn print_report(r: &WakeReport, ctx: &Context) {
         return;
     }
     let detail = r.detail.map(|d| format!(" ({d})")).unwrap_or_default();
-    println!("{}{detail}: {}", r.verdict, r.message);
+    outln!("{}{detail}: {}", r.verdict, r.message);
     if let Some(m) = &r.molt {
-        println!("  molt: shell {} -> {}", m.from, m.to);
+        outln!("  molt: shell {} -> {}", m.from, m.to);
     }
     for p in r.problems.iter().skip(1) {
-        println!("  also: {} ({})", p.message, p.detail);
+        outln!("  also: {} ({})", p.message, p.detail);
     }
     for w in &r.warnings {
-        println!("  warning: {w}");
+        outln!("  warning: {w}");
     }
     for a in &r.actions {
-        println!("  {a}");
+        outln!("  {a}");
     }
     let next = match (r.may_start, r.verdict) {
         (true, _) => "the agent may start".to_owned(),
@@ -141,5 +142,5 @@ pub fn print_report(r: &WakeReport, ctx: &Context) {
         }
         (false, _) => "halted. `selfsame verify` lists every problem; `selfsame restore last-good` puts a good state back".to_owned(),
     };
-    println!("  {next}");
+    outln!("  {next}");
 }

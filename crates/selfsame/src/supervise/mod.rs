@@ -112,7 +112,11 @@ pub struct Outcome {
 pub fn run(vault: &Vault, token: &BotToken, opts: &Options, log: &dyn Log) -> Result<Outcome> {
     // Before wake writes its history line and the awake marker: an agent
     // that can never start must not leave the vault saying it is awake.
-    if opts.command.first().is_none_or(|program| program.is_empty()) {
+    if opts
+        .command
+        .first()
+        .is_none_or(|program| program.is_empty())
+    {
         return Err(Error::Usage(
             "no command to supervise: give the agent's command line after `--`, e.g. `selfsame run -- python bot.py`".into(),
         ));

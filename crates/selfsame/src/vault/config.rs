@@ -299,8 +299,7 @@ fn key_at(text: &str, at: usize) -> Option<String> {
         } else if let Some((k, _)) = t.split_once('=') {
             let k = k.trim();
             let bare = !k.is_empty()
-                && k
-                    .bytes()
+                && k.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             let quoted = k.len() >= 2 && k.starts_with('"') && k.ends_with('"');
             if bare || quoted {

@@ -325,3 +325,105 @@ fn output_that_cannot_be_written_is_an_error_on_stderr_and_exit_1() {
         assert_eq!(got.code, 1, "{args:?}: {}", got.stderr);
     }
 }
+
+#[test]
+fn the_stale_warning_says_how_old_the_checkpoint_is_and_the_threshold() {
+    let env = Env::bare();
+    let sealed = [("SELFSAME_NOW", "2030-01-01T00:00:00Z")];
+    env.run_env(&["init", "soul"], &sealed).expect_code(0);
+    let later = [("SELFSAME_NOW", "2030-01-09T03:00:00Z")];
+    let out = env.run_env(&["wake"], &later).expect_code(0);
+    assert!(
+        out.stdout.contains(
+            "warning: stale: checkpoint 1 was sealed 8days 3h ago, longer than max_age 7days"
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = env.run_env(&["status"], &later).expect_code(0);
+    assert!(
+        out.stdout
+            .contains("sealed 8days 3h ago, longer than max_age 7days"),
+        "{}",
+        out.stdout
+    );
+    let out = env
+        .run_env(&["wake", "--max-age", "2d"], &later)
+        .expect_code(0);
+    assert!(
+        out.stdout.contains("longer than max_age 2days"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn the_init_summary_counts_files_and_directories_apart() {
+    let env = Env::bare();
+    let out = env.run(&["init", "soul"]).expect_code(0);
+    // The test soul: 5 files, 1 symlink, 3 directories.
+    assert!(
+        out.stdout.contains("sealed checkpoint 1 (init): 6 files, "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("all 9 paths are new: 6 files and symlinks, 3 directories"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("9 added"), "{}", out.stdout);
+}
+
+#[test]
+fn log_names_the_checkpoint_a_crash_happened_on() {
+    let env = Env::at_rest();
+    env.run(&["run", "--max-restarts", "0", "--", "sh", "-c", "exit 7"])
+        .expect_code(1);
+    let out = env.run(&["log"]).expect_code(0);
+    let crash = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(" crash "))
+        .unwrap_or_else(|| panic!("no crash line: {}", out.stdout));
+    assert!(
+        crash.contains("the agent died on checkpoint 2 (exit status 7, after "),
+        "{crash}"
+    );
+}
+
+#[test]
+fn show_json_gives_numbers_as_numbers() {
+    let env = Env::at_rest();
+    let v = env.run(&["--json", "show", "2"]).expect_code(0).json();
+    let f = &v["fields"];
+    for (key, want) in [("v", 1), ("seq", 2), ("files", 6)] {
+        assert_eq!(f[key], serde_json::json!(want), "{key}: {v}");
+    }
+    assert_eq!(f["bot_id"], serde_json::json!(4815162342u64), "{v}");
+    assert!(f["bytes"].as_u64().is_some_and(|b| b > 0), "{v}");
+    assert_eq!(v["seq"], serde_json::json!(2));
+    // Everything else stays text.
+    assert!(f["sealed_at"].is_string() && f["soul"].is_string(), "{v}");
+}
+
+#[test]
+fn the_demo_shows_each_command_it_runs_in_step_2() {
+    let env = Env::bare();
+    let out = env.run(&["demo"]).expect_code(0);
+    let step2: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("── 2."))
+        .take_while(|l| !l.starts_with("── 3."))
+        .collect();
+    let shown: Vec<&str> = step2
+        .iter()
+        .filter_map(|l| l.trim_start().strip_prefix("$ "))
+        .collect();
+    assert_eq!(shown.len(), 3, "{step2:#?}");
+    assert_eq!(shown[0], "selfsame wake");
+    assert!(shown[1].contains(">> soul/memory.jsonl"), "{step2:#?}");
+    assert_eq!(shown[2], "selfsame seal");
+}

@@ -33,6 +33,11 @@ const TOKEN: &str = "123456789:demo-token-not-a-real-secret";
 fn step(n: u32, title: &str, command: &str) {
     outln!();
     outln!("── {n}. {title}");
+    shows(command);
+}
+
+/// Shows one more command a step runs.
+fn shows(command: &str) {
     outln!("   $ {command}");
 }
 
@@ -118,15 +123,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
 
     step(
         2,
-        "It runs, learns, and stops cleanly: seal reason=rest",
-        "selfsame seal",
+        "It wakes, runs, learns, and stops cleanly: seal reason=rest",
+        "selfsame wake",
     );
     let r = wake_as(&vault, &token, "1.0.0")?;
     verdict(&r);
-    append(
-        &memory,
-        r#"{"user":"ana","said":"remember my cat is called Miso"}"#,
-    )?;
+    let learned = r#"{"user":"ana","said":"remember my cat is called Miso"}"#;
+    shows(&format!(
+        "echo '{learned}' >> soul/memory.jsonl   # the bot learns"
+    ));
+    append(&memory, learned)?;
+    shows("selfsame seal");
     let s = seal(&vault, &token, &SealOptions::new(Reason::Rest), &Silent)?;
     outln!(
         "   sealed checkpoint {} ({}), changes: {}",
@@ -157,6 +164,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     step(5, "Restart after the crash", "selfsame wake");
     let r = wake_as(&vault, &token, "2.0.0")?;
     verdict(&r);
+    shows("selfsame seal");
     let s = seal(&vault, &token, &SealOptions::new(Reason::Rest), &Silent)?;
     outln!("   clean stop: sealed checkpoint {} (rest)", s.seq);
 

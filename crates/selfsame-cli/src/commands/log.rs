@@ -30,6 +30,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             outln!("{}", e.to_line());
             continue;
         }
+        if e.event == "crash" {
+            outln!("{:>5}  {}  {:<8} {}", e.n, e.at, e.event, crash(e));
+            continue;
+        }
         let mut parts = Vec::new();
         for key in [
             "verdict",
@@ -68,4 +72,27 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         return Err(Error::Corrupt("history.jsonl is damaged".into()));
     }
     Ok(0)
+}
+
+/// A `crash` event for people: the checkpoint the agent ran on, how it
+/// ended, after how long (and during what, when the supervisor says).
+fn crash(e: &selfsame::format::history::HistoryLine) -> String {
+    let num = |k: &str| e.get(k).and_then(|v| v.as_i64());
+    let mut s = match num("seq") {
+        Some(seq) => format!("the agent died on checkpoint {seq} ("),
+        None => "the agent died (".to_owned(),
+    };
+    match (num("status"), num("signal")) {
+        (Some(c), _) => s.push_str(&format!("exit status {c}")),
+        (None, Some(sig)) => s.push_str(&format!("killed by signal {sig}")),
+        (None, None) => s.push_str("how is not recorded"),
+    }
+    if let Some(ms) = num("ran_ms") {
+        s.push_str(&format!(", after {:.1} s", ms as f64 / 1000.0));
+    }
+    if let Some(d) = e.get("during").and_then(|v| v.as_str()) {
+        s.push_str(&format!(", during {d}"));
+    }
+    s.push(')');
+    s
 }

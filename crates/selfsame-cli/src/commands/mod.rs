@@ -29,7 +29,20 @@ pub fn print_seal(r: &selfsame::ops::seal::SealReport) {
             r.bytes,
             &r.soul[..12]
         );
-        if !r.changes.is_empty() {
+        if r.reason == "init" {
+            // Every path is new; the count above leaves directories out.
+            let paths = r.changes.added.len() as u64;
+            let dirs = paths.saturating_sub(r.files);
+            outln!(
+                "  all {paths} paths are new: {} files and symlinks, {dirs} {}",
+                r.files,
+                if dirs == 1 {
+                    "directory"
+                } else {
+                    "directories"
+                }
+            );
+        } else if !r.changes.is_empty() {
             outln!("  changes: {}", r.changes.summary());
         }
         if r.new_objects > 0 {

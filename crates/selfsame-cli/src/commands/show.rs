@@ -19,6 +19,9 @@ pub struct Args {
     seq: Option<u64>,
 }
 
+/// The checkpoint fields that hold a number.
+const NUMBERS: &[&str] = &["v", "seq", "files", "bytes", "bot_id"];
+
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
     let token = ctx.vault_token(&vault)?;
@@ -36,7 +39,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             .ckpt
             .fields
             .iter()
-            .map(|(k, v)| (k.to_owned(), v.into()))
+            .map(|(k, v)| {
+                // The numeric fields as numbers; the rest as stored.
+                let value = match (NUMBERS.contains(&k), v.parse::<u64>()) {
+                    (true, Ok(n)) => n.into(),
+                    _ => v.into(),
+                };
+                (k.to_owned(), value)
+            })
             .collect();
         ctx.print_json(&serde_json::json!({
             "seq": seq,

@@ -46,7 +46,7 @@ pub fn run(_args: Args, ctx: &Context) -> Result<i32> {
             }
         );
         out!("wake would say: ");
-        super::wake::print_report(&report, ctx);
+        super::wake::print_report(&report, ctx, &vault, None);
     }
     Ok(report.exit_code)
 }

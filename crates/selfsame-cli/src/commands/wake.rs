@@ -5,6 +5,7 @@ use selfsame::ops::wake::{wake_with_progress, WakeOptions, WakeReport};
 use selfsame::vault::config::parse_max_age;
 use selfsame::verdict::MigrationPolicy;
 use selfsame::{Error, Result, Vault};
+use std::time::Duration;
 
 use crate::context::Context;
 use crate::output::outln;
@@ -103,11 +104,47 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let token = ctx.vault_token(&vault)?;
     let opts = args.flags.options(&vault, false)?;
     let report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
-    print_report(&report, ctx);
+    print_report(&report, ctx, &vault, opts.max_age);
     Ok(report.exit_code)
 }
 
-pub fn print_report(r: &WakeReport, ctx: &Context) {
+/// The `stale` warning for people: how old the head is, and the threshold
+/// (`max_age`: the flag's when given, else the config's).
+fn stale(vault: &Vault, r: &WakeReport, max_age: Option<Option<Duration>>) -> String {
+    let detail = || -> Option<String> {
+        let seq = r.seq?;
+        let sealed = vault.read_checkpoint(seq).ok()?.ckpt.sealed_time();
+        let age = selfsame::clock::now().duration_since(sealed).ok()?;
+        let max = match max_age {
+            Some(m) => m,
+            None => vault.config.max_age(&vault.config_path()).ok()?,
+        }?;
+        Some(format!(
+            ": checkpoint {seq} was sealed {} ago, longer than max_age {}; seal more often (e.g. `selfsame seal --reason heartbeat`), or raise max_age in config.toml",
+            rough(age),
+            humantime::format_duration(max)
+        ))
+    };
+    format!("stale{}", detail().unwrap_or_default())
+}
+
+/// A duration to its two largest units (`8days 3h`, `5h 12m`, `40s`).
+fn rough(d: Duration) -> humantime::FormattedDuration {
+    let s = d.as_secs();
+    let kept = match s {
+        86_400.. => s - s % 3_600,
+        3_600.. => s - s % 60,
+        _ => s,
+    };
+    humantime::format_duration(Duration::from_secs(kept))
+}
+
+pub fn print_report(
+    r: &WakeReport,
+    ctx: &Context,
+    vault: &Vault,
+    max_age: Option<Option<Duration>>,
+) {
     if ctx.json {
         ctx.print_json(r);
         return;
@@ -121,7 +158,10 @@ pub fn print_report(r: &WakeReport, ctx: &Context) {
         outln!("  also: {} ({})", p.message, p.detail);
     }
     for w in &r.warnings {
-        outln!("  warning: {w}");
+        match w.as_str() {
+            "stale" => outln!("  warning: {}", stale(vault, r, max_age)),
+            _ => outln!("  warning: {w}"),
+        }
     }
     for a in &r.actions {
         outln!("  {a}");

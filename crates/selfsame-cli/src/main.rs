@@ -2,6 +2,7 @@
 
 mod commands;
 mod context;
+mod interrupt;
 mod output;
 mod progress;
 
@@ -87,6 +88,19 @@ fn main() {
             std::process::exit(output::finish(code));
         }
     };
+    // A command that writes the vault finishes what it started on Ctrl-C.
+    let writes = match &cli.command {
+        Command::Init(_) => Some("init"),
+        Command::Seal(_) | Command::Accept(_) => Some("the seal"),
+        Command::Wake(_) => Some("the wake"),
+        Command::Restore(_) => Some("the restore"),
+        Command::Migrate(_) => Some("the migration"),
+        Command::Rekey(_) => Some("the rekey"),
+        _ => None,
+    };
+    if let Some(what) = writes {
+        interrupt::finish_first(what);
+    }
     let ctx = Context::new(cli.vault, cli.token_file, cli.json);
     let result = match cli.command {
         Command::Init(a) => init::run(a, &ctx),
@@ -112,5 +126,5 @@ fn main() {
             e.exit_code()
         }
     };
-    std::process::exit(output::finish(code));
+    interrupt::exit(output::finish(code));
 }

@@ -427,3 +427,83 @@ fn the_demo_shows_each_command_it_runs_in_step_2() {
     assert!(shown[1].contains(">> soul/memory.jsonl"), "{step2:#?}");
     assert_eq!(shown[2], "selfsame seal");
 }
+
+/// Whether process `pid` has a handler for SIGINT (`SigCgt` in /proc).
+fn catches_sigint(pid: u32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc_sigint() - 1)) != 0)
+}
+
+fn libc_sigint() -> i32 {
+    nix::sys::signal::Signal::SIGINT as i32
+}
+
+#[test]
+fn ctrl_c_during_a_seal_says_on_the_terminal_that_it_finishes_the_seal() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+
+    let env = Env::at_rest();
+    fs::write(env.soul().join("memory.jsonl"), "one more line\n").unwrap();
+    // Hold the vault lock, so the seal is surely under way (waiting to
+    // write) when Ctrl-C comes.
+    let lock = fs::File::open(env.vault().join("run/lock")).unwrap();
+    lock.lock().unwrap();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut child = env
+        .command(TOKEN, &["seal"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::from(pty.slave))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !catches_sigint(child.id()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the seal stopped at Ctrl-C instead of finishing"
+    );
+    lock.unlock().unwrap();
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut terminal = Vec::new();
+    let mut master = fs::File::from(pty.master);
+    let mut buf = [0u8; 4096];
+    // The terminal reads until the last writer is gone (then EIO).
+    while let Ok(n @ 1..) = master.read(&mut buf) {
+        terminal.extend_from_slice(&buf[..n]);
+    }
+    let terminal = String::from_utf8_lossy(&terminal);
+    assert!(
+        terminal.contains("interrupted: finishing the seal first"),
+        "terminal: {terminal}"
+    );
+    // The seal finished, then the process ended by SIGINT as asked, so a
+    // script around it stops too.
+    assert!(
+        stdout.contains("sealed checkpoint 3 (rest)"),
+        "stdout: {stdout}"
+    );
+    assert_eq!(status.signal(), Some(libc_sigint()), "{status:?}");
+    assert_eq!(env.head(), 3);
+    assert!(!env.marker().exists());
+    env.verify_clean();
+    for s in SECRETS {
+        assert!(!terminal.contains(s) && !stdout.contains(s));
+    }
+}

@@ -18,6 +18,10 @@ use crate::context::Context;
 /// Call it from the agent's stop script, or at a quiescent point while it
 /// runs (`--reason heartbeat`). A file that keeps changing while it is read
 /// makes the seal fail rather than record bytes it did not store.
+///
+/// Ctrl-C lets the seal finish first (it says so on stderr), then stops the
+/// process by SIGINT, so a script around it stops too; a second Ctrl-C
+/// stops it at once, which loses nothing sealed either.
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {

@@ -130,6 +130,8 @@ def clear_trash(trash):
     """Deletes what earlier runs moved aside (and what a deletion in the
     background left); true if there was any."""
     parent = os.path.dirname(trash)
+    # On a fresh machine nothing of the work directory exists yet.
+    os.makedirs(parent, exist_ok=True)
     leftovers = [os.path.join(parent, n) for n in os.listdir(parent) if n.startswith("trash.")]
     found = bool(leftovers) or (os.path.isdir(trash) and bool(os.listdir(trash)))
     if found:
@@ -173,7 +175,9 @@ def soul_size(path):
     return files, total
 
 
-def bench_soul(kind, work, scale, runs, many, trash, results):
+def prepare_soul(kind, work, scale, trash):
+    """Generates soul `kind` at `scale` under `work` unless it is there
+    already; returns its base directory, soul directory, files and bytes."""
     base = os.path.join(work, kind)
     soul = os.path.join(base, "soul")
     stamp = os.path.join(base, f"generated-scale-{scale}")
@@ -186,6 +190,11 @@ def bench_soul(kind, work, scale, runs, many, trash, results):
         open(stamp, "w").close()
     files, size = soul_size(soul)
     print(f"soul {kind}: {files} files, {size / 2**20:.0f} MiB", flush=True)
+    return base, soul, files, size
+
+
+def bench_soul(kind, work, scale, runs, many, trash, results):
+    base, soul, files, size = prepare_soul(kind, work, scale, trash)
     sh("sync")
     # Warm page cache for every command, the first one included.
     sh(f"find {soul} -type f -print0 | xargs -0 cat >/dev/null")
@@ -280,9 +289,21 @@ def main():
     ap.add_argument("--runs", type=int)
     ap.add_argument("--souls", default="abc")
     ap.add_argument("--work", default=os.environ.get("BENCH_DIR", os.path.join(tempfile.gettempdir(), "selfsame-bench")))
+    ap.add_argument("--scale", type=int, help="divide soul sizes by N (default 10 with --quick, else 1)")
+    ap.add_argument("--setup-only", action="store_true",
+                    help="create the work directory and generate the souls, then stop (needs python3 alone)")
     a = ap.parse_args()
-    scale = 10 if a.quick else 1
+    scale = a.scale or (10 if a.quick else 1)
     runs = a.runs or (1 if a.quick else 3)
+    work = os.path.join(a.work, "quick") if a.quick else a.work
+    trash = os.path.join(work, "trash")
+    if a.setup_only:
+        clear_trash(trash)
+        for kind in a.souls:
+            prepare_soul(kind, work, scale, trash)
+        clear_trash(trash)
+        print(f"set up in {work}")
+        return 0
     os.environ["TELEGRAM_BOT_TOKEN"] = TOKEN
     os.environ["SELFSAME_LOCK_WAIT"] = "60s"
     cores = os.cpu_count()
@@ -296,8 +317,6 @@ def main():
     # Commands of a second or less run more often: their medians carry the
     # ratios, and this machine's timings wander by tens of milliseconds.
     many = max(runs, 3 if a.quick else 10)
-    work = os.path.join(a.work, "quick") if a.quick else a.work
-    trash = os.path.join(work, "trash")
     if clear_trash(trash) and not a.quick:
         print(f"deleted the stores an earlier bench left; waiting {RECENTLY_DELETED_S} s "
               "for the filesystem to stop skipping their inodes …", flush=True)

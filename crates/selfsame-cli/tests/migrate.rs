@@ -331,6 +331,57 @@ fn a_migration_past_its_timeout_is_killed_and_the_soul_untouched() {
     assert_eq!(bot.head()["format"], "v1");
 }
 
+/// The size of `path` now and a while later: equal when nothing writes to it.
+fn size_then_later(path: &Path) -> (u64, u64) {
+    let size = || fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let now = size();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    (now, size())
+}
+
+/// A migration that starts a child which opens `ticks` in the staging dir
+/// and writes a line to it every 50 ms for ten seconds (wherever the file
+/// moves: into the soul, or into quarantine), then ends (or sleeps past its
+/// timeout). The child's output does not hold the command's pipes open.
+fn forking_migration(then: &str) -> String {
+    format!(
+        "#!/bin/sh\n( exec 3>>ticks; i=0; while [ $i -lt 200 ]; do echo tick >&3; i=$((i+1)); sleep 0.05; done ) >/dev/null 2>&1 &\nsleep 0.3\n{then}\n"
+    )
+}
+
+#[test]
+fn a_timed_out_migration_is_killed_with_every_process_it_started() {
+    // Issue 13, item 11: the child kept writing into quarantine after the
+    // command said "killed".
+    let bot = Bot::new();
+    bot.migration("v2-forks", &forking_migration("exec sleep 30"));
+    let (code, r) = bot.json(&["migrate", "--timeout", "1s"], &[]);
+    assert_eq!(code, 6, "{r}");
+    assert!(
+        r["failed"]["error"].as_str().unwrap().contains("killed"),
+        "{r}"
+    );
+    let staged = bot.quarantined("-migrate-v2-failed");
+    assert_eq!(staged.len(), 1);
+    let (now, later) = size_then_later(&staged[0].join("ticks"));
+    assert!(now > 0, "the child ran");
+    assert_eq!(now, later, "a child of the migration still writes");
+    assert_eq!(bot.head()["format"], "v1");
+}
+
+#[test]
+fn a_migration_that_exits_leaves_nothing_running_that_writes_into_the_soul() {
+    let bot = Bot::new();
+    bot.migration("v2-forks", &forking_migration("exit 0"));
+    bot.ok(&["migrate"]);
+    assert_eq!(bot.head()["format"], "v2");
+    let (now, later) = size_then_later(&bot.path("soul/ticks"));
+    assert!(now > 0, "the child ran");
+    assert_eq!(now, later, "a child of the migration still writes");
+    let (code, w) = bot.json(&["wake"], &[]);
+    assert_eq!((code, w["verdict"].as_str()), (0, Some("verified")), "{w}");
+}
+
 // --- must hold 3 ----------------------------------------------------------
 
 #[test]

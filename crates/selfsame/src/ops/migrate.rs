@@ -16,10 +16,14 @@
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use selfsame_telegram::BotToken;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -190,22 +194,41 @@ impl Migration for Script {
         if let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
             cmd.stdout(Stdio::from(fd));
         }
+        // Its own process group, so that whatever it starts can be ended
+        // with it.
+        cmd.process_group(0);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.path.display()))?;
+        let group = Pid::from_raw(child.id() as i32);
         let deadline = Instant::now() + ctx.timeout;
         loop {
-            match child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => return Err(format!("{} {status}", self.name())),
-                Ok(None) => {}
-                Err(e) => return Err(format!("waiting for {}: {e}", self.name())),
+            // Seen without reaping it: until it is reaped, its pid (the
+            // group's id) cannot be reused, so the group kill below can only
+            // reach its own processes.
+            let exited = waitid(
+                Id::Pid(group),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            );
+            match exited {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(_) => {
+                    let status = end_group(group, &mut child);
+                    return match status {
+                        Ok(s) if s.success() => Ok(()),
+                        Ok(s) => Err(format!("{} {s}", self.name())),
+                        Err(e) => Err(format!("waiting for {}: {e}", self.name())),
+                    };
+                }
+                Err(e) => {
+                    let _ = end_group(group, &mut child);
+                    return Err(format!("waiting for {}: {e}", self.name()));
+                }
             }
             if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = end_group(group, &mut child);
                 return Err(format!(
-                    "{} timed out after {} and was killed",
+                    "{} timed out after {} and was killed, with every process it started",
                     self.name(),
                     humantime::format_duration(ctx.timeout)
                 ));
@@ -213,6 +236,51 @@ impl Migration for Script {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Ends a migration's process group: whatever is left of it (processes the
+/// migration started in the background, or the migration itself on a
+/// timeout) is killed, the migration reaped, and the call returns only once
+/// no process of the group can still write (each is gone or a zombie; a
+/// process that left the group with `setsid` is out of reach).
+fn end_group(group: Pid, child: &mut std::process::Child) -> std::io::Result<ExitStatus> {
+    let _ = killpg(group, Signal::SIGKILL);
+    let status = child.wait();
+    let deadline = Instant::now() + GROUP_GONE;
+    while group_runs(group) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    status
+}
+
+/// How long [`end_group`] waits for the killed processes to be gone.
+const GROUP_GONE: Duration = Duration::from_secs(10);
+
+/// Whether a process of `group` is still running (not a zombie). Killed
+/// orphans become zombies until init reaps them, which some containers'
+/// init never does, so `/proc` is read rather than `kill(-group, 0)`.
+fn group_runs(group: Pid) -> bool {
+    // The usual case, a migration that left nothing behind, needs no more.
+    if killpg(group, None).is_err() {
+        return false;
+    }
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return true;
+    };
+    procs.flatten().any(|p| {
+        let Ok(stat) = fs::read_to_string(p.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp …`; comm may hold anything but the
+        // last `)`.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+        pgrp == Some(group.as_raw()) && !matches!(state, "Z" | "X")
+    })
 }
 
 /// The migrations a shell knows, by the tag each writes.

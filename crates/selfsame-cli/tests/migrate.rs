@@ -382,6 +382,43 @@ fn a_migration_that_exits_leaves_nothing_running_that_writes_into_the_soul() {
     assert_eq!((code, w["verdict"].as_str()), (0, Some("verified")), "{w}");
 }
 
+#[test]
+fn a_wake_whose_migration_fails_records_incompatible_not_verified() {
+    // Issue 13, item 12: the history said `verified` though the command
+    // ended `incompatible` (exit 6).
+    let bot = Bot::new();
+    bot.migration(
+        "v2-broken",
+        "#!/bin/sh\necho 'v2: schema mismatch' >&2\nexit 3\n",
+    );
+    let before = bot.history("wake").len();
+    let (code, w) = bot.json(
+        &[
+            "wake",
+            "--reads",
+            "v2",
+            "--policy",
+            "needs-migration=migrate",
+        ],
+        &[],
+    );
+    assert_eq!(code, 6, "{w}");
+    assert_eq!(w["verdict"], "incompatible");
+    let wakes = bot.history("wake");
+    let this: Vec<&Value> = wakes[before..].iter().collect();
+    assert_eq!(this.len(), 1, "one wake, one event: {this:?}");
+    assert_eq!(this[0]["verdict"], "incompatible", "{}", this[0]);
+    assert_eq!(this[0]["action"], "halt", "{}", this[0]);
+    assert!(this[0]["message"].as_str().unwrap().contains("v2-broken"));
+    // The failed migration's own event comes first; the wake's is the last word.
+    let all: Vec<Value> = fs::read_to_string(bot.path(".selfsame/history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(all.last().unwrap()["event"], "wake");
+}
+
 // --- must hold 3 ----------------------------------------------------------
 
 #[test]

@@ -18,7 +18,7 @@ use crate::format::checkpoint::Reason;
 use crate::progress::{Progress, Silent};
 use crate::soul::{self, Changes};
 use crate::vault::statcache::StatCache;
-use crate::vault::Vault;
+use crate::vault::{Stored, Vault};
 use crate::verdict::{Action, Detail, MigrationPolicy, Policies, Verdict};
 
 /// How to wake.
@@ -436,8 +436,46 @@ fn judge(
     if opts.dry_run {
         return Ok(report);
     }
-    record(vault, &report, opts)?;
+    // The history records what the command finally decided: one event,
+    // after the action (a migration that fails turns `verified` into
+    // `incompatible`).
+    let acted = act(vault, token, opts, progress, &mut report, head, migrate_to);
+    match acted {
+        Ok(new_head) => {
+            record(vault, &report, opts)?;
+            if let Some(h) = new_head {
+                report.head = Some(h.ckpt.seq);
+                vault.write_marker(&insp.key, &h)?;
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            report.message = format!(
+                "{}; then taking the action ({}) failed, so the agent was not started: {e}",
+                report.message,
+                report.action.as_str()
+            );
+            report.action = Action::Halt;
+            report.may_start = false;
+            // The error is what the caller must see; the event is best effort.
+            let _ = record(vault, &report, opts);
+            Err(e)
+        }
+    }
+}
 
+/// Takes the action the verdict's policy names, then any migrations the
+/// policy asks for. Returns the head the agent starts on (`None`: halt);
+/// a failed migration turns the report `incompatible`.
+fn act(
+    vault: &Vault,
+    token: &BotToken,
+    opts: &WakeOptions,
+    progress: &dyn Progress,
+    report: &mut WakeReport,
+    head: Stored,
+    migrate_to: Option<u32>,
+) -> Result<Option<Stored>> {
     let new_head = match report.action {
         Action::Start => Some(head),
         Action::Accept => {
@@ -492,11 +530,7 @@ fn judge(
         }
         (h, _) => h,
     };
-    if let Some(h) = new_head {
-        report.head = Some(h.ckpt.seq);
-        vault.write_marker(&insp.key, &h)?;
-    }
-    Ok(report)
+    Ok(new_head)
 }
 
 /// Whether the newest checkpoint verifies under `token` and records a

@@ -377,8 +377,9 @@ fn restore_moves_a_non_utf8_top_level_name_to_quarantine_whole() {
 #[test]
 fn restore_refuses_a_checkpoint_entry_that_an_exclude_keeps_in_place() {
     // Checkpoint 2 has `memory.jsonl` and `notes/`; both are excluded
-    // afterwards, and the live soul holds newer versions. A swap would keep
-    // them in place and then have to put the checkpoint's over them.
+    // afterwards (the owner adopts that config: checkpoint 3), and the live
+    // soul holds newer versions. A swap would keep them in place and then
+    // have to put the checkpoint's over them.
     let env = Env::at_rest();
     let cfg = env.vault().join("config.toml");
     let text = fs::read_to_string(&cfg).unwrap();
@@ -388,6 +389,7 @@ fn restore_refuses_a_checkpoint_entry_that_an_exclude_keeps_in_place() {
         text.replace("exclude = []", "exclude = [\"memory.jsonl\", \"notes\"]"),
     )
     .unwrap();
+    env.run(&["accept"]).expect_code(0);
     write(&env.soul(), "memory.jsonl", b"live memory\n", 0o644);
     write(&env.soul(), "notes/live.md", b"a live note\n", 0o644);
     let before = tree(&env.soul());
@@ -403,7 +405,7 @@ fn restore_refuses_a_checkpoint_entry_that_an_exclude_keeps_in_place() {
     );
     assert!(!env.vault().join("run/restore.journal").exists());
     assert!(env.quarantined().is_empty());
-    assert_eq!(env.head(), 2);
+    assert_eq!(env.head(), 3);
     // Nothing is left half done: the vault still works.
     env.run(&["seal"]).expect_code(0);
 }

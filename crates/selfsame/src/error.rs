@@ -90,9 +90,22 @@ pub enum Error {
     /// nothing was written).
     #[error("cannot seal: {0}")]
     Field(#[from] crate::format::checkpoint::FieldError),
-    /// An interrupted restore must be finished first.
-    #[error("an interrupted restore is pending ({0}); run `selfsame wake` or `selfsame restore --resume` to finish it")]
+    /// An interrupted restore must be finished or undone first.
+    #[error("an interrupted restore is pending ({0}); run `selfsame wake` (or `selfsame restore --resume`) to finish it, or `selfsame restore --abort` to undo it")]
     RestorePending(String),
+    /// The soul directory cannot be written: its permissions, a read-only
+    /// mount or an immutable attribute.
+    #[error("the soul directory {} is not writable ({}: {source}); {next}", .soul.display(), .path.display())]
+    SoulNotWritable {
+        /// The soul directory.
+        soul: PathBuf,
+        /// What could not be written.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+        /// What the owner can do.
+        next: String,
+    },
 }
 
 impl Error {

@@ -97,8 +97,12 @@ pub enum Detail {
     /// sealed with (its `config` field): tampered until the owner accepts it.
     ConfigChanged,
     /// `run/restore.journal` is not signed by this vault's key, or is
-    /// unreadable: it is never acted on.
+    /// unreadable, or its work dir is not the one it made: it is never
+    /// acted on.
     BadJournal,
+    /// `quarantine/` is a symlink or not a directory: nothing is moved
+    /// there.
+    QuarantineInvalid,
 }
 
 impl Detail {
@@ -119,6 +123,7 @@ impl Detail {
             Detail::NoCheckpoint => "no-checkpoint",
             Detail::ConfigChanged => "config-changed",
             Detail::BadJournal => "bad-journal",
+            Detail::QuarantineInvalid => "quarantine-invalid",
         }
     }
 

@@ -10,6 +10,11 @@ use crate::output::{out, outln};
 ///
 /// No lock, no repair, no history event, no awake marker. Exit 0 when wake
 /// would let the agent start, else the verdict's exit code.
+///
+/// An interrupted restore or migration is shown as pending, with what wake
+/// will do about it (finish it, or undo a migration that had not run to its
+/// end); when wake would finish it, the verdict is the one wake gives
+/// afterwards, not a comparison of the half-swapped soul.
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {}
@@ -45,6 +50,9 @@ pub fn run(_args: Args, ctx: &Context) -> Result<i32> {
                 "absent (clean stop)"
             }
         );
+        if let Some(p) = &report.pending {
+            outln!("pending: {}", p.describe());
+        }
         out!("wake would say: ");
         super::wake::print_report(&report, ctx, &vault, None);
     }

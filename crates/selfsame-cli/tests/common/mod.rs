@@ -26,6 +26,10 @@ pub const ROTATED: &str = "4815162342:AAG-rotated_canary_Pm3Nb5Vc7Xz9Lk1Jh";
 /// Every secret a test may hand to the binary; none may ever show up.
 pub const SECRETS: &[&str] = &[TOKEN, OTHER_BOT, ROTATED];
 
+/// The uid and gid of `nobody`, the unprivileged user of
+/// [`Env::run_as_nobody`].
+pub const NOBODY: u32 = 65534;
+
 /// A file's name that is not ASCII.
 pub const NON_ASCII: &str = "naïve-日記.txt";
 
@@ -65,6 +69,8 @@ impl Out {
 pub struct Env {
     pub dir: tempfile::TempDir,
     outputs: RefCell<Vec<Out>>,
+    /// The copy of the binary that [`Env::run_as_nobody`] runs.
+    nobody_bin: RefCell<Option<tempfile::TempDir>>,
 }
 
 impl Env {
@@ -77,6 +83,7 @@ impl Env {
         let env = Env {
             dir,
             outputs: RefCell::new(Vec::new()),
+            nobody_bin: RefCell::new(None),
         };
         build_soul(&env.soul());
         env
@@ -117,6 +124,7 @@ impl Env {
         Env {
             dir,
             outputs: RefCell::new(Vec::new()),
+            nobody_bin: RefCell::new(None),
         }
     }
 
@@ -180,6 +188,60 @@ impl Env {
         c.envs(env.iter().copied());
         let out = c.output().expect("run selfsame");
         self.keep(out)
+    }
+
+    /// Runs the binary with `TOKEN` as the unprivileged user `nobody`
+    /// (through `setpriv`), so that file permissions bite: root ignores
+    /// them. The binary runs from a copy in a directory of its own, which
+    /// nobody can reach wherever the build lives (and the leak scan does not
+    /// read); the caller gives nobody what it may write
+    /// ([`Env::give_to_nobody`]).
+    pub fn run_as_nobody(&self, args: &[&str]) -> Out {
+        let bin = self
+            .nobody_bin
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                let dir = tempfile::Builder::new()
+                    .prefix("selfsame-bin-")
+                    .tempdir()
+                    .expect("temp dir");
+                fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+                fs::copy(env!("CARGO_BIN_EXE_selfsame"), dir.path().join("selfsame")).unwrap();
+                dir
+            })
+            .path()
+            .join("selfsame");
+        let inner = self.command(TOKEN, args);
+        let mut c = Command::new("setpriv");
+        c.args([
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(&bin)
+        .args(args)
+        .current_dir(self.base())
+        .stdin(Stdio::null())
+        .env_clear()
+        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        let out = c
+            .output()
+            .expect("run selfsame as nobody: setpriv (util-linux) is needed");
+        self.keep(out)
+    }
+
+    /// Makes `path` and everything below it owned by `nobody` (symlinks
+    /// themselves, never their targets).
+    pub fn give_to_nobody(&self, path: &Path) {
+        std::os::unix::fs::lchown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+        let meta = fs::symlink_metadata(path).unwrap();
+        if meta.is_dir() {
+            for e in fs::read_dir(path).unwrap() {
+                self.give_to_nobody(&e.unwrap().path());
+            }
+        }
     }
 
     /// Starts the binary without waiting (see [`Env::finish`]).

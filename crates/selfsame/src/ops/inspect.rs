@@ -349,6 +349,11 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
         }
     }
 
+    // Quarantine: where restores move soul states; never followed out.
+    if let Some(m) = vault.quarantine_problem() {
+        push(Detail::QuarantineInvalid, m);
+    }
+
     // Config: the head binds the config.toml it was sealed with. A vault
     // written before the binding existed has no `config` field: not checked.
     if let Some(h) = &head {

@@ -28,6 +28,7 @@ use selfsame_telegram::BotToken;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::restore::workdir::{self, Want, WorkDirs};
 use super::restore::{self, Journal, Phase, RestoreReport, MIGRATE, WORK};
 use super::seal::{changes_json, current_head, manifest_of, seal_core, SealOptions};
 use crate::clock;
@@ -692,7 +693,13 @@ fn step(
         hide_env: vec![vault.config.token_env.clone()],
     };
     let before = manifest_of(vault, head)?;
-    restore::clear_work(vault)?;
+    // Before anything is made: the staging dir goes to a quarantine inside
+    // the vault should the migration fail.
+    vault.quarantine()?;
+    let dirs = WorkDirs::of(&vault.soul());
+    let work_dir = restore::clear_work(vault)
+        .and_then(|()| workdir::make(&dirs.work))
+        .map_err(|e| restore::not_writable(vault, e, restore::Next::Restore))?;
     let stamp = clock::rfc3339(clock::now()).replace([':', '.'], "");
     let mut data = Map::new();
     data.insert("ok".into(), true.into());
@@ -710,24 +717,37 @@ fn step(
         started: clock::rfc3339(clock::now()),
         format: Some(ctx.to.clone()),
         data,
+        config: Some(vault.config_hash()),
+        work_dir: Some(work_dir),
+        new_dir: None,
+        old_dir: None,
+        abort: None,
     };
-    restore::write_journal(vault, &checkpoint_key(token), &j)?;
-    let work = vault.soul().join(WORK);
-    let staging = work.join("new");
-    atomic::create_dir_all(&work)?;
-    if let Err(e) = restore::stage(&vault.objects(), &before, &staging, progress) {
+    if let Err(e) = restore::write_journal(vault, &checkpoint_key(token), &j) {
+        restore::drop_work_unless_journaled(vault, &dirs);
+        return Err(e);
+    }
+    let (work, staging) = (&dirs.work, &dirs.new);
+    if let Err(e) = restore::stage(&vault.objects(), &before, staging, progress) {
         // Refused (a corrupt object, say) before anything ran: drop the
         // partial staging dir and the journal; the soul was never touched.
-        let _ = fs::remove_dir_all(&staging);
-        let _ = fs::remove_dir(&work);
+        let _ = fs::remove_dir_all(staging);
+        let _ = fs::remove_dir(work);
         restore::remove_journal(vault)?;
         return Err(e);
     }
     failpoint::hit("migrate-after-stage");
 
     let started = Instant::now();
-    let outcome = match m.apply(&staging, &ctx) {
-        Ok(()) => fingerprint_staged(vault, &staging, progress)?,
+    // The migration ran in the staging dir: it must still be a real
+    // directory in the work dir this step made.
+    let ran = m.apply(staging, &ctx).and_then(|()| {
+        dirs.check(vault, &j, [Want::Present, Want::Present, Want::MaybeAbsent])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    let outcome = match ran {
+        Ok(()) => fingerprint_staged(vault, staging, progress)?,
         Err(e) => Err(e),
     };
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -739,9 +759,12 @@ fn step(
     let changes = soul::changes(&before, &after);
     j.data.insert("changes".into(), changes_json(&changes));
     j.soul = after.soul_hash();
+    j.new_dir = Some(workdir::id_of(staging)?);
+    j.old_dir = Some(workdir::make(&dirs.old)?);
     j.phase = Phase::SwapOut;
     restore::write_journal(vault, &checkpoint_key(token), &j)?;
-    let r = restore::run(vault, token, &mut j, Some(after), progress, false)?;
+    let r = restore::run(vault, token, &mut j, Some(after), progress, false)
+        .map_err(|e| restore::not_writable(vault, e, restore::Next::Pending))?;
     Ok(Ok(Step {
         migration: m.name(),
         from: ctx.from,
@@ -817,8 +840,7 @@ fn fail(vault: &Vault, j: &mut Journal, error: String) -> Result<Failure> {
 fn quarantine_staging(vault: &Vault, stem: &str) -> Result<String> {
     let work = vault.soul().join(WORK);
     let staging = work.join("new");
-    atomic::create_dir_all(&vault.quarantine_dir())?;
-    let dest = restore::unique(&vault.quarantine_dir(), stem);
+    let dest = restore::unique(&vault.quarantine()?, stem);
     if fs::symlink_metadata(&staging).is_ok() {
         restore::move_tree(&staging, &dest)?;
     }
@@ -857,6 +879,8 @@ pub(crate) fn abandon(vault: &Vault, j: &mut Journal) -> Result<RestoreReport> {
         resumed: true,
         event: MIGRATE.into(),
         undone: true,
+        aborted: false,
+        quarantine_config: None,
     })
 }
 

@@ -6,11 +6,18 @@
 //! moved in — so a soul that is a mount point works too. The old entries go
 //! to `quarantine/` whole; nothing is deleted. Each phase is recorded in
 //! `run/restore.journal` first, so a crash at any point is finished by the
-//! next `wake` or `restore --resume`.
+//! next `wake` or `restore --resume`, or undone by `restore --abort`
+//! ([`abort`]). The work dirs are checked to be the ones the restore made
+//! before anything inside them is touched again ([`workdir`]), and the
+//! restore acts on the config the head was sealed with ([`config`]).
 //!
 //! A migration uses the same swap and journal (event `migrate`): it stages
 //! the head, lets the migration rewrite the staging dir, then hands the
 //! journal to [`run`] at the swap. See [`super::migrate`].
+
+mod abort;
+mod config;
+pub(crate) mod workdir;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -32,6 +39,9 @@ use crate::format::checkpoint::Reason;
 use crate::format::{Kind, Manifest};
 use crate::progress::{Phase as ProgressPhase, Progress};
 use crate::vault::{atomic, Objects, Stored, Vault};
+pub(crate) use abort::Undo;
+pub use abort::{abort, abort_locked};
+use workdir::{DirId, Want, WorkDirs};
 
 /// The work directory inside the soul.
 pub const WORK: &str = ".selfsame-restore";
@@ -74,6 +84,19 @@ pub(crate) enum Phase {
     Seal,
 }
 
+impl Phase {
+    /// The name in the journal.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Phase::Stage => "stage",
+            Phase::SwapOut => "swap-out",
+            Phase::SwapIn => "swap-in",
+            Phase::Quarantine => "quarantine",
+            Phase::Seal => "seal",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Journal {
     pub(crate) target: u64,
@@ -87,9 +110,26 @@ pub(crate) struct Journal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) format: Option<String>,
     /// Extra fields for the history event (a migration's tags, duration
-    /// and change summary).
+    /// and change summary; a restore's quarantined config).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub(crate) data: Map<String, Value>,
+    /// Hex SHA-256 of the config the operation acts on, the one the head
+    /// was sealed with. Absent in journals of older versions: the head's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) config: Option<String>,
+    /// The work dir `<soul>/.selfsame-restore`, as made by this operation.
+    /// Absent in journals of older versions (see [`workdir`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) work_dir: Option<DirId>,
+    /// Its `new/`, recorded once staged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) new_dir: Option<DirId>,
+    /// Its `old/`, recorded before the swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) old_dir: Option<DirId>,
+    /// Set by `restore --abort`: the step of the undo reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) abort: Option<Undo>,
 }
 
 /// The journal event of a migration.
@@ -115,6 +155,72 @@ pub struct RestoreReport {
     /// Whether an interrupted migration was undone (the soul was never
     /// touched; its staging dir went to quarantine) instead of finished.
     pub undone: bool,
+    /// Whether this undid an interrupted operation (`restore --abort`):
+    /// the soul is back as it was before it began, nothing was sealed.
+    pub aborted: bool,
+    /// Where a `config.toml` that differed from the sealed config went,
+    /// relative to the vault (the sealed one was written back).
+    pub quarantine_config: Option<String>,
+}
+
+/// An interrupted restore or migration, and what the next wake does about
+/// it (for `status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Pending {
+    /// `restore`, `rollback` or `migrate`.
+    pub event: String,
+    /// The checkpoint it restores (for a migration: the one it started
+    /// from).
+    pub target: u64,
+    /// The phase reached: `stage`, `swap-out`, `swap-in`, `quarantine`,
+    /// `seal`.
+    pub phase: String,
+    /// Whether `restore --abort` began undoing it.
+    pub aborting: bool,
+    /// What the next wake does about it.
+    pub wake_will: WakeWill,
+}
+
+/// What the next wake does about a pending restore or migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WakeWill {
+    /// Finish it: the soul becomes the one it seals.
+    Finish,
+    /// Undo it: a migration that had not run to its end; the soul was not
+    /// touched.
+    Undo,
+    /// Finish the undo that `restore --abort` began.
+    FinishAbort,
+    /// Nothing: wake halts first (a changed config, a bad quarantine).
+    Nothing,
+}
+
+impl Pending {
+    /// One sentence for people.
+    pub fn describe(&self) -> String {
+        let what = format!(
+            "an interrupted {} to checkpoint {} is pending (phase {}{})",
+            self.event,
+            self.target,
+            self.phase,
+            if self.aborting { ", being undone" } else { "" }
+        );
+        let then = match self.wake_will {
+            WakeWill::Finish if self.event == MIGRATE => {
+                "wake will finish it: the migrated soul is swapped in and sealed"
+            }
+            WakeWill::Finish => {
+                "wake will finish it: the soul becomes that checkpoint's and is sealed"
+            }
+            WakeWill::Undo => "wake will undo it: the soul was not touched and stays at the head",
+            WakeWill::FinishAbort => {
+                "wake will finish undoing it (`selfsame restore --abort` began it): the soul goes back to how it was before"
+            }
+            WakeWill::Nothing => "wake will not act on it until the problem below is solved",
+        };
+        format!("{what}; {then}")
+    }
 }
 
 fn journal_path(vault: &Vault) -> PathBuf {
@@ -181,9 +287,59 @@ fn read_journal(vault: &Vault, key: Option<&SecretKey>) -> Result<Option<Journal
 pub fn pending(vault: &Vault) -> Result<Option<String>> {
     Ok(read_journal(vault, None)?.map(|j| {
         format!(
-            "{} to checkpoint {}, phase {:?}",
-            j.event, j.target, j.phase
+            "{} to checkpoint {}, phase {}{}",
+            j.event,
+            j.target,
+            j.phase.as_str(),
+            if j.abort.is_some() {
+                ", being undone"
+            } else {
+                ""
+            }
         )
+    }))
+}
+
+/// What the next wake would do about an interrupted restore or migration,
+/// changing nothing: its journal and work dirs are checked as a resume
+/// checks them (a journal that fails is [`Error::Corrupt`], which wake calls
+/// `bad-journal`). `blocked` says wake will not act on it at all (it halts
+/// on a changed config or a bad quarantine first): then only the journal's
+/// fields are read, if they can be.
+pub fn plan(vault: &Vault, token: &BotToken, blocked: bool) -> Result<Option<Pending>> {
+    let j = if blocked {
+        // Wake will not read it either: shown when it can be read at all.
+        read_journal(vault, None).ok().flatten()
+    } else {
+        read_journal(vault, Some(&checkpoint_key(token)))?
+    };
+    let Some(j) = j else { return Ok(None) };
+    let wake_will = if blocked {
+        WakeWill::Nothing
+    } else {
+        let view = journal_view(vault, token, &j)?;
+        let dirs = WorkDirs::of(&view.soul());
+        match j.abort {
+            Some(step) => {
+                dirs.check(&view, &j, abort::wants(step, &j))?;
+                WakeWill::FinishAbort
+            }
+            None => {
+                forward_check(&view, &j, &dirs)?;
+                if j.event == MIGRATE && j.phase == Phase::Stage {
+                    WakeWill::Undo
+                } else {
+                    WakeWill::Finish
+                }
+            }
+        }
+    };
+    Ok(Some(Pending {
+        event: j.event.clone(),
+        target: j.target,
+        phase: j.phase.as_str().to_owned(),
+        aborting: j.abort.is_some(),
+        wake_will,
     }))
 }
 
@@ -223,7 +379,10 @@ pub fn restore(
     restore_locked(vault, token, target, "restore", progress)
 }
 
-/// Restore with the vault lock held.
+/// Restore with the vault lock held. It acts on the config the head was
+/// sealed with (soul path, excludes), and writes that config back over a
+/// `config.toml` that differs from it, the changed file going to
+/// quarantine.
 pub fn restore_locked(
     vault: &Vault,
     token: &BotToken,
@@ -234,6 +393,9 @@ pub fn restore_locked(
     let key = checkpoint_key(token);
     let head =
         current_head(vault, &key, token)?.ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
+    // From here on `vault` is the sealed config's: `config.toml` as it is
+    // now is obeyed only if a checkpoint vouches for it.
+    let vault = &config::sealed(vault, head.ckpt.seq, head.ckpt.config())?;
     let stored = match target {
         Target::Head => head.clone(),
         Target::LastGood => last_good(vault, &key, &head)?,
@@ -248,9 +410,11 @@ pub fn restore_locked(
         }
     };
     let manifest = manifest_of(vault, &stored)?;
-    // Refused before anything is touched: the swap would have to put a
-    // checkpoint entry where the soul keeps one in place, or copy something
-    // that cannot be copied into a quarantine on another filesystem.
+    // Refused before anything is touched: the swap would move the soul into
+    // a quarantine that leads out of the vault, or have to put a checkpoint
+    // entry where the soul keeps one in place, or copy something that
+    // cannot be copied into a quarantine on another filesystem.
+    vault.quarantine()?;
     let keep = top_level_keep(vault);
     let top = manifest
         .entries
@@ -265,38 +429,111 @@ pub fn restore_locked(
         )));
     }
     check_movable(vault, &keep)?;
-    clear_work(vault)?;
     let quarantine = format!(
         "{}-{}-from-{}",
         clock::rfc3339(clock::now()).replace([':', '.'], ""),
         event,
         head.ckpt.seq
     );
-    let mut j = Journal {
-        target: stored.ckpt.seq,
-        soul: stored.ckpt.soul.clone(),
-        event: event.to_owned(),
-        phase: Phase::Stage,
-        quarantine,
-        head_before: head.ckpt.seq,
-        started: clock::rfc3339(clock::now()),
-        format: None,
-        data: Map::new(),
+    // Nothing in the soul changes before the work dir exists: a soul that
+    // cannot be written is refused here, with nothing done.
+    let dirs = WorkDirs::of(&vault.soul());
+    let work_dir = clear_work(vault)
+        .and_then(|()| workdir::make(&dirs.work))
+        .map_err(|e| not_writable(vault, e, Next::Restore))?;
+    let prepared = (|| -> Result<Journal> {
+        // The journal names the config by hash: its bytes must be an object
+        // (they are, unless the head predates the binding).
+        let bytes = vault.config_bytes();
+        vault.objects().put(&crate::crypto::sha256(bytes), bytes)?;
+        let mut data = Map::new();
+        if let Some(q) = config::put_back(vault, &quarantine)? {
+            data.insert("quarantine_config".into(), q.into());
+        }
+        let j = Journal {
+            target: stored.ckpt.seq,
+            soul: stored.ckpt.soul.clone(),
+            event: event.to_owned(),
+            phase: Phase::Stage,
+            quarantine,
+            head_before: head.ckpt.seq,
+            started: clock::rfc3339(clock::now()),
+            format: None,
+            data,
+            config: Some(vault.config_hash()),
+            work_dir: Some(work_dir),
+            new_dir: None,
+            old_dir: None,
+            abort: None,
+        };
+        write_journal(vault, &key, &j)?;
+        Ok(j)
+    })();
+    let mut j = match prepared {
+        Ok(j) => j,
+        Err(e) => {
+            drop_work_unless_journaled(vault, &dirs);
+            return Err(e);
+        }
     };
-    write_journal(vault, &key, &j)?;
     run(vault, token, &mut j, Some(manifest), progress, false)
+        .map_err(|e| not_writable(vault, e, Next::Pending))
 }
 
-/// Finishes an interrupted restore, if any, with the vault lock held.
+/// After an error writing the first journal: the empty work dir goes
+/// again, unless the journal made it to its name (its directory's fsync
+/// failed, say), which then records it and may be acted on.
+pub(crate) fn drop_work_unless_journaled(vault: &Vault, dirs: &WorkDirs) {
+    if fs::symlink_metadata(journal_path(vault)).is_err() {
+        let _ = fs::remove_dir(&dirs.work);
+    }
+}
+
+/// The vault acting on the config an interrupted operation acts on: the
+/// one its journal names, or for a journal of an older version the head's.
+fn journal_view(vault: &Vault, token: &BotToken, j: &Journal) -> Result<Vault> {
+    let (seq, hash) = match &j.config {
+        Some(h) => (j.head_before, Some(h.clone())),
+        None => {
+            let head = current_head(vault, &checkpoint_key(token), token)?;
+            (
+                head.as_ref().map_or(0, |h| h.ckpt.seq),
+                head.and_then(|h| h.ckpt.config().map(str::to_owned)),
+            )
+        }
+    };
+    config::sealed(vault, seq, hash.as_deref())
+}
+
+/// Finishes an interrupted restore (or the undo `restore --abort` began),
+/// if any, with the vault lock held. It acts on the config the journal
+/// names and, finishing a restore, writes it back over a changed
+/// `config.toml` like a restore does.
 pub fn resume_locked(
     vault: &Vault,
     token: &BotToken,
     progress: &dyn Progress,
 ) -> Result<Option<RestoreReport>> {
-    let Some(mut j) = read_journal(vault, Some(&checkpoint_key(token)))? else {
+    let key = checkpoint_key(token);
+    let Some(mut j) = read_journal(vault, Some(&key))? else {
         return Ok(None);
     };
-    run(vault, token, &mut j, None, progress, true).map(Some)
+    let vault = &journal_view(vault, token, &j)?;
+    if j.abort.is_some() {
+        return abort::undo(vault, token, &mut j)
+            .map(Some)
+            .map_err(|e| not_writable(vault, e, Next::Abort));
+    }
+    let resumed = (|| {
+        if let Some(q) = config::put_back(vault, &j.quarantine)? {
+            j.data.insert("quarantine_config".into(), q.into());
+            write_journal(vault, &key, &j)?;
+        }
+        run(vault, token, &mut j, None, progress, true)
+    })();
+    resumed
+        .map(Some)
+        .map_err(|e| not_writable(vault, e, Next::Pending))
 }
 
 /// Finishes an interrupted restore, taking the vault lock.
@@ -309,6 +546,24 @@ pub fn resume(
     resume_locked(vault, token, progress)
 }
 
+/// Checks the work dirs before the forward phase `j.phase` goes on, and
+/// says which of [work, new, old] are present. In phase `seal` nothing in
+/// them is touched any more: not looked at.
+fn forward_check(vault: &Vault, j: &Journal, dirs: &WorkDirs) -> Result<[bool; 3]> {
+    use Want::{MaybeAbsent, Present};
+    let made = |id: Option<DirId>| if id.is_some() { Present } else { MaybeAbsent };
+    let wants = match j.phase {
+        // A journal of an older version was written before its work dir.
+        Phase::Stage => [made(j.work_dir), MaybeAbsent, MaybeAbsent],
+        Phase::SwapOut | Phase::SwapIn => [Present, Present, made(j.old_dir)],
+        Phase::Quarantine => [MaybeAbsent; 3],
+        Phase::Seal => return Ok([false; 3]),
+    };
+    dirs.check(vault, j, wants)
+}
+
+/// The journaled swap, from the phase `j` records to the end. `vault` acts
+/// on the journal's config.
 pub(crate) fn run(
     vault: &Vault,
     token: &BotToken,
@@ -319,13 +574,30 @@ pub(crate) fn run(
 ) -> Result<RestoreReport> {
     let key = checkpoint_key(token);
     let soul = vault.soul();
-    let work = soul.join(WORK);
-    let new = work.join("new");
-    let old = work.join("old");
+    let dirs = WorkDirs::of(&soul);
+    let (work, new, old) = (&dirs.work, &dirs.new, &dirs.old);
     let migrating = j.event == MIGRATE;
+    // Before anything moves: the quarantine must be inside the vault, and
+    // every work dir the one this operation made.
+    vault.quarantine()?;
+    let [has_work, has_new, has_old] = forward_check(vault, j, &dirs)?;
     if migrating && j.phase == Phase::Stage {
         // The migration had not finished: the soul was never touched.
         return super::migrate::abandon(vault, j);
+    }
+    // A journal of an older version recorded none of them: from here on
+    // the ones found (real directories on the soul's filesystem) are held
+    // to what they are now. Written with the next phase.
+    if has_work && j.work_dir.is_none() {
+        j.work_dir = Some(workdir::id_of(work)?);
+    }
+    if j.phase != Phase::Stage {
+        if has_new && j.new_dir.is_none() {
+            j.new_dir = Some(workdir::id_of(new)?);
+        }
+        if has_old && j.old_dir.is_none() {
+            j.old_dir = Some(workdir::id_of(old)?);
+        }
     }
     let target = vault.read_checkpoint(j.target)?;
     if !migrating && !super::inspect::trusted(vault, &key, &target)? {
@@ -348,27 +620,40 @@ pub(crate) fn run(
     let keep = top_level_keep(vault);
 
     if j.phase == Phase::Stage {
-        if fs::symlink_metadata(&new).is_ok() {
-            // A partial staging area of our own making, from objects.
-            fs::remove_dir_all(&new).at(&new)?;
+        if !has_work {
+            // A journal of an older version, written before its work dir.
+            j.work_dir = Some(workdir::make(work)?);
+            write_journal(vault, &key, j)?;
         }
-        atomic::create_dir_all(&work)?;
-        if let Err(e) = stage(&vault.objects(), &manifest, &new, progress) {
+        if has_new {
+            // A partial staging area of our own making, from objects.
+            fs::remove_dir_all(new).at(new)?;
+        }
+        if has_old {
+            // Made just before a crash; the swap had not begun.
+            fs::remove_dir(old).at(old)?;
+        }
+        if let Err(e) = stage(&vault.objects(), &manifest, new, progress) {
             // Refused (a corrupt object, say) before the soul was touched:
             // drop our partial staging dir and the journal, so the refusal
             // leaves the soul as it was and blocks no later wake or seal.
-            let _ = fs::remove_dir_all(&new);
-            let _ = fs::remove_dir(&work);
-            fs::remove_file(journal_path(vault)).at(&journal_path(vault))?;
-            atomic::sync_dir(&vault.run_dir())?;
+            let _ = fs::remove_dir_all(new);
+            let _ = fs::remove_dir(work);
+            remove_journal(vault)?;
             return Err(e);
         }
         failpoint::hit("restore-after-stage");
+        j.new_dir = Some(workdir::id_of(new)?);
+        j.old_dir = Some(workdir::make(old)?);
         j.phase = Phase::SwapOut;
         write_journal(vault, &key, j)?;
     }
     if j.phase == Phase::SwapOut {
-        atomic::create_dir_all(&old)?;
+        if j.old_dir.is_none() {
+            // A journal of an older version makes `old/` in this phase.
+            j.old_dir = Some(workdir::make(old)?);
+            write_journal(vault, &key, j)?;
+        }
         for name in entries(&soul)? {
             if name == WORK || keep.contains(&name) {
                 continue;
@@ -380,38 +665,42 @@ pub(crate) fn run(
                 "restore-mid-swap"
             });
         }
-        atomic::sync_dir(&old)?;
+        atomic::sync_dir(old)?;
         atomic::sync_dir(&soul)?;
         j.phase = Phase::SwapIn;
         write_journal(vault, &key, j)?;
     }
     if j.phase == Phase::SwapIn {
-        for name in entries(&new)? {
-            rename_no_replace(&new.join(&name), &soul.join(&name))?;
-            if migrating {
-                failpoint::hit("migrate-mid-swap-in");
-            }
+        for name in entries(new)? {
+            rename_no_replace(&new.join(&name), &soul.join(&name), "--resume")?;
+            failpoint::hit(if migrating {
+                "migrate-mid-swap-in"
+            } else {
+                "restore-mid-swap-in"
+            });
         }
         atomic::sync_dir(&soul)?;
-        atomic::sync_dir(&new)?;
+        atomic::sync_dir(new)?;
         j.phase = Phase::Quarantine;
         write_journal(vault, &key, j)?;
     }
     if j.phase == Phase::Quarantine {
-        atomic::create_dir_all(&vault.quarantine_dir())?;
-        let dest = vault.quarantine_dir().join(&j.quarantine);
-        if fs::symlink_metadata(&old).is_ok() {
-            move_tree(&old, &dest)?;
+        let dest = vault.quarantine()?.join(&j.quarantine);
+        // Checked above, or made by this run.
+        if fs::symlink_metadata(old).is_ok() {
+            move_tree(old, &dest)?;
         }
-        if new.exists() {
-            fs::remove_dir(&new).at(&new)?;
+        failpoint::hit("restore-mid-quarantine");
+        if fs::symlink_metadata(new).is_ok() {
+            fs::remove_dir(new).at(new)?;
         }
-        if work.exists() {
-            fs::remove_dir(&work).at(&work)?;
+        if fs::symlink_metadata(work).is_ok() {
+            fs::remove_dir(work).at(work)?;
         }
         atomic::sync_dir(&soul)?;
         j.phase = Phase::Seal;
         write_journal(vault, &key, j)?;
+        failpoint::hit("restore-before-seal");
     }
     // Phase::Seal
     let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
@@ -436,12 +725,11 @@ pub(crate) fn run(
         report.seq
     };
     let mut data = Map::new();
-    if migrating {
-        data.extend(j.data.clone());
-    } else {
+    if !migrating {
         data.insert("target".into(), j.target.into());
         data.insert("from".into(), j.head_before.into());
     }
+    data.extend(j.data.clone());
     data.insert("seq".into(), seq.into());
     data.insert(
         "quarantine".into(),
@@ -461,7 +749,69 @@ pub(crate) fn run(
         resumed,
         event: j.event.clone(),
         undone: false,
+        aborted: false,
+        quarantine_config: j
+            .data
+            .get("quarantine_config")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
+}
+
+/// What the owner can do after an error in the soul.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Next {
+    /// Nothing was changed; the command can simply be run again.
+    Restore,
+    /// The journal stays pending.
+    Pending,
+    /// An undo stays pending.
+    Abort,
+}
+
+/// Turns a failure to write inside the soul (permissions, a read-only
+/// mount, an immutable attribute) into an error that names the soul
+/// directory and says what to do next; other errors pass unchanged.
+pub(crate) fn not_writable(vault: &Vault, e: Error, next: Next) -> Error {
+    let soul = vault.soul();
+    let denied = [
+        rustix::io::Errno::ACCESS,
+        rustix::io::Errno::PERM,
+        rustix::io::Errno::ROFS,
+    ];
+    match e {
+        Error::Io { path, source }
+            if path.starts_with(&soul)
+                && denied
+                    .iter()
+                    .any(|d| source.raw_os_error() == Some(d.raw_os_error())) =>
+        {
+            let fix = "make it writable (its permissions, a read-only mount, `chattr -i`)";
+            let next = match next {
+                Next::Restore => format!("nothing was changed: {fix}, then run the command again"),
+                Next::Pending if !journal_path(vault).exists() => {
+                    format!("nothing was changed: {fix}, then run the command again")
+                }
+                Next::Pending => format!(
+                    "the interrupted {} stays pending: {fix}, then run `selfsame wake` (or `selfsame restore --resume`) to finish it, or `selfsame restore --abort` to undo it",
+                    read_journal(vault, None)
+                        .ok()
+                        .flatten()
+                        .map_or_else(|| "restore".to_owned(), |j| j.event)
+                ),
+                Next::Abort => format!(
+                    "the undo stays pending: {fix}, then run `selfsame restore --abort` again (or `selfsame wake`, which finishes it)"
+                ),
+            };
+            Error::SoulNotWritable {
+                soul,
+                path,
+                source,
+                next,
+            }
+        }
+        e => e,
+    }
 }
 
 /// Moves a work dir left over from something else out of the soul, into
@@ -469,7 +819,7 @@ pub(crate) fn run(
 pub(crate) fn clear_work(vault: &Vault) -> Result<()> {
     let work = vault.soul().join(WORK);
     if fs::symlink_metadata(&work).is_ok() {
-        let dest = unique(&vault.quarantine_dir(), "leftover-restore-dir");
+        let dest = unique(&vault.quarantine()?, "leftover-restore-dir");
         move_tree(&work, &dest)?;
     }
     Ok(())
@@ -520,15 +870,17 @@ pub(crate) fn entries(dir: &Path) -> Result<Vec<OsString>> {
 }
 
 /// Moves `src` to `dest`, failing instead of replacing anything at `dest`.
-fn rename_no_replace(src: &Path, dest: &Path) -> Result<()> {
+/// `again` is the `selfsame restore` flag that goes on after the owner moved
+/// what is in the way (`--resume`, `--abort`).
+fn rename_no_replace(src: &Path, dest: &Path, again: &str) -> Result<()> {
     use rustix::fs::{renameat_with, RenameFlags, CWD};
     match renameat_with(CWD, src, CWD, dest, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
-        Err(e) if e == rustix::io::Errno::EXIST => Err(taken(dest)),
+        Err(e) if e == rustix::io::Errno::EXIST => Err(taken(dest, again)),
         // A filesystem without RENAME_NOREPLACE: check, then rename.
         Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
             if fs::symlink_metadata(dest).is_ok() {
-                return Err(taken(dest));
+                return Err(taken(dest, again));
             }
             fs::rename(src, dest).at(dest)
         }
@@ -536,9 +888,9 @@ fn rename_no_replace(src: &Path, dest: &Path) -> Result<()> {
     }
 }
 
-fn taken(dest: &Path) -> Error {
+fn taken(dest: &Path, again: &str) -> Error {
     Error::Usage(format!(
-        "restore: {} already exists in the soul, and a restore never replaces anything: move it out of the soul, then run `selfsame restore --resume`",
+        "restore: {} already exists, and a restore never replaces anything: move it out of the way, then run `selfsame restore {again}`",
         dest.display()
     ))
 }

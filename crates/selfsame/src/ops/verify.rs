@@ -65,7 +65,7 @@ pub fn verify(
     }
     if let Some(j) = super::restore::pending(vault)? {
         notes.push(format!(
-            "an interrupted restore is pending ({j}); the next wake finishes it"
+            "an interrupted restore is pending ({j}); the next wake finishes it (`selfsame status` says how), `selfsame restore --abort` undoes it"
         ));
     }
     let (mut objects_read, mut bytes_read) = (0, 0);

@@ -10,7 +10,7 @@ use serde_json::Map;
 
 use super::inspect::{config_problem, inspect, ObjectScope, Problem};
 use super::migrate::{assess, migrate_locked, migrations_dir, MigrateOptions, Reads, Registry};
-use super::restore::{restore_locked, resume_locked, Target};
+use super::restore::{restore_locked, resume_locked, Pending, Target, WakeWill};
 use super::seal::{changes_json, joined, seal_locked, SealOptions};
 use crate::clock;
 use crate::error::Result;
@@ -77,6 +77,9 @@ pub struct WakeReport {
     pub head: Option<u64>,
     /// The shell of the head checkpoint, when this wake brings a new one.
     pub molt: Option<Molt>,
+    /// `status` only: an interrupted restore or migration that wake acts
+    /// on before it looks at the soul, and what it will do.
+    pub pending: Option<Pending>,
 }
 
 /// A shell change between the head and this wake.
@@ -124,34 +127,56 @@ pub fn wake_with_progress(
     };
     let mut actions = Vec::new();
     let mut journal_problem = None;
+    let mut pending = None;
+    // An interrupted restore or migration is finished only under the
+    // config the vault was sealed with (the soul path and excludes come
+    // from it), and never into a quarantine that leads out of the vault;
+    // otherwise the checks below halt first.
+    let blocked = || config_changed(vault, token) || vault.quarantine_problem().is_some();
+    // A journal this token did not sign, or whose work dirs are not the
+    // ones it made, is never acted on.
+    let bad_journal = |e: crate::Error| match e {
+        crate::Error::ObjectMissing(hex) => Ok(Problem {
+            detail: Detail::BadJournal,
+            message: format!("object {hex} is missing"),
+        }),
+        crate::Error::Corrupt(message) => Ok(Problem {
+            detail: Detail::BadJournal,
+            message,
+        }),
+        e => Err(e),
+    };
+    if opts.dry_run && token.bot_id() == vault.config.bot_id {
+        match super::restore::plan(vault, token, blocked()) {
+            Ok(p) => pending = p,
+            Err(e) => journal_problem = Some(bad_journal(e)?),
+        }
+    }
     if !opts.dry_run && token.bot_id() == vault.config.bot_id {
-        // An interrupted restore or migration is finished only under the
-        // config the vault was sealed with (the soul path and excludes come
-        // from it); with a changed config the checks below halt first.
-        let resumed = if config_changed(vault, token) {
+        let resumed = if blocked() {
             Ok(None)
         } else {
             resume_locked(vault, token, progress)
         };
         let resumed = match resumed {
             Ok(r) => r,
-            // A journal this token did not sign is never acted on.
-            Err(e @ (crate::Error::Corrupt(_) | crate::Error::ObjectMissing(_))) => {
-                let message = match e {
-                    crate::Error::ObjectMissing(hex) => format!("object {hex} is missing"),
-                    crate::Error::Corrupt(m) => m,
-                    other => other.to_string(),
-                };
-                journal_problem = Some(Problem {
-                    detail: Detail::BadJournal,
-                    message,
-                });
+            Err(e) => {
+                journal_problem = Some(bad_journal(e)?);
                 None
             }
-            Err(e) => return Err(e),
         };
         if let Some(r) = resumed {
-            actions.push(if r.undone {
+            actions.push(if r.aborted {
+                format!(
+                    "finished undoing an interrupted {} (`selfsame restore --abort`): the soul is back as it was before it{}",
+                    r.event,
+                    if r.quarantine.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; what it had swapped in is in {}", r.quarantine)
+                    }
+                )
+            } else if r.undone {
                 format!(
                     "undid an interrupted migration: the soul stays at checkpoint {} (staging dir in {})",
                     r.seq, r.quarantine
@@ -182,11 +207,16 @@ pub fn wake_with_progress(
     // format), the scan is stopped and its result never looked at.
     let stop = AtomicBool::new(false);
     let cache = opts.fast.then(|| StatCache::path(vault.dir()));
+    let mut skip = vault.skip_paths();
+    if pending.is_some() {
+        // Status: the work dir of a pending restore is not the soul's.
+        skip.push(vault.soul().join(super::restore::WORK));
+    }
     let scan = || {
         soul::fingerprint_until(
             &vault.soul(),
             &vault.excludes()?,
-            &vault.skip_paths(),
+            &skip,
             None,
             cache.as_deref(),
             progress,
@@ -205,6 +235,7 @@ pub fn wake_with_progress(
             Prepared {
                 actions,
                 journal_problem,
+                pending,
                 policies,
                 max_age,
             },
@@ -227,6 +258,8 @@ impl Drop for StopOnDrop<'_> {
 struct Prepared {
     actions: Vec<String>,
     journal_problem: Option<Problem>,
+    /// Status only: an interrupted restore the wake would act on first.
+    pending: Option<Pending>,
     policies: Policies,
     max_age: Option<Duration>,
 }
@@ -244,6 +277,7 @@ fn judge(
     let Prepared {
         actions,
         journal_problem,
+        pending,
         policies,
         max_age,
     } = prepared;
@@ -267,6 +301,7 @@ fn judge(
         exit_code: 0,
         head: insp.head.as_ref().map(|h| h.ckpt.seq),
         molt: None,
+        pending: pending.clone(),
     };
 
     if let Some((verdict, detail)) = insp.failure() {
@@ -362,6 +397,24 @@ fn judge(
         }
     }
 
+    if let Some(p) = pending.as_ref().filter(|p| p.wake_will == WakeWill::Finish) {
+        // Status: wake would first finish it, and the soul would then be
+        // the one it seals. Comparing the half-swapped soul would say
+        // nothing about what wake will say.
+        report.verdict = Verdict::Verified;
+        report.message = format!(
+            "once wake has finished the pending {}, the soul is the one it seals ({})",
+            p.event,
+            if p.event == super::restore::MIGRATE {
+                "the migrated soul".to_owned()
+            } else {
+                format!("checkpoint {}'s", p.target)
+            }
+        );
+        report.action = Action::Start;
+        report.may_start = true;
+        return Ok(report);
+    }
     let walked = scan();
     // An entry selfsame cannot record (a FIFO, a socket, a device, a name
     // that is not UTF-8 or has control characters) is a change to the soul

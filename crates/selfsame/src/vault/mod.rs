@@ -131,6 +131,23 @@ impl Vault {
         &self.dir
     }
 
+    /// This vault acting on `bytes` as its config instead of `config.toml`
+    /// as read: the config a checkpoint vouches for (its `config` field).
+    /// `origin` names the bytes in errors (the object they came from).
+    pub fn with_config(&self, bytes: Vec<u8>, origin: &Path) -> Result<Vault> {
+        let text = String::from_utf8(bytes).map_err(|_| Error::Config {
+            path: origin.to_owned(),
+            message: "not UTF-8".into(),
+        })?;
+        let config = Config::parse(&text, origin)?;
+        Ok(Vault {
+            dir: self.dir.clone(),
+            base: self.base.clone(),
+            config,
+            config_bytes: text.into_bytes(),
+        })
+    }
+
     /// The directory holding `.selfsame`.
     pub fn base(&self) -> &Path {
         &self.base
@@ -176,6 +193,45 @@ impl Vault {
     /// `quarantine/`.
     pub fn quarantine_dir(&self) -> PathBuf {
         self.dir.join("quarantine")
+    }
+
+    /// `quarantine/`, ready to move soul states into: a real directory
+    /// inside the vault (made when absent). A symlink, or anything else that
+    /// is not a directory, is damage ([`Error::Corrupt`]): a restore would
+    /// move the soul wherever it leads.
+    pub fn quarantine(&self) -> Result<PathBuf> {
+        let dir = self.quarantine_dir();
+        match fs::create_dir(&dir) {
+            Ok(()) => atomic::sync_dir(&self.dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).at(&dir),
+        }
+        match self.quarantine_problem() {
+            Some(m) => Err(Error::Corrupt(m)),
+            None => Ok(dir),
+        }
+    }
+
+    /// What is wrong with `quarantine/`, if it is there and is not a real
+    /// directory.
+    pub fn quarantine_problem(&self) -> Option<String> {
+        let dir = self.quarantine_dir();
+        let meta = fs::symlink_metadata(&dir).ok()?;
+        let what = if meta.file_type().is_symlink() {
+            match fs::read_link(&dir) {
+                Ok(t) => format!("a symlink to {}", t.display()),
+                Err(_) => "a symlink".to_owned(),
+            }
+        } else if meta.is_dir() {
+            return None;
+        } else {
+            "not a directory".to_owned()
+        };
+        Some(format!(
+            "{} is {what}; restore, rollback and migrate move soul states there and never follow it out of the vault. Move it aside (check what it holds), make a directory in its place (`mkdir {}`), then run the command again",
+            dir.display(),
+            dir.display()
+        ))
     }
 
     /// The compiled excludes.

@@ -27,6 +27,10 @@ pub fn finish_first(what: &'static str) {
     };
     std::thread::spawn(move || {
         for _ in signals.forever() {
+            // A migration runs in a process group of its own, which the
+            // terminal's Ctrl-C does not reach: it is stopped here, and
+            // fails like any killed migration before the command goes on.
+            selfsame::ops::migrate::kill_running();
             if INTERRUPTED.swap(true, Ordering::SeqCst) {
                 errln!("selfsame: stopping at once; nothing sealed is lost");
                 let _ = emulate_default_handler(SIGINT);

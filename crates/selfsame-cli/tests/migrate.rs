@@ -383,6 +383,51 @@ fn a_migration_that_exits_leaves_nothing_running_that_writes_into_the_soul() {
 }
 
 #[test]
+fn ctrl_c_stops_a_running_migration_with_every_process_it_started() {
+    // The migration runs in a process group of its own, which a terminal's
+    // Ctrl-C does not reach: selfsame ends it, then stops by SIGINT.
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+    let bot = Bot::new();
+    bot.migration("v2-forks", &forking_migration("exec sleep 30"));
+    let soul = bot.soul_tree();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_selfsame"))
+        .current_dir(bot.dir.path())
+        .args(["migrate", "--timeout", "60s"])
+        .env("TELEGRAM_BOT_TOKEN", TOKEN)
+        .env_remove("SELFSAME_VAULT")
+        .env_remove("SELFSAME_FAILPOINT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ticks = bot.path("soul/.selfsame-restore/new/ticks");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ticks.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(ticks.exists(), "the migration never ran");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let asked = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(15), "it ran on");
+    assert_eq!(
+        status.signal(),
+        Some(nix::sys::signal::Signal::SIGINT as i32),
+        "{status:?}"
+    );
+    let staged = bot.quarantined("-migrate-v2-failed");
+    assert_eq!(staged.len(), 1);
+    let (now, later) = size_then_later(&staged[0].join("ticks"));
+    assert_eq!(now, later, "a child of the migration still writes");
+    assert_eq!(bot.soul_tree(), soul, "the soul is untouched");
+    assert_eq!(bot.head()["format"], "v1");
+    assert_eq!(bot.history("migrate").last().unwrap()["ok"], false);
+}
+
+#[test]
 fn a_wake_whose_migration_fails_records_incompatible_not_verified() {
     // Issue 13, item 12: the history said `verified` though the command
     // ended `incompatible` (exit 6).

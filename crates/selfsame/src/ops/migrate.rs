@@ -19,6 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
@@ -202,6 +203,7 @@ impl Migration for Script {
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.path.display()))?;
         let group = Pid::from_raw(child.id() as i32);
+        *running() = Some(group);
         let deadline = Instant::now() + ctx.timeout;
         loop {
             // Seen without reaping it: until it is reaped, its pid (the
@@ -245,13 +247,39 @@ impl Migration for Script {
 /// no process of the group can still write (each is gone or a zombie; a
 /// process that left the group with `setsid` is out of reach).
 fn end_group(group: Pid, child: &mut std::process::Child) -> std::io::Result<ExitStatus> {
-    let _ = killpg(group, Signal::SIGKILL);
+    {
+        // Under the lock, so that `kill_running` never signals the group's
+        // id once the migration is reaped (and the id may be reused).
+        let mut running = running();
+        let _ = killpg(group, Signal::SIGKILL);
+        *running = None;
+    }
     let status = child.wait();
     let deadline = Instant::now() + GROUP_GONE;
     while group_runs(group) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     status
+}
+
+/// The process group of the migration this process runs now, if any.
+fn running() -> std::sync::MutexGuard<'static, Option<Pid>> {
+    static RUNNING: Mutex<Option<Pid>> = Mutex::new(None);
+    RUNNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Kills the process group of the migration this process is running, if
+/// one is: for a caller stopped by a signal (Ctrl-C), since a migration
+/// runs in a process group of its own, which a terminal's signal does not
+/// reach. The migration then fails as any killed one does (the soul is
+/// untouched, its staging dir goes to quarantine) before the caller goes
+/// on; a caller about to exit at once ends it with itself.
+pub fn kill_running() {
+    if let Some(group) = *running() {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
 }
 
 /// How long [`end_group`] waits for the killed processes to be gone.

@@ -1,4 +1,4 @@
-//! Hashing and the checkpoint key.
+//! Hashing, the checkpoint key and the history key.
 
 use selfsame_telegram::{BotToken, SecretKey};
 use sha2::{Digest, Sha256};
@@ -8,6 +8,9 @@ use sha2::{Digest, Sha256};
 /// with `WebAppData` replaced.
 pub const CHECKPOINT_LABEL: &[u8] = b"selfsame/checkpoint/v1";
 
+/// The label that turns a bot token into the history MAC key (History v2).
+pub const HISTORY_LABEL: &[u8] = b"selfsame/history/v1";
+
 /// Fields that a checkpoint's MAC does not cover: the MAC itself, the
 /// reserved identity signature, and the old key's MAC on a rekey checkpoint.
 pub const UNSIGNED_FIELDS: &[&str] = &["hash", "signature", "prev_key_hash"];
@@ -15,6 +18,13 @@ pub const UNSIGNED_FIELDS: &[&str] = &["hash", "signature", "prev_key_hash"];
 /// The checkpoint MAC key for `token`.
 pub fn checkpoint_key(token: &BotToken) -> SecretKey {
     SecretKey::derive(CHECKPOINT_LABEL, token.expose().as_bytes())
+}
+
+/// The history MAC key for `token`: `HMAC-SHA256(key =
+/// "selfsame/history/v1", msg = token)`. Every history line carries a MAC
+/// under it.
+pub fn history_key(token: &BotToken) -> SecretKey {
+    SecretKey::derive(HISTORY_LABEL, token.expose().as_bytes())
 }
 
 /// Lowercase hex SHA-256 of `bytes`.

@@ -14,8 +14,12 @@
 //! * `Draft::sign` with the vector's fields gives exactly each checkpoint
 //!   file, its `hash` and data-check-string, and `prev` chains by file hash;
 //! * `Checkpoint::parse` + `verify` accept each file, and any one-byte change
-//!   anywhere in it is refused by parse or by verify — except inside the
-//!   reserved `signature` value, which the MAC does not cover by design.
+//!   anywhere in it is refused by parse or by verify;
+//! * the `noncanonical` variants of each file (the same decoded fields, so
+//!   the same MAC, in bytes selfsame never writes) are refused by parse;
+//! * `history.jsonl`: a v1 line and v2 lines with their MACs under the
+//!   history key; `HistoryLine` writes each v2 line byte for byte, every MAC
+//!   verifies under the vector token and none under another.
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -230,16 +234,6 @@ fn any_one_byte_change_to_a_vector_checkpoint_fails_verify() {
     for case in v["checkpoints"].as_array().unwrap() {
         let file = fs::read(dir().join(s(&case["file"]))).unwrap();
         let line = &file[..file.len() - 1];
-        // Byte ranges of the `signature` value, which the MAC leaves out.
-        let text = std::str::from_utf8(line).unwrap();
-        let unsigned = text
-            .find("&signature=")
-            .map(|at| {
-                let start = at + "&signature=".len();
-                let end = text[start..].find('&').map_or(text.len(), |e| start + e);
-                start..end
-            })
-            .unwrap_or(0..0);
         for i in 0..line.len() {
             let mut changed = file.clone();
             changed[i] = other_byte(changed[i]);
@@ -247,17 +241,13 @@ fn any_one_byte_change_to_a_vector_checkpoint_fails_verify() {
             let Ok(c) = Checkpoint::parse(&changed) else {
                 continue; // refused by the parser: fine
             };
-            if unsigned.contains(&i) {
-                assert!(c.verify(&key), "signature is not covered by the MAC");
-            } else {
-                assert!(
-                    !c.verify(&key),
-                    "{}: byte {i} changed ({:?}) and it still verifies",
-                    case["file"],
-                    String::from_utf8_lossy(&changed)
-                );
-                checked += 1;
-            }
+            assert!(
+                !c.verify(&key),
+                "{}: byte {i} changed ({:?}) and it still verifies",
+                case["file"],
+                String::from_utf8_lossy(&changed)
+            );
+            checked += 1;
         }
         // A change to the trailing newline is refused too.
         let mut no_lf = file.clone();
@@ -265,4 +255,92 @@ fn any_one_byte_change_to_a_vector_checkpoint_fails_verify() {
         assert!(Checkpoint::parse(&no_lf).is_err());
     }
     assert!(checked > 500, "only {checked} mutations reached verify");
+}
+
+#[test]
+fn noncanonical_encodings_of_a_valid_checkpoint_are_refused() {
+    let v = load();
+    let mut refused = 0;
+    for case in v["checkpoints"].as_array().unwrap() {
+        for variant in case["noncanonical"].as_array().unwrap() {
+            let bytes = s(&variant["bytes"]).as_bytes();
+            let got = Checkpoint::parse(bytes);
+            assert!(
+                got.is_err(),
+                "{} ({}) parses: {}",
+                case["file"],
+                s(&variant["why"]),
+                s(&variant["bytes"])
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused >= 18, "only {refused} variants");
+}
+
+#[test]
+fn history_v2_vectors_verify_and_are_written_byte_for_byte() {
+    use selfsame::crypto::history_key;
+    use selfsame::format::history::{mac_valid, signed_body};
+    use selfsame::format::HistoryLine;
+
+    let v = load();
+    let h = &v["history"];
+    let token = BotToken::parse(s(&v["token"])).unwrap();
+    let key = history_key(&token);
+    let other = history_key(&BotToken::parse("123456789:another-secret-of-the-same-bot").unwrap());
+    let file = fs::read_to_string(dir().join(s(&h["file"]))).unwrap();
+    let lines: Vec<&str> = file.lines().collect();
+    let cases = h["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), cases.len());
+    let mut prev = String::new();
+    let mut signed = 0;
+    for (line, case) in lines.iter().zip(cases) {
+        assert_eq!(*line, s(&case["line"]));
+        assert_eq!(
+            selfsame::crypto::sha256_hex(line.as_bytes()),
+            s(&case["sha256"])
+        );
+        let parsed = HistoryLine::parse(line).expect("vector line parses");
+        assert_eq!(parsed.prev, prev, "line {} chains", parsed.n);
+        assert!(parsed.get("mac").is_none(), "the MAC is not event data");
+        assert_eq!(
+            parsed.to_line(),
+            s(&case["body"]),
+            "line {}: body",
+            parsed.n
+        );
+        if case["signed"].as_bool().unwrap() {
+            let (body, mac) = signed_body(line).expect("a v2 line");
+            assert_eq!(body, s(&case["body"]));
+            assert_eq!(mac, s(&case["mac"]));
+            assert_eq!(mac_valid(line, &key), Some(true), "line {}", parsed.n);
+            assert_eq!(mac_valid(line, &other), Some(false), "line {}", parsed.n);
+            assert_eq!(
+                parsed.to_signed_line(&key),
+                *line,
+                "line {}: bytes",
+                parsed.n
+            );
+            signed += 1;
+        } else {
+            assert_eq!(mac_valid(line, &key), None, "a v1 line has no MAC");
+            assert_eq!(parsed.to_line(), *line);
+        }
+        prev = s(&case["sha256"]).to_owned();
+    }
+    assert!(signed >= 3);
+
+    // Read as a vault's history: a clean chain, and with no checkpoint
+    // anchoring it every v2 line is trusted by its MAC alone.
+    let tmp = tempfile::tempdir().unwrap();
+    fs::copy(dir().join(s(&h["file"])), tmp.path().join("history.jsonl")).unwrap();
+    let history =
+        selfsame::vault::History::new(tmp.path().join("history.jsonl"), tmp.path().into());
+    let read = history.read_all().unwrap();
+    assert!(read.problems.is_empty(), "{:?}", read.problems);
+    let auth = read.authenticate("", &key);
+    assert!(auth.forged.is_empty(), "{:?}", auth.forged);
+    assert_eq!(auth.trusted, vec![false, true, true, true]);
+    assert_eq!(read.authenticate("", &other).forged.len(), 3);
 }

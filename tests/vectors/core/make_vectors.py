@@ -26,6 +26,19 @@ Rules implemented here:
   MAC key = HMAC-SHA256(key=b"selfsame/checkpoint/v1", msg=token).
   hash = hex HMAC-SHA256(MAC key, data-check-string).
   prev = hex SHA-256 of the previous checkpoint file's bytes.
+  A checkpoint file is exactly that encoding: another encoding of the same
+  fields (lowercase or needless percent escapes, `%20` for `+`), another
+  field order, or a field outside the MAC that the format does not define
+  there (`signature` without `identity`, `prev_key_hash` off a rekey) is
+  refused, although the MAC would still verify: the `noncanonical` cases.
+* history v2 (`history.jsonl`): one JSON object a line, members n, at,
+  event, prev, then the event's fields sorted by key (nested objects too),
+  no spaces, non-ASCII as UTF-8; prev = hex SHA-256 of the previous line's
+  bytes without its newline. A v2 line's body is that JSON; its MAC is hex
+  HMAC-SHA256(history key, body) with history key =
+  HMAC-SHA256(key=b"selfsame/history/v1", msg=token); the line is the body
+  with its closing `}` replaced by `,"mac":"<mac>"}`. The first line here
+  is a v1 line (no MAC), as an older version wrote it.
 
 Run from anywhere: python3 tests/vectors/core/make_vectors.py
 """
@@ -144,6 +157,106 @@ def sign(fields):
     return dcs, h, line.encode("ascii")
 
 
+def noncanonical(fields, h):
+    """Files whose decoded fields (and so whose MAC) are those of a valid
+    checkpoint, but whose bytes are not its canonical encoding."""
+    signed = fields + [("hash", h)]
+
+    def join(pairs, enc=form_encode):
+        return ("&".join(f"{enc(k)}={enc(v)}" for k, v in pairs) + "\n").encode("ascii")
+
+    def lower_escapes(text):
+        out, i = [], 0
+        while i < len(text):
+            if text[i] == "%":
+                out.append(text[i:i + 3].lower())
+                i += 3
+            else:
+                out.append(text[i])
+                i += 1
+        return "".join(out)
+
+    def escape_kept(text):
+        # `.` written %2E: decodes the same, is not how it is written.
+        return form_encode(text).replace(".", "%2E")
+
+    def space_as_pct(text):
+        return form_encode(text).replace("+", "%20")
+
+    reordered = list(signed)
+    reordered[1], reordered[2] = reordered[2], reordered[1]
+    canonical = join(signed)
+    cases = [
+        ("lowercase percent escapes", join(signed, lambda t: lower_escapes(form_encode(t)))),
+        ("a kept character percent-escaped", join(signed, escape_kept)),
+        ("a space as %20 instead of +", join(signed, space_as_pct)),
+        ("two standard fields swapped", join(reordered)),
+        ("an empty signature= outside the MAC", join(fields + [("signature", ""), ("hash", h)])),
+        ("prev_key_hash on a checkpoint that is not a rekey",
+         join(fields + [("prev_key_hash", h), ("hash", h)])),
+        ("hash not the last field", join(fields[:-1] + [("hash", h), fields[-1]])),
+    ]
+    # A case that changes nothing here (no space to write as %20) is left out.
+    return [(why, b) for why, b in cases if b != canonical]
+
+
+# --- history v2 ------------------------------------------------------------
+
+def history_key(token: str) -> bytes:
+    return hmac.new(b"selfsame/history/v1", token.encode("utf-8"), hashlib.sha256).digest()
+
+
+def sorted_value(v):
+    if isinstance(v, dict):
+        return {k: sorted_value(v[k]) for k in sorted(v, key=lambda k: k.encode("utf-8"))}
+    if isinstance(v, list):
+        return [sorted_value(x) for x in v]
+    return v
+
+
+def history_json(n, at, event, prev, data) -> str:
+    obj = {"n": n, "at": at, "event": event, "prev": prev}
+    obj.update(sorted_value(data))
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+HISTORY = [
+    # A v1 line, as selfsame wrote before History v2.
+    dict(at="2030-01-01T00:00:00.000Z", event="init", signed=False,
+         data={"soul": "soul", "bot_id": 123456789}),
+    dict(at="2030-01-01T00:00:00.500Z", event="seal", signed=True,
+         data={"seq": 1, "reason": "init", "soul": "ab" * 32, "files": 4, "bytes": 99,
+               "shell": "1.0.0", "format": "v1",
+               "changes": {"added": 1, "removed": 0, "modified": 0, "mode_changed": 0,
+                           "paths": {"added": ["naïve-日記.txt"], "removed": [],
+                                     "modified": [], "mode_changed": []}}}),
+    dict(at="2030-01-02T00:00:00.000Z", event="wake", signed=True,
+         data={"verdict": "verified", "seq": 1, "action": "start",
+               "message": 'quotes " and \\ backslash, a tab\t, ünï, a control \x01'}),
+    dict(at="2030-01-03T00:00:00.000Z", event="good", signed=True,
+         data={"seq": 1, "ran_ms": 60000}),
+]
+
+
+def history_lines():
+    key = history_key(TOKEN)
+    out, prev = [], ""
+    for n, h in enumerate(HISTORY, start=1):
+        body = history_json(n, h["at"], h["event"], prev, h["data"])
+        entry = {"n": n, "signed": h["signed"], "body": body}
+        if h["signed"]:
+            mac = hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
+            line = body[:-1] + ',"mac":"' + mac + '"}'
+            entry["mac"] = mac
+        else:
+            line = body
+        entry["line"] = line
+        entry["sha256"] = sha256_hex(line.encode("utf-8"))
+        out.append(entry)
+        prev = entry["sha256"]
+    return out
+
+
 def main():
     mbytes = manifest_bytes(SOUL)
     soul_hash = sha256_hex(mbytes)
@@ -162,11 +275,10 @@ def main():
         dict(sealed_at="2030-01-02T03:04:05.678Z", reason="rest",
              shell="2.0.0-rc.1 (build ~7/é+&=)", format="v12",
              log=sha256_hex(b"history line 4"), extra=[]),
-        # seq 3: an unknown field (covered by the MAC) and a `signature`
-        # (reserved, not covered).
+        # seq 3: an unknown field, covered by the MAC.
         dict(sealed_at="2030-01-03T00:00:00.001Z", reason="heartbeat", shell="2.0.0",
              format="v12", log=sha256_hex(b"history line 7"),
-             extra=[("note", "kept & covered"), ("signature", "not-covered_by-the-MAC")]),
+             extra=[("note", "kept & covered")]),
     ]
     for seq, s in enumerate(specs, start=1):
         fields = [
@@ -194,6 +306,8 @@ def main():
             "data_check_string": dcs,
             "hash": h,
             "file_sha256": sha256_hex(line),
+            "noncanonical": [{"why": why, "bytes": b.decode("ascii")}
+                             for why, b in noncanonical(fields, h)],
         })
         prev = sha256_hex(line)
 
@@ -209,7 +323,15 @@ def main():
         "files": files,
         "bytes": size,
         "checkpoints": checkpoints,
+        "history": {
+            "file": "history.jsonl",
+            "history_key_hex": history_key(TOKEN).hex(),
+            "lines": history_lines(),
+        },
     }
+    with open(os.path.join(HERE, "history.jsonl"), "wb") as out:
+        for entry in doc["history"]["lines"]:
+            out.write(entry["line"].encode("utf-8") + b"\n")
     with open(os.path.join(HERE, "core.json"), "w", encoding="utf-8") as out:
         json.dump(doc, out, ensure_ascii=False, indent=2)
         out.write("\n")

@@ -106,7 +106,35 @@ pub enum CheckpointError {
     /// An unknown checkpoint version.
     #[error("unsupported checkpoint version {0:?}")]
     Version(String),
+    /// The bytes are not the canonical encoding of the fields: another
+    /// encoding of the same text, fields out of order, or a field outside
+    /// the MAC that the format does not define there.
+    #[error("not written as selfsame writes checkpoints: {0}")]
+    NotCanonical(String),
 }
+
+/// The fields every checkpoint starts with, in file order.
+pub const STANDARD_FIELDS: [&str; 13] = [
+    "v",
+    "seq",
+    "prev",
+    "soul",
+    "files",
+    "bytes",
+    "sealed_at",
+    "reason",
+    "shell",
+    "format",
+    "log",
+    "platform",
+    "bot_id",
+];
+
+/// The field holding the identity key's signature (Format 2), defined only
+/// on a checkpoint that carries an `identity`.
+pub const SIGNATURE: &str = "signature";
+/// The field naming the identity key a `signature` is made with.
+pub const IDENTITY: &str = "identity";
 
 /// Why a checkpoint was sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,14 +294,66 @@ impl Draft {
 }
 
 impl Checkpoint {
-    /// Parses a checkpoint file.
+    /// Parses a checkpoint file. Its bytes must be exactly the canonical
+    /// encoding of its fields ([`Checkpoint::to_bytes`]): the standard
+    /// fields in their order, then the fields the MAC covers, then those
+    /// it does not (`prev_key_hash` on a rekey checkpoint, `signature` on
+    /// one that names an `identity`), `hash` last. The MAC covers the
+    /// decoded values only, so anything else could change a file's bytes
+    /// (and so the next checkpoint's `prev`) without breaking it.
     pub fn parse(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         let text = std::str::from_utf8(bytes).map_err(|_| CheckpointError::Shape)?;
         let line = text.strip_suffix('\n').ok_or(CheckpointError::Shape)?;
         if line.contains('\n') || line.contains('\r') {
             return Err(CheckpointError::Shape);
         }
-        Checkpoint::from_fields(Fields::parse(line)?)
+        let ckpt = Checkpoint::from_fields(Fields::parse(line)?)?;
+        ckpt.check_canonical(line)?;
+        Ok(ckpt)
+    }
+
+    /// Checks that `line` is the canonical encoding of the fields.
+    fn check_canonical(&self, line: &str) -> Result<(), CheckpointError> {
+        let bad = |why: &str| Err(CheckpointError::NotCanonical(why.to_owned()));
+        let keys: Vec<&str> = self.fields.iter().map(|(k, _)| k).collect();
+        if keys.get(..STANDARD_FIELDS.len()) != Some(&STANDARD_FIELDS[..]) {
+            return bad("the standard fields are missing or out of order");
+        }
+        if keys.last() != Some(&"hash") {
+            return bad("`hash` is not the last field");
+        }
+        // The unsigned fields the format defines here, in their order.
+        let mut unsigned = Vec::new();
+        if self.reason == Reason::Rekey.as_str() {
+            unsigned.push(PREV_KEY_HASH);
+        }
+        if self.fields.get(IDENTITY).is_some() {
+            unsigned.push(SIGNATURE);
+        }
+        let rest = &keys[STANDARD_FIELDS.len()..keys.len() - 1];
+        let covered = rest
+            .iter()
+            .take_while(|k| !UNSIGNED_FIELDS.contains(k))
+            .count();
+        let mut expected = unsigned.iter();
+        for k in &rest[covered..] {
+            // In order, each at most once; none that the format does not
+            // define on this checkpoint.
+            if !UNSIGNED_FIELDS.contains(k) {
+                return bad(&format!(
+                    "field `{k}` comes after a field the MAC does not cover"
+                ));
+            }
+            if !expected.by_ref().any(|u| u == k) {
+                return bad(&format!(
+                    "field `{k}` is not covered by the MAC and not defined here (or out of order)"
+                ));
+            }
+        }
+        if self.fields.encode() != line {
+            return bad("the fields are encoded differently (percent escapes, `+` or field order)");
+        }
+        Ok(())
     }
 
     fn from_fields(fields: Fields) -> Result<Checkpoint, CheckpointError> {

@@ -1,12 +1,48 @@
 //! What every command needs: the vault, the token, the output mode.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use selfsame::{BotToken, Error, Result, Vault};
 
 use crate::output::{errln, outln};
 use crate::progress::Bar;
+
+/// Most bytes a token file may hold: a token is under a hundred bytes.
+const MAX_TOKEN_FILE: u64 = 4096;
+
+/// Reads a token file: a regular file (a symlink to one is fine, as in a
+/// secrets mount), opened without waiting on a FIFO, at most 4 KiB. So
+/// `--token-file /dev/zero` or a FIFO is refused at once instead of hanging.
+pub fn read_token_file(path: &Path) -> std::result::Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_TOKEN_FILE {
+        return Err(format!(
+            "{} bytes, more than a token file holds ({MAX_TOKEN_FILE})",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TOKEN_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE {
+        return Err(format!(
+            "more than a token file holds ({MAX_TOKEN_FILE} bytes)"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
+}
 
 pub struct Context {
     vault: Option<PathBuf>,
@@ -41,7 +77,7 @@ impl Context {
     /// The token from --token-file, else from the env var `env_name`.
     pub fn token(&self, env_name: &str) -> Result<BotToken> {
         if let Some(path) = &self.token_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            let text = read_token_file(path).map_err(|e| {
                 Error::Token(format!(
                     "cannot read the token file {}: {e}",
                     path.display()

@@ -21,7 +21,7 @@ pub enum Error {
     #[error("a vault already exists at {}; it was left untouched", .0.display())]
     VaultExists(PathBuf),
     /// An I/O operation failed on a path.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {source}", shorten(&.path.to_string_lossy()))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -126,6 +126,25 @@ impl Error {
             _ => 1,
         }
     }
+}
+
+/// A path as it appears in a message: whole when it is of a sensible
+/// length, else its start and end around `…` with its length, so that a
+/// path of kilobytes does not become a message of kilobytes.
+pub fn shorten(path: &str) -> String {
+    const KEEP: usize = 100;
+    if path.len() <= 2 * KEEP + 40 {
+        return path.to_owned();
+    }
+    let mut head = KEEP;
+    while !path.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = path.len() - KEEP;
+    while !path.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{} ({} bytes)", &path[..head], &path[tail..], path.len())
 }
 
 /// Attaches a path to an I/O error.

@@ -81,6 +81,9 @@ pub enum Detail {
     ChainBroken,
     /// The history chain is broken or a line is unreadable.
     HistoryBroken,
+    /// A history line that must carry a valid MAC (History v2) does not:
+    /// it was not written by selfsame with this bot's token.
+    HistoryForged,
     /// A checkpoint's `log` anchor is not in the history.
     AnchorMissing,
     /// An object of the head is missing.
@@ -96,6 +99,9 @@ pub enum Detail {
     /// `config.toml` differs from the config the head checkpoint was
     /// sealed with (its `config` field): tampered until the owner accepts it.
     ConfigChanged,
+    /// A vault file is not a regular file (a symlink, a FIFO, a device),
+    /// or is larger than such a file can be.
+    BadFile,
     /// `run/restore.journal` is not signed by this vault's key, or is
     /// unreadable, or its work dir is not the one it made: it is never
     /// acted on.
@@ -115,6 +121,7 @@ impl Detail {
             Detail::UnreadableCheckpoint => "unreadable-checkpoint",
             Detail::ChainBroken => "chain-broken",
             Detail::HistoryBroken => "history-broken",
+            Detail::HistoryForged => "history-forged",
             Detail::AnchorMissing => "anchor-missing",
             Detail::ObjectMissing => "object-missing",
             Detail::ObjectCorrupt => "object-corrupt",
@@ -122,6 +129,7 @@ impl Detail {
             Detail::HistoryAhead => "history-ahead",
             Detail::NoCheckpoint => "no-checkpoint",
             Detail::ConfigChanged => "config-changed",
+            Detail::BadFile => "bad-file",
             Detail::BadJournal => "bad-journal",
             Detail::QuarantineInvalid => "quarantine-invalid",
         }

@@ -41,7 +41,7 @@ pub struct Args {
 fn read_token(which: &str, env: Option<&str>, file: Option<&PathBuf>) -> Result<BotToken> {
     let (text, source) = match (env, file) {
         (_, Some(path)) => (
-            std::fs::read_to_string(path).map_err(|e| {
+            crate::context::read_token_file(path).map_err(|e| {
                 Error::Token(format!(
                     "cannot read the {which} token file {}: {e}",
                     path.display()

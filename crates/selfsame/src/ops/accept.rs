@@ -25,6 +25,6 @@ pub fn accept(
     data.insert("seq".into(), report.seq.into());
     data.insert("soul".into(), report.soul.clone().into());
     data.insert("changes".into(), changes_json(&report.changes));
-    vault.history().append("accept", data)?;
+    vault.history_for(token).append("accept", data)?;
     Ok(report)
 }

@@ -133,7 +133,7 @@ pub fn init_with_progress(
     let mut data = Map::new();
     data.insert("soul".into(), opts.soul.clone().into());
     data.insert("bot_id".into(), token.bot_id().into());
-    vault.history().append("init", data)?;
+    vault.history_for(token).append("init", data)?;
     let seal = SealOptions {
         reason: Reason::Init,
         shell: opts.shell.clone(),

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use selfsame_telegram::{BotToken, SecretKey};
 use serde::Serialize;
 
-use crate::crypto::checkpoint_key;
+use crate::crypto::{checkpoint_key, history_key};
 use crate::error::{Error, Result};
 use crate::format::{Kind, Manifest};
 use crate::vault::history::HistoryRead;
@@ -61,6 +61,9 @@ pub struct Inspection {
     /// The rekey checkpoint that retired this token, when the token is an
     /// old one (its MAC is the rekey's `prev_key_hash`).
     pub retired_at: Option<u64>,
+    /// Names in `checkpoints/` that are neither checkpoints nor temp files
+    /// (ignored, but worth naming).
+    pub strays: Vec<String>,
 }
 
 impl Inspection {
@@ -100,9 +103,19 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
     }
 
     // MACs.
-    let seqs = vault.checkpoint_seqs()?;
+    let listing = vault.list_checkpoints()?;
+    let seqs = listing.seqs;
     let mut parsed = Vec::new();
-    let mut unreadable = Vec::new();
+    let mut unreadable: Vec<String> = listing
+        .misnamed
+        .iter()
+        .map(|name| {
+            format!(
+                "{} is not a checkpoint name: a checkpoint is named by its seq zero-padded to 8 digits (00000001.ckpt), so this is another copy beside it or a file put there; move it out of checkpoints/",
+                vault.checkpoints_dir().join(name).display()
+            )
+        })
+        .collect();
     for &seq in &seqs {
         match vault.read_checkpoint(seq) {
             Ok(s) => parsed.push(s),
@@ -233,9 +246,22 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
             }
         }
     }
-    let history = vault.history().read_all()?;
+    let history = match vault.history().read_all() {
+        Ok(h) => h,
+        Err(Error::Corrupt(m)) => {
+            push(Detail::HistoryBroken, m);
+            HistoryRead::default()
+        }
+        Err(e) => return Err(e),
+    };
     for p in &history.problems {
         push(Detail::HistoryBroken, p.clone());
+    }
+    // History v2: the lines after the newest checkpoint's anchor must
+    // carry a valid MAC (those before it are vouched for by the chain).
+    let anchor = good.last().map_or("", |s| s.ckpt.log.as_str());
+    for p in history.authenticate(anchor, &history_key(token)).forged {
+        push(Detail::HistoryForged, p);
     }
     if let Some(n) = newest {
         if let Some(l) = history
@@ -327,6 +353,15 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
                 None => objects.size_of(&e.hash),
             };
             match size {
+                None if scope == ObjectScope::All && objects.present(&e.hash) => push(
+                    Detail::ObjectCorrupt,
+                    format!(
+                        "checkpoint {}: object for {} is not a regular file ({})",
+                        s.ckpt.seq,
+                        e.path,
+                        objects.path(&e.hash).display()
+                    ),
+                ),
                 None => push(
                     Detail::ObjectMissing,
                     format!(
@@ -353,6 +388,9 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
     if let Some(m) = vault.quarantine_problem() {
         push(Detail::QuarantineInvalid, m);
     }
+    if let Some(m) = vault.marker_problem() {
+        push(Detail::BadFile, m);
+    }
 
     // Config: the head binds the config.toml it was sealed with. A vault
     // written before the binding existed has no `config` field: not checked.
@@ -373,7 +411,67 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
         vouched,
         vouched_by,
         retired_at,
+        strays: listing.strays,
     })
+}
+
+/// How many times a reader without the lock runs the checks before it
+/// waits for the writer instead (see [`inspect_consistent`]).
+const SNAPSHOT_TRIES: u32 = 5;
+
+/// What a writer changes, as a reader sees it: HEAD's bytes, the names in
+/// `checkpoints/` and the identity, size and mtime of `history.jsonl`.
+/// Writers only add checkpoints, move HEAD forward and append to (or, on a
+/// repair, replace) the history, so two equal generations mean no writer
+/// wrote in between.
+#[derive(Debug, PartialEq, Eq)]
+struct Generation {
+    head: Option<Vec<u8>>,
+    checkpoints: Vec<std::ffi::OsString>,
+    history: Option<(u64, u64, u64, i64, i64)>,
+}
+
+fn generation(vault: &Vault) -> Generation {
+    use std::os::unix::fs::MetadataExt;
+    let head = crate::vault::read::read_capped(&vault.dir().join("HEAD"), 64)
+        .ok()
+        .flatten();
+    let mut checkpoints: Vec<std::ffi::OsString> = std::fs::read_dir(vault.checkpoints_dir())
+        .map(|items| items.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    checkpoints.sort();
+    let history = std::fs::symlink_metadata(vault.history().path())
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+    Generation {
+        head,
+        checkpoints,
+        history,
+    }
+}
+
+/// [`inspect`] for a reader that holds no lock (`verify`, `status`) while
+/// writers may be sealing: a check that finds a problem counts only if no
+/// writer wrote while it ran (same HEAD, checkpoints and history before
+/// and after); otherwise it runs again, a few times, and then once more
+/// under a shared vault lock, which waits for the writer to finish (up to
+/// the lock wait) and keeps the next one out until the checks are done.
+/// So a seal in progress is never taken for damage.
+pub fn inspect_consistent(
+    vault: &Vault,
+    token: &BotToken,
+    scope: ObjectScope,
+) -> Result<Inspection> {
+    for attempt in 0..SNAPSHOT_TRIES {
+        let before = generation(vault);
+        let insp = inspect(vault, token, scope)?;
+        if insp.problems.is_empty() || generation(vault) == before {
+            return Ok(insp);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10 << attempt));
+    }
+    let _shared = vault.lock_shared()?;
+    inspect(vault, token, scope)
 }
 
 /// A `config-changed` problem when `config.toml` (as `vault` read it)

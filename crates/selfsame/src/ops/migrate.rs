@@ -782,7 +782,7 @@ fn step(
     j.data.insert("duration_ms".into(), duration_ms.into());
     let after = match outcome {
         Ok(after) => after,
-        Err(error) => return fail(vault, &mut j, error).map(Err),
+        Err(error) => return fail(vault, token, &mut j, error).map(Err),
     };
     let changes = soul::changes(&before, &after);
     j.data.insert("changes".into(), changes_json(&changes));
@@ -834,13 +834,13 @@ fn fingerprint_staged(
 
 /// A failed migration: its staging dir to quarantine, a history event, the
 /// journal removed. The soul was never touched.
-fn fail(vault: &Vault, j: &mut Journal, error: String) -> Result<Failure> {
+fn fail(vault: &Vault, token: &BotToken, j: &mut Journal, error: String) -> Result<Failure> {
     let to = j.format.clone().unwrap_or_default();
     let staging = quarantine_staging(vault, &format!("migrate-{to}-failed"))?;
     j.data.insert("ok".into(), false.into());
     j.data.insert("error".into(), error.clone().into());
     j.data.insert("staging".into(), staging.clone().into());
-    vault.history().append(MIGRATE, j.data.clone())?;
+    vault.history_for(token).append(MIGRATE, j.data.clone())?;
     restore::remove_journal(vault)?;
     let text = |k: &str| {
         j.data
@@ -889,14 +889,14 @@ fn quarantine_staging(vault: &Vault, stem: &str) -> Result<String> {
 /// Undoes a migration interrupted before its swap (the next wake calls
 /// this through restore's resume): the soul was never touched, so the
 /// staging dir goes to quarantine and the soul stays at the head.
-pub(crate) fn abandon(vault: &Vault, j: &mut Journal) -> Result<RestoreReport> {
+pub(crate) fn abandon(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<RestoreReport> {
     let to = j.format.clone().unwrap_or_default();
     let staging = quarantine_staging(vault, &format!("migrate-{to}-interrupted"))?;
     j.data.insert("ok".into(), false.into());
     j.data.insert("interrupted".into(), true.into());
     j.data.insert("undone".into(), true.into());
     j.data.insert("staging".into(), staging.clone().into());
-    vault.history().append(MIGRATE, j.data.clone())?;
+    vault.history_for(token).append(MIGRATE, j.data.clone())?;
     restore::remove_journal(vault)?;
     Ok(RestoreReport {
         target: j.target,

@@ -51,7 +51,6 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
             "the old and the new token are the same; nothing to rotate".into(),
         ));
     }
-    vault.history().repair_torn()?;
     let insp = inspect(vault, old, ObjectScope::All)?;
     // A changed config.toml is not damage: the rekey carries the head's
     // config binding over unchanged, so wake still reports it afterwards.
@@ -73,6 +72,9 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
         .head
         .clone()
         .ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
+    // The old token verifies the vault: a torn line's repair is signed
+    // with its key, and anchored below like the lines before it.
+    vault.history_for(old).repair_torn()?;
     if vault.read_head()? != Some(head.ckpt.seq) {
         vault.write_head(head.ckpt.seq)?;
     }
@@ -111,7 +113,7 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
     crate::failpoint::hit("rekey-after-checkpoint");
     vault.write_head(ckpt.seq)?;
 
-    let history = vault.history();
+    let history = vault.history_for(new);
     let mut data = Map::new();
     data.insert("seq".into(), ckpt.seq.into());
     data.insert("reason".into(), Reason::Rekey.as_str().into());

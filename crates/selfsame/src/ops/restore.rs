@@ -30,9 +30,9 @@ use selfsame_telegram::{BotToken, SecretKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::seal::{current_head, manifest_of, seal_core, SealOptions};
+use super::seal::{current_head, manifest_of, seal_expecting, SealOptions};
 use crate::clock;
-use crate::crypto::checkpoint_key;
+use crate::crypto::{checkpoint_key, history_key};
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::format::checkpoint::Reason;
@@ -250,10 +250,9 @@ pub(crate) fn remove_journal(vault: &Vault) -> Result<()> {
 /// be sane; a journal that fails is corruption, never acted on.
 fn read_journal(vault: &Vault, key: Option<&SecretKey>) -> Result<Option<Journal>> {
     let path = journal_path(vault);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).at(&path),
+    let Some(bytes) = crate::vault::read::read_capped(&path, crate::vault::read::MAX_RUN_FILE)?
+    else {
+        return Ok(None);
     };
     let bad = |why: &str| {
         Error::Corrupt(format!(
@@ -343,12 +342,15 @@ pub fn plan(vault: &Vault, token: &BotToken, blocked: bool) -> Result<Option<Pen
     }))
 }
 
-/// The newest checkpoint marked good by a healthy run, else the head.
-pub fn last_good(vault: &Vault, key: &SecretKey, head: &Stored) -> Result<Stored> {
+/// The newest checkpoint marked good by a healthy run, else the head. Only
+/// `good` events that can be trusted count: vouched for by the head's
+/// anchor through the chain, or carrying a valid MAC (History v2).
+pub fn last_good(vault: &Vault, token: &BotToken, head: &Stored) -> Result<Stored> {
+    let key = &checkpoint_key(token);
     let history = vault.history().read_all()?;
     let mut marked: Vec<u64> = history
-        .lines
-        .iter()
+        .trusted_lines(&head.ckpt.log, &history_key(token))
+        .into_iter()
         .filter(|l| l.event.event == "good")
         .filter_map(|l| l.event.get_u64("seq"))
         .filter(|&s| s <= head.ckpt.seq)
@@ -396,9 +398,12 @@ pub fn restore_locked(
     // From here on `vault` is the sealed config's: `config.toml` as it is
     // now is obeyed only if a checkpoint vouches for it.
     let vault = &config::sealed(vault, head.ckpt.seq, head.ckpt.config())?;
+    // Refused before anything is touched: the seal that ends the restore
+    // would refuse to anchor history lines that are not selfsame's.
+    vault.history_for(token).check_after(&head.ckpt.log)?;
     let stored = match target {
         Target::Head => head.clone(),
-        Target::LastGood => last_good(vault, &key, &head)?,
+        Target::LastGood => last_good(vault, token, &head)?,
         Target::Seq(n) => {
             let s = vault.read_checkpoint(n)?;
             if !super::inspect::trusted(vault, &key, &s)? {
@@ -583,7 +588,7 @@ pub(crate) fn run(
     let [has_work, has_new, has_old] = forward_check(vault, j, &dirs)?;
     if migrating && j.phase == Phase::Stage {
         // The migration had not finished: the soul was never touched.
-        return super::migrate::abandon(vault, j);
+        return super::migrate::abandon(vault, token, j);
     }
     // A journal of an older version recorded none of them: from here on
     // the ones found (real directories on the soul's filesystem) are held
@@ -715,7 +720,7 @@ pub(crate) fn run(
             Reason::Restore
         });
         so.format = Some(j.format.clone().unwrap_or(target.ckpt.format.clone()));
-        let report = seal_core(vault, token, &so, progress)?;
+        let report = seal_expecting(vault, token, &so, progress, Some(&manifest))?;
         if report.soul != j.soul {
             return Err(Error::Corrupt(format!(
                 "the restored soul does not match checkpoint {} (something wrote to the soul during the restore?)",
@@ -738,7 +743,7 @@ pub(crate) fn run(
     if resumed {
         data.insert("resumed".into(), true.into());
     }
-    vault.history().append(&j.event, data)?;
+    vault.history_for(token).append(&j.event, data)?;
     remove_journal(vault)?;
     Ok(RestoreReport {
         target: j.target,
@@ -992,7 +997,7 @@ pub fn stage(
                     progress.advance(e.size);
                 }
                 Kind::File | Kind::Exec => {
-                    let n = objects.copy_to(&e.hash, &p, &|n| progress.advance(n))?;
+                    let n = objects.copy_to(&e.hash, e.size, &p, &|n| progress.advance(n))?;
                     if n != e.size {
                         return Err(Error::Corrupt(format!(
                             "object for {} has the wrong size",

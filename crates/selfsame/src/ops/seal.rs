@@ -157,25 +157,42 @@ pub(crate) fn seal_core(
     opts: &SealOptions,
     progress: &dyn Progress,
 ) -> Result<SealReport> {
+    seal_expecting(vault, token, opts, progress, None)
+}
+
+/// [`seal_core`] of a soul expected to equal `expect` (a restore's target,
+/// just written from the store): its files are hashed before they are
+/// copied into the store, so those whose objects exist are not copied.
+pub(crate) fn seal_expecting(
+    vault: &Vault,
+    token: &BotToken,
+    opts: &SealOptions,
+    progress: &dyn Progress,
+    expect: Option<&Manifest>,
+) -> Result<SealReport> {
     // The format of a restore's or migration's seal comes from a checkpoint
     // and is not rechecked; extra fields never name a reserved one.
     check_extra_fields(&opts.extra)?;
     let key = checkpoint_key(token);
-    let history = vault.history();
-    history.repair_torn()?;
+    let history = vault.history_for(token);
+    // The token is checked before it signs anything (a repair line).
     let head = current_head(vault, &key, token)?;
+    history.repair_torn()?;
     let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&key, h));
 
     // One syncfs after hashing instead of two fsyncs per new object.
     let objects = vault.objects().deferred();
     let cache_path = StatCache::path(vault.dir());
     let scan_began = StatCache::begin_scan(&vault.dir().join("cache"))?;
-    let scan = soul::fingerprint_until(
+    let scan = soul::fingerprint_expecting(
         &vault.soul(),
         &vault.excludes()?,
         &vault.skip_paths(),
-        Some(&objects),
-        Some(&cache_path),
+        soul::Sources {
+            store: Some(&objects),
+            cache: Some(&cache_path),
+        },
+        expect,
         progress,
         &AtomicBool::new(false),
     )?;
@@ -250,7 +267,8 @@ pub(crate) fn seal_core(
         reason: opts.reason,
         shell,
         format,
-        log: history.tail()?.0,
+        // The lines this checkpoint will vouch for must be selfsame's.
+        log: history.anchor_after(head.as_ref().map_or("", |h| h.ckpt.log.as_str()))?,
         bot_id: token.bot_id(),
         extra,
     };

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use selfsame_telegram::BotToken;
 use serde::Serialize;
 
-use super::inspect::{inspect, ObjectScope, Problem};
+use super::inspect::{inspect_consistent, ObjectScope, Problem};
 use super::seal::manifest_of;
 use crate::error::{Error, Result};
 use crate::format::Kind;
@@ -44,7 +44,7 @@ pub fn verify(
     read_data: bool,
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
-    let insp = inspect(vault, token, ObjectScope::All)?;
+    let insp = inspect_consistent(vault, token, ObjectScope::All)?;
     let mut problems = insp.problems.clone();
     let mut notes = Vec::new();
     if insp.history.torn.is_some() {
@@ -61,6 +61,18 @@ pub fn verify(
     {
         notes.push(format!(
             "checkpoints {first}-{last} were sealed under the previous token; rekey checkpoint {r} vouches for them (their bytes are fixed by its `prev` chain)"
+        ));
+    }
+    for name in &insp.strays {
+        notes.push(format!(
+            "{} is not a checkpoint (selfsame ignores it)",
+            vault.checkpoints_dir().join(name).display()
+        ));
+    }
+    for (path, size) in vault.stale_temps(true) {
+        notes.push(format!(
+            "temp file {} ({size} bytes) was left by an interrupted writer; the next seal or wake removes it",
+            path.display()
         ));
     }
     if let Some(j) = super::restore::pending(vault)? {
@@ -87,8 +99,11 @@ pub fn verify(
             let Ok(m) = manifest_of(vault, s) else {
                 continue;
             };
+            // An object of the wrong size (or not a regular file) is a
+            // problem already; it is not read (it could be endless).
+            let fits = |e: &crate::format::Entry| objects.size_of(&e.hash) == Some(e.size);
             for e in m.entries.into_iter().filter(|e| e.kind != Kind::Dir) {
-                if seen.insert(e.hash) {
+                if seen.insert(e.hash) && fits(&e) {
                     todo.push((s.ckpt.seq, e));
                 }
             }
@@ -101,6 +116,7 @@ pub fn verify(
                 path: objects.path(&e.hash),
                 size: e.size,
                 seen: None,
+                expect: None,
             })
             .collect();
         let hashed = hash_files(&jobs, None, progress, &AtomicBool::new(false));
@@ -110,6 +126,11 @@ pub fn verify(
                 Ok(h) if h.hash == e.hash => Ok(h.size),
                 Ok(_) => Err(objects.mismatch(&e.hash)),
                 Err(Error::Io { path, source }) => Err(objects.missing(&e.hash, &path, source)),
+                // Swapped for something else since its size was read.
+                Err(Error::FileChanging { path, .. }) => Err(Error::Corrupt(format!(
+                    "object {} changed while it was read, or is not a regular file",
+                    path.display()
+                ))),
                 Err(other) => Err(other),
             };
             (seq, e, checked)

@@ -8,7 +8,7 @@ use selfsame_telegram::BotToken;
 use serde::Serialize;
 use serde_json::Map;
 
-use super::inspect::{config_problem, inspect, ObjectScope, Problem};
+use super::inspect::{config_problem, inspect, inspect_consistent, ObjectScope, Problem};
 use super::migrate::{assess, migrate_locked, migrations_dir, MigrateOptions, Reads, Registry};
 use super::restore::{restore_locked, resume_locked, Pending, Target, WakeWill};
 use super::seal::{changes_json, joined, seal_locked, SealOptions};
@@ -188,7 +188,7 @@ pub fn wake_with_progress(
                 )
             });
         }
-        if vault.history().repair_torn()? {
+        if vault.may_sign_history(token) && vault.history_for(token).repair_torn()? {
             actions.push("moved a torn history line to run/ and logged a repair".into());
         }
     }
@@ -281,7 +281,13 @@ fn judge(
         policies,
         max_age,
     } = prepared;
-    let mut insp = inspect(vault, token, ObjectScope::Head)?;
+    // `status` holds no lock: it must not take a seal in progress for
+    // damage.
+    let mut insp = if opts.dry_run {
+        inspect_consistent(vault, token, ObjectScope::Head)?
+    } else {
+        inspect(vault, token, ObjectScope::Head)?
+    };
     if let Some(p) = journal_problem {
         insp.problems.insert(0, p);
     }
@@ -316,7 +322,7 @@ fn judge(
         report.action = Action::Halt;
         report.exit_code = verdict.exit_code();
         if !opts.dry_run {
-            record(vault, &report, opts)?;
+            record(vault, token, &report, opts)?;
         }
         return Ok(report);
     }
@@ -334,7 +340,7 @@ fn judge(
             "HEAD pointed at an older checkpoint (interrupted seal); moved it to the newest".into(),
         );
         data.insert("seq".into(), head.ckpt.seq.into());
-        vault.history().append("repair", data)?;
+        vault.history_for(token).append("repair", data)?;
         report.actions.push(format!(
             "moved HEAD to checkpoint {} (an interrupted seal)",
             head.ckpt.seq
@@ -391,7 +397,7 @@ fn judge(
             report.action = Action::Halt;
             report.exit_code = Verdict::Incompatible.exit_code();
             if !opts.dry_run {
-                record(vault, &report, opts)?;
+                record(vault, token, &report, opts)?;
             }
             return Ok(report);
         }
@@ -495,7 +501,7 @@ fn judge(
     let acted = act(vault, token, opts, progress, &mut report, head, migrate_to);
     match acted {
         Ok(new_head) => {
-            record(vault, &report, opts)?;
+            record(vault, token, &report, opts)?;
             if let Some(h) = new_head {
                 report.head = Some(h.ckpt.seq);
                 vault.write_marker(&insp.key, &h)?;
@@ -511,7 +517,7 @@ fn judge(
             report.action = Action::Halt;
             report.may_start = false;
             // The error is what the caller must see; the event is best effort.
-            let _ = record(vault, &report, opts);
+            let _ = record(vault, token, &report, opts);
             Err(e)
         }
     }
@@ -597,7 +603,12 @@ fn config_changed(vault: &Vault, token: &BotToken) -> bool {
         .is_some_and(|h| h.ckpt.verify(&key) && config_problem(vault, &h).is_some())
 }
 
-fn record(vault: &Vault, r: &WakeReport, opts: &WakeOptions) -> Result<()> {
+fn record(vault: &Vault, token: &BotToken, r: &WakeReport, opts: &WakeOptions) -> Result<()> {
+    if r.verdict == Verdict::IdentityMismatch {
+        // A token that does not verify the vault cannot sign its history:
+        // its line would read as forged. The attempt goes to run/ instead.
+        return vault.record_refused(token.bot_id(), &r.message);
+    }
     let mut data = Map::new();
     data.insert("verdict".into(), r.verdict.as_str().into());
     if let Some(d) = r.detail {
@@ -615,5 +626,5 @@ fn record(vault: &Vault, r: &WakeReport, opts: &WakeOptions) -> Result<()> {
         data.insert("warnings".into(), r.warnings.clone().into());
     }
     data.insert("message".into(), r.message.clone().into());
-    vault.history().append("wake", data).map(|_| ())
+    vault.history_for(token).append("wake", data).map(|_| ())
 }

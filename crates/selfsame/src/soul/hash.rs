@@ -49,6 +49,11 @@ pub struct Job {
     /// Its stat as the walk saw it, if it did: then the first read needs no
     /// stat of its own (the one after reading must still match it).
     pub seen: Option<FileStat>,
+    /// The hash it is expected to have, if known (a restore's target, a
+    /// stat cache record too recent to trust): when that object is stored
+    /// already, the file is only hashed, not copied into the store, and
+    /// read a second time to store it only if it turns out different.
+    pub expect: Option<[u8; 32]>,
 }
 
 /// A hashed file.
@@ -221,6 +226,9 @@ struct Reading<'a> {
     /// Keep the whole file in the buffer, to store it once hashed.
     whole: bool,
     writer: Option<ObjectWriter<'a>>,
+    /// Not copied into the store, since the object this hash names is
+    /// there: the file is expected to have it.
+    expected: Option<[u8; 32]>,
 }
 
 impl<'a> Reading<'a> {
@@ -229,6 +237,7 @@ impl<'a> Reading<'a> {
         file: File,
         seen: Option<FileStat>,
         store: Option<&'a Objects>,
+        expect: Option<[u8; 32]>,
     ) -> Result<Self> {
         let before = match seen {
             Some(stat) => stat,
@@ -241,8 +250,14 @@ impl<'a> Reading<'a> {
             }
         };
         let whole = store.is_some() && before.size <= SMALL;
+        // Hash first, store only if needed: an object that exists is never
+        // copied again (a restore's final seal, on a nearly full disk).
+        let expected = match (store, expect) {
+            (Some(s), Some(h)) if !whole && s.size_of(&h) == Some(before.size) => Some(h),
+            _ => None,
+        };
         let writer = match store {
-            Some(s) if !whole => Some(s.writer()?),
+            Some(s) if !whole && expected.is_none() => Some(s.writer()?),
             _ => None,
         };
         let source = if !whole && before.size >= READ_AHEAD {
@@ -258,6 +273,7 @@ impl<'a> Reading<'a> {
             source,
             whole,
             writer,
+            expected,
         })
     }
 
@@ -293,7 +309,9 @@ impl<'a> Open<'a> {
     ) -> std::result::Result<Self, (Error, Vec<u8>)> {
         let path = shared.jobs[job].path.as_path();
         let seen = shared.jobs[job].seen;
-        let reading = open_file(path).and_then(|f| Reading::new(path, f, seen, shared.store));
+        let expect = shared.jobs[job].expect;
+        let reading =
+            open_file(path).and_then(|f| Reading::new(path, f, seen, shared.store, expect));
         match reading {
             Ok(reading) => Ok(Open {
                 job,
@@ -364,6 +382,15 @@ impl<'a> Open<'a> {
         let before = self.reading.before;
         let after = self.reading.stat_after(self.path)?;
         if self.read == before.size && before.same_version(&after) {
+            if self.reading.expected.is_some_and(|e| e != hash) {
+                // Not the expected content after all: read it again, this
+                // time into the store.
+                self.reading =
+                    Reading::new(self.path, open_file(self.path)?, None, shared.store, None)?;
+                self.lane = Lane::new();
+                (self.end, self.pos, self.read, self.eof) = (0, 0, 0, false);
+                return Ok(None);
+            }
             let new = match (self.reading.writer.take(), shared.store) {
                 (Some(w), _) => w.finish(&hash)?,
                 (None, Some(s)) if self.reading.whole => s.put(&hash, &self.buf[..self.end])?,
@@ -381,7 +408,7 @@ impl<'a> Open<'a> {
         if self.tries >= TRIES {
             return Err(changing(self.path));
         }
-        self.reading = Reading::new(self.path, open_file(self.path)?, None, shared.store)?;
+        self.reading = Reading::new(self.path, open_file(self.path)?, None, shared.store, None)?;
         self.lane = Lane::new();
         (self.end, self.pos, self.read, self.eof) = (0, 0, 0, false);
         Ok(None)
@@ -563,6 +590,7 @@ mod tests {
                 path,
                 size: n as u64,
                 seen: None,
+                expect: None,
             });
             contents.push(b);
         }
@@ -629,6 +657,7 @@ mod tests {
             path: path.clone(),
             size: seen.size,
             seen: Some(seen),
+            expect: None,
         };
         // On another thread, so that a hang fails the test instead of
         // stalling it (a FIFO with no writer blocks a plain open forever).
@@ -663,6 +692,7 @@ mod tests {
             path: path.clone(),
             size: 3,
             seen: Some(stale),
+            expect: None,
         };
         let h = hash_files(&[job], None, &Silent, &AtomicBool::new(false))
             .remove(0)
@@ -684,6 +714,7 @@ mod tests {
             path: path.clone(),
             size: 0,
             seen: None,
+            expect: None,
         };
         let refused = (0..5).any(|_| {
             let (done, writing) = (AtomicBool::new(false), AtomicBool::new(false));
@@ -730,6 +761,7 @@ mod tests {
             path: dir.path().join("gone"),
             size: 1,
             seen: None,
+            expect: None,
         };
         match &hash_files(
             std::slice::from_ref(&missing),

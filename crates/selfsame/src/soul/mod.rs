@@ -90,12 +90,41 @@ pub fn fingerprint_until(
     progress: &dyn Progress,
     stop: &AtomicBool,
 ) -> Result<Scan> {
+    let sources = Sources { store, cache };
+    fingerprint_expecting(root, excludes, skip, sources, None, progress, stop)
+}
+
+/// Where a scan stores objects and finds its stat cache.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sources<'a> {
+    /// The object store to put every file's bytes into, if any.
+    pub store: Option<&'a Objects>,
+    /// The stat cache to trust, if any.
+    pub cache: Option<&'a Path>,
+}
+
+/// [`fingerprint_until`], where the soul is expected to equal `expect` (a
+/// restore's target): a file of the size and path it lists, whose object
+/// is stored, is hashed without being copied into the store (and copied
+/// only if it turns out different). Racy stat cache records give the same
+/// expectation for their files.
+pub(crate) fn fingerprint_expecting(
+    root: &Path,
+    excludes: &Excludes,
+    skip: &[PathBuf],
+    sources: Sources<'_>,
+    expect: Option<&Manifest>,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<Scan> {
+    let Sources { store, cache } = sources;
     let (found, cache) = std::thread::scope(|threads| {
-        let loading = cache.map(|path| threads.spawn(move || StatCache::load(path)));
+        let loading = cache.map(|path| threads.spawn(move || StatCache::open(path)));
         let found = walk(root, excludes, skip);
         let cache = loading.map(|l| l.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
         (found, cache)
     });
+    let cache = cache.transpose()?;
     let found = found?;
     let total: u64 = found.iter().map(|f| f.size).sum();
     let files = found.iter().filter(|f| f.kind != Kind::Dir).count() as u64;
@@ -105,6 +134,16 @@ pub fn fingerprint_until(
         None => Comparison::nothing(found.len()),
     };
     let seen = &cmp.seen;
+    let mut likely = cmp.likely.iter().peekable();
+    let expected = |f: &walk::Found| -> Option<[u8; 32]> {
+        let m = expect?;
+        let at = m
+            .entries
+            .binary_search_by(|e| e.path.as_bytes().cmp(f.rel.as_bytes()))
+            .ok()?;
+        let e = &m.entries[at];
+        (e.kind.has_content() && e.kind != Kind::Symlink && e.size == f.size).then_some(e.hash)
+    };
 
     // A trusted record needs no object check: the cache is written only
     // after its objects were published durably, and selfsame never deletes
@@ -119,10 +158,12 @@ pub fn fingerprint_until(
                 cache_hits += 1;
             }
             (Kind::File | Kind::Exec, _) => {
+                let racy = likely.next_if(|(j, _)| *j == i).map(|(_, h)| *h);
                 jobs.push(hash::Job {
                     path: f.abs(root),
                     size: f.size,
                     seen: Some(f.stat),
+                    expect: expected(f).or(racy),
                 });
                 job_of.push(i);
             }

@@ -71,6 +71,9 @@ impl Found {
     }
 }
 
+/// Longest absolute path the system opens, with its terminating NUL.
+const PATH_MAX: usize = 4096;
+
 struct Walk<'a> {
     root: &'a Path,
     excludes: &'a Excludes,
@@ -206,6 +209,14 @@ impl Walk<'_> {
             });
         };
         let rel = format!("{prefix}{name_str}");
+        // Every entry is later opened (hashed, restored) by its absolute
+        // path, which the system refuses from PATH_MAX bytes on.
+        if self.root.as_os_str().len() + 1 + rel.len() >= PATH_MAX {
+            return Err(Error::Unsupported {
+                path: crate::error::shorten(&rel),
+                reason: "its path is longer than PATH_MAX (4096 bytes), the longest path the system opens",
+            });
+        }
         if name_str.chars().any(char::is_control) {
             return Err(Error::Unsupported {
                 path: rel.escape_debug().to_string(),

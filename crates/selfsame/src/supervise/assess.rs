@@ -3,11 +3,9 @@
 //! supervisor that is itself restarted (systemd, `kill -9`) carries on
 //! counting instead of starting over.
 
-use std::fs;
-
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::checkpoint_key;
+use crate::crypto::{checkpoint_key, history_key};
 use crate::error::Result;
 use crate::ops::restore::last_good;
 use crate::ops::seal::current_head;
@@ -32,10 +30,14 @@ pub struct State {
 impl State {
     /// Reads the state; a missing or unreadable file is a fresh start.
     pub fn load(vault: &Vault) -> State {
-        fs::read(vault.run_dir().join(FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        crate::vault::read::read_capped(
+            &vault.run_dir().join(FILE),
+            crate::vault::read::MAX_RUN_FILE,
+        )
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
     }
 
     /// Writes the state atomically.
@@ -76,8 +78,8 @@ pub fn decide(vault: &Vault, token: &BotToken, state: &State, tries: u32) -> Res
     let Some(head) = current_head(vault, &key, token)? else {
         return Ok(Decision::Halt("the vault has no checkpoint".into()));
     };
-    let good = last_good(vault, &key, &head)?;
-    if !is_marked_good(vault, good.ckpt.seq)? {
+    let good = last_good(vault, token, &head)?;
+    if !is_marked_good(vault, token, &head, good.ckpt.seq)? {
         return Ok(Decision::Halt(format!(
             "the agent died within probation {} times, and no checkpoint was ever followed by a healthy run, so there is nothing to roll back to",
             state.failed
@@ -92,13 +94,13 @@ pub fn decide(vault: &Vault, token: &BotToken, state: &State, tries: u32) -> Res
     Ok(Decision::Rollback(Box::new(good)))
 }
 
-/// Whether history has a `good` event for `seq` (`last_good` falls back to
-/// the head when there is none).
-fn is_marked_good(vault: &Vault, seq: u64) -> Result<bool> {
+/// Whether history has a trusted `good` event for `seq` (`last_good` falls
+/// back to the head when there is none).
+fn is_marked_good(vault: &Vault, token: &BotToken, head: &Stored, seq: u64) -> Result<bool> {
     Ok(vault
         .history()
         .read_all()?
-        .lines
+        .trusted_lines(&head.ckpt.log, &history_key(token))
         .iter()
         .any(|l| l.event.event == "good" && l.event.get_u64("seq") == Some(seq)))
 }

@@ -2,7 +2,7 @@
 //! dies, so a `kill -9` never leaves a lock to clean up by hand.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,16 +23,20 @@ pub fn default_wait() -> Duration {
         .unwrap_or(Duration::from_secs(5))
 }
 
+/// Width of the pid field in a lock file: the holder writes its pid
+/// right-aligned in this many bytes at offset 0, in one write and with no
+/// truncation before it, so a waiter never reads an empty or half-written
+/// file (a fresh file is empty only until that one write).
+const PID_WIDTH: usize = 10;
+
+/// How long a waiter that gives up keeps trying to read the holder's pid
+/// (the holder writes it right after taking the lock).
+const PID_READ_WAIT: Duration = Duration::from_millis(500);
+
 /// Takes the exclusive lock on `path`, waiting up to `wait`. The holder's
 /// pid is written into the file so a busy error can name it.
 pub fn acquire(path: &Path, wait: Duration, what: &str) -> Result<Lock> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .at(path)?;
+    let file = open_lock_file(path)?;
     let deadline = Instant::now() + wait;
     loop {
         match file.try_lock() {
@@ -41,22 +45,135 @@ pub fn acquire(path: &Path, wait: Duration, what: &str) -> Result<Lock> {
                 std::thread::sleep(Duration::from_millis(25));
             }
             Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
                 return Err(Error::Busy {
-                    holder: if holder.is_empty() {
-                        format!("{what} is held by another process")
-                    } else {
-                        format!("{what} is held by pid {holder}")
+                    holder: match holder_pid(&file) {
+                        Some(pid) => format!("{what} is held by pid {pid}"),
+                        None => format!("{what} is held by another process"),
                     },
                 });
             }
             Err(TryLockError::Error(e)) => return Err(e).at(path),
         }
     }
-    let _ = file.set_len(0);
-    let _ = file.rewind();
-    let _ = write!(file, "{}", std::process::id());
+    let pid = format!("{:>PID_WIDTH$}", std::process::id());
+    let _ = file.write_all_at(pid.as_bytes(), 0);
+    let _ = file.set_len(PID_WIDTH as u64);
     Ok(Lock { _file: file })
+}
+
+/// Takes `path` shared, waiting up to `wait` for an exclusive holder:
+/// readers hold it together, writers wait for them. `None` when the lock
+/// file does not exist (no writer ever took it). Opened read-only, so a
+/// reader that may not write the vault can take it.
+pub fn acquire_shared(path: &Path, wait: Duration, what: &str) -> Result<Option<Lock>> {
+    use rustix::fs::OFlags;
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at(path),
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        match file.try_lock_shared() {
+            Ok(()) => return Ok(Some(Lock { _file: file })),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Busy {
+                    holder: match holder_pid(&file) {
+                        Some(pid) => format!("{what} is held by pid {pid}"),
+                        None => format!("{what} is held by another process"),
+                    },
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(e).at(path),
+        }
+    }
+}
+
+/// Opens (creating, `0600`) a lock file without following a symlink or
+/// blocking on a FIFO; it must be a regular file.
+fn open_lock_file(path: &Path) -> Result<File> {
+    use rustix::fs::OFlags;
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(super::atomic::FILE_MODE)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(super::read::not_regular(path, "a symbolic link"))
+        }
+        Err(e) => return Err(e).at(path),
+    };
+    if !file.metadata().at(path)?.is_file() {
+        return Err(super::read::not_regular(path, "something else"));
+    }
+    Ok(file)
+}
+
+/// The pid the lock's holder wrote, read again for a short while when the
+/// file is still empty or names a process that is gone (the holder has the
+/// lock but has not written yet).
+fn holder_pid(file: &File) -> Option<u32> {
+    let until = Instant::now() + PID_READ_WAIT;
+    loop {
+        let mut buf = [0u8; 32];
+        let n = file.read_at(&mut buf, 0).unwrap_or(0);
+        // A pid that is gone was the previous holder's: the new one has
+        // not written its own yet.
+        let pid = std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .filter(|&p| super::atomic::pid_alive(p));
+        if pid.is_some() || Instant::now() >= until {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_names_the_pid_even_when_the_holder_has_not_written_it_yet() {
+        // The holder's steps, with a pause between locking and writing the
+        // pid that a waiter giving up at once falls into.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let holder = open_lock_file(&path).unwrap();
+        holder.try_lock().unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            holder
+                .write_all_at(format!("{:>10}", std::process::id()).as_bytes(), 0)
+                .unwrap();
+            holder
+        });
+        match acquire(&path, Duration::ZERO, "the vault lock") {
+            Err(Error::Busy { holder }) => assert_eq!(
+                holder,
+                format!("the vault lock is held by pid {}", std::process::id())
+            ),
+            other => panic!("expected busy, got {other:?}"),
+        }
+        drop(writer.join().unwrap());
+        // Released: taken, and the file then holds our pid.
+        let _held = acquire(&path, Duration::ZERO, "the vault lock").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.trim(), std::process::id().to_string());
+    }
 }

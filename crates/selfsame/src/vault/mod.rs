@@ -12,9 +12,12 @@ pub mod config;
 pub mod history;
 pub mod lock;
 pub mod objects;
+pub mod private;
+pub mod read;
 pub mod statcache;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use selfsame_telegram::{Fields, SecretKey};
@@ -24,7 +27,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::checkpoint::Checkpoint;
 use crate::soul::Excludes;
 pub use config::Config;
-pub use history::History;
+pub use history::{History, HistoryWriter};
 pub use objects::Objects;
 
 /// Name of the vault directory.
@@ -43,6 +46,18 @@ pub struct Vault {
     config_bytes: Vec<u8>,
 }
 
+/// What `checkpoints/` holds (see [`Vault::list_checkpoints`]).
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointDir {
+    /// The checkpoints, by seq, ascending.
+    pub seqs: Vec<u64>,
+    /// `<digits>.ckpt` names that are not the canonical name of their seq:
+    /// damage, since a reader might take them for that checkpoint.
+    pub misnamed: Vec<String>,
+    /// Anything else that is not a temp file: not selfsame's, ignored.
+    pub strays: Vec<String>,
+}
+
 /// A checkpoint as read from disk, with the hash of its file bytes.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -59,17 +74,17 @@ impl Vault {
         let env = std::env::var_os("SELFSAME_VAULT").map(PathBuf::from);
         if let Some(p) = explicit.map(Path::to_path_buf).or(env) {
             let p = if p.is_absolute() { p } else { start.join(p) };
-            if p.join("config.toml").is_file() {
+            if read::present(&p.join("config.toml")) {
                 return Ok(p);
             }
-            if p.join(DIR).join("config.toml").is_file() {
+            if read::present(&p.join(DIR).join("config.toml")) {
                 return Ok(p.join(DIR));
             }
             return Err(Error::NoVault { start: p });
         }
         for dir in start.ancestors() {
             let candidate = dir.join(DIR);
-            if candidate.join("config.toml").is_file() {
+            if read::present(&candidate.join("config.toml")) {
                 return Ok(candidate);
             }
         }
@@ -82,19 +97,41 @@ impl Vault {
     pub fn open(dir: &Path) -> Result<Vault> {
         let dir = fs::canonicalize(dir).at(dir)?;
         let config_path = dir.join("config.toml");
-        let text = fs::read_to_string(&config_path).at(&config_path)?;
+        let bytes = read::read_capped(&config_path, read::MAX_CONFIG)?.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "{} is missing; the vault cannot be used without it",
+                config_path.display()
+            ))
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::Config {
+            path: config_path.clone(),
+            message: format!(
+                "not UTF-8 text (invalid byte at offset {}); fix the file (it is TOML) and run `selfsame accept`",
+                e.utf8_error().valid_up_to()
+            ),
+        })?;
         let config = Config::parse(&text, &config_path)?;
         let format_path = dir.join("format");
-        match fs::read_to_string(&format_path) {
-            Ok(f) if f.trim() == FORMAT => {}
-            Ok(f) => {
+        let format = read::read_capped(&format_path, read::MAX_FORMAT)?.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "{} is missing (it holds the vault format, \"{FORMAT}\"); the vault is damaged or not a selfsame vault",
+                format_path.display()
+            ))
+        })?;
+        match std::str::from_utf8(&format).map(str::trim) {
+            Ok(FORMAT) => {}
+            Ok(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
                 return Err(Error::Usage(format!(
-                    "{}: vault format {:?} is not supported by this selfsame (reads {FORMAT}); upgrade selfsame",
+                    "{}: vault format {f:?} is not supported by this selfsame (reads {FORMAT}); upgrade selfsame",
                     format_path.display(),
-                    f.trim()
                 )))
             }
-            Err(e) => return Err(e).at(&format_path),
+            _ => {
+                return Err(Error::Corrupt(format!(
+                    "{} does not hold a vault format (\"{FORMAT}\")",
+                    format_path.display()
+                )))
+            }
         }
         let base = dir.parent().unwrap_or(Path::new("/")).to_owned();
         Ok(Vault {
@@ -112,12 +149,14 @@ impl Vault {
             return Err(Error::VaultExists(dir));
         }
         // Build it under a temp name, then rename, so a crash never leaves a
-        // half-made vault that `init` would refuse.
+        // half-made vault that `init` would refuse. Private from the start:
+        // directories 0700, files 0600.
         let tmp = base.join(format!(".selfsame-init-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         for sub in ["objects", "checkpoints", "run", "quarantine"] {
-            fs::create_dir_all(tmp.join(sub)).at(&tmp.join(sub))?;
+            atomic::private_dir(&tmp.join(sub))?;
         }
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(atomic::DIR_MODE)).at(&tmp)?;
         atomic::write_replace(&tmp.join("format"), format!("{FORMAT}\n").as_bytes())?;
         atomic::write_replace(&tmp.join("config.toml"), config.to_toml().as_bytes())?;
         atomic::sync_dir(&tmp)?;
@@ -180,9 +219,60 @@ impl Vault {
         Objects::new(self.dir.join("objects"))
     }
 
-    /// The history log.
+    /// The history log, for reading.
     pub fn history(&self) -> History {
         History::new(self.dir.join("history.jsonl"), self.run_dir())
+    }
+
+    /// The history log, for appending lines signed with `token`'s history
+    /// key.
+    pub fn history_for(&self, token: &selfsame_telegram::BotToken) -> HistoryWriter {
+        self.history().writer(token)
+    }
+
+    /// Whether `token` may sign history lines: its bot is the vault's and
+    /// the newest checkpoint (if any) verifies under it. A line signed with
+    /// another key would read as forged.
+    pub fn may_sign_history(&self, token: &selfsame_telegram::BotToken) -> bool {
+        if token.bot_id() != self.config.bot_id {
+            return false;
+        }
+        let key = crate::crypto::checkpoint_key(token);
+        match self.checkpoint_seqs().map(|s| s.last().copied()) {
+            Ok(None) => true,
+            Ok(Some(seq)) => self.read_checkpoint(seq).is_ok_and(|h| h.ckpt.verify(&key)),
+            Err(_) => false,
+        }
+    }
+
+    /// Records a wake refused for identity (another bot's token, or one
+    /// that verifies no checkpoint) in `run/refused.jsonl`: one JSON line
+    /// with `at`, `bot_id` (the token's) and `message`. Unsigned and not
+    /// chained: such a token cannot sign `history.jsonl`.
+    pub fn record_refused(&self, bot_id: u64, message: &str) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.run_dir().join("refused.jsonl");
+        let line = serde_json::json!({
+            "at": clock::rfc3339(clock::now()),
+            "event": "wake",
+            "verdict": "identity-mismatch",
+            "bot_id": bot_id,
+            "message": message,
+        });
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(atomic::FILE_MODE)
+            .custom_flags(flags.bits() as i32)
+            .open(&path)
+            .at(&path)?;
+        if !f.metadata().at(&path)?.is_file() {
+            return Err(read::not_regular(&path, "not a regular file"));
+        }
+        writeln!(f, "{line}").at(&path)?;
+        f.sync_all().at(&path)
     }
 
     /// `run/`.
@@ -253,19 +343,83 @@ impl Vault {
         skip
     }
 
-    /// Takes the short vault lock that every mutation holds.
+    /// Takes the short vault lock that every mutation holds. Holding it,
+    /// the writer makes a vault of an older selfsame private (once) and
+    /// removes the temp files of writers that died.
     pub fn lock(&self) -> Result<lock::Lock> {
-        fs::create_dir_all(self.run_dir()).at(&self.run_dir())?;
-        lock::acquire(
+        atomic::private_dir(&self.run_dir())?;
+        let lock = lock::acquire(
+            &self.run_dir().join("lock"),
+            lock::default_wait(),
+            "the vault lock",
+        )?;
+        private::tighten(&self.dir)?;
+        self.sweep_temps()?;
+        Ok(lock)
+    }
+
+    /// Takes the vault lock shared, for a reader that must see the vault
+    /// between two writers (it waits for a writer to finish, and keeps the
+    /// next one waiting while it holds it). `None` when no writer ever
+    /// made the lock file.
+    pub fn lock_shared(&self) -> Result<Option<lock::Lock>> {
+        lock::acquire_shared(
             &self.run_dir().join("lock"),
             lock::default_wait(),
             "the vault lock",
         )
     }
 
+    /// The directories where writers put temp files. (Objects written by
+    /// older versions had theirs beside the object; [`private::tighten`]
+    /// sweeps those once.)
+    fn temp_dirs(&self) -> [PathBuf; 5] {
+        [
+            self.dir.clone(),
+            self.checkpoints_dir(),
+            self.run_dir(),
+            self.dir.join("cache"),
+            self.dir.join("objects").join("tmp"),
+        ]
+    }
+
+    /// Removes the temp files no live writer owns. Call with the lock held.
+    fn sweep_temps(&self) -> Result<usize> {
+        let mut n = 0;
+        for dir in self.temp_dirs() {
+            n += atomic::sweep_temps(&dir)?;
+        }
+        Ok(n)
+    }
+
+    /// Temp files that no live writer owns, with their sizes: left by a
+    /// writer that was killed (or by a full disk); the next writer removes
+    /// them. With `objects`, the fan-out directories of `objects/` are
+    /// listed too (older versions put temp files there).
+    pub fn stale_temps(&self, objects: bool) -> Vec<(PathBuf, u64)> {
+        let mut out: Vec<(PathBuf, u64)> = self
+            .temp_dirs()
+            .iter()
+            .flat_map(|d| atomic::stale_temps(d))
+            .collect();
+        if objects {
+            let root = self.dir.join("objects");
+            if let Ok(items) = fs::read_dir(&root) {
+                for item in items.flatten() {
+                    let name = item.file_name();
+                    if name.len() == 2 && item.file_type().is_ok_and(|t| t.is_dir()) {
+                        out.extend(atomic::stale_temps(&item.path()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     // --- checkpoints -----------------------------------------------------
 
-    fn checkpoints_dir(&self) -> PathBuf {
+    /// `checkpoints/`.
+    pub fn checkpoints_dir(&self) -> PathBuf {
         self.dir.join("checkpoints")
     }
 
@@ -274,35 +428,60 @@ impl Vault {
         self.checkpoints_dir().join(Checkpoint::file_name(seq))
     }
 
-    /// The seqs present in `checkpoints/`, ascending. Files that are not
-    /// `NNNNNNNN.ckpt` (temp files) are ignored.
+    /// The seqs present in `checkpoints/`, ascending: the files named
+    /// exactly [`Checkpoint::file_name`] of their seq.
     pub fn checkpoint_seqs(&self) -> Result<Vec<u64>> {
+        Ok(self.list_checkpoints()?.seqs)
+    }
+
+    /// What `checkpoints/` holds: the checkpoints by seq, names that look
+    /// like a checkpoint's but are not its canonical name (`000000001.ckpt`
+    /// beside `00000001.ckpt`), and anything else but temp files. A
+    /// missing `checkpoints/` is damage.
+    pub fn list_checkpoints(&self) -> Result<CheckpointDir> {
         let dir = self.checkpoints_dir();
-        let mut seqs = Vec::new();
-        for item in fs::read_dir(&dir).at(&dir)? {
+        let items = match fs::read_dir(&dir) {
+            Ok(items) => items,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Corrupt(format!(
+                    "{} is missing; the vault has lost its checkpoints (restore the vault from a backup)",
+                    dir.display()
+                )))
+            }
+            Err(e) => return Err(e).at(&dir),
+        };
+        let mut out = CheckpointDir::default();
+        for item in items {
             let name = item.at(&dir)?.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(num) = name.strip_suffix(".ckpt") {
-                if num.len() >= 8 && num.bytes().all(|b| b.is_ascii_digit()) {
-                    if let Ok(seq) = num.parse() {
-                        seqs.push(seq);
-                    }
-                }
+            let Some(name) = name.to_str() else {
+                out.strays.push(name.to_string_lossy().into_owned());
+                continue;
+            };
+            if name.starts_with(atomic::TEMP_PREFIX) {
+                continue;
+            }
+            let seq = name
+                .strip_suffix(".ckpt")
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .map(|n| n.parse::<u64>().ok());
+            match seq {
+                Some(Some(seq)) if Checkpoint::file_name(seq) == name => out.seqs.push(seq),
+                Some(_) => out.misnamed.push(name.to_owned()),
+                None => out.strays.push(name.to_owned()),
             }
         }
-        seqs.sort_unstable();
-        Ok(seqs)
+        out.seqs.sort_unstable();
+        out.misnamed.sort();
+        out.strays.sort();
+        Ok(out)
     }
 
     /// Reads checkpoint `seq`. Unparseable files are [`Error::Corrupt`].
     pub fn read_checkpoint(&self, seq: u64) -> Result<Stored> {
         let path = self.checkpoint_path(seq);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NoSuchCheckpoint(seq.to_string()))
-            }
-            Err(e) => return Err(e).at(&path),
+        let bytes = match read::read_capped(&path, read::MAX_CHECKPOINT)? {
+            Some(b) => b,
+            None => return Err(Error::NoSuchCheckpoint(seq.to_string())),
         };
         let ckpt = Checkpoint::parse(&bytes).map_err(|e| {
             Error::Corrupt(format!("checkpoint {} is unreadable: {e}", path.display()))
@@ -339,15 +518,14 @@ impl Vault {
     /// The seq HEAD names, if HEAD exists. Unreadable HEAD is corruption.
     pub fn read_head(&self) -> Result<Option<u64>> {
         let path = self.dir.join("HEAD");
-        match fs::read_to_string(&path) {
-            Ok(t) => t
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| Error::Corrupt(format!("{} does not hold a seq", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).at(&path),
-        }
+        let Some(bytes) = read::read_capped(&path, read::MAX_HEAD)? else {
+            return Ok(None);
+        };
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| Error::Corrupt(format!("{} does not hold a seq", path.display())))
     }
 
     /// Points HEAD at `seq`.
@@ -405,7 +583,12 @@ impl Vault {
     /// Whether a valid awake marker for `head` is present. A marker with a
     /// bad MAC, or naming another checkpoint, counts as absent.
     pub fn marker_valid(&self, key: &SecretKey, head: &Stored) -> bool {
-        let Ok(text) = fs::read_to_string(self.marker_path()) else {
+        // A marker that is not a regular file (or too big) counts as
+        // absent here; the checks report it.
+        let Ok(Some(bytes)) = read::read_capped(&self.marker_path(), read::MAX_RUN_FILE) else {
+            return false;
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
             return false;
         };
         let Ok(f) = Fields::parse(text.trim_end_matches('\n')) else {
@@ -425,7 +608,16 @@ impl Vault {
 
     /// Whether any `run/awake` file exists (valid or not).
     pub fn marker_present(&self) -> bool {
-        self.marker_path().exists()
+        read::present(&self.marker_path())
+    }
+
+    /// The damage of `run/awake` when it is there but is not a regular
+    /// file or is too big to be a marker.
+    pub fn marker_problem(&self) -> Option<String> {
+        match read::read_capped(&self.marker_path(), read::MAX_RUN_FILE) {
+            Err(Error::Corrupt(m)) => Some(m),
+            _ => None,
+        }
     }
 
     /// Removes the awake marker.

@@ -190,10 +190,19 @@ impl Objects {
 
     fn make_dir(&self, dir: &Path) -> Result<()> {
         if self.deferred.is_some() {
-            fs::create_dir_all(dir).at(dir)
+            atomic::private_dir(dir)
         } else {
             atomic::create_dir_all(dir)
         }
+    }
+
+    /// `objects/tmp/`, where every new object is written before it is
+    /// linked under its name (so that a writer that dies leaves its temp
+    /// files in one place, for the next writer to remove).
+    fn tmp_dir(&self) -> Result<PathBuf> {
+        let dir = self.root.join("tmp");
+        self.make_dir(&dir)?;
+        Ok(dir)
     }
 
     /// Records a deferred object written to `file` at `tmp`; false if the
@@ -247,32 +256,47 @@ impl Objects {
         Present(out)
     }
 
-    /// Whether the object exists, and its size if so.
+    /// Whether the object exists as a regular file, and its size if so
+    /// (a symlink or anything else at its name is not followed, and is no
+    /// object: see [`Objects::present`]).
     pub fn size_of(&self, hash: &[u8; 32]) -> Option<u64> {
-        fs::metadata(self.path(hash))
+        fs::symlink_metadata(self.path(hash))
             .ok()
             .filter(|m| m.is_file())
             .map(|m| m.len())
+    }
+
+    /// Whether anything at all is at the object's name.
+    pub fn present(&self, hash: &[u8; 32]) -> bool {
+        super::read::present(&self.path(hash))
+    }
+
+    /// Whether the object is already stored: `Ok(true)` for a regular file
+    /// at its name; something else there is damage.
+    fn stored(&self, path: &Path) -> Result<bool> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() => Ok(true),
+            Ok(_) => Err(super::read::not_regular(path, "not a regular file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).at(path),
+        }
     }
 
     /// Stores `bytes` whose hash the caller computed. Returns whether a new
     /// object was written; an existing one is never rewritten.
     pub fn put(&self, hash: &[u8; 32], bytes: &[u8]) -> Result<bool> {
         let path = self.path(hash);
-        if path.is_file() {
+        if self.stored(&path)? {
             return Ok(false);
         }
+        let tmp = atomic::temp_in(&self.tmp_dir()?, &hex::encode(hash));
         self.make_dir(path.parent().expect("object paths have a parent"))?;
         if self.deferred.is_none() {
-            return atomic::write_if_absent(&path, bytes);
+            return atomic::write_if_absent_via(&tmp, &path, bytes);
         }
-        let tmp = atomic::temp_path(&path);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .at(&tmp)?;
+        let mut file = atomic::create_new(&tmp)?;
         if let Err(e) = file.write_all(bytes) {
+            drop(file);
             let _ = fs::remove_file(&tmp);
             return Err(e).at(&tmp);
         }
@@ -282,14 +306,8 @@ impl Objects {
     /// Starts a new object whose hash is known only once all its bytes are
     /// written (a file being hashed as it is read).
     pub fn writer(&self) -> Result<ObjectWriter<'_>> {
-        let tmp_dir = self.root.join("tmp");
-        self.make_dir(&tmp_dir)?;
-        let tmp = atomic::temp_path(&tmp_dir.join("stream"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .at(&tmp)?;
+        let tmp = atomic::temp_in(&self.tmp_dir()?, "stream");
+        let file = atomic::create_new(&tmp)?;
         Ok(ObjectWriter {
             store: self,
             tmp,
@@ -297,27 +315,45 @@ impl Objects {
         })
     }
 
-    /// Reads a whole object, checking its hash.
+    /// Reads a whole object, checking its hash. It must be a regular file
+    /// (a symlink is not followed, a FIFO not waited on) and is read no
+    /// further than its size.
     pub fn read(&self, hash: &[u8; 32]) -> Result<Vec<u8>> {
         let path = self.path(hash);
-        let bytes = fs::read(&path).map_err(|e| self.missing(hash, &path, e))?;
+        let bytes = super::read::read_all(&path)
+            .map_err(|e| self.unreadable(hash, e))?
+            .ok_or_else(|| Error::ObjectMissing(hex::encode(hash)))?;
         if crate::crypto::sha256(&bytes) != *hash {
             return Err(self.mismatch(hash));
         }
         Ok(bytes)
     }
 
-    /// Opens an object for streaming; the caller must check the hash of
-    /// what it read (see [`Objects::copy_to`]).
-    pub fn open(&self, hash: &[u8; 32]) -> Result<File> {
+    /// Opens an object for streaming, with its size; the caller must check
+    /// the hash of what it read (see [`Objects::copy_to`]).
+    pub fn open(&self, hash: &[u8; 32]) -> Result<(File, u64)> {
         let path = self.path(hash);
-        File::open(&path).map_err(|e| self.missing(hash, &path, e))
+        super::read::open(&path)
+            .map_err(|e| self.unreadable(hash, e))?
+            .ok_or_else(|| Error::ObjectMissing(hex::encode(hash)))
     }
 
-    /// Copies an object into `dest` (created new), re-hashing as it goes;
-    /// fails without leaving `dest` complete if the bytes do not match.
-    pub fn copy_to(&self, hash: &[u8; 32], dest: &Path, on_bytes: &dyn Fn(u64)) -> Result<u64> {
-        let mut src = self.open(hash)?;
+    /// Copies an object of `size` bytes (its manifest entry's) into `dest`
+    /// (created new), re-hashing as it goes; fails without leaving `dest`
+    /// complete if the bytes do not match. Never reads past `size` and one
+    /// byte more.
+    pub fn copy_to(
+        &self,
+        hash: &[u8; 32],
+        size: u64,
+        dest: &Path,
+        on_bytes: &dyn Fn(u64),
+    ) -> Result<u64> {
+        let (src, len) = self.open(hash)?;
+        if len != size {
+            return Err(self.wrong_size(hash, len, size));
+        }
+        let mut src = src.take(size + 1);
         let mut out = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -334,8 +370,11 @@ impl Objects {
                 Err(e) => return Err(e).at(&self.path(hash)),
             };
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).at(dest)?;
             total += n as u64;
+            if total > size {
+                return Err(self.wrong_size(hash, total, size));
+            }
+            out.write_all(&buf[..n]).at(dest)?;
             on_bytes(n as u64);
         }
         if <[u8; 32]>::from(hasher.finalize()) != *hash {
@@ -343,6 +382,25 @@ impl Objects {
         }
         out.sync_all().at(dest)?;
         Ok(total)
+    }
+
+    /// The error for object `hash` whose file is not the manifest's size.
+    fn wrong_size(&self, hash: &[u8; 32], len: u64, size: u64) -> Error {
+        Error::Corrupt(format!(
+            "object {} is {len} bytes, but its manifest says {size}",
+            self.path(hash).display()
+        ))
+    }
+
+    /// The error for object `hash` that could not be opened or read: a
+    /// missing file is [`Error::ObjectMissing`], the rest as it came.
+    fn unreadable(&self, hash: &[u8; 32], e: Error) -> Error {
+        match e {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                Error::ObjectMissing(hex::encode(hash))
+            }
+            e => e,
+        }
     }
 
     /// The error for object `hash`, whose bytes hash to something else.
@@ -408,7 +466,7 @@ impl ObjectWriter<'_> {
         let file = self.file.take().expect("open until finished");
         let store = self.store;
         let path = store.path(hash);
-        if path.is_file() {
+        if store.stored(&path)? {
             return Ok(false);
         }
         let dir = path.parent().expect("object paths have a parent");

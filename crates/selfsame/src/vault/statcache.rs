@@ -25,9 +25,9 @@
 //! unchanged seal of a soul of 100,000 files spends its time here and in
 //! `stat` calls.
 
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata};
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::atomic;
@@ -152,6 +152,10 @@ pub struct Comparison {
     /// file not trusted, another kind, a symlink): the entry's index and
     /// the record's kind, hash and size.
     pub prior: Vec<(usize, Kind, [u8; 32], u64)>,
+    /// Files whose record has exactly their stat but is too recent to be
+    /// trusted (racy): the entry's index and the hash it most likely still
+    /// has, so the file can be hashed before it is copied into the store.
+    pub likely: Vec<(usize, [u8; 32])>,
     /// Paths recorded that the scan did not find.
     pub gone: Vec<String>,
     /// Per entry, the record that settled it.
@@ -220,17 +224,29 @@ impl StatCache {
     /// is empty (it is only a cache: the cost is re-hashing). A patch that
     /// is damaged or made for another listing is left out.
     pub fn load(path: &Path) -> StatCache {
-        let Some(mut cache) = fs::read(path).ok().and_then(Self::parse) else {
-            return StatCache::default();
+        Self::open(path).unwrap_or_default()
+    }
+
+    /// [`StatCache::load`], except that a listing or patch that is not a
+    /// regular file (a symlink, a FIFO: nothing selfsame writes) is
+    /// [`crate::Error::Corrupt`], naming it. Neither is followed or waited
+    /// on, and each is read no further than its size.
+    pub fn open(path: &Path) -> Result<StatCache> {
+        let read = |p: &Path| match super::read::read_all(p) {
+            Ok(bytes) => Ok(bytes),
+            Err(e @ crate::Error::Corrupt(_)) => Err(e),
+            // Unreadable: only a cache.
+            Err(_) => Ok(None),
         };
-        let patch = fs::read(Self::patch_path(path))
-            .ok()
-            .and_then(|b| parse_patch(&b, cache.crc));
+        let Some(mut cache) = read(path)?.and_then(Self::parse) else {
+            return Ok(StatCache::default());
+        };
+        let patch = read(&Self::patch_path(path))?.and_then(|b| parse_patch(&b, cache.crc));
         if let Some((records, manifest)) = patch {
             cache.patch = records;
             cache.manifest = manifest;
         }
-        cache
+        Ok(cache)
     }
 
     fn parse(bytes: Vec<u8>) -> Option<StatCache> {
@@ -390,6 +406,9 @@ impl StatCache {
             };
             if let Some((Some(k), e)) = record.filter(|_| !matches!(seen, Seen::Trusted(_))) {
                 c.prior.push((i, k, e.rec.hash, e.rec.stat.size));
+                if matches!(k, Kind::File | Kind::Exec) && e.rec.stat == *stat {
+                    c.likely.push((i, e.rec.hash));
+                }
             }
             c.aligned &= seen != Seen::Unknown;
             c.seen.push(seen);
@@ -406,7 +425,29 @@ impl StatCache {
     pub fn begin_scan(dir: &Path) -> Result<Stamp> {
         atomic::create_dir_all(dir)?;
         let stamp = dir.join("scan-stamp");
-        let m = File::create(&stamp).and_then(|f| f.metadata()).at(&stamp)?;
+        // Truncating an existing stamp moves its mtime to now. Never
+        // through a symlink, never waiting on a FIFO.
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        let m = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(super::atomic::FILE_MODE)
+            .custom_flags(flags.bits() as i32)
+            .open(&stamp)
+            .and_then(|f| f.metadata())
+            .map_err(|e| match e.raw_os_error() {
+                Some(c) if c == rustix::io::Errno::LOOP.raw_os_error() => {
+                    super::read::not_regular(&stamp, "a symbolic link")
+                }
+                _ => crate::Error::Io {
+                    path: stamp.clone(),
+                    source: e,
+                },
+            })?;
+        if !m.is_file() {
+            return Err(super::read::not_regular(&stamp, "not a regular file"));
+        }
         Ok((m.mtime(), m.mtime_nsec()))
     }
 
@@ -643,7 +684,7 @@ impl Checksummed {
     fn create(path: &Path) -> Result<Self> {
         atomic::create_dir_all(path.parent().expect("cache path has a parent"))?;
         let tmp = atomic::temp_path(path);
-        let file = fs::File::create(&tmp).at(&tmp)?;
+        let file = atomic::create_new(&tmp)?;
         Ok(Checksummed {
             path: path.to_owned(),
             tmp,

@@ -208,7 +208,16 @@ pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<R
                 }
                 Undo::Clean
             }
-            Undo::Clean => return clean(vault, j, &dirs, [has_work, has_new, has_old], &aborted),
+            Undo::Clean => {
+                return clean(
+                    vault,
+                    token,
+                    j,
+                    &dirs,
+                    [has_work, has_new, has_old],
+                    &aborted,
+                )
+            }
         };
         j.abort = Some(next);
         write_journal(vault, &key, j)?;
@@ -219,6 +228,7 @@ pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<R
 /// the journal removed.
 fn clean(
     vault: &Vault,
+    token: &BotToken,
     j: &Journal,
     dirs: &WorkDirs,
     [has_work, has_new, has_old]: [bool; 3],
@@ -261,7 +271,7 @@ fn clean(
     if let Some(k) = &kept {
         data.insert("quarantine".into(), k.clone().into());
     }
-    vault.history().append(&j.event, data)?;
+    vault.history_for(token).append(&j.event, data)?;
     remove_journal(vault)?;
     Ok(RestoreReport {
         target: j.target,

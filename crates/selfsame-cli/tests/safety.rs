@@ -465,13 +465,20 @@ fn a_writer_that_cannot_get_the_lock_exits_75_naming_the_holder() {
         .open(env.vault().join("run/lock"))
         .unwrap();
     lock.lock().unwrap();
-    fs::write(env.vault().join("run/lock"), "424242").unwrap();
+    // The holder (this test) writes its pid, as selfsame does; a waiter
+    // names only a pid that is alive.
+    let holder = std::process::id().to_string();
+    fs::write(env.vault().join("run/lock"), &holder).unwrap();
     let before = fs::read_dir(env.vault().join("checkpoints"))
         .unwrap()
         .count();
     let out = env.run_env(&["seal"], &[("SELFSAME_LOCK_WAIT", "300ms")]);
     assert_eq!(out.code, 75, "{}", out.stderr);
-    assert!(out.stderr.contains("424242"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("pid {holder}")),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         fs::read_dir(env.vault().join("checkpoints"))
             .unwrap()

@@ -258,6 +258,38 @@ impl Env {
         self.keep(child.wait_with_output().expect("wait for selfsame"))
     }
 
+    /// Runs the binary with `TOKEN` in `dir` (instead of the temp dir),
+    /// failing the test if it has not exited within `secs` seconds (it is
+    /// killed then): for runs that must not hang.
+    pub fn run_within(&self, secs: u64, dir: &Path, args: &[&str]) -> Out {
+        let child = self
+            .command(TOKEN, args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn selfsame");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+            Ok(out) => {
+                waiter.join().expect("waiter");
+                self.keep(out.expect("wait for selfsame"))
+            }
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                let _ = waiter.join();
+                panic!(
+                    "`selfsame {}` did not finish within {secs} s",
+                    args.join(" ")
+                );
+            }
+        }
+    }
+
     fn keep(&self, out: Output) -> Out {
         let out = Out {
             code: out.status.code().unwrap_or(-1),

@@ -103,6 +103,9 @@ fn every_line_is_signed_and_a_forged_good_line_is_corrupted_and_never_restored()
     for line in raw_lines(&env) {
         assert_eq!(mac_valid(&line, &key), Some(true), "{line}");
     }
+    // `log --json` shows the lines exactly as stored, MACs included.
+    let log = env.run(&["--json", "log"]).expect_code(0);
+    assert_eq!(log.stdout, fs::read_to_string(history_path(&env)).unwrap());
     let sealed = tree(&env.soul());
     let honest = raw_lines(&env).len();
 

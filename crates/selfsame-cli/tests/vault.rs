@@ -427,7 +427,7 @@ fn a_soul_path_longer_than_path_max_is_named_in_a_verdict() {
     let segment = "d".repeat(200);
     let mut dir = openat(
         rustix::fs::CWD,
-        &env.soul(),
+        env.soul(),
         OFlags::RDONLY | OFlags::DIRECTORY,
         Mode::empty(),
     )
@@ -485,23 +485,22 @@ fn edit_head(env: &Env, edit: impl Fn(&str) -> String) -> String {
 #[test]
 fn a_checkpoint_must_be_its_fields_canonical_bytes() {
     let env = Env::at_rest();
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> String>)> = vec![
-        (
-            "a lowercase escape",
-            Box::new(|t: &str| t.replacen("%3A", "%3a", 1)),
-        ),
-        (
-            "two fields swapped",
-            Box::new(|t: &str| {
-                let mut f: Vec<&str> = t.split('&').collect();
-                f.swap(1, 2);
-                f.join("&")
-            }),
-        ),
-        (
-            "an empty signature outside the MAC",
-            Box::new(|t: &str| t.replacen("&hash=", "&signature=&hash=", 1)),
-        ),
+    fn lowercase_escape(t: &str) -> String {
+        t.replacen("%3A", "%3a", 1)
+    }
+    fn fields_swapped(t: &str) -> String {
+        let mut f: Vec<&str> = t.split('&').collect();
+        f.swap(1, 2);
+        f.join("&")
+    }
+    fn empty_signature(t: &str) -> String {
+        t.replacen("&hash=", "&signature=&hash=", 1)
+    }
+    type Edit = fn(&str) -> String;
+    let cases: [(&str, Edit); 3] = [
+        ("a lowercase escape", lowercase_escape),
+        ("two fields swapped", fields_swapped),
+        ("an empty signature outside the MAC", empty_signature),
     ];
     for (what, edit) in cases {
         let original = edit_head(&env, edit);

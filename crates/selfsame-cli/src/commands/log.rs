@@ -27,7 +27,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     for line in history.lines.iter().skip(skip) {
         let e = &line.event;
         if ctx.json {
-            outln!("{}", e.to_line());
+            outln!("{}", line.raw);
             continue;
         }
         if e.event == "crash" {

@@ -660,13 +660,13 @@ impl Supervisor<'_> {
     /// Appends a history event under the short vault lock. A vault whose
     /// token does not match is left alone, as wake does.
     fn record(&self, event: &str, data: Map<String, Value>) {
-        if !self.vault.may_sign_history(&self.token) {
+        if !self.vault.may_sign_history(self.token) {
             return;
         }
         let r = self
             .vault
             .lock()
-            .and_then(|_l| self.vault.history_for(&self.token).append(event, data));
+            .and_then(|_l| self.vault.history_for(self.token).append(event, data));
         if let Err(e) = r {
             self.log
                 .line(&format!("could not record `{event}` in history: {e}"));

@@ -145,7 +145,8 @@ impl Vault {
     /// Creates a new vault directory under `base` with `config`.
     pub fn create(base: &Path, config: Config) -> Result<Vault> {
         let dir = base.join(DIR);
-        if dir.exists() {
+        // Anything by that name, a dangling symlink included, is left alone.
+        if read::present(&dir) {
             return Err(Error::VaultExists(dir));
         }
         // Build it under a temp name, then rename, so a crash never leaves a

@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(read_capped(&big, 11).unwrap().unwrap(), vec![7u8; 11]);
         assert_eq!(read_capped(&dir.path().join("none"), 10).unwrap(), None);
         assert!(
-            matches!(read_all(&"/dev/zero".as_ref()), Err(Error::Corrupt(m)) if m.contains("a device"))
+            matches!(read_all(Path::new("/dev/zero")), Err(Error::Corrupt(m)) if m.contains("a device"))
         );
     }
 }

@@ -48,6 +48,25 @@ fn a_fifo_for_head_fails_wake_status_and_verify_at_once() {
     }
     fs::remove_file(&head).unwrap();
     fs::write(&head, "2\n").unwrap();
+    // The awake marker, the history and the restore journal alike.
+    for (name, detail) in [
+        ("run/awake", "bad-file"),
+        ("history.jsonl", "history-broken"),
+        ("run/restore.journal", "bad-journal"),
+    ] {
+        let path = env.vault().join(name);
+        let saved = fs::read(&path).ok();
+        let _ = fs::remove_file(&path);
+        mkfifo(&path);
+        let out = env
+            .run_within(DEADLINE, env.base(), &["--json", "wake"])
+            .expect_code(5);
+        assert_eq!(out.json()["detail"], detail, "{name}: {}", out.stdout);
+        fs::remove_file(&path).unwrap();
+        if let Some(bytes) = saved {
+            fs::write(&path, bytes).unwrap();
+        }
+    }
     env.verify_clean();
 }
 
@@ -161,12 +180,18 @@ fn a_new_vault_is_private_and_an_older_one_is_tightened_by_its_next_writer() {
         .unwrap();
     assert!(status.success());
     assert!(!not_private(&env.vault()).is_empty());
+    // Older versions put an object's temp file beside the object.
+    let legacy = obj.with_file_name(format!(".tmp-{}-7-{}", dead_pid(), "partial"));
+    fs::write(&legacy, b"half an object").unwrap();
     // A reader changes nothing.
     env.run(&["verify"]).expect_code(0);
     assert_eq!(fs::metadata(env.vault()).unwrap().mode() & 0o777, 0o755);
-    // The next writer tightens everything.
+    assert!(legacy.exists());
+    // The next writer tightens everything, and removes what a dead writer
+    // left among the objects.
     env.wake(&[]).expect_code(0);
     assert_eq!(not_private(&env.vault()), Vec::<String>::new());
+    assert!(!legacy.exists());
 
     // A restore puts soul files back with their own modes, and moves the
     // old ones to a private quarantine.

@@ -620,6 +620,8 @@ pub fn migrate_locked(
     let key = checkpoint_key(token);
     let mut head =
         current_head(vault, &key, token)?.ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
+    // Each migration ends in a seal, which anchors only selfsame's lines.
+    vault.history_for(token).check_after(&head.ckpt.log)?;
     // The migrations directory comes from config.toml: run nothing from a
     // config the head was not sealed with.
     if let Some(p) = super::inspect::config_problem(vault, &head) {

@@ -178,6 +178,10 @@ pub(crate) fn seal_expecting(
     // The token is checked before it signs anything (a repair line).
     let head = current_head(vault, &key, token)?;
     history.repair_torn()?;
+    // The lines this seal's checkpoint will vouch for must be selfsame's;
+    // checked before any hashing. (The lock keeps other writers out, so
+    // the tail does not move until the checkpoint is written.)
+    let log = history.anchor_after(head.as_ref().map_or("", |h| h.ckpt.log.as_str()))?;
     let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&key, h));
 
     // One syncfs after hashing instead of two fsyncs per new object.
@@ -267,8 +271,7 @@ pub(crate) fn seal_expecting(
         reason: opts.reason,
         shell,
         format,
-        // The lines this checkpoint will vouch for must be selfsame's.
-        log: history.anchor_after(head.as_ref().map_or("", |h| h.ckpt.log.as_str()))?,
+        log,
         bot_id: token.bot_id(),
         extra,
     };

@@ -188,7 +188,14 @@ pub fn wake_with_progress(
                 )
             });
         }
-        if vault.may_sign_history(token) && vault.history_for(token).repair_torn()? {
+        // A history that is not a regular file is the checks' to report.
+        let repaired = vault.may_sign_history(token)
+            && match vault.history_for(token).repair_torn() {
+                Ok(repaired) => repaired,
+                Err(crate::Error::Corrupt(_)) => false,
+                Err(e) => return Err(e),
+            };
+        if repaired {
             actions.push("moved a torn history line to run/ and logged a repair".into());
         }
     }
@@ -626,5 +633,11 @@ fn record(vault: &Vault, token: &BotToken, r: &WakeReport, opts: &WakeOptions) -
         data.insert("warnings".into(), r.warnings.clone().into());
     }
     data.insert("message".into(), r.message.clone().into());
-    vault.history_for(token).append("wake", data).map(|_| ())
+    match vault.history_for(token).append("wake", data) {
+        Ok(_) => Ok(()),
+        // A history that is not a regular file cannot take the line; the
+        // verdict already says so.
+        Err(crate::Error::Corrupt(_)) if r.verdict == Verdict::Corrupted => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -816,7 +816,7 @@ fn fingerprint_staged(
     staging: &Path,
     progress: &dyn Progress,
 ) -> Result<std::result::Result<Manifest, String>> {
-    let keep = restore::top_level_keep(vault);
+    let keep = restore::top_level_keep(vault)?;
     let names = restore::entries(staging)?;
     if let Some(n) = restore::kept_collision(&keep, names.iter().map(|n| n.as_os_str())) {
         return Ok(Err(format!(

@@ -420,7 +420,7 @@ pub fn restore_locked(
     // entry where the soul keeps one in place, or copy something that
     // cannot be copied into a quarantine on another filesystem.
     vault.quarantine()?;
-    let keep = top_level_keep(vault);
+    let keep = top_level_keep(vault)?;
     let top = manifest
         .entries
         .iter()
@@ -622,7 +622,7 @@ pub(crate) fn run(
         None if migrating => super::migrate::manifest_by_hash(vault, &j.soul)?,
         None => manifest_of(vault, &target)?,
     };
-    let keep = top_level_keep(vault);
+    let keep = top_level_keep(vault)?;
 
     if j.phase == Phase::Stage {
         if !has_work {
@@ -832,7 +832,7 @@ pub(crate) fn clear_work(vault: &Vault) -> Result<()> {
 
 /// Top-level names in the soul that a restore leaves in place: the vault
 /// (when inside the soul) and excluded entries.
-pub(crate) fn top_level_keep(vault: &Vault) -> Vec<OsString> {
+pub(crate) fn top_level_keep(vault: &Vault) -> Result<Vec<OsString>> {
     let mut keep = Vec::new();
     let soul = vault.soul();
     let soul_real = fs::canonicalize(&soul).unwrap_or(soul.clone());
@@ -841,15 +841,16 @@ pub(crate) fn top_level_keep(vault: &Vault) -> Vec<OsString> {
             keep.push(first.as_os_str().to_owned());
         }
     }
-    if let (Ok(ex), Ok(names)) = (vault.excludes(), entries(&soul)) {
-        // Globs match UTF-8 paths only; other names are never excluded.
-        keep.extend(
-            names
-                .into_iter()
-                .filter(|n| n.to_str().is_some_and(|n| ex.matches(n))),
-        );
-    }
-    keep
+    // A soul that cannot be listed is an error, not a soul without
+    // excluded entries (they would be swapped out with the rest).
+    let (ex, names) = (vault.excludes()?, entries(&soul)?);
+    // Globs match UTF-8 paths only; other names are never excluded.
+    keep.extend(
+        names
+            .into_iter()
+            .filter(|n| n.to_str().is_some_and(|n| ex.matches(n))),
+    );
+    Ok(keep)
 }
 
 /// The first of `names` that a swap leaves in place (in `keep`, or the

@@ -2,6 +2,7 @@
 //! dies, so a `kill -9` never leaves a lock to clean up by hand.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Seek, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -55,8 +56,11 @@ pub fn acquire(path: &Path, wait: Duration, what: &str) -> Result<Lock> {
             Err(TryLockError::Error(e)) => return Err(e).at(path),
         }
     }
+    // One write of the whole field over the previous holder's (only a busy
+    // message reads it, so a failed write is no reason to fail).
     let pid = format!("{:>PID_WIDTH$}", std::process::id());
-    let _ = file.write_all_at(pid.as_bytes(), 0);
+    let mut f = &file;
+    let _ = f.rewind().and_then(|()| f.write_all(pid.as_bytes()));
     let _ = file.set_len(PID_WIDTH as u64);
     Ok(Lock { _file: file })
 }

@@ -145,7 +145,7 @@ pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<R
                 }
                 // Every previous entry is in old/ or quarantine by now:
                 // what the soul holds came in with the swap.
-                let keep = top_level_keep(vault);
+                let keep = top_level_keep(vault)?;
                 for name in entries(&soul)? {
                     if name == WORK || keep.contains(&name) {
                         continue;

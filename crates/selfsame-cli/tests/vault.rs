@@ -377,6 +377,49 @@ fn temp_files_of_killed_writers_are_removed_by_the_next_writer() {
     env.verify_clean();
 }
 
+#[test]
+fn a_restores_seal_writes_nothing_into_the_object_store() {
+    // Without a small disk to show it (see the next test): the seal that
+    // ends a restore creates no file in the store, not even a temp file
+    // (any would move the mtime of objects/tmp/).
+    let env = Env::at_rest();
+    let big: Vec<u8> = (0..3u32 << 20)
+        .map(|i| i.wrapping_mul(40503) as u8)
+        .collect();
+    fs::write(env.soul().join("big.bin"), &big).unwrap();
+    env.run(&["seal"]).expect_code(0);
+    let edited: Vec<u8> = big.iter().map(|b| !b).collect();
+    fs::write(env.soul().join("big.bin"), edited).unwrap();
+    fs::write(env.soul().join("notes/a.md"), "edited\n").unwrap();
+    let tmp = env.vault().join("objects/tmp");
+    let stamp = |p: &Path| {
+        let m = fs::metadata(p).unwrap();
+        (m.mtime(), m.mtime_nsec())
+    };
+    let before = (stamp(&tmp), files_under(&env.vault().join("objects")));
+    std::thread::sleep(Duration::from_millis(20));
+    let out = env.run(&["--json", "restore", "head"]).expect_code(0);
+    assert_eq!(out.json()["target"], 3);
+    assert_eq!(fs::read(env.soul().join("big.bin")).unwrap(), big);
+    let after = (stamp(&tmp), files_under(&env.vault().join("objects")));
+    assert_eq!(after, before, "the restore's seal wrote into the store");
+    env.verify_clean();
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if fs::symlink_metadata(&p).unwrap().is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// A tmpfs of `mib` MiB mounted at `at` for as long as it lives.
 struct Tmpfs(PathBuf);
 

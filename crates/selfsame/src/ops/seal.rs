@@ -217,6 +217,17 @@ pub(crate) fn seal_expecting(
             save_cache(&scan, &cache_path, scan_began, &known)?;
             (known, Changes::default())
         }
+        // The soul is the one expected (a restore's target) and that
+        // manifest is stored: hashed, not written again.
+        _ if expect.is_some_and(|m| {
+            let h = m.soul_hash_raw();
+            vault.objects().size_of(&h).is_some() && fp.manifest.soul_hash_raw() == h
+        }) =>
+        {
+            let hash = fp.manifest.soul_hash_raw();
+            save_cache(&scan, &cache_path, scan_began, &hash)?;
+            (hash, changes_since_head(vault, head.as_ref(), &scan, &hash))
+        }
         _ => finish_scan(vault, head.as_ref(), &scan, &cache_path, scan_began)?,
     };
     failpoint::hit("seal-after-manifest");
@@ -381,22 +392,32 @@ fn finish_scan(
         // durable (and never for one whose writing failed).
         joined(stored)?;
         save_cache(scan, cache_path, scan_began, &hash)?;
-        let changes = match (head, &scan.cache) {
-            (None, _) => soul::changes(&Manifest::default(), &fp.manifest),
-            (Some(h), _) if h.ckpt.soul == hex::encode(hash) => Changes::default(),
-            // The cache records the head's manifest: the scan's comparison
-            // with it already says what changed.
-            (Some(h), Some((cache, cmp))) if h.ckpt.soul == hex::encode(cache.manifest()) => {
-                soul::changes::changes_since(cmp, &fp.manifest)
-            }
-            (Some(h), _) => match manifest_of(vault, h) {
-                Ok(old) => soul::changes(&old, &fp.manifest),
-                // An unreadable head manifest is wake's and verify's to report.
-                Err(_) => Changes::default(),
-            },
-        };
-        Ok((hash, changes))
+        Ok((hash, changes_since_head(vault, head, scan, &hash)))
     })
+}
+
+/// What changed from `head` to the scan, whose manifest hashes to `hash`.
+fn changes_since_head(
+    vault: &Vault,
+    head: Option<&Stored>,
+    scan: &soul::Scan,
+    hash: &[u8; 32],
+) -> Changes {
+    let fp = &scan.fingerprint;
+    match (head, &scan.cache) {
+        (None, _) => soul::changes(&Manifest::default(), &fp.manifest),
+        (Some(h), _) if h.ckpt.soul == hex::encode(hash) => Changes::default(),
+        // The cache records the head's manifest: the scan's comparison
+        // with it already says what changed.
+        (Some(h), Some((cache, cmp))) if h.ckpt.soul == hex::encode(cache.manifest()) => {
+            soul::changes::changes_since(cmp, &fp.manifest)
+        }
+        (Some(h), _) => match manifest_of(vault, h) {
+            Ok(old) => soul::changes(&old, &fp.manifest),
+            // An unreadable head manifest is wake's and verify's to report.
+            Err(_) => Changes::default(),
+        },
+    }
 }
 
 /// Records `scan` in the stat cache, with `manifest` (durable by now) as

@@ -16,7 +16,8 @@
 //!   at rest); an interrupted restore or migration is finished (or, for a
 //!   migration that had not swapped, undone) by that wake;
 //! * nothing is lost: the soul is the one before or the one after the
-//!   command, and a restored-over soul is in `quarantine/`.
+//!   command, and a restored-over soul is in `quarantine/`;
+//! * no temp file is left in the vault once that wake (a writer) has run.
 //!
 //! Which calls fail. `-e inject=SYSCALL:error=E:when=N` fails the N-th call
 //! of SYSCALL in each traced thread: strace counts per syscall and per
@@ -610,7 +611,12 @@ fn case(start: &Start, syscall: &str, errno: &str, n: u32) -> String {
     assert!(!journal_pending(&env), "a journal is left: {woke}");
     env.verify_clean();
     intact("after the next wake");
+    // The next writer removes what a dead writer left behind.
     let left = leftovers(&env);
+    assert!(
+        left.is_empty(),
+        "temp files left after the next wake: {left:?}\n{woke}"
+    );
     format!(
         "{syscall:>9} {errno:<6} N={n:<3} exit {} {}{}",
         out.code,

@@ -11,8 +11,9 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
-use selfsame::crypto::{checkpoint_key, sha256_hex, UNSIGNED_FIELDS};
+use selfsame::crypto::{checkpoint_key, sha256_hex};
 use selfsame::format::checkpoint::Checkpoint;
+use selfsame::format::checkpoint::UNSIGNED_FIELDS;
 use selfsame::format::HistoryLine;
 use selfsame::BotToken;
 use selfsame_telegram::SecretKey;

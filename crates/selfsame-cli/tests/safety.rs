@@ -10,8 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use selfsame::crypto::{checkpoint_key, sha256};
-use selfsame::format::checkpoint::{Draft, Reason};
+use selfsame::crypto::{sha256, Keys};
+use selfsame::format::checkpoint::{Draft, Header, Reason};
 use selfsame::format::{Entry, Kind, Manifest};
 use selfsame::{BotToken, Vault};
 use serde_json::Value;
@@ -33,20 +33,23 @@ fn plant_checkpoint(env: &Env, entries: Vec<Entry>) -> u64 {
         .read_checkpoint(vault.read_head().unwrap().unwrap())
         .unwrap();
     let draft = Draft {
-        seq: head.ckpt.seq + 1,
-        prev: head.file_hash.clone(),
-        soul: soul.iter().map(|b| format!("{b:02x}")).collect(),
-        files: manifest.files(),
-        bytes: manifest.bytes(),
-        sealed_at: "2030-01-01T00:00:00.000Z".into(),
-        reason: Reason::Manual,
-        shell: "hostile".into(),
-        format: "v1".into(),
-        log: vault.history().tail().unwrap().0,
-        bot_id: token.bot_id(),
+        header: Header {
+            seq: head.ckpt.seq + 1,
+            prev: head.file_hash.clone(),
+            soul: soul.iter().map(|b| format!("{b:02x}")).collect(),
+            files: manifest.files(),
+            bytes: manifest.bytes(),
+            sealed_at: "2030-01-01T00:00:00.000Z".into(),
+            reason: Reason::Manual.as_str().into(),
+            shell: "hostile".into(),
+            format: "v1".into(),
+            log: vault.history().tail().unwrap().0,
+            platform: "telegram".into(),
+            bot_id: token.bot_id(),
+        },
         extra: Vec::new(),
     };
-    let ckpt = draft.sign(&checkpoint_key(&token));
+    let ckpt = Keys::of(&token).sign(&draft);
     vault.write_checkpoint(&ckpt).unwrap();
     vault.write_head(ckpt.seq).unwrap();
     ckpt.seq
@@ -244,8 +247,12 @@ fn library_stage_refuses_a_hostile_manifest_that_never_went_through_parse() {
     for (i, entries) in cases.into_iter().enumerate() {
         let dest = env.base().join(format!("stage-{i}"));
         let manifest = Manifest { entries };
-        let r =
-            selfsame::ops::restore::stage(&objects, &manifest, &dest, &selfsame::progress::Silent);
+        let r = selfsame::ops::swap::tree::stage(
+            &objects,
+            &manifest,
+            &dest,
+            &selfsame::progress::Silent,
+        );
         assert!(r.is_err(), "case {i}: staged {manifest:?}");
         assert_eq!(tree(&sentinel), BTreeMap::new(), "case {i} wrote outside");
         let _ = fs::remove_dir_all(&dest);

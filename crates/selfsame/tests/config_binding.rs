@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use selfsame::crypto::checkpoint_key;
+use selfsame::crypto::Keys;
 use selfsame::format::checkpoint::{Draft, Reason, CONFIG};
 use selfsame::ops::accept::accept;
 use selfsame::ops::init::{init, InitOptions};
@@ -49,20 +49,10 @@ fn strip_config(vault: &Vault, seq: u64) {
     let c = vault.read_checkpoint(seq).unwrap().ckpt;
     assert!(c.config().is_some());
     let draft = Draft {
-        seq: c.seq,
-        prev: c.prev,
-        soul: c.soul,
-        files: c.files,
-        bytes: c.bytes,
-        sealed_at: c.sealed_at,
-        reason: Reason::parse(&c.reason).unwrap(),
-        shell: c.shell,
-        format: c.format,
-        log: c.log,
-        bot_id: c.bot_id,
+        header: c.header.clone(),
         extra: Vec::new(),
     };
-    let old = draft.sign(&checkpoint_key(&token()));
+    let old = Keys::of(&token()).sign(&draft);
     assert_eq!(old.config(), None);
     let path: &Path = &vault.checkpoint_path(seq);
     fs::remove_file(path).unwrap();

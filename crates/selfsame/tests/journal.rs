@@ -5,11 +5,12 @@
 use std::fs;
 
 use selfsame::format::checkpoint::Reason;
+use selfsame::format::excludes::Excludes;
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::ops::wake::{wake, WakeOptions};
 use selfsame::progress::Silent;
-use selfsame::soul::{fingerprint, Excludes};
+use selfsame::soul::fingerprint;
 use selfsame::{BotToken, Detail, Verdict};
 
 fn token() -> BotToken {

@@ -6,13 +6,15 @@
 use std::fs;
 
 use selfsame::crypto::sha256_hex;
+use selfsame::crypto::Keys;
 use selfsame::format::checkpoint::Reason;
 use selfsame::format::HistoryLine;
+use selfsame::ops::head::current_head;
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::restore::last_good;
-use selfsame::ops::seal::{current_head, seal, SealOptions};
+use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::progress::Silent;
-use selfsame::supervise::assess::{decide, Decision, State};
+use selfsame::supervise::boot::{decide, Decision, State};
 use selfsame::BotToken;
 use serde_json::{json, Map, Value};
 
@@ -34,15 +36,14 @@ fn a_forged_good_event_is_never_the_last_good_checkpoint() {
     // Checkpoint 1 ran healthy (as the supervisor records it), then the
     // soul changed twice: checkpoints 2 and 3.
     vault
-        .history_for(&token)
+        .history_for(&Keys::of(&token))
         .append("good", data(json!({"seq": 1, "ran_ms": 60000})))
         .unwrap();
     for text in ["two\n", "three\n"] {
         fs::write(dir.path().join("soul/memory.jsonl"), text).unwrap();
         seal(&vault, &token, &SealOptions::new(Reason::Manual), &Silent).unwrap();
     }
-    let key = selfsame::crypto::checkpoint_key(&token);
-    let head = current_head(&vault, &key, &token).unwrap().unwrap();
+    let head = current_head(&vault, &token).unwrap().unwrap();
     assert_eq!(head.ckpt.seq, 3);
     assert_eq!(last_good(&vault, &token, &head).unwrap().ckpt.seq, 1);
 
@@ -80,7 +81,7 @@ fn a_forged_good_event_is_never_the_last_good_checkpoint() {
 
     // A `good` line signed by selfsame counts.
     vault
-        .history_for(&token)
+        .history_for(&Keys::of(&token))
         .append("good", data(json!({"seq": 2, "ran_ms": 60000})))
         .unwrap();
     assert_eq!(last_good(&vault, &token, &head).unwrap().ckpt.seq, 2);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use selfsame::crypto::checkpoint_key;
+use selfsame::crypto::Keys;
 use selfsame::format::checkpoint::{FieldError, Reason, RESERVED_FIELDS};
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::seal::{seal, SealOptions};
@@ -134,7 +134,7 @@ fn a_well_formed_extra_field_and_format_are_sealed_under_the_mac() {
     let c = vault.read_checkpoint(2).unwrap().ckpt;
     assert_eq!(c.fields.get("note"), Some("hand-sealed & checked"));
     assert_eq!(c.format, "v2");
-    assert!(c.verify(&checkpoint_key(&token())));
+    assert!(Keys::of(&token()).verifies(&c));
     let w = wake(&vault, &token(), &WakeOptions::default()).unwrap();
     assert_eq!(w.verdict, Verdict::Verified, "{}", w.message);
 }

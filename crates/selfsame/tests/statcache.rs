@@ -55,8 +55,8 @@ fn same_size_same_mtime_rewrite_is_detected() {
 #[test]
 fn seal_uses_the_cache_and_fast_wake_still_sees_edits() {
     let (dir, vault) = setup();
-    let cache = selfsame::vault::statcache::StatCache::load(
-        &selfsame::vault::statcache::StatCache::path(vault.dir()),
+    let cache = selfsame::soul::statcache::StatCache::load(
+        &selfsame::soul::statcache::StatCache::path(vault.dir()),
     );
     assert_eq!(cache.len(), 2, "init records both files");
 
@@ -98,7 +98,7 @@ fn age(path: &std::path::Path) {
 /// The manifest a checkpoint names, for comparing with what a seal said.
 fn manifest_at(vault: &selfsame::Vault, seq: u64) -> selfsame::format::Manifest {
     let stored = vault.read_checkpoint(seq).unwrap();
-    selfsame::ops::seal::manifest_of(vault, &stored).unwrap()
+    selfsame::ops::head::manifest_of(vault, &stored).unwrap()
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn an_unchanged_seal_writes_back_a_deleted_manifest_object() {
 
 /// Scans the soul against the seal's stat cache, storing nothing.
 fn scan_with_cache(vault: &selfsame::Vault) -> selfsame::soul::Scan {
-    let cache = selfsame::vault::statcache::StatCache::path(vault.dir());
+    let cache = selfsame::soul::statcache::StatCache::path(vault.dir());
     selfsame::soul::fingerprint_until(
         &vault.soul(),
         &vault.excludes().unwrap(),

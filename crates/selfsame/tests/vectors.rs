@@ -25,11 +25,12 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use selfsame::crypto::checkpoint_key;
-use selfsame::format::checkpoint::{Checkpoint, Draft, Reason};
+use selfsame::crypto::{sha256_hex, Keys};
+use selfsame::format::checkpoint::{Checkpoint, Draft, Header, Reason};
+use selfsame::format::excludes::Excludes;
 use selfsame::format::Manifest;
 use selfsame::progress::Silent;
-use selfsame::soul::{fingerprint, Excludes};
+use selfsame::soul::fingerprint;
 use selfsame::BotToken;
 use serde_json::Value;
 
@@ -121,17 +122,23 @@ fn draft_of(fields: &[Value]) -> Draft {
     assert_eq!(get("v"), "1");
     assert_eq!(get("platform"), "telegram");
     Draft {
-        seq: num("seq"),
-        prev: get("prev"),
-        soul: get("soul"),
-        files: num("files"),
-        bytes: num("bytes"),
-        sealed_at: get("sealed_at"),
-        reason: Reason::parse(&get("reason")).expect("known reason"),
-        shell: get("shell"),
-        format: get("format"),
-        log: get("log"),
-        bot_id: num("bot_id"),
+        header: Header {
+            seq: num("seq"),
+            prev: get("prev"),
+            soul: get("soul"),
+            files: num("files"),
+            bytes: num("bytes"),
+            sealed_at: get("sealed_at"),
+            reason: Reason::parse(&get("reason"))
+                .expect("known reason")
+                .as_str()
+                .into(),
+            shell: get("shell"),
+            format: get("format"),
+            log: get("log"),
+            platform: get("platform"),
+            bot_id: num("bot_id"),
+        },
         extra: fields[standard.len()..]
             .iter()
             .map(|f| (s(&f[0]).to_owned(), s(&f[1]).to_owned()))
@@ -143,7 +150,7 @@ fn draft_of(fields: &[Value]) -> Draft {
 fn draft_sign_gives_the_vector_checkpoint_files() {
     let v = load();
     let token = BotToken::parse(s(&v["token"])).unwrap();
-    let key = checkpoint_key(&token);
+    let keys = Keys::of(&token);
     let cases = v["checkpoints"].as_array().unwrap();
     assert!(
         cases.len() >= 2,
@@ -153,8 +160,12 @@ fn draft_sign_gives_the_vector_checkpoint_files() {
     for case in cases {
         let file = fs::read(dir().join(s(&case["file"]))).unwrap();
         let draft = draft_of(case["fields"].as_array().unwrap());
-        assert_eq!(draft.prev, prev_file_hash, "{}: prev chains", case["file"]);
-        let ckpt = draft.sign(&key);
+        assert_eq!(
+            draft.header.prev, prev_file_hash,
+            "{}: prev chains",
+            case["file"]
+        );
+        let ckpt = keys.sign(&draft);
         assert_eq!(ckpt.hash, s(&case["hash"]), "{}: hash", case["file"]);
         assert_eq!(
             ckpt.data_check_string(),
@@ -168,28 +179,27 @@ fn draft_sign_gives_the_vector_checkpoint_files() {
             "{}: file bytes",
             case["file"]
         );
-        assert_eq!(ckpt.file_hash(), s(&case["file_sha256"]));
+        assert_eq!(sha256_hex(&ckpt.to_bytes()), s(&case["file_sha256"]));
         assert_eq!(
             Checkpoint::file_name(ckpt.seq),
             s(&case["file"]),
             "file name is the zero-padded seq"
         );
-        prev_file_hash = ckpt.file_hash();
+        prev_file_hash = sha256_hex(&ckpt.to_bytes());
     }
 }
 
 #[test]
 fn vector_checkpoints_parse_and_verify_and_a_wrong_token_does_not() {
     let v = load();
-    let key = checkpoint_key(&BotToken::parse(s(&v["token"])).unwrap());
-    let other =
-        checkpoint_key(&BotToken::parse("123456789:another-secret-of-the-same-bot").unwrap());
+    let keys = Keys::of(&BotToken::parse(s(&v["token"])).unwrap());
+    let other = Keys::of(&BotToken::parse("123456789:another-secret-of-the-same-bot").unwrap());
     for case in v["checkpoints"].as_array().unwrap() {
         let file = fs::read(dir().join(s(&case["file"]))).unwrap();
         let c = Checkpoint::parse(&file).expect("vector parses");
-        assert!(c.verify(&key), "{} verifies", case["file"]);
+        assert!(keys.verifies(&c), "{} verifies", case["file"]);
         assert!(
-            !c.verify(&other),
+            !other.verifies(&c),
             "{} verifies under another token",
             case["file"]
         );
@@ -229,7 +239,7 @@ fn other_byte(b: u8) -> u8 {
 #[test]
 fn any_one_byte_change_to_a_vector_checkpoint_fails_verify() {
     let v = load();
-    let key = checkpoint_key(&BotToken::parse(s(&v["token"])).unwrap());
+    let keys = Keys::of(&BotToken::parse(s(&v["token"])).unwrap());
     let mut checked = 0;
     for case in v["checkpoints"].as_array().unwrap() {
         let file = fs::read(dir().join(s(&case["file"]))).unwrap();
@@ -242,7 +252,7 @@ fn any_one_byte_change_to_a_vector_checkpoint_fails_verify() {
                 continue; // refused by the parser: fine
             };
             assert!(
-                !c.verify(&key),
+                !keys.verifies(&c),
                 "{}: byte {i} changed ({:?}) and it still verifies",
                 case["file"],
                 String::from_utf8_lossy(&changed)
@@ -281,8 +291,14 @@ fn noncanonical_encodings_of_a_valid_checkpoint_are_refused() {
 #[test]
 fn history_v2_vectors_verify_and_are_written_byte_for_byte() {
     use selfsame::crypto::history_key;
-    use selfsame::format::history::{mac_valid, signed_body};
+    use selfsame::format::history::signed_body;
     use selfsame::format::HistoryLine;
+    use selfsame_telegram::SecretKey;
+
+    fn mac_valid(line: &str, key: &SecretKey) -> Option<bool> {
+        let (body, mac) = signed_body(line)?;
+        Some(key.verify(body.as_bytes(), mac))
+    }
 
     let v = load();
     let h = &v["history"];
@@ -297,10 +313,7 @@ fn history_v2_vectors_verify_and_are_written_byte_for_byte() {
     let mut signed = 0;
     for (line, case) in lines.iter().zip(cases) {
         assert_eq!(*line, s(&case["line"]));
-        assert_eq!(
-            selfsame::crypto::sha256_hex(line.as_bytes()),
-            s(&case["sha256"])
-        );
+        assert_eq!(sha256_hex(line.as_bytes()), s(&case["sha256"]));
         let parsed = HistoryLine::parse(line).expect("vector line parses");
         assert_eq!(parsed.prev, prev, "line {} chains", parsed.n);
         assert!(parsed.get("mac").is_none(), "the MAC is not event data");
@@ -317,7 +330,7 @@ fn history_v2_vectors_verify_and_are_written_byte_for_byte() {
             assert_eq!(mac_valid(line, &key), Some(true), "line {}", parsed.n);
             assert_eq!(mac_valid(line, &other), Some(false), "line {}", parsed.n);
             assert_eq!(
-                parsed.to_signed_line(&key),
+                Keys::of(&token).sign_line(&parsed),
                 *line,
                 "line {}: bytes",
                 parsed.n
@@ -339,8 +352,9 @@ fn history_v2_vectors_verify_and_are_written_byte_for_byte() {
         selfsame::vault::History::new(tmp.path().join("history.jsonl"), tmp.path().into());
     let read = history.read_all().unwrap();
     assert!(read.problems.is_empty(), "{:?}", read.problems);
-    let auth = read.authenticate("", &key);
+    let auth = read.authenticate("", &Keys::of(&token));
     assert!(auth.forged.is_empty(), "{:?}", auth.forged);
     assert_eq!(auth.trusted, vec![false, true, true, true]);
+    let other = Keys::of(&BotToken::parse("123456789:another-secret-of-the-same-bot").unwrap());
     assert_eq!(read.authenticate("", &other).forged.len(), 3);
 }

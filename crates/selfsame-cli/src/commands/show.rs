@@ -1,6 +1,6 @@
 //! `selfsame show`
 
-use selfsame::crypto::checkpoint_key;
+use selfsame::crypto::Keys;
 use selfsame::{Error, Result};
 
 use crate::context::Context;
@@ -33,7 +33,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             .ok_or_else(|| Error::NoSuchCheckpoint("(none in the vault)".into()))?,
     };
     let stored = vault.read_checkpoint(seq)?;
-    let valid = stored.ckpt.verify(&checkpoint_key(&token));
+    let valid = Keys::of(&token).verifies(&stored.ckpt);
     if ctx.json {
         let fields: serde_json::Map<String, serde_json::Value> = stored
             .ckpt

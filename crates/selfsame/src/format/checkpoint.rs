@@ -3,11 +3,17 @@
 //!
 //! The MAC (`hash`) covers the data-check-string of every other field
 //! except the reserved `signature` and a rekey's `prev_key_hash`; unknown
-//! fields are kept and covered.
+//! fields are kept and covered. The MAC itself is [`crate::crypto`]'s.
 
-use selfsame_telegram::{Fields, SecretKey};
+use std::ops::Deref;
 
-use crate::crypto::{self, UNSIGNED_FIELDS};
+use selfsame_telegram::Fields;
+
+use super::time::parse_rfc3339;
+
+/// Fields that a checkpoint's MAC does not cover: the MAC itself, the
+/// reserved identity signature, and the old key's MAC on a rekey checkpoint.
+pub const UNSIGNED_FIELDS: &[&str] = &["hash", "signature", "prev_key_hash"];
 
 /// Checkpoint format version written in `v`.
 pub const VERSION: &str = "1";
@@ -20,30 +26,33 @@ pub const PREV_KEY_HASH: &str = "prev_key_hash";
 /// field, so covered by the MAC; absent in checkpoints of older vaults.
 pub const CONFIG: &str = "config";
 
-/// The fields selfsame writes itself, now or in Format 2: an extra field
-/// may not take one of these names (it would replace the real value, e.g.
-/// `seq`, and checkpoints are create-only).
-pub const RESERVED_FIELDS: &[&str] = &[
-    "v",
-    "seq",
-    "prev",
-    "soul",
-    "files",
-    "bytes",
-    "sealed_at",
-    "reason",
-    "shell",
-    "format",
-    "log",
-    "platform",
-    "bot_id",
+/// The fields selfsame writes itself besides the standard ones, now or in
+/// Format 2.
+const OWN_FIELDS: [&str; 6] = [
     "hash",
     CONFIG,
     PREV_KEY_HASH,
-    "signature",
-    "identity",
+    SIGNATURE,
+    IDENTITY,
     "protected",
 ];
+
+/// The fields selfsame writes itself: an extra field may not take one of
+/// these names (it would replace the real value, e.g. `seq`, and
+/// checkpoints are create-only).
+pub const RESERVED_FIELDS: [&str; STANDARD_FIELDS.len() + OWN_FIELDS.len()] = {
+    let mut out = [""; STANDARD_FIELDS.len() + OWN_FIELDS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = if i < STANDARD_FIELDS.len() {
+            STANDARD_FIELDS[i]
+        } else {
+            OWN_FIELDS[i - STANDARD_FIELDS.len()]
+        };
+        i += 1;
+    }
+    out
+};
 
 /// Why the fields asked of a new checkpoint were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -172,27 +181,19 @@ impl Reason {
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(r, _)| *r == self)
-            .map(|(_, name)| *name)
-            .expect("every reason is listed")
+        super::name_of(&Self::ALL, self)
     }
 
     /// Parses a wire name.
     pub fn parse(text: &str) -> Option<Reason> {
-        Self::ALL
-            .iter()
-            .find(|(_, name)| *name == text)
-            .map(|(r, _)| *r)
+        super::value_of(&Self::ALL, text)
     }
 }
 
-/// A checkpoint: typed views of the fields plus every field as stored.
+/// The standard fields every checkpoint starts with, typed (`v`, the
+/// version, aside): what a [`Draft`] sets and a [`Checkpoint`] holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checkpoint {
-    /// Every field as stored, in file order, `hash` included.
-    pub fields: Fields,
+pub struct Header {
     /// Sequence number, from 1.
     pub seq: u64,
     /// Hex SHA-256 of the previous checkpoint file; empty for seq 1.
@@ -205,7 +206,8 @@ pub struct Checkpoint {
     pub bytes: u64,
     /// RFC 3339 UTC with milliseconds.
     pub sealed_at: String,
-    /// Why it was sealed (wire name; unknown reasons are kept).
+    /// Why it was sealed (a [`Reason`]'s wire name; unknown reasons are
+    /// kept as read).
     pub reason: String,
     /// The shell's version string.
     pub shell: String,
@@ -213,39 +215,36 @@ pub struct Checkpoint {
     pub format: String,
     /// Hex SHA-256 of the last history line when sealing.
     pub log: String,
-    /// `telegram`.
+    /// The platform whose credential binds the identity: `telegram`.
     pub platform: String,
-    /// The bot id the checkpoint is bound to.
+    /// The account (bot) id the checkpoint is bound to.
     pub bot_id: u64,
+}
+
+/// A checkpoint: the typed standard fields plus every field as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The standard fields, typed.
+    pub header: Header,
+    /// Every field as stored, in file order, `hash` included.
+    pub fields: Fields,
     /// The MAC, lowercase hex.
     pub hash: String,
+}
+
+impl Deref for Checkpoint {
+    type Target = Header;
+
+    fn deref(&self) -> &Header {
+        &self.header
+    }
 }
 
 /// The values of a new checkpoint, before signing.
 #[derive(Debug, Clone)]
 pub struct Draft {
-    /// Sequence number.
-    pub seq: u64,
-    /// Previous checkpoint file hash, or empty.
-    pub prev: String,
-    /// Soul hash.
-    pub soul: String,
-    /// File count.
-    pub files: u64,
-    /// Byte count.
-    pub bytes: u64,
-    /// Seal time, RFC 3339 with milliseconds.
-    pub sealed_at: String,
-    /// Reason.
-    pub reason: Reason,
-    /// Shell version.
-    pub shell: String,
-    /// Soul format tag.
-    pub format: String,
-    /// History anchor.
-    pub log: String,
-    /// Bot id.
-    pub bot_id: u64,
+    /// The standard fields.
+    pub header: Header,
     /// Extra fields (covered by the MAC unless listed as unsigned).
     pub extra: Vec<(String, String)>,
 }
@@ -253,42 +252,33 @@ pub struct Draft {
 impl Draft {
     /// The fields in file order, without `hash`.
     pub fn fields(&self) -> Fields {
+        let h = &self.header;
         let mut f = Fields::new();
         f.push("v", VERSION);
-        f.push("seq", &self.seq.to_string());
-        f.push("prev", &self.prev);
-        f.push("soul", &self.soul);
-        f.push("files", &self.files.to_string());
-        f.push("bytes", &self.bytes.to_string());
-        f.push("sealed_at", &self.sealed_at);
-        f.push("reason", self.reason.as_str());
-        f.push("shell", &self.shell);
-        f.push("format", &self.format);
-        f.push("log", &self.log);
-        f.push("platform", "telegram");
-        f.push("bot_id", &self.bot_id.to_string());
+        f.push("seq", &h.seq.to_string());
+        f.push("prev", &h.prev);
+        f.push("soul", &h.soul);
+        f.push("files", &h.files.to_string());
+        f.push("bytes", &h.bytes.to_string());
+        f.push("sealed_at", &h.sealed_at);
+        f.push("reason", &h.reason);
+        f.push("shell", &h.shell);
+        f.push("format", &h.format);
+        f.push("log", &h.log);
+        f.push("platform", &h.platform);
+        f.push("bot_id", &h.bot_id.to_string());
         for (k, v) in &self.extra {
             f.push(k, v);
         }
         f
     }
 
-    /// Signs the draft with the checkpoint key.
-    pub fn sign(&self, key: &SecretKey) -> Checkpoint {
-        let mut fields = self.fields();
-        let mac = key.sign(fields.data_check_string(UNSIGNED_FIELDS).as_bytes());
-        fields.push("hash", &mac);
-        Checkpoint::from_fields(fields).expect("a draft has every field")
-    }
-
-    /// Signs a rekey checkpoint: `hash` under the new key, and
-    /// `prev_key_hash` = the MAC of the same data-check-string under the old
-    /// key. Neither MAC covers the other; both cover every other field.
-    pub fn sign_rekey(&self, new_key: &SecretKey, old_key: &SecretKey) -> Checkpoint {
-        let mut fields = self.fields();
-        let dcs = fields.data_check_string(UNSIGNED_FIELDS);
-        fields.push(PREV_KEY_HASH, &old_key.sign(dcs.as_bytes()));
-        fields.push("hash", &new_key.sign(dcs.as_bytes()));
+    /// The checkpoint of these fields with the MAC(s) `signed` appended
+    /// (`prev_key_hash` before `hash` on a rekey checkpoint).
+    pub fn with_macs(&self, mut fields: Fields, macs: &[(&str, &str)]) -> Checkpoint {
+        for (k, v) in macs {
+            fields.push(k, v);
+        }
         Checkpoint::from_fields(fields).expect("a draft has every field")
     }
 }
@@ -393,10 +383,10 @@ impl Checkpoint {
             return Err(CheckpointError::Field("prev"));
         }
         let sealed_at = text("sealed_at")?;
-        if crate::clock::parse_rfc3339(&sealed_at).is_none() {
+        if parse_rfc3339(&sealed_at).is_none() {
             return Err(CheckpointError::Field("sealed_at"));
         }
-        Ok(Checkpoint {
+        let header = Header {
             seq,
             prev,
             soul: hexfield("soul", false)?,
@@ -409,6 +399,9 @@ impl Checkpoint {
             log: hexfield("log", true)?,
             platform: text("platform")?,
             bot_id: num("bot_id")?,
+        };
+        Ok(Checkpoint {
+            header,
             hash: text("hash")?,
             fields,
         })
@@ -426,21 +419,6 @@ impl Checkpoint {
         self.fields.data_check_string(UNSIGNED_FIELDS)
     }
 
-    /// Whether the MAC verifies under `key` (constant-time comparison).
-    pub fn verify(&self, key: &SecretKey) -> bool {
-        key.verify(self.data_check_string().as_bytes(), &self.hash)
-    }
-
-    /// Whether this is a rekey checkpoint whose `prev_key_hash` verifies
-    /// under `old_key`: the key that `old_key` derives from was retired here.
-    pub fn retires(&self, old_key: &SecretKey) -> bool {
-        self.reason == Reason::Rekey.as_str()
-            && self
-                .fields
-                .get(PREV_KEY_HASH)
-                .is_some_and(|m| old_key.verify(self.data_check_string().as_bytes(), m))
-    }
-
     /// The hash of `config.toml` this checkpoint was sealed with, if it
     /// records one (checkpoints of older vaults do not).
     pub fn config(&self) -> Option<&str> {
@@ -453,28 +431,22 @@ impl Checkpoint {
         self.reason == Reason::Rekey.as_str() && self.fields.get(PREV_KEY_HASH).is_some()
     }
 
-    /// Hex SHA-256 of the file bytes: what the next checkpoint's `prev` holds.
-    pub fn file_hash(&self) -> String {
-        crypto::sha256_hex(&self.to_bytes())
+    /// The MAC under the retired key on a rekey checkpoint.
+    pub fn prev_key_hash(&self) -> Option<&str> {
+        (self.reason == Reason::Rekey.as_str())
+            .then(|| self.fields.get(PREV_KEY_HASH))
+            .flatten()
     }
 
     /// The seal time.
     pub fn sealed_time(&self) -> std::time::SystemTime {
-        crate::clock::parse_rfc3339(&self.sealed_at).unwrap_or(std::time::UNIX_EPOCH)
+        parse_rfc3339(&self.sealed_at).unwrap_or(std::time::UNIX_EPOCH)
     }
 
     /// The file name in `checkpoints/`: the seq zero-padded to 8 digits.
     pub fn file_name(seq: u64) -> String {
         format!("{seq:08}.ckpt")
     }
-}
-
-/// Checks a soul format tag: `v` then a positive decimal number.
-pub fn check_format_tag(tag: &str) -> Result<u32, String> {
-    tag.strip_prefix('v')
-        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0'))
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| format!("format tag {tag:?} is not of the form v1, v2, …"))
 }
 
 #[cfg(test)]

@@ -7,10 +7,9 @@
 //! History v2: the line's **last** member is `"mac":"<64 lowercase hex>"`,
 //! so its bytes end with `,"mac":"` + 64 hex digits + `"}`. Its *body* is
 //! the line with that suffix replaced by `}`, and `mac` = hex
-//! HMAC-SHA256(history key, body). Lines written by older versions (v1)
-//! have no `mac`.
+//! HMAC-SHA256(history key, body) ([`crate::crypto`] computes it). Lines
+//! written by older versions (v1) have no `mac`.
 
-use selfsame_telegram::SecretKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -48,19 +47,6 @@ impl HistoryLine {
         serde_json::to_string(self).expect("history lines serialize")
     }
 
-    /// The v2 line: the body with `"mac"` appended as its last member,
-    /// the MAC under `key` (the history key), without the newline.
-    pub fn to_signed_line(&self, key: &SecretKey) -> String {
-        let mut body = self.to_line();
-        debug_assert!(!self.data.contains_key(MAC), "`mac` is the line's own");
-        let mac = key.sign(body.as_bytes());
-        body.pop(); // the closing `}`: every line is a JSON object
-        body.push_str(MAC_OPEN);
-        body.push_str(&mac);
-        body.push_str(MAC_CLOSE);
-        body
-    }
-
     /// Parses one line (without its newline); a v2 line's `mac` is left
     /// out of `data` (see [`signed_body`] for checking it).
     pub fn parse(line: &str) -> Result<HistoryLine, serde_json::Error> {
@@ -93,11 +79,16 @@ pub fn signed_body(line: &str) -> Option<(String, &str)> {
     Some((body, mac))
 }
 
-/// Whether `line` carries a MAC, and if so whether it verifies under `key`
-/// (constant-time comparison): `None` for a line without one.
-pub fn mac_valid(line: &str, key: &SecretKey) -> Option<bool> {
-    let (body, mac) = signed_body(line)?;
-    Some(key.verify(body.as_bytes(), mac))
+/// The v2 line of `body` (a line without a MAC, as
+/// [`HistoryLine::to_line`] writes it) and its `mac`: `"mac"` appended as
+/// its last member, without the newline.
+pub fn with_mac(mut body: String, mac: &str) -> String {
+    debug_assert!(body.ends_with('}'), "every line is a JSON object");
+    body.pop();
+    body.push_str(MAC_OPEN);
+    body.push_str(mac);
+    body.push_str(MAC_CLOSE);
+    body
 }
 
 #[cfg(test)]
@@ -117,11 +108,19 @@ mod tests {
         }
     }
 
+    use selfsame_telegram::SecretKey;
+
+    fn mac_valid(line: &str, key: &SecretKey) -> Option<bool> {
+        let (body, mac) = signed_body(line)?;
+        Some(key.verify(body.as_bytes(), mac))
+    }
+
     #[test]
     fn a_signed_line_verifies_parses_back_and_any_change_breaks_it() {
         let key = SecretKey::derive(b"selfsame/history/v1", b"1:a");
         let other = SecretKey::derive(b"selfsame/history/v1", b"1:b");
-        let text = line().to_signed_line(&key);
+        let body = line().to_line();
+        let text = with_mac(body.clone(), &key.sign(body.as_bytes()));
         assert!(text.ends_with("\"}"));
         assert_eq!(mac_valid(&text, &key), Some(true));
         assert_eq!(mac_valid(&text, &other), Some(false));

@@ -1,9 +1,29 @@
-//! The vault's on-disk formats: parse and print, nothing else.
+//! The vault's on-disk formats as bytes and types: parse and print,
+//! nothing else (no I/O, no keys; the MACs are [`crate::crypto`]'s).
 
 pub mod checkpoint;
+pub mod excludes;
 pub mod history;
+pub mod journal;
 pub mod manifest;
+pub mod marker;
+pub mod tags;
+pub mod time;
 
 pub use checkpoint::Checkpoint;
 pub use history::HistoryLine;
 pub use manifest::{Entry, Kind, Manifest};
+
+/// The name `table` gives `value` (tables list every value).
+pub(crate) fn name_of<T: PartialEq + Copy>(table: &[(T, &'static str)], value: T) -> &'static str {
+    table
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map(|(_, name)| *name)
+        .expect("every value is listed")
+}
+
+/// The value `table` names `name`, if any.
+pub(crate) fn value_of<T: Copy>(table: &[(T, &'static str)], name: &str) -> Option<T> {
+    table.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+}

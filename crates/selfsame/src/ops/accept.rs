@@ -3,7 +3,8 @@
 use selfsame_telegram::BotToken;
 use serde_json::Map;
 
-use super::seal::{changes_json, seal_locked, SealOptions, SealReport};
+use super::seal::{seal_locked, SealOptions, SealReport};
+use crate::crypto::Keys;
 use crate::error::Result;
 use crate::format::checkpoint::Reason;
 use crate::progress::Progress;
@@ -24,7 +25,7 @@ pub fn accept(
     let mut data = Map::new();
     data.insert("seq".into(), report.seq.into());
     data.insert("soul".into(), report.soul.clone().into());
-    data.insert("changes".into(), changes_json(&report.changes));
-    vault.history_for(token).append("accept", data)?;
+    data.insert("changes".into(), report.changes.summarize().to_value());
+    vault.history_for(&Keys::of(token)).append("accept", data)?;
     Ok(report)
 }

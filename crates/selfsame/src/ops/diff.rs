@@ -3,8 +3,8 @@
 
 use selfsame_telegram::BotToken;
 
-use super::seal::{current_head, manifest_of};
-use crate::crypto::checkpoint_key;
+use super::head::{manifest_of, require_head};
+use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::Manifest;
 use crate::progress::Progress;
@@ -44,7 +44,7 @@ pub fn manifest(
     side: Side,
     progress: &dyn Progress,
 ) -> Result<Manifest> {
-    let key = checkpoint_key(token);
+    let keys = Keys::of(token);
     match side {
         Side::Current => Ok(soul::fingerprint(
             &vault.soul(),
@@ -54,14 +54,10 @@ pub fn manifest(
             progress,
         )?
         .manifest),
-        Side::Head => {
-            let head = current_head(vault, &key, token)?
-                .ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
-            manifest_of(vault, &head)
-        }
+        Side::Head => manifest_of(vault, &require_head(vault, token)?),
         Side::Seq(n) => {
             let s = vault.read_checkpoint(n)?;
-            if !s.ckpt.verify(&key) {
+            if !keys.verifies(&s.ckpt) {
                 return Err(Error::Identity(format!(
                     "checkpoint {n} does not verify under this token"
                 )));

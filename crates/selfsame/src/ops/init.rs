@@ -6,8 +6,10 @@ use selfsame_telegram::BotToken;
 use serde_json::Map;
 
 use super::seal::{seal_locked, SealOptions, SealReport};
+use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
 use crate::format::checkpoint::Reason;
+use crate::format::tags::check_format_tag;
 use crate::progress::{Progress, Silent};
 use crate::vault::{Config, Vault};
 
@@ -101,7 +103,7 @@ pub fn init_with_progress(
     progress: &dyn Progress,
 ) -> Result<(Vault, SealReport)> {
     if let Some(f) = &opts.format {
-        crate::format::checkpoint::check_format_tag(f).map_err(Error::Usage)?;
+        check_format_tag(f).map_err(Error::Usage)?;
     }
     let soul = base.join(&opts.soul);
     match std::fs::metadata(&soul) {
@@ -133,7 +135,7 @@ pub fn init_with_progress(
     let mut data = Map::new();
     data.insert("soul".into(), opts.soul.clone().into());
     data.insert("bot_id".into(), token.bot_id().into());
-    vault.history_for(token).append("init", data)?;
+    vault.history_for(&Keys::of(token)).append("init", data)?;
     let seal = SealOptions {
         reason: Reason::Init,
         shell: opts.shell.clone(),

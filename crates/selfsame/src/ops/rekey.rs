@@ -14,12 +14,14 @@ use selfsame_telegram::BotToken;
 use serde::Serialize;
 use serde_json::Map;
 
-use super::inspect::{inspect, ObjectScope};
+use super::checks::{inspect, ObjectScope};
 use crate::clock;
-use crate::crypto::checkpoint_key;
+use crate::crypto::Keys;
 use crate::error::{Error, Result};
-use crate::format::checkpoint::{Draft, Reason, CONFIG, PREV_KEY_HASH};
-use crate::vault::{Stored, Vault};
+use crate::failpoint;
+use crate::format::checkpoint::{Draft, Header, Reason, CONFIG, PREV_KEY_HASH};
+use crate::format::time::rfc3339;
+use crate::vault::{StoredCheckpoint, Vault};
 use crate::verdict::{Detail, Verdict};
 
 /// What a rekey did.
@@ -36,7 +38,7 @@ pub struct RekeyReport {
 /// Rotates the vault from `old` to `new`, taking the vault lock.
 pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyReport> {
     let _lock = vault.lock()?;
-    if let Some(j) = super::restore::pending(vault)? {
+    if let Some(j) = vault.pending_swap()? {
         return Err(Error::RestorePending(j));
     }
     if old.bot_id() != new.bot_id() {
@@ -68,19 +70,18 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
             _ => Error::Corrupt(why),
         });
     }
-    let head: Stored = insp
+    let head: StoredCheckpoint = insp
         .head
         .clone()
         .ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
     // The old token verifies the vault: a torn line's repair is signed
     // with its key, and anchored below like the lines before it.
-    vault.history_for(old).repair_torn()?;
+    let (old_keys, new_keys) = (Keys::of(old), Keys::of(new));
+    vault.history_for(&old_keys).repair_torn()?;
     if vault.read_head()? != Some(head.ckpt.seq) {
         vault.write_head(head.ckpt.seq)?;
     }
-    let old_key = checkpoint_key(old);
-    let new_key = checkpoint_key(new);
-    let marker_was_valid = vault.marker_valid(&old_key, &head);
+    let marker_was_valid = vault.marker_valid(&old_keys, &head);
 
     // The head's state, re-signed: a rekey changes keys, not the soul, and
     // not the config it is bound to (a head of an older vault that records
@@ -94,26 +95,24 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
         }
     };
     let draft = Draft {
-        seq: head.ckpt.seq + 1,
-        prev: head.file_hash.clone(),
-        soul: head.ckpt.soul.clone(),
-        files: head.ckpt.files,
-        bytes: head.ckpt.bytes,
-        sealed_at: clock::rfc3339(clock::now()),
-        reason: Reason::Rekey,
-        shell: head.ckpt.shell.clone(),
-        format: head.ckpt.format.clone(),
-        log: vault.history().tail()?.0,
-        bot_id: new.bot_id(),
+        header: Header {
+            seq: head.ckpt.seq + 1,
+            prev: head.file_hash.clone(),
+            sealed_at: rfc3339(clock::now()),
+            reason: Reason::Rekey.as_str().to_owned(),
+            log: vault.history().tail()?.0,
+            bot_id: new.bot_id(),
+            ..head.ckpt.header.clone()
+        },
         extra: vec![(CONFIG.to_owned(), config)],
     };
-    let ckpt = draft.sign_rekey(&new_key, &old_key);
+    let ckpt = new_keys.sign_rekey(&draft, &old_keys);
     debug_assert!(ckpt.fields.get(PREV_KEY_HASH).is_some());
     let file_hash = vault.write_checkpoint(&ckpt)?;
-    crate::failpoint::hit("rekey-after-checkpoint");
+    failpoint::hit("rekey-after-checkpoint");
     vault.write_head(ckpt.seq)?;
 
-    let history = vault.history_for(new);
+    let history = vault.history_for(&new_keys);
     let mut data = Map::new();
     data.insert("seq".into(), ckpt.seq.into());
     data.insert("reason".into(), Reason::Rekey.as_str().into());
@@ -130,7 +129,7 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
     if marker_was_valid {
         // The agent is awake: re-sign its marker, or a crash now would
         // look like tampering under the new token.
-        vault.write_marker(&new_key, &Stored { ckpt, file_hash })?;
+        vault.write_marker(&new_keys, &StoredCheckpoint { ckpt, file_hash })?;
     }
     Ok(RekeyReport {
         seq,

@@ -2,25 +2,26 @@
 //! checkpoint. Order: objects → manifest → checkpoint → HEAD → history, each
 //! durable before the next, so a crash at any step loses nothing sealed.
 
-use selfsame_telegram::{BotToken, SecretKey};
+use selfsame_telegram::BotToken;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Map;
 use sha2::Digest;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 
+use super::head::{current_head, manifest_of};
 use crate::clock;
-use crate::crypto::checkpoint_key;
+use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::format::checkpoint::{
-    check_extra_fields, check_format_tag, Draft, FieldError, Reason, CONFIG,
-};
+use crate::format::checkpoint::{check_extra_fields, Draft, FieldError, Header, Reason, CONFIG};
+use crate::format::tags::check_format_tag;
+use crate::format::time::rfc3339;
 use crate::format::Manifest;
 use crate::progress::Progress;
+use crate::soul::statcache::{Record, Stamp, StatCache};
 use crate::soul::{self, Changes};
-use crate::vault::statcache::{Record, Stamp, StatCache};
-use crate::vault::{Stored, Vault};
+use crate::vault::{StoredCheckpoint, Vault};
 
 /// Shell version recorded when none is given and there is no head.
 pub const UNKNOWN_SHELL: &str = "unknown";
@@ -98,52 +99,15 @@ pub fn seal(
     seal_locked(vault, token, opts, progress)
 }
 
-/// The newest checkpoint, checked enough to extend: parseable, bound to
-/// this bot, MAC valid, HEAD not ahead of it.
-pub fn current_head(vault: &Vault, key: &SecretKey, token: &BotToken) -> Result<Option<Stored>> {
-    if token.bot_id() != vault.config.bot_id {
-        return Err(Error::Identity(format!(
-            "the token is bot {}'s, but this vault belongs to bot {}",
-            token.bot_id(),
-            vault.config.bot_id
-        )));
-    }
-    let newest = vault.checkpoint_seqs()?.last().copied();
-    if let (Some(h), n) = (vault.read_head()?, newest) {
-        if n.is_none_or(|n| h > n) {
-            return Err(Error::Corrupt(format!(
-                "HEAD names checkpoint {h} but it is missing (rolled back?)"
-            )));
-        }
-    }
-    let Some(seq) = newest else { return Ok(None) };
-    let head = vault.read_checkpoint(seq)?;
-    if !head.ckpt.verify(key) {
-        return Err(Error::Identity(format!(
-            "checkpoint {seq} does not verify under this token: wrong token, a rotated token (see `selfsame rekey`), or an edited checkpoint"
-        )));
-    }
-    Ok(Some(head))
-}
-
-/// Reads and parses the manifest a checkpoint names.
-pub fn manifest_of(vault: &Vault, stored: &Stored) -> Result<Manifest> {
-    let mut soul = [0u8; 32];
-    hex::decode_to_slice(&stored.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
-    let bytes = vault.objects().read(&soul)?;
-    Manifest::parse(&bytes)
-        .map_err(|e| Error::Corrupt(format!("manifest of checkpoint {}: {e}", stored.ckpt.seq)))
-}
-
 /// Seals with the vault lock already held.
-pub fn seal_locked(
+pub(crate) fn seal_locked(
     vault: &Vault,
     token: &BotToken,
     opts: &SealOptions,
     progress: &dyn Progress,
 ) -> Result<SealReport> {
     opts.check()?;
-    if let Some(j) = super::restore::pending(vault)? {
+    if let Some(j) = vault.pending_swap()? {
         return Err(Error::RestorePending(j));
     }
     seal_core(vault, token, opts, progress)
@@ -173,16 +137,16 @@ pub(crate) fn seal_expecting(
     // The format of a restore's or migration's seal comes from a checkpoint
     // and is not rechecked; extra fields never name a reserved one.
     check_extra_fields(&opts.extra)?;
-    let key = checkpoint_key(token);
-    let history = vault.history_for(token);
+    let keys = Keys::of(token);
+    let history = vault.history_for(&keys);
     // The token is checked before it signs anything (a repair line).
-    let head = current_head(vault, &key, token)?;
+    let head = current_head(vault, token)?;
     history.repair_torn()?;
     // The lines this seal's checkpoint will vouch for must be selfsame's;
     // checked before any hashing. (The lock keeps other writers out, so
     // the tail does not move until the checkpoint is written.)
     let log = history.anchor_after(head.as_ref().map_or("", |h| h.ckpt.log.as_str()))?;
-    let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&key, h));
+    let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&keys, h));
 
     // One syncfs after hashing instead of two fsyncs per new object.
     let objects = vault.objects().deferred();
@@ -273,27 +237,30 @@ pub(crate) fn seal_expecting(
     let mut extra = vec![(CONFIG.to_owned(), hex::encode(config_hash))];
     extra.extend(opts.extra.iter().cloned());
     let draft = Draft {
-        seq: head.as_ref().map_or(1, |h| h.ckpt.seq + 1),
-        prev: head.as_ref().map_or(String::new(), |h| h.file_hash.clone()),
-        soul: soul_hex.clone(),
-        files: fp.manifest.files(),
-        bytes: fp.manifest.bytes(),
-        sealed_at: clock::rfc3339(clock::now()),
-        reason: opts.reason,
-        shell,
-        format,
-        log,
-        bot_id: token.bot_id(),
+        header: Header {
+            seq: head.as_ref().map_or(1, |h| h.ckpt.seq + 1),
+            prev: head.as_ref().map_or(String::new(), |h| h.file_hash.clone()),
+            soul: soul_hex.clone(),
+            files: fp.manifest.files(),
+            bytes: fp.manifest.bytes(),
+            sealed_at: rfc3339(clock::now()),
+            reason: opts.reason.as_str().to_owned(),
+            shell,
+            format,
+            log,
+            platform: vault.config.platform.clone(),
+            bot_id: token.bot_id(),
+        },
         extra,
     };
-    let ckpt = draft.sign(&key);
+    let ckpt = keys.sign(&draft);
     if marker_was_valid && opts.reason != Reason::Rest {
         // The agent is awake: let its marker vouch for the checkpoint about
         // to be written too, before it exists, so that dying right after
         // writing it still reads as a crash (drifted), not as tampering.
         if let Some(h) = &head {
             let next = crate::crypto::sha256_hex(&ckpt.to_bytes());
-            vault.write_marker_ahead(&key, h, (ckpt.seq, &next))?;
+            vault.write_marker_ahead(&keys, h, (ckpt.seq, &next))?;
         }
     }
     let file_hash = vault.write_checkpoint(&ckpt)?;
@@ -309,16 +276,16 @@ pub(crate) fn seal_expecting(
     data.insert("bytes".into(), ckpt.bytes.into());
     data.insert("shell".into(), ckpt.shell.clone().into());
     data.insert("format".into(), ckpt.format.clone().into());
-    data.insert("changes".into(), changes_json(&changes));
+    data.insert("changes".into(), changes.summarize().to_value());
     history.append("seal", data)?;
 
-    let stored = Stored { ckpt, file_hash };
+    let stored = StoredCheckpoint { ckpt, file_hash };
     if opts.reason == Reason::Rest {
         vault.remove_marker()?;
     } else if marker_was_valid {
         // The agent is still awake: move its marker to the new head, or a
         // crash now would look like tampering.
-        vault.write_marker(&key, &stored)?;
+        vault.write_marker(&keys, &stored)?;
     }
     Ok(SealReport {
         written: true,
@@ -339,7 +306,7 @@ pub(crate) fn seal_expecting(
 /// against the head's manifest. Returns the soul hash and the changes.
 fn finish_scan(
     vault: &Vault,
-    head: Option<&Stored>,
+    head: Option<&StoredCheckpoint>,
     scan: &soul::Scan,
     cache_path: &std::path::Path,
     scan_began: Stamp,
@@ -399,7 +366,7 @@ fn finish_scan(
 /// What changed from `head` to the scan, whose manifest hashes to `hash`.
 fn changes_since_head(
     vault: &Vault,
-    head: Option<&Stored>,
+    head: Option<&StoredCheckpoint>,
     scan: &soul::Scan,
     hash: &[u8; 32],
 ) -> Changes {
@@ -457,10 +424,4 @@ pub(crate) fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
     thread
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
-/// The change summary as history records it: the one view,
-/// [`ChangeSummary`](crate::soul::changes::ChangeSummary).
-pub fn changes_json(c: &Changes) -> Value {
-    c.summarize().to_value()
 }

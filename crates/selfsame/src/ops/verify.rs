@@ -8,8 +8,8 @@ use std::sync::atomic::AtomicBool;
 use selfsame_telegram::BotToken;
 use serde::Serialize;
 
-use super::inspect::{inspect_consistent, ObjectScope, Problem};
-use super::seal::manifest_of;
+use super::checks::{inspect_consistent, ObjectScope, Problem};
+use super::head::manifest_of;
 use crate::error::{Error, Result};
 use crate::format::Kind;
 use crate::progress::{Phase, Progress};
@@ -75,7 +75,7 @@ pub fn verify(
             path.display()
         ));
     }
-    if let Some(j) = super::restore::pending(vault)? {
+    if let Some(j) = vault.pending_swap()? {
         notes.push(format!(
             "an interrupted restore is pending ({j}); the next wake finishes it (`selfsame status` says how), `selfsame restore --abort` undoes it"
         ));

@@ -8,17 +8,21 @@ use selfsame_telegram::BotToken;
 use serde::Serialize;
 use serde_json::Map;
 
-use super::inspect::{config_problem, inspect, inspect_consistent, ObjectScope, Problem};
-use super::migrate::{assess, migrate_locked, migrations_dir, MigrateOptions, Reads, Registry};
-use super::restore::{restore_locked, resume_locked, Pending, Target, WakeWill};
-use super::seal::{changes_json, joined, seal_locked, SealOptions};
+use super::checks::{config_problem, inspect, inspect_consistent, ObjectScope, Problem};
+use super::migrate::{assess, migrate_locked, migrations_dir, MigrateOptions, Registry};
+use super::restore::{restore_locked, Target};
+use super::seal::{joined, seal_locked, SealOptions};
+use super::swap::{self, Pending, WakeWill};
 use crate::clock;
-use crate::error::Result;
+use crate::crypto::Keys;
+use crate::error::{Error, Result};
 use crate::format::checkpoint::Reason;
+use crate::format::journal::{MIGRATE, WORK_DIR};
+use crate::format::tags::Reads;
 use crate::progress::{Progress, Silent};
+use crate::soul::statcache::StatCache;
 use crate::soul::{self, Changes};
-use crate::vault::statcache::StatCache;
-use crate::vault::{Stored, Vault};
+use crate::vault::{StoredCheckpoint, Vault};
 use crate::verdict::{Action, Detail, MigrationPolicy, Policies, Verdict};
 
 /// How to wake.
@@ -135,19 +139,19 @@ pub fn wake_with_progress(
     let blocked = || config_changed(vault, token) || vault.quarantine_problem().is_some();
     // A journal this token did not sign, or whose work dirs are not the
     // ones it made, is never acted on.
-    let bad_journal = |e: crate::Error| match e {
-        crate::Error::ObjectMissing(hex) => Ok(Problem {
+    let bad_journal = |e: Error| match e {
+        Error::ObjectMissing(hex) => Ok(Problem {
             detail: Detail::BadJournal,
             message: format!("object {hex} is missing"),
         }),
-        crate::Error::Corrupt(message) => Ok(Problem {
+        Error::Corrupt(message) => Ok(Problem {
             detail: Detail::BadJournal,
             message,
         }),
         e => Err(e),
     };
     if opts.dry_run && token.bot_id() == vault.config.bot_id {
-        match super::restore::plan(vault, token, blocked()) {
+        match swap::plan(vault, token, blocked()) {
             Ok(p) => pending = p,
             Err(e) => journal_problem = Some(bad_journal(e)?),
         }
@@ -156,7 +160,7 @@ pub fn wake_with_progress(
         let resumed = if blocked() {
             Ok(None)
         } else {
-            resume_locked(vault, token, progress)
+            swap::resume_locked(vault, token, progress)
         };
         let resumed = match resumed {
             Ok(r) => r,
@@ -190,9 +194,9 @@ pub fn wake_with_progress(
         }
         // A history that is not a regular file is the checks' to report.
         let repaired = vault.may_sign_history(token)
-            && match vault.history_for(token).repair_torn() {
+            && match vault.history_for(&Keys::of(token)).repair_torn() {
                 Ok(repaired) => repaired,
-                Err(crate::Error::Corrupt(_)) => false,
+                Err(Error::Corrupt(_)) => false,
                 Err(e) => return Err(e),
             };
         if repaired {
@@ -217,7 +221,7 @@ pub fn wake_with_progress(
     let mut skip = vault.skip_paths();
     if pending.is_some() {
         // Status: the work dir of a pending restore is not the soul's.
-        skip.push(vault.soul().join(super::restore::WORK));
+        skip.push(vault.soul().join(WORK_DIR));
     }
     let scan = || {
         soul::fingerprint_until(
@@ -347,7 +351,7 @@ fn judge(
             "HEAD pointed at an older checkpoint (interrupted seal); moved it to the newest".into(),
         );
         data.insert("seq".into(), head.ckpt.seq.into());
-        vault.history_for(token).append("repair", data)?;
+        vault.history_for(&insp.keys).append("repair", data)?;
         report.actions.push(format!(
             "moved HEAD to checkpoint {} (an interrupted seal)",
             head.ckpt.seq
@@ -418,7 +422,7 @@ fn judge(
         report.message = format!(
             "once wake has finished the pending {}, the soul is the one it seals ({})",
             p.event,
-            if p.event == super::restore::MIGRATE {
+            if p.event == MIGRATE {
                 "the migrated soul".to_owned()
             } else {
                 format!("checkpoint {}'s", p.target)
@@ -434,7 +438,7 @@ fn judge(
     // like any other, but one that no seal can adopt.
     let (fp, unrecordable) = match walked {
         Ok(scan) => (Some(scan.fingerprint), None),
-        Err(crate::error::Error::Unsupported { path, reason }) => (None, Some((path, reason))),
+        Err(Error::Unsupported { path, reason }) => (None, Some((path, reason))),
         Err(e) => return Err(e),
     };
     let soul_hash = fp.as_ref().map(|fp| hex::encode(fp.soul_hash()));
@@ -444,7 +448,7 @@ fn judge(
         let what = format!(
             "soul entry {path} cannot be recorded ({reason}); remove it from the soul, or add it to `exclude` in config.toml and run `selfsame accept`, then wake again"
         );
-        if vault.marker_valid(&insp.key, &head) {
+        if vault.marker_valid(&insp.keys, &head) {
             report.verdict = Verdict::Drifted;
             report.message = format!(
                 "soul changed since checkpoint {} and the last run did not stop cleanly, but it cannot be accepted: {what}",
@@ -466,7 +470,7 @@ fn judge(
     } else {
         let fp = fp.as_ref().expect("walked unless unrecordable");
         report.changes = soul::changes(&head_manifest, &fp.manifest);
-        if vault.marker_valid(&insp.key, &head) {
+        if vault.marker_valid(&insp.keys, &head) {
             report.verdict = Verdict::Drifted;
             report.message = format!(
                 "soul changed since checkpoint {} and the last run did not stop cleanly: {}",
@@ -511,7 +515,7 @@ fn judge(
             record(vault, token, &report, opts)?;
             if let Some(h) = new_head {
                 report.head = Some(h.ckpt.seq);
-                vault.write_marker(&insp.key, &h)?;
+                vault.write_marker(&insp.keys, &h)?;
             }
             Ok(report)
         }
@@ -539,9 +543,9 @@ fn act(
     opts: &WakeOptions,
     progress: &dyn Progress,
     report: &mut WakeReport,
-    head: Stored,
+    head: StoredCheckpoint,
     migrate_to: Option<u32>,
-) -> Result<Option<Stored>> {
+) -> Result<Option<StoredCheckpoint>> {
     let new_head = match report.action {
         Action::Start => Some(head),
         Action::Accept => {
@@ -603,11 +607,11 @@ fn act(
 /// config other than `config.toml`'s. Anything less certain is `false`: the
 /// full checks decide then.
 fn config_changed(vault: &Vault, token: &BotToken) -> bool {
-    let key = crate::crypto::checkpoint_key(token);
+    let keys = Keys::of(token);
     let newest = vault.checkpoint_seqs().ok().and_then(|s| s.last().copied());
     newest
         .and_then(|seq| vault.read_checkpoint(seq).ok())
-        .is_some_and(|h| h.ckpt.verify(&key) && config_problem(vault, &h).is_some())
+        .is_some_and(|h| keys.verifies(&h.ckpt) && config_problem(vault, &h).is_some())
 }
 
 fn record(vault: &Vault, token: &BotToken, r: &WakeReport, opts: &WakeOptions) -> Result<()> {
@@ -625,7 +629,7 @@ fn record(vault: &Vault, token: &BotToken, r: &WakeReport, opts: &WakeOptions) -
         data.insert("seq".into(), seq.into());
     }
     data.insert("action".into(), r.action.as_str().into());
-    data.insert("changes".into(), changes_json(&r.changes));
+    data.insert("changes".into(), r.changes.summarize().to_value());
     if let Some(s) = &opts.shell {
         data.insert("shell".into(), s.clone().into());
     }
@@ -633,11 +637,11 @@ fn record(vault: &Vault, token: &BotToken, r: &WakeReport, opts: &WakeOptions) -
         data.insert("warnings".into(), r.warnings.clone().into());
     }
     data.insert("message".into(), r.message.clone().into());
-    match vault.history_for(token).append("wake", data) {
+    match vault.history_for(&Keys::of(token)).append("wake", data) {
         Ok(_) => Ok(()),
         // A history that is not a regular file cannot take the line; the
         // verdict already says so.
-        Err(crate::Error::Corrupt(_)) if r.verdict == Verdict::Corrupted => Ok(()),
+        Err(Error::Corrupt(_)) if r.verdict == Verdict::Corrupted => Ok(()),
         Err(e) => Err(e),
     }
 }

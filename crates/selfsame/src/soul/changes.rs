@@ -10,8 +10,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::statcache::{Comparison, Seen};
 use crate::format::{Entry, Kind, Manifest};
-use crate::vault::statcache::{Comparison, Seen};
 
 /// Added, removed, modified and mode-changed paths between two manifests.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

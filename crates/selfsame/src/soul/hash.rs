@@ -27,10 +27,10 @@ use std::sync::Mutex;
 
 use selfsame_sha256x2::{update_pair, Lane, BLOCK};
 
+use super::statcache::FileStat;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 use crate::vault::objects::{ObjectWriter, Objects, SMALL};
-use crate::vault::statcache::FileStat;
 
 /// Bytes read at a time into a lane.
 const CHUNK: usize = 128 * 1024;

@@ -6,6 +6,7 @@
 
 pub mod changes;
 pub mod hash;
+pub mod statcache;
 pub mod walk;
 
 use std::os::unix::ffi::OsStrExt;
@@ -15,13 +16,14 @@ use std::sync::atomic::AtomicBool;
 use rayon::prelude::*;
 
 pub use changes::{changes, ChangeKind, ChangeSummary, Changes};
-pub use walk::{walk, Excludes, Found};
+pub use walk::{walk, Found};
 
 use crate::error::{IoContext, Result};
+use crate::format::excludes::Excludes;
 use crate::format::{Entry, Kind, Manifest};
 use crate::progress::{Phase, Progress};
 use crate::vault::objects::Objects;
-use crate::vault::statcache::{Comparison, FileStat, Seen, StatCache};
+use statcache::{Comparison, FileStat, Seen, StatCache};
 
 /// A fingerprinted soul.
 #[derive(Debug, Clone)]
@@ -79,7 +81,7 @@ pub fn fingerprint(
 
 /// [`fingerprint`], trusting the stat cache at `cache` (see [`StatCache`])
 /// for files whose stat matches (the cache is read while the soul is
-/// walked), and giving up with [`crate::Error::Stopped`] once `stop` is set
+/// walked), and giving up with [`crate::error::Error::Stopped`] once `stop` is set
 /// (files being read when it is set are finished).
 pub fn fingerprint_until(
     root: &Path,
@@ -207,7 +209,7 @@ pub(crate) fn fingerprint_expecting(
         .collect();
     // The first failure in manifest order, so the error names the same
     // path every time.
-    let mut first_err: Option<(usize, crate::Error)> = None;
+    let mut first_err: Option<(usize, crate::error::Error)> = None;
     let mut fail = |i: usize, e| {
         if first_err.as_ref().is_none_or(|(j, _)| i < *j) {
             first_err = Some((i, e));

@@ -12,44 +12,14 @@ use std::ffi::CStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
+use super::statcache::FileStat;
 use crate::error::{Error, Result};
+use crate::format::excludes::Excludes;
 use crate::format::Kind;
-use crate::vault::statcache::FileStat;
-
-/// The `exclude` globs of the config.
-#[derive(Debug, Clone)]
-pub struct Excludes(GlobSet);
-
-impl Excludes {
-    /// Compiles patterns: `*` stays within a segment, `**` crosses them.
-    pub fn new(patterns: &[String]) -> std::result::Result<Self, String> {
-        let mut set = GlobSetBuilder::new();
-        for p in patterns {
-            let glob = GlobBuilder::new(p)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| format!("exclude pattern {p:?}: {e}"))?;
-            set.add(glob);
-        }
-        set.build().map(Excludes).map_err(|e| e.to_string())
-    }
-
-    /// No exclusions.
-    pub fn none() -> Self {
-        Excludes(GlobSet::empty())
-    }
-
-    /// Whether a relative path is excluded.
-    pub fn matches(&self, rel: &str) -> bool {
-        !self.0.is_empty() && self.0.is_match(rel)
-    }
-}
 
 /// One entry found on disk, before hashing.
 #[derive(Debug, Clone)]

@@ -18,11 +18,11 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use selfsame_telegram::BotToken;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::soul::ChangeSummary;
-use crate::BotToken;
 
 /// How long one delivery may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);

@@ -9,7 +9,7 @@
 //! (`selfsame seal --reason heartbeat`) while supervised.
 
 pub mod alert;
-pub mod assess;
+pub mod boot;
 pub mod child;
 
 use std::collections::VecDeque;
@@ -18,22 +18,24 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use selfsame_telegram::BotToken;
 use serde_json::{Map, Value};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::clock;
+use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Reason;
+use crate::format::time::rfc3339;
 use crate::ops::restore::{restore_locked, Target};
 use crate::ops::seal::{seal, SealOptions};
 use crate::ops::wake::{wake_with_progress, WakeOptions, WakeReport};
 use crate::progress::Silent;
 use crate::vault::{lock, Vault};
-use crate::verdict::{Action, Verdict};
-use crate::BotToken;
+use crate::verdict::{Action, Detail, Verdict};
 use alert::{Alert, Delivery, Dispatcher, Sinks};
-use assess::{Decision, State};
+use boot::{Decision, State};
 use child::{Agent, Ended, Prepare};
 
 /// The longest wait between restarts.
@@ -219,7 +221,7 @@ impl Supervisor<'_> {
                     self.opts.tries,
                     humantime::format_duration(self.opts.probation)
                 ));
-                if let Some(out) = self.assess()? {
+                if let Some(out) = self.after_failed_try()? {
                     return Ok(out);
                 }
             } else {
@@ -401,8 +403,8 @@ impl Supervisor<'_> {
     }
 
     /// After a failed try: roll back, halt, or carry on.
-    fn assess(&mut self) -> Result<Option<Outcome>> {
-        match assess::decide(self.vault, self.token, &self.state, self.opts.tries)? {
+    fn after_failed_try(&mut self) -> Result<Option<Outcome>> {
+        match boot::decide(self.vault, self.token, &self.state, self.opts.tries)? {
             Decision::Retry => Ok(None),
             Decision::Halt(why) => {
                 let mut data = Map::new();
@@ -550,7 +552,7 @@ impl Supervisor<'_> {
 
     fn halt_on_wake(&mut self, wake: &WakeReport) -> Outcome {
         let next = match wake.verdict {
-            Verdict::Tampered if wake.detail == Some(crate::Detail::ConfigChanged) => "check .selfsame/config.toml; then `selfsame accept` to adopt the change, or put the sealed config back (its path is in the message)",
+            Verdict::Tampered if wake.detail == Some(Detail::ConfigChanged) => "check .selfsame/config.toml; then `selfsame accept` to adopt the change, or put the sealed config back (its path is in the message)",
             Verdict::Tampered => "inspect with `selfsame diff`; then `selfsame accept` to adopt the soul as it is, or `selfsame restore head` to put the sealed state back",
             Verdict::IdentityMismatch => "check that the token belongs to this bot; after a token rotation run `selfsame rekey` with the old one",
             Verdict::Incompatible => "run a shell that reads this soul format, or migrate the soul",
@@ -612,7 +614,7 @@ impl Supervisor<'_> {
             message: String::new(),
             changes: Default::default(),
             next: String::new(),
-            at: clock::rfc3339(clock::now()),
+            at: rfc3339(clock::now()),
         }
     }
 
@@ -663,10 +665,11 @@ impl Supervisor<'_> {
         if !self.vault.may_sign_history(self.token) {
             return;
         }
-        let r = self
-            .vault
-            .lock()
-            .and_then(|_l| self.vault.history_for(self.token).append(event, data));
+        let r = self.vault.lock().and_then(|_l| {
+            self.vault
+                .history_for(&Keys::of(self.token))
+                .append(event, data)
+        });
         if let Err(e) = r {
             self.log
                 .line(&format!("could not record `{event}` in history: {e}"));

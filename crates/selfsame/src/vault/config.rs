@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ops::migrate::Reads;
+use crate::format::excludes::Excludes;
+use crate::format::tags::Reads;
 use crate::verdict::{Action, MigrationPolicy, Policies};
 
 /// Default name of the env var holding the bot token.
@@ -124,7 +125,7 @@ impl Config {
         }
         config.max_age(path).map_err(|e| at("max_age", e))?;
         config.reads(path).map_err(|e| at("reads", e))?;
-        crate::soul::Excludes::new(&config.exclude).map_err(|message| {
+        Excludes::new(&config.exclude).map_err(|message| {
             at(
                 "exclude",
                 Error::Config {

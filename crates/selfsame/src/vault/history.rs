@@ -19,14 +19,14 @@ use std::ops::Deref;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use selfsame_telegram::{BotToken, SecretKey};
 use serde_json::{Map, Value};
 
 use super::{atomic, read};
 use crate::clock;
-use crate::crypto::{history_key, sha256_hex};
+use crate::crypto::{sha256_hex, Keys};
 use crate::error::{Error, IoContext, Result};
-use crate::format::history::{mac_valid, signed_body};
+use crate::format::history::signed_body;
+use crate::format::time::rfc3339;
 use crate::format::HistoryLine;
 
 /// The history file of a vault, for reading.
@@ -41,7 +41,7 @@ pub struct History {
 #[derive(Debug, Clone)]
 pub struct HistoryWriter {
     history: History,
-    key: SecretKey,
+    keys: Keys,
 }
 
 /// A history line with its hash.
@@ -94,7 +94,7 @@ impl HistoryRead {
     /// v2 line on, every line is written with one); before the first v2
     /// line, such a line is neither trusted nor forged (written by an older
     /// version, after the newest checkpoint).
-    pub fn authenticate(&self, anchor: &str, key: &SecretKey) -> Authenticity {
+    pub fn authenticate(&self, anchor: &str, keys: &Keys) -> Authenticity {
         let mut out = Authenticity {
             trusted: vec![false; self.lines.len()],
             forged: Vec::new(),
@@ -115,7 +115,7 @@ impl HistoryRead {
         let first_after = at.map_or(0, |a| a + 1);
         let mut signed_seen = self.lines[..first_after].iter().any(Line::is_signed);
         for (i, line) in self.lines.iter().enumerate().skip(first_after) {
-            match mac_valid(&line.raw, key) {
+            match keys.line_valid(&line.raw) {
                 Some(true) => out.trusted[i] = true,
                 Some(false) => out.forged.push(format!(
                     "history line {}: its MAC does not verify under this token (a forged or edited line)",
@@ -133,8 +133,8 @@ impl HistoryRead {
     }
 
     /// The lines that can be trusted (see [`HistoryRead::authenticate`]).
-    pub fn trusted_lines<'a>(&'a self, anchor: &str, key: &SecretKey) -> Vec<&'a Line> {
-        let auth = self.authenticate(anchor, key);
+    pub fn trusted_lines<'a>(&'a self, anchor: &str, keys: &Keys) -> Vec<&'a Line> {
+        let auth = self.authenticate(anchor, keys);
         self.lines
             .iter()
             .zip(auth.trusted)
@@ -149,11 +149,11 @@ impl History {
         History { path, run_dir }
     }
 
-    /// The same file, for writing with `token`'s history key.
-    pub fn writer(self, token: &BotToken) -> HistoryWriter {
+    /// The same file, for writing with `keys`' history key.
+    pub fn writer(self, keys: &Keys) -> HistoryWriter {
         HistoryWriter {
             history: self,
-            key: history_key(token),
+            keys: keys.clone(),
         }
     }
 
@@ -338,12 +338,12 @@ impl HistoryWriter {
         let (prev, n) = self.tail()?;
         let line = HistoryLine {
             n: n + 1,
-            at: clock::rfc3339(clock::now()),
+            at: rfc3339(clock::now()),
             event: event.to_owned(),
             prev,
             data,
         };
-        let mut text = line.to_signed_line(&self.key);
+        let mut text = self.keys.sign_line(&line);
         text.push('\n');
         let path = &self.history.path;
         // Never through a symlink, never waiting on a FIFO; a new file is
@@ -390,7 +390,7 @@ impl HistoryWriter {
         let (anchored, lines) = self.lines_after(anchor)?;
         let mut signed_seen = anchored.is_some_and(|l| signed_body(&l).is_some());
         for line in &lines {
-            let ok = match mac_valid(line, &self.key) {
+            let ok = match self.keys.line_valid(line) {
                 Some(valid) => valid,
                 None => !signed_seen,
             };
@@ -422,7 +422,7 @@ impl HistoryWriter {
         atomic::create_dir_all(run_dir)?;
         let saved = run_dir.join(format!(
             "torn-history-{}.bin",
-            clock::rfc3339(clock::now()).replace(':', "")
+            rfc3339(clock::now()).replace(':', "")
         ));
         atomic::write_replace(&saved, torn)?;
         let good = &bytes[..keep];
@@ -446,13 +446,13 @@ impl HistoryWriter {
         data.insert("bytes".into(), torn.len().into());
         let line = HistoryLine {
             n: n + 1,
-            at: clock::rfc3339(clock::now()),
+            at: rfc3339(clock::now()),
             event: "repair".into(),
             prev,
             data,
         };
         let mut new = good.to_vec();
-        new.extend_from_slice(line.to_signed_line(&self.key).as_bytes());
+        new.extend_from_slice(self.keys.sign_line(&line).as_bytes());
         new.push(b'\n');
         atomic::write_replace(&self.history.path, &new)?;
         Ok(true)

@@ -1,5 +1,7 @@
-//! The vault: `.selfsame/` beside the soul. Layout, checkpoints, HEAD, the
-//! awake marker, locks and the restore journal.
+//! The vault: `.selfsame/` beside the soul, and its files. Layout, config,
+//! checkpoints and HEAD ([`checkpoints`]), the awake marker ([`marker`]),
+//! the restore journal ([`journal`]), history, objects, locks, atomic
+//! writes and safe reads.
 //!
 //! ```text
 //! .selfsame/
@@ -8,24 +10,28 @@
 //! ```
 
 pub mod atomic;
+pub mod checkpoints;
 pub mod config;
 pub mod history;
+pub mod journal;
 pub mod lock;
+pub mod marker;
 pub mod objects;
 pub mod private;
 pub mod read;
-pub mod statcache;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use selfsame_telegram::{Fields, SecretKey};
+use selfsame_telegram::BotToken;
 
 use crate::clock;
+use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
-use crate::format::checkpoint::Checkpoint;
-use crate::soul::Excludes;
+use crate::format::excludes::Excludes;
+use crate::format::time::rfc3339;
+pub use checkpoints::{CheckpointDir, StoredCheckpoint};
 pub use config::Config;
 pub use history::{History, HistoryWriter};
 pub use objects::Objects;
@@ -44,27 +50,6 @@ pub struct Vault {
     pub config: Config,
     /// The bytes of `config.toml` that `config` was parsed from.
     config_bytes: Vec<u8>,
-}
-
-/// What `checkpoints/` holds (see [`Vault::list_checkpoints`]).
-#[derive(Debug, Clone, Default)]
-pub struct CheckpointDir {
-    /// The checkpoints, by seq, ascending.
-    pub seqs: Vec<u64>,
-    /// `<digits>.ckpt` names that are not the canonical name of their seq:
-    /// damage, since a reader might take them for that checkpoint.
-    pub misnamed: Vec<String>,
-    /// Anything else that is not a temp file: not selfsame's, ignored.
-    pub strays: Vec<String>,
-}
-
-/// A checkpoint as read from disk, with the hash of its file bytes.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    /// The parsed checkpoint.
-    pub ckpt: Checkpoint,
-    /// Hex SHA-256 of the file bytes.
-    pub file_hash: String,
 }
 
 impl Vault {
@@ -225,23 +210,25 @@ impl Vault {
         History::new(self.dir.join("history.jsonl"), self.run_dir())
     }
 
-    /// The history log, for appending lines signed with `token`'s history
+    /// The history log, for appending lines signed with `keys`' history
     /// key.
-    pub fn history_for(&self, token: &selfsame_telegram::BotToken) -> HistoryWriter {
-        self.history().writer(token)
+    pub fn history_for(&self, keys: &Keys) -> HistoryWriter {
+        self.history().writer(keys)
     }
 
     /// Whether `token` may sign history lines: its bot is the vault's and
     /// the newest checkpoint (if any) verifies under it. A line signed with
     /// another key would read as forged.
-    pub fn may_sign_history(&self, token: &selfsame_telegram::BotToken) -> bool {
+    pub fn may_sign_history(&self, token: &BotToken) -> bool {
         if token.bot_id() != self.config.bot_id {
             return false;
         }
-        let key = crate::crypto::checkpoint_key(token);
+        let keys = Keys::of(token);
         match self.checkpoint_seqs().map(|s| s.last().copied()) {
             Ok(None) => true,
-            Ok(Some(seq)) => self.read_checkpoint(seq).is_ok_and(|h| h.ckpt.verify(&key)),
+            Ok(Some(seq)) => self
+                .read_checkpoint(seq)
+                .is_ok_and(|h| keys.verifies(&h.ckpt)),
             Err(_) => false,
         }
     }
@@ -255,7 +242,7 @@ impl Vault {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.run_dir().join("refused.jsonl");
         let line = serde_json::json!({
-            "at": clock::rfc3339(clock::now()),
+            "at": rfc3339(clock::now()),
             "event": "wake",
             "verdict": "identity-mismatch",
             "bot_id": bot_id,
@@ -415,218 +402,5 @@ impl Vault {
             }
         }
         out
-    }
-
-    // --- checkpoints -----------------------------------------------------
-
-    /// `checkpoints/`.
-    pub fn checkpoints_dir(&self) -> PathBuf {
-        self.dir.join("checkpoints")
-    }
-
-    /// The path of checkpoint `seq`.
-    pub fn checkpoint_path(&self, seq: u64) -> PathBuf {
-        self.checkpoints_dir().join(Checkpoint::file_name(seq))
-    }
-
-    /// The seqs present in `checkpoints/`, ascending: the files named
-    /// exactly [`Checkpoint::file_name`] of their seq.
-    pub fn checkpoint_seqs(&self) -> Result<Vec<u64>> {
-        Ok(self.list_checkpoints()?.seqs)
-    }
-
-    /// What `checkpoints/` holds: the checkpoints by seq, names that look
-    /// like a checkpoint's but are not its canonical name (`000000001.ckpt`
-    /// beside `00000001.ckpt`), and anything else but temp files. A
-    /// missing `checkpoints/` is damage.
-    pub fn list_checkpoints(&self) -> Result<CheckpointDir> {
-        let dir = self.checkpoints_dir();
-        let items = match fs::read_dir(&dir) {
-            Ok(items) => items,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Corrupt(format!(
-                    "{} is missing; the vault has lost its checkpoints (restore the vault from a backup)",
-                    dir.display()
-                )))
-            }
-            Err(e) => return Err(e).at(&dir),
-        };
-        let mut out = CheckpointDir::default();
-        for item in items {
-            let name = item.at(&dir)?.file_name();
-            let Some(name) = name.to_str() else {
-                out.strays.push(name.to_string_lossy().into_owned());
-                continue;
-            };
-            if name.starts_with(atomic::TEMP_PREFIX) {
-                continue;
-            }
-            let seq = name
-                .strip_suffix(".ckpt")
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                .map(|n| n.parse::<u64>().ok());
-            match seq {
-                Some(Some(seq)) if Checkpoint::file_name(seq) == name => out.seqs.push(seq),
-                Some(_) => out.misnamed.push(name.to_owned()),
-                None => out.strays.push(name.to_owned()),
-            }
-        }
-        out.seqs.sort_unstable();
-        out.misnamed.sort();
-        out.strays.sort();
-        Ok(out)
-    }
-
-    /// Reads checkpoint `seq`. Unparseable files are [`Error::Corrupt`].
-    pub fn read_checkpoint(&self, seq: u64) -> Result<Stored> {
-        let path = self.checkpoint_path(seq);
-        let bytes = match read::read_capped(&path, read::MAX_CHECKPOINT)? {
-            Some(b) => b,
-            None => return Err(Error::NoSuchCheckpoint(seq.to_string())),
-        };
-        let ckpt = Checkpoint::parse(&bytes).map_err(|e| {
-            Error::Corrupt(format!("checkpoint {} is unreadable: {e}", path.display()))
-        })?;
-        if ckpt.seq != seq {
-            return Err(Error::Corrupt(format!(
-                "checkpoint {} says seq {}",
-                path.display(),
-                ckpt.seq
-            )));
-        }
-        Ok(Stored {
-            file_hash: crate::crypto::sha256_hex(&bytes),
-            ckpt,
-        })
-    }
-
-    /// Writes a checkpoint, create-only.
-    pub fn write_checkpoint(&self, ckpt: &Checkpoint) -> Result<String> {
-        let bytes = ckpt.to_bytes();
-        let path = self.checkpoint_path(ckpt.seq);
-        atomic::write_create_only(&path, &bytes).map_err(|e| match e {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
-                Error::Corrupt(format!(
-                    "checkpoint {} already exists; another writer sealed at the same time",
-                    path.display()
-                ))
-            }
-            e => e,
-        })?;
-        Ok(crate::crypto::sha256_hex(&bytes))
-    }
-
-    /// The seq HEAD names, if HEAD exists. Unreadable HEAD is corruption.
-    pub fn read_head(&self) -> Result<Option<u64>> {
-        let path = self.dir.join("HEAD");
-        let Some(bytes) = read::read_capped(&path, read::MAX_HEAD)? else {
-            return Ok(None);
-        };
-        std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .map(Some)
-            .ok_or_else(|| Error::Corrupt(format!("{} does not hold a seq", path.display())))
-    }
-
-    /// Points HEAD at `seq`.
-    pub fn write_head(&self, seq: u64) -> Result<()> {
-        atomic::write_replace(&self.dir.join("HEAD"), format!("{seq}\n").as_bytes())
-    }
-
-    // --- awake marker ----------------------------------------------------
-
-    fn marker_path(&self) -> PathBuf {
-        self.run_dir().join("awake")
-    }
-
-    /// Writes `run/awake` for `head`: its seq, its file hash, the time and
-    /// the pid, signed with the checkpoint key.
-    pub fn write_marker(&self, key: &SecretKey, head: &Stored) -> Result<()> {
-        self.write_marker_fields(key, head, None)
-    }
-
-    /// Writes `run/awake` valid for `head` and also for the checkpoint
-    /// `next` (seq, file hash) that a seal is about to write, so a crash
-    /// between the checkpoint and the marker's move still reads as a crash.
-    pub fn write_marker_ahead(
-        &self,
-        key: &SecretKey,
-        head: &Stored,
-        next: (u64, &str),
-    ) -> Result<()> {
-        self.write_marker_fields(key, head, Some(next))
-    }
-
-    fn write_marker_fields(
-        &self,
-        key: &SecretKey,
-        head: &Stored,
-        next: Option<(u64, &str)>,
-    ) -> Result<()> {
-        let mut f = Fields::new();
-        f.push("kind", "awake");
-        f.push("seq", &head.ckpt.seq.to_string());
-        f.push("head", &head.file_hash);
-        if let Some((seq, hash)) = next {
-            f.push("next_seq", &seq.to_string());
-            f.push("next_head", hash);
-        }
-        f.push("at", &clock::rfc3339(clock::now()));
-        f.push("pid", &std::process::id().to_string());
-        let mac = key.sign(f.data_check_string(&["hash"]).as_bytes());
-        f.push("hash", &mac);
-        let mut text = f.encode();
-        text.push('\n');
-        atomic::write_replace(&self.marker_path(), text.as_bytes())
-    }
-
-    /// Whether a valid awake marker for `head` is present. A marker with a
-    /// bad MAC, or naming another checkpoint, counts as absent.
-    pub fn marker_valid(&self, key: &SecretKey, head: &Stored) -> bool {
-        // A marker that is not a regular file (or too big) counts as
-        // absent here; the checks report it.
-        let Ok(Some(bytes)) = read::read_capped(&self.marker_path(), read::MAX_RUN_FILE) else {
-            return false;
-        };
-        let Ok(text) = String::from_utf8(bytes) else {
-            return false;
-        };
-        let Ok(f) = Fields::parse(text.trim_end_matches('\n')) else {
-            return false;
-        };
-        let Some(mac) = f.get("hash") else {
-            return false;
-        };
-        let seq = head.ckpt.seq.to_string();
-        let names = |s: &str, h: &str| {
-            f.get(s) == Some(seq.as_str()) && f.get(h) == Some(head.file_hash.as_str())
-        };
-        key.verify(f.data_check_string(&["hash"]).as_bytes(), mac)
-            && f.get("kind") == Some("awake")
-            && (names("seq", "head") || names("next_seq", "next_head"))
-    }
-
-    /// Whether any `run/awake` file exists (valid or not).
-    pub fn marker_present(&self) -> bool {
-        read::present(&self.marker_path())
-    }
-
-    /// The damage of `run/awake` when it is there but is not a regular
-    /// file or is too big to be a marker.
-    pub fn marker_problem(&self) -> Option<String> {
-        match read::read_capped(&self.marker_path(), read::MAX_RUN_FILE) {
-            Err(Error::Corrupt(m)) => Some(m),
-            _ => None,
-        }
-    }
-
-    /// Removes the awake marker.
-    pub fn remove_marker(&self) -> Result<()> {
-        match fs::remove_file(self.marker_path()) {
-            Ok(()) => atomic::sync_dir(&self.run_dir()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).at(&self.marker_path()),
-        }
     }
 }

@@ -3,14 +3,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use selfsame_telegram::{BotToken, SecretKey};
+use selfsame_telegram::BotToken;
 use serde::Serialize;
 
-use crate::crypto::{checkpoint_key, history_key};
+use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::{Kind, Manifest};
 use crate::vault::history::HistoryRead;
-use crate::vault::{Stored, Vault};
+use crate::vault::{read, StoredCheckpoint, Vault};
 use crate::verdict::{Detail, Verdict};
 
 /// One thing wrong with the vault.
@@ -39,12 +39,12 @@ pub enum ObjectScope {
 /// What the checks found.
 #[derive(Debug)]
 pub struct Inspection {
-    /// The checkpoint key for the token.
-    pub key: SecretKey,
+    /// The keys of the token.
+    pub keys: Keys,
     /// Checkpoints that parsed and whose MAC verifies, ascending.
-    pub checkpoints: Vec<Stored>,
+    pub checkpoints: Vec<StoredCheckpoint>,
     /// The newest verified checkpoint.
-    pub head: Option<Stored>,
+    pub head: Option<StoredCheckpoint>,
     /// The head's manifest, when it could be read.
     pub head_manifest: Option<Manifest>,
     /// Problems in check order: the first one names the verdict.
@@ -87,7 +87,7 @@ impl Inspection {
 
 /// Runs the checks. Errors are I/O failures; findings are `problems`.
 pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<Inspection> {
-    let key = checkpoint_key(token);
+    let keys = Keys::of(token);
     let mut problems = Vec::new();
     let mut push = |detail, message: String| problems.push(Problem { detail, message });
 
@@ -123,8 +123,8 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
             Err(e) => return Err(e),
         }
     }
-    let (mut good, mut bad): (Vec<Stored>, Vec<Stored>) =
-        parsed.into_iter().partition(|s| s.ckpt.verify(&key));
+    let (mut good, mut bad): (Vec<StoredCheckpoint>, Vec<StoredCheckpoint>) =
+        parsed.into_iter().partition(|s| keys.verifies(&s.ckpt));
     // Token rotation. The newest rekey checkpoint that verifies under this
     // token vouches for every checkpoint before it; the `prev` chain checked
     // below makes that hold byte for byte. A rekey whose `prev_key_hash`
@@ -136,7 +136,7 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
         .max();
     let mut vouched = Vec::new();
     if let Some(r) = vouched_by {
-        let (before, after): (Vec<Stored>, Vec<Stored>) =
+        let (before, after): (Vec<StoredCheckpoint>, Vec<StoredCheckpoint>) =
             bad.into_iter().partition(|s| s.ckpt.seq < r);
         vouched = before.iter().map(|s| s.ckpt.seq).collect();
         good.extend(before);
@@ -145,7 +145,7 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
     }
     let retired_at = bad
         .iter()
-        .find(|s| s.ckpt.retires(&key))
+        .find(|s| keys.retired_by(&s.ckpt))
         .map(|s| s.ckpt.seq);
     // Checkpoints whose MAC fails say nothing trustworthy about the bot:
     // look at them only when none verifies (an edited `bot_id` in one
@@ -225,7 +225,7 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
             break;
         }
     }
-    let by_seq: HashMap<u64, &Stored> = good
+    let by_seq: HashMap<u64, &StoredCheckpoint> = good
         .iter()
         .chain(bad.iter())
         .map(|s| (s.ckpt.seq, s))
@@ -260,7 +260,7 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
     // History v2: the lines after the newest checkpoint's anchor must
     // carry a valid MAC (those before it are vouched for by the chain).
     let anchor = good.last().map_or("", |s| s.ckpt.log.as_str());
-    for p in history.authenticate(anchor, &history_key(token)).forged {
+    for p in history.authenticate(anchor, &keys).forged {
         push(Detail::HistoryForged, p);
     }
     if let Some(n) = newest {
@@ -295,7 +295,7 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
     // Objects.
     let head = good.last().cloned();
     let mut head_manifest = None;
-    let targets: Vec<&Stored> = match scope {
+    let targets: Vec<&StoredCheckpoint> = match scope {
         ObjectScope::Head => head.iter().collect(),
         ObjectScope::All => good.iter().collect(),
     };
@@ -401,7 +401,7 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
     }
 
     Ok(Inspection {
-        key,
+        keys,
         checkpoints: good,
         head,
         head_manifest,
@@ -433,7 +433,7 @@ struct Generation {
 
 fn generation(vault: &Vault) -> Generation {
     use std::os::unix::fs::MetadataExt;
-    let head = crate::vault::read::read_capped(&vault.dir().join("HEAD"), 64)
+    let head = read::read_capped(&vault.dir().join("HEAD"), 64)
         .ok()
         .flatten();
     let mut checkpoints: Vec<std::ffi::OsString> = std::fs::read_dir(vault.checkpoints_dir())
@@ -477,7 +477,7 @@ pub fn inspect_consistent(
 /// A `config-changed` problem when `config.toml` (as `vault` read it)
 /// differs from the config `head` was sealed with; `None` when it matches or
 /// `head` records no config.
-pub fn config_problem(vault: &Vault, head: &Stored) -> Option<Problem> {
+pub fn config_problem(vault: &Vault, head: &StoredCheckpoint) -> Option<Problem> {
     let sealed = head.ckpt.config()?;
     if sealed == vault.config_hash() {
         return None;
@@ -497,28 +497,4 @@ pub fn config_problem(vault: &Vault, head: &Stored) -> Option<Problem> {
         detail: Detail::ConfigChanged,
         message,
     })
-}
-
-/// Whether `stored` can be trusted under `key`: its MAC verifies, or a
-/// later rekey checkpoint that verifies vouches for it through an unbroken
-/// `prev` chain.
-pub fn trusted(vault: &Vault, key: &SecretKey, stored: &Stored) -> Result<bool> {
-    if stored.ckpt.verify(key) {
-        return Ok(true);
-    }
-    let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
-    let mut below = stored.file_hash.clone();
-    for seq in stored.ckpt.seq + 1..=newest {
-        let Ok(next) = vault.read_checkpoint(seq) else {
-            return Ok(false);
-        };
-        if next.ckpt.prev != below {
-            return Ok(false);
-        }
-        if next.ckpt.is_rekey() && next.ckpt.verify(key) {
-            return Ok(true);
-        }
-        below = next.file_hash;
-    }
-    Ok(false)
 }

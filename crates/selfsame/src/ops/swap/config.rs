@@ -7,8 +7,12 @@
 
 use std::fs;
 
+use selfsame_telegram::BotToken;
+
 use crate::crypto::sha256;
 use crate::error::{Error, IoContext, Result};
+use crate::format::journal::Journal;
+use crate::ops::head::current_head;
 use crate::vault::{atomic, Vault};
 
 /// `vault` acting on the config that checkpoint `seq` records as `sealed`
@@ -34,6 +38,22 @@ pub(crate) fn sealed(vault: &Vault, seq: u64, sealed: Option<&str>) -> Result<Va
         e => e,
     })?;
     vault.with_config(bytes, &objects.path(&hash))
+}
+
+/// The vault acting on the config an interrupted operation acts on: the
+/// one its journal names, or for a journal of an older version the head's.
+pub(crate) fn journal_view(vault: &Vault, token: &BotToken, j: &Journal) -> Result<Vault> {
+    let (seq, hash) = match &j.config {
+        Some(h) => (j.head_before, Some(h.clone())),
+        None => {
+            let head = current_head(vault, token)?;
+            (
+                head.as_ref().map_or(0, |h| h.ckpt.seq),
+                head.and_then(|h| h.ckpt.config().map(str::to_owned)),
+            )
+        }
+    };
+    sealed(vault, seq, hash.as_deref())
 }
 
 /// Writes the config `view` acts on back over `config.toml` when the file

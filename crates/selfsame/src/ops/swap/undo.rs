@@ -16,64 +16,30 @@
 use std::fs;
 
 use selfsame_telegram::BotToken;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::config::journal_view;
+use super::engine::RestoreReport;
+use super::tree::{entries, move_tree, rename_no_replace, top_level_keep};
 use super::workdir::{self, Want, WorkDirs};
-use super::{
-    entries, journal_view, move_tree, not_writable, read_journal, remove_journal,
-    rename_no_replace, top_level_keep, write_journal, Journal, Next, Phase, RestoreReport, MIGRATE,
-    WORK,
-};
-use crate::crypto::checkpoint_key;
+use super::writable::{not_writable, Next};
+use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::progress::Progress;
+use crate::format::journal::{DirId, Journal, SwapPhase, Undo, WORK_DIR};
 use crate::vault::{atomic, Vault};
 
-/// The steps of an undo, in order; each is recorded in the journal before
-/// it starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Undo {
-    /// Move what the swap put into the soul back into `new/`.
-    Out,
-    /// Finish a move of `old/` into quarantine that a crash cut short, so
-    /// the previous entries are whole in one place.
-    Settle,
-    /// Bring the previous entries from quarantine back into `old/`.
-    Back,
-    /// Move `old/`'s entries back into the soul.
-    In,
-    /// Put `new/` away, remove the work dirs, log the undo, drop the journal.
-    Clean,
-}
-
-/// Undoes an interrupted restore or migration, taking the vault lock.
-/// `None` when nothing is pending.
-pub fn abort(
-    vault: &Vault,
-    token: &BotToken,
-    progress: &dyn Progress,
-) -> Result<Option<RestoreReport>> {
-    let _lock = vault.lock()?;
-    abort_locked(vault, token, progress)
-}
-
-/// [`abort`] with the vault lock held.
-pub fn abort_locked(
-    vault: &Vault,
-    token: &BotToken,
-    _progress: &dyn Progress,
-) -> Result<Option<RestoreReport>> {
-    let key = checkpoint_key(token);
-    let Some(mut j) = read_journal(vault, Some(&key))? else {
+/// Undoes the interrupted swap whose journal is in the vault, if any (the
+/// vault lock held): records the first step of the undo, then runs it.
+pub(crate) fn begin(vault: &Vault, token: &BotToken) -> Result<Option<RestoreReport>> {
+    let keys = Keys::of(token);
+    let Some(mut j) = vault.read_journal(Some(&keys))? else {
         return Ok(None);
     };
     let vault = &journal_view(vault, token, &j)?;
     if j.abort.is_none() {
         let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
-        if j.phase == Phase::Seal && newest > j.head_before {
+        if j.phase == SwapPhase::Seal && newest > j.head_before {
             return Err(Error::Usage(format!(
                 "the interrupted {} already sealed checkpoint {newest}, so it can no longer be undone: run `selfsame wake` to finish recording it. The soul from before it is in {}/{} (and checkpoint {} is the state sealed before it)",
                 j.event,
@@ -83,15 +49,15 @@ pub fn abort_locked(
             )));
         }
         let first = match j.phase {
-            Phase::Stage => Undo::Clean,
-            Phase::SwapOut => Undo::In,
-            Phase::SwapIn | Phase::Quarantine | Phase::Seal => Undo::Out,
+            SwapPhase::Stage => Undo::Clean,
+            SwapPhase::SwapOut => Undo::In,
+            SwapPhase::SwapIn | SwapPhase::Quarantine | SwapPhase::Seal => Undo::Out,
         };
         // Refused before anything is recorded or moved.
         vault.quarantine()?;
         WorkDirs::of(&vault.soul()).check(vault, &j, wants(first, &j))?;
         j.abort = Some(first);
-        write_journal(vault, &key, &j)?;
+        vault.write_journal(&keys, &j)?;
     }
     undo(vault, token, &mut j)
         .map(Some)
@@ -102,7 +68,7 @@ pub fn abort_locked(
 /// directory the journal has not recorded (yet) may be absent.
 pub(crate) fn wants(step: Undo, j: &Journal) -> [Want; 3] {
     use Want::{MaybeAbsent, Present};
-    let made = |id: Option<workdir::DirId>| if id.is_some() { Present } else { MaybeAbsent };
+    let made = |id: Option<DirId>| if id.is_some() { Present } else { MaybeAbsent };
     match step {
         Undo::Out | Undo::Clean => [MaybeAbsent; 3],
         Undo::Settle | Undo::Back => [Present, Present, MaybeAbsent],
@@ -113,7 +79,7 @@ pub(crate) fn wants(step: Undo, j: &Journal) -> [Want; 3] {
 /// Runs the undo from the step `j.abort` records to the end. `vault` acts
 /// on the journal's config.
 pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<RestoreReport> {
-    let key = checkpoint_key(token);
+    let keys = Keys::of(token);
     let soul = vault.soul();
     let dirs = WorkDirs::of(&soul);
     let (work, new, old) = (&dirs.work, &dirs.new, &dirs.old);
@@ -129,17 +95,17 @@ pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<R
                     // The restore had removed them: make them anew, and
                     // record each before anything goes in.
                     (j.work_dir, j.new_dir, j.old_dir) = (None, None, None);
-                    write_journal(vault, &key, j)?;
+                    vault.write_journal(&keys, j)?;
                     j.work_dir = Some(workdir::make(work)?);
-                    write_journal(vault, &key, j)?;
+                    vault.write_journal(&keys, j)?;
                 } else if j.work_dir.is_none() {
                     j.work_dir = Some(workdir::id_of(work)?);
                 }
                 if !(has_work && has_new) {
                     j.new_dir = None;
-                    write_journal(vault, &key, j)?;
+                    vault.write_journal(&keys, j)?;
                     j.new_dir = Some(workdir::make(new)?);
-                    write_journal(vault, &key, j)?;
+                    vault.write_journal(&keys, j)?;
                 } else if j.new_dir.is_none() {
                     j.new_dir = Some(workdir::id_of(new)?);
                 }
@@ -147,7 +113,7 @@ pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<R
                 // what the soul holds came in with the swap.
                 let keep = top_level_keep(vault)?;
                 for name in entries(&soul)? {
-                    if name == WORK || keep.contains(&name) {
+                    if name == WORK_DIR || keep.contains(&name) {
                         continue;
                     }
                     rename_no_replace(&soul.join(&name), &new.join(&name), "--abort")?;
@@ -156,7 +122,7 @@ pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<R
                 atomic::sync_dir(new)?;
                 atomic::sync_dir(&soul)?;
                 match j.phase {
-                    Phase::Quarantine | Phase::Seal => Undo::Settle,
+                    SwapPhase::Quarantine | SwapPhase::Seal => Undo::Settle,
                     _ => Undo::In,
                 }
             }
@@ -220,7 +186,7 @@ pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<R
             }
         };
         j.abort = Some(next);
-        write_journal(vault, &key, j)?;
+        vault.write_journal(&keys, j)?;
     }
 }
 
@@ -234,13 +200,13 @@ fn clean(
     [has_work, has_new, has_old]: [bool; 3],
     aborted: &str,
 ) -> Result<RestoreReport> {
-    let migrating = j.event == MIGRATE;
+    let migrating = j.migrating();
     let kept_path = vault.quarantine_dir().join(aborted);
     if has_new {
         // A staging copy that never entered the soul is made from objects
         // and can go; anything that was in the soul, or a migration's
         // output, is kept.
-        let discard = !migrating && matches!(j.phase, Phase::Stage | Phase::SwapOut);
+        let discard = !migrating && matches!(j.phase, SwapPhase::Stage | SwapPhase::SwapOut);
         if discard {
             fs::remove_dir_all(&dirs.new).at(&dirs.new)?;
         } else {
@@ -271,8 +237,8 @@ fn clean(
     if let Some(k) = &kept {
         data.insert("quarantine".into(), k.clone().into());
     }
-    vault.history_for(token).append(&j.event, data)?;
-    remove_journal(vault)?;
+    vault.history_for(&Keys::of(token)).append(&j.event, data)?;
+    vault.remove_journal()?;
     Ok(RestoreReport {
         target: j.target,
         seq: j.head_before,
@@ -302,7 +268,6 @@ mod tests {
 
     use super::*;
     use crate::ops::init::{init, InitOptions};
-    use crate::progress::Silent;
 
     fn tree(root: &Path) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -353,7 +318,7 @@ mod tests {
             target: 1,
             soul: head.ckpt.soul.clone(),
             event: "restore".into(),
-            phase: Phase::Quarantine,
+            phase: SwapPhase::Quarantine,
             quarantine: "q1".into(),
             head_before: 1,
             started: "2026-01-01T00:00:00.000Z".into(),
@@ -369,7 +334,7 @@ mod tests {
             },
             abort,
         };
-        write_journal(&vault, &checkpoint_key(&token), &j).unwrap();
+        vault.write_journal(&Keys::of(&token), &j).unwrap();
         (vault, token, j)
     }
 
@@ -380,14 +345,14 @@ mod tests {
             .map(|(n, t)| (n.to_string(), t.to_string()))
             .collect();
         assert_eq!(tree(&soul), edited, "the soul is not as before the restore");
-        assert!(!soul.join(WORK).exists());
+        assert!(!soul.join(WORK_DIR).exists());
         let q = vault.quarantine_dir();
         assert!(
             !q.join("q1").exists(),
             "the copy in quarantine was moved back"
         );
         assert_eq!(tree(&q.join("q1-aborted"))["a.txt"], "sealed\n");
-        assert!(!super::super::journal_path(vault).exists());
+        assert!(!vault.journal_path().exists());
     }
 
     #[test]
@@ -396,7 +361,7 @@ mod tests {
         // after `a.txt`.
         let dir = tempfile::tempdir().unwrap();
         let (vault, token, _) = interrupted(dir.path(), Some(&EDITED[1..]), Some(EDITED), None);
-        let r = abort_locked(&vault, &token, &Silent).unwrap().unwrap();
+        let r = begin(&vault, &token).unwrap().unwrap();
         assert!(r.aborted);
         assert_undone(dir.path(), &vault);
     }
@@ -413,8 +378,8 @@ mod tests {
             Some(Undo::Back),
         );
         let soul = dir.path().join("soul");
-        fs::rename(soul.join("a.txt"), soul.join(WORK).join("new/a.txt")).unwrap();
-        let r = abort_locked(&vault, &token, &Silent).unwrap().unwrap();
+        fs::rename(soul.join("a.txt"), soul.join(WORK_DIR).join("new/a.txt")).unwrap();
+        let r = begin(&vault, &token).unwrap().unwrap();
         assert!(r.aborted);
         assert_undone(dir.path(), &vault);
     }

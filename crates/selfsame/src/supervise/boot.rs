@@ -5,12 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{checkpoint_key, history_key};
+use selfsame_telegram::BotToken;
+
+use crate::crypto::Keys;
 use crate::error::Result;
+use crate::ops::head::current_head;
 use crate::ops::restore::last_good;
-use crate::ops::seal::current_head;
-use crate::vault::{atomic, Stored, Vault};
-use crate::BotToken;
+use crate::vault::{atomic, read, StoredCheckpoint, Vault};
 
 const FILE: &str = "boot-assessment.json";
 
@@ -30,14 +31,11 @@ pub struct State {
 impl State {
     /// Reads the state; a missing or unreadable file is a fresh start.
     pub fn load(vault: &Vault) -> State {
-        crate::vault::read::read_capped(
-            &vault.run_dir().join(FILE),
-            crate::vault::read::MAX_RUN_FILE,
-        )
-        .ok()
-        .flatten()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+        read::read_capped(&vault.run_dir().join(FILE), read::MAX_RUN_FILE)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
     }
 
     /// Writes the state atomically.
@@ -53,7 +51,7 @@ pub enum Decision {
     /// Tries are left (or no change is suspect): restart.
     Retry,
     /// Roll back to this checkpoint, the newest followed by a healthy run.
-    Rollback(Box<Stored>),
+    Rollback(Box<StoredCheckpoint>),
     /// Nothing left to try; the reason, for people.
     Halt(String),
 }
@@ -74,8 +72,7 @@ pub fn decide(vault: &Vault, token: &BotToken, state: &State, tries: u32) -> Res
         // nothing that could be the cause.
         return Ok(Decision::Retry);
     }
-    let key = checkpoint_key(token);
-    let Some(head) = current_head(vault, &key, token)? else {
+    let Some(head) = current_head(vault, token)? else {
         return Ok(Decision::Halt("the vault has no checkpoint".into()));
     };
     let good = last_good(vault, token, &head)?;
@@ -96,11 +93,16 @@ pub fn decide(vault: &Vault, token: &BotToken, state: &State, tries: u32) -> Res
 
 /// Whether history has a trusted `good` event for `seq` (`last_good` falls
 /// back to the head when there is none).
-fn is_marked_good(vault: &Vault, token: &BotToken, head: &Stored, seq: u64) -> Result<bool> {
+fn is_marked_good(
+    vault: &Vault,
+    token: &BotToken,
+    head: &StoredCheckpoint,
+    seq: u64,
+) -> Result<bool> {
     Ok(vault
         .history()
         .read_all()?
-        .trusted_lines(&head.ckpt.log, &history_key(token))
+        .trusted_lines(&head.ckpt.log, &Keys::of(token))
         .iter()
         .any(|l| l.event.event == "good" && l.event.get_u64("seq") == Some(seq)))
 }

@@ -30,9 +30,9 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::atomic;
 use crate::error::{IoContext, Result};
 use crate::format::Kind;
+use crate::vault::{atomic, read};
 
 /// The listing's first bytes.
 const MAGIC: &[u8; 24] = b"selfsame-statcache 3\n\0\0\0";
@@ -229,12 +229,12 @@ impl StatCache {
 
     /// [`StatCache::load`], except that a listing or patch that is not a
     /// regular file (a symlink, a FIFO: nothing selfsame writes) is
-    /// [`crate::Error::Corrupt`], naming it. Neither is followed or waited
+    /// [`crate::error::Error::Corrupt`], naming it. Neither is followed or waited
     /// on, and each is read no further than its size.
     pub fn open(path: &Path) -> Result<StatCache> {
-        let read = |p: &Path| match super::read::read_all(p) {
+        let read = |p: &Path| match read::read_all(p) {
             Ok(bytes) => Ok(bytes),
-            Err(e @ crate::Error::Corrupt(_)) => Err(e),
+            Err(e @ crate::error::Error::Corrupt(_)) => Err(e),
             // Unreadable: only a cache.
             Err(_) => Ok(None),
         };
@@ -432,21 +432,21 @@ impl StatCache {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(super::atomic::FILE_MODE)
+            .mode(atomic::FILE_MODE)
             .custom_flags(flags.bits() as i32)
             .open(&stamp)
             .and_then(|f| f.metadata())
             .map_err(|e| match e.raw_os_error() {
                 Some(c) if c == rustix::io::Errno::LOOP.raw_os_error() => {
-                    super::read::not_regular(&stamp, "a symbolic link")
+                    read::not_regular(&stamp, "a symbolic link")
                 }
-                _ => crate::Error::Io {
+                _ => crate::error::Error::Io {
                     path: stamp.clone(),
                     source: e,
                 },
             })?;
         if !m.is_file() {
-            return Err(super::read::not_regular(&stamp, "not a regular file"));
+            return Err(read::not_regular(&stamp, "not a regular file"));
         }
         Ok((m.mtime(), m.mtime_nsec()))
     }

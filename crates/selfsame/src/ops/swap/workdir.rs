@@ -10,48 +10,21 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use super::{journal_path, Journal, WORK};
 use crate::error::{Error, IoContext, Result};
+use crate::format::journal::{DirId, Journal, WORK_DIR};
 use crate::vault::{atomic, Vault};
 
-/// A directory's identity: device and inode, as `lstat` reports them, and
-/// its birth time where the filesystem records one (a directory removed
-/// and made again at once may get the same inode number; not the same
-/// birth time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct DirId {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    /// Seconds and nanoseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) born: Option<(i64, u32)>,
-}
-
-impl DirId {
-    fn of(path: &Path, meta: &fs::Metadata) -> DirId {
-        use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
-        let born = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BTIME)
-            .ok()
-            .filter(|x| x.stx_mask & StatxFlags::BTIME.bits() != 0)
-            .map(|x| (x.stx_btime.tv_sec, x.stx_btime.tv_nsec));
-        DirId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            born,
-        }
-    }
-
-    /// Whether `other` (as found now) is this directory. A birth time
-    /// missing on either side is not compared.
-    fn same(&self, other: &DirId) -> bool {
-        self.dev == other.dev
-            && self.ino == other.ino
-            && match (self.born, other.born) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
+/// The identity of the directory at `path`, whose `lstat` is `meta`.
+fn dir_id(path: &Path, meta: &fs::Metadata) -> DirId {
+    use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
+    let born = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BTIME)
+        .ok()
+        .filter(|x| x.stx_mask & StatxFlags::BTIME.bits() != 0)
+        .map(|x| (x.stx_btime.tv_sec, x.stx_btime.tv_nsec));
+    DirId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        born,
     }
 }
 
@@ -75,7 +48,7 @@ pub(crate) enum Want {
 
 impl WorkDirs {
     pub(crate) fn of(soul: &Path) -> WorkDirs {
-        let work = soul.join(WORK);
+        let work = soul.join(WORK_DIR);
         WorkDirs {
             soul: soul.to_owned(),
             new: work.join("new"),
@@ -133,7 +106,7 @@ fn check_one(
         return Err("it is not a directory".into());
     }
     match recorded {
-        Some(id) if !id.same(&DirId::of(path, &meta)) => Err(
+        Some(id) if !id.same(&dir_id(path, &meta)) => Err(
             "it is another directory than the one the restore made (device and inode differ)"
                 .into(),
         ),
@@ -147,7 +120,7 @@ fn check_one(
 /// The identity of a directory that was just checked or made.
 pub(crate) fn id_of(path: &Path) -> Result<DirId> {
     let meta = fs::symlink_metadata(path).at(path)?;
-    Ok(DirId::of(path, &meta))
+    Ok(dir_id(path, &meta))
 }
 
 /// Makes a directory that must not exist yet (never following anything at
@@ -174,7 +147,7 @@ fn refuse(vault: &Vault, j: &Journal, dirs: &WorkDirs, path: &Path, why: &str) -
         path.display(),
         j.event,
         dirs.work.display(),
-        journal_path(vault).display(),
+        vault.journal_path().display(),
         vault.quarantine_dir().display(),
     ))
 }

@@ -1,0 +1,20 @@
+//! Hashing and every MAC selfsame writes or checks: the keys a credential
+//! derives ([`Keys`]), checkpoints signed and verified, history lines, the
+//! restore journal and the awake marker. Keys are derived here and only
+//! here.
+
+mod keys;
+
+pub use keys::{checkpoint_key, history_key, Keys};
+
+use sha2::{Digest, Sha256};
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Raw SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}

@@ -1,0 +1,85 @@
+//! The head and the manifests checkpoints name, as every command that
+//! extends or reads the chain looks them up.
+
+use selfsame_telegram::BotToken;
+
+use crate::crypto::Keys;
+use crate::error::{Error, Result};
+use crate::format::Manifest;
+use crate::vault::{StoredCheckpoint, Vault};
+
+/// The newest checkpoint, checked enough to extend: parseable, bound to
+/// this bot, MAC valid, HEAD not ahead of it.
+pub fn current_head(vault: &Vault, token: &BotToken) -> Result<Option<StoredCheckpoint>> {
+    if token.bot_id() != vault.config.bot_id {
+        return Err(Error::Identity(format!(
+            "the token is bot {}'s, but this vault belongs to bot {}",
+            token.bot_id(),
+            vault.config.bot_id
+        )));
+    }
+    let newest = vault.checkpoint_seqs()?.last().copied();
+    if let (Some(h), n) = (vault.read_head()?, newest) {
+        if n.is_none_or(|n| h > n) {
+            return Err(Error::Corrupt(format!(
+                "HEAD names checkpoint {h} but it is missing (rolled back?)"
+            )));
+        }
+    }
+    let Some(seq) = newest else { return Ok(None) };
+    let head = vault.read_checkpoint(seq)?;
+    if !Keys::of(token).verifies(&head.ckpt) {
+        return Err(Error::Identity(format!(
+            "checkpoint {seq} does not verify under this token: wrong token, a rotated token (see `selfsame rekey`), or an edited checkpoint"
+        )));
+    }
+    Ok(Some(head))
+}
+
+/// The head, which must exist.
+pub fn require_head(vault: &Vault, token: &BotToken) -> Result<StoredCheckpoint> {
+    current_head(vault, token)?.ok_or_else(|| Error::NoSuchCheckpoint("head".into()))
+}
+
+/// Reads and parses the manifest a checkpoint names.
+pub fn manifest_of(vault: &Vault, stored: &StoredCheckpoint) -> Result<Manifest> {
+    let mut soul = [0u8; 32];
+    hex::decode_to_slice(&stored.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
+    let bytes = vault.objects().read(&soul)?;
+    Manifest::parse(&bytes)
+        .map_err(|e| Error::Corrupt(format!("manifest of checkpoint {}: {e}", stored.ckpt.seq)))
+}
+
+/// Reads the manifest object `hex` (a migrated soul's).
+pub fn manifest_by_hash(vault: &Vault, hex: &str) -> Result<Manifest> {
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(hex, &mut hash)
+        .map_err(|_| Error::Corrupt(format!("migration journal: bad soul hash {hex:?}")))?;
+    let bytes = vault.objects().read(&hash)?;
+    Manifest::parse(&bytes)
+        .map_err(|e| Error::Corrupt(format!("manifest of the migrated soul: {e}")))
+}
+
+/// Whether `stored` can be trusted under `keys`: its MAC verifies, or a
+/// later rekey checkpoint that verifies vouches for it through an unbroken
+/// `prev` chain.
+pub fn trusted(vault: &Vault, keys: &Keys, stored: &StoredCheckpoint) -> Result<bool> {
+    if keys.verifies(&stored.ckpt) {
+        return Ok(true);
+    }
+    let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
+    let mut below = stored.file_hash.clone();
+    for seq in stored.ckpt.seq + 1..=newest {
+        let Ok(next) = vault.read_checkpoint(seq) else {
+            return Ok(false);
+        };
+        if next.ckpt.prev != below {
+            return Ok(false);
+        }
+        if next.ckpt.is_rekey() && keys.verifies(&next.ckpt) {
+            return Ok(true);
+        }
+        below = next.file_hash;
+    }
+    Ok(false)
+}

@@ -1,0 +1,323 @@
+//! The swap engine: from the phase a journal records to the end, each
+//! phase written to the journal before it starts (see [`super`]).
+
+use std::fs;
+
+use selfsame_telegram::BotToken;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::tree::{
+    clear_work, entries, move_tree, rename_no_replace, stage, top_level_keep, unique,
+};
+use super::workdir::{self, Want, WorkDirs};
+use crate::crypto::Keys;
+use crate::error::{Error, IoContext, Result};
+use crate::failpoint;
+use crate::format::checkpoint::Reason;
+use crate::format::journal::{DirId, Journal, SwapPhase, MIGRATE, WORK_DIR};
+use crate::format::Manifest;
+use crate::ops::head::{manifest_by_hash, manifest_of, trusted};
+use crate::ops::seal::{seal_expecting, SealOptions};
+use crate::progress::Progress;
+use crate::vault::{atomic, Vault};
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The checkpoint restored.
+    pub target: u64,
+    /// The `restore` checkpoint sealed afterwards.
+    pub seq: u64,
+    /// Where the previous soul went, relative to the vault.
+    pub quarantine: String,
+    /// Files and symlinks restored.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Whether this finished an interrupted restore.
+    pub resumed: bool,
+    /// `restore`, `rollback` or `migrate`.
+    pub event: String,
+    /// Whether an interrupted migration was undone (the soul was never
+    /// touched; its staging dir went to quarantine) instead of finished.
+    pub undone: bool,
+    /// Whether this undid an interrupted operation (`restore --abort`):
+    /// the soul is back as it was before it began, nothing was sealed.
+    pub aborted: bool,
+    /// Where a `config.toml` that differed from the sealed config went,
+    /// relative to the vault (the sealed one was written back).
+    pub quarantine_config: Option<String>,
+}
+
+/// After an error writing the first journal: the empty work dir goes
+/// again, unless the journal made it to its name (its directory's fsync
+/// failed, say), which then records it and may be acted on.
+pub(crate) fn drop_work_unless_journaled(vault: &Vault, dirs: &WorkDirs) {
+    if fs::symlink_metadata(vault.journal_path()).is_err() {
+        let _ = fs::remove_dir(&dirs.work);
+    }
+}
+
+/// Checks the work dirs before the forward phase `j.phase` goes on, and
+/// says which of [work, new, old] are present. In phase `seal` nothing in
+/// them is touched any more: not looked at.
+pub(crate) fn forward_check(vault: &Vault, j: &Journal, dirs: &WorkDirs) -> Result<[bool; 3]> {
+    use Want::{MaybeAbsent, Present};
+    let made = |id: Option<DirId>| if id.is_some() { Present } else { MaybeAbsent };
+    let wants = match j.phase {
+        // A journal of an older version was written before its work dir.
+        SwapPhase::Stage => [made(j.work_dir), MaybeAbsent, MaybeAbsent],
+        SwapPhase::SwapOut | SwapPhase::SwapIn => [Present, Present, made(j.old_dir)],
+        SwapPhase::Quarantine => [MaybeAbsent; 3],
+        SwapPhase::Seal => return Ok([false; 3]),
+    };
+    dirs.check(vault, j, wants)
+}
+
+/// Runs the journaled swap from the phase `j` records to the end. `vault`
+/// acts on the journal's config.
+pub(crate) fn finish(
+    vault: &Vault,
+    token: &BotToken,
+    j: &mut Journal,
+    manifest: Option<Manifest>,
+    progress: &dyn Progress,
+    resumed: bool,
+) -> Result<RestoreReport> {
+    let keys = Keys::of(token);
+    let soul = vault.soul();
+    let dirs = WorkDirs::of(&soul);
+    let (work, new, old) = (&dirs.work, &dirs.new, &dirs.old);
+    let migrating = j.migrating();
+    // Before anything moves: the quarantine must be inside the vault, and
+    // every work dir the one this operation made.
+    vault.quarantine()?;
+    let [has_work, has_new, has_old] = forward_check(vault, j, &dirs)?;
+    if migrating && j.phase == SwapPhase::Stage {
+        // The migration had not finished: the soul was never touched.
+        return abandon(vault, token, j);
+    }
+    // A journal of an older version recorded none of them: from here on
+    // the ones found (real directories on the soul's filesystem) are held
+    // to what they are now. Written with the next phase.
+    if has_work && j.work_dir.is_none() {
+        j.work_dir = Some(workdir::id_of(work)?);
+    }
+    if j.phase != SwapPhase::Stage {
+        if has_new && j.new_dir.is_none() {
+            j.new_dir = Some(workdir::id_of(new)?);
+        }
+        if has_old && j.old_dir.is_none() {
+            j.old_dir = Some(workdir::id_of(old)?);
+        }
+    }
+    let target = vault.read_checkpoint(j.target)?;
+    if !migrating && !trusted(vault, &keys, &target)? {
+        return Err(Error::Corrupt(format!(
+            "checkpoint {} does not verify; it cannot be restored",
+            j.target
+        )));
+    }
+    if !migrating && target.ckpt.soul != j.soul {
+        return Err(Error::Corrupt(format!(
+            "the restore journal names a soul other than checkpoint {}'s",
+            j.target
+        )));
+    }
+    let manifest = match manifest {
+        Some(m) => m,
+        None if migrating => manifest_by_hash(vault, &j.soul)?,
+        None => manifest_of(vault, &target)?,
+    };
+    let keep = top_level_keep(vault)?;
+
+    if j.phase == SwapPhase::Stage {
+        if !has_work {
+            // A journal of an older version, written before its work dir.
+            j.work_dir = Some(workdir::make(work)?);
+            vault.write_journal(&keys, j)?;
+        }
+        if has_new {
+            // A partial staging area of our own making, from objects.
+            fs::remove_dir_all(new).at(new)?;
+        }
+        if has_old {
+            // Made just before a crash; the swap had not begun.
+            fs::remove_dir(old).at(old)?;
+        }
+        if let Err(e) = stage(&vault.objects(), &manifest, new, progress) {
+            // Refused (a corrupt object, say) before the soul was touched:
+            // drop our partial staging dir and the journal, so the refusal
+            // leaves the soul as it was and blocks no later wake or seal.
+            let _ = fs::remove_dir_all(new);
+            let _ = fs::remove_dir(work);
+            vault.remove_journal()?;
+            return Err(e);
+        }
+        failpoint::hit("restore-after-stage");
+        j.new_dir = Some(workdir::id_of(new)?);
+        j.old_dir = Some(workdir::make(old)?);
+        j.phase = SwapPhase::SwapOut;
+        vault.write_journal(&keys, j)?;
+    }
+    if j.phase == SwapPhase::SwapOut {
+        if j.old_dir.is_none() {
+            // A journal of an older version makes `old/` in this phase.
+            j.old_dir = Some(workdir::make(old)?);
+            vault.write_journal(&keys, j)?;
+        }
+        for name in entries(&soul)? {
+            if name == WORK_DIR || keep.contains(&name) {
+                continue;
+            }
+            fs::rename(soul.join(&name), old.join(&name)).at(&soul.join(&name))?;
+            failpoint::hit(if migrating {
+                "migrate-mid-swap"
+            } else {
+                "restore-mid-swap"
+            });
+        }
+        atomic::sync_dir(old)?;
+        atomic::sync_dir(&soul)?;
+        j.phase = SwapPhase::SwapIn;
+        vault.write_journal(&keys, j)?;
+    }
+    if j.phase == SwapPhase::SwapIn {
+        for name in entries(new)? {
+            rename_no_replace(&new.join(&name), &soul.join(&name), "--resume")?;
+            failpoint::hit(if migrating {
+                "migrate-mid-swap-in"
+            } else {
+                "restore-mid-swap-in"
+            });
+        }
+        atomic::sync_dir(&soul)?;
+        atomic::sync_dir(new)?;
+        j.phase = SwapPhase::Quarantine;
+        vault.write_journal(&keys, j)?;
+    }
+    if j.phase == SwapPhase::Quarantine {
+        let dest = vault.quarantine()?.join(&j.quarantine);
+        // Checked above, or made by this run.
+        if fs::symlink_metadata(old).is_ok() {
+            move_tree(old, &dest)?;
+        }
+        failpoint::hit("restore-mid-quarantine");
+        if fs::symlink_metadata(new).is_ok() {
+            fs::remove_dir(new).at(new)?;
+        }
+        if fs::symlink_metadata(work).is_ok() {
+            fs::remove_dir(work).at(work)?;
+        }
+        atomic::sync_dir(&soul)?;
+        j.phase = SwapPhase::Seal;
+        vault.write_journal(&keys, j)?;
+        failpoint::hit("restore-before-seal");
+    }
+    // SwapPhase::Seal
+    let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
+    let seq = if newest > j.head_before {
+        newest
+    } else {
+        // The soul is the target's, so is its format (a restore across a
+        // migration brings the older format back).
+        let mut so = SealOptions::new(if migrating {
+            Reason::Migrate
+        } else {
+            Reason::Restore
+        });
+        so.format = Some(j.format.clone().unwrap_or(target.ckpt.format.clone()));
+        let report = seal_expecting(vault, token, &so, progress, Some(&manifest))?;
+        if report.soul != j.soul {
+            return Err(Error::Corrupt(format!(
+                "the restored soul does not match checkpoint {} (something wrote to the soul during the restore?)",
+                j.target
+            )));
+        }
+        report.seq
+    };
+    let mut data = Map::new();
+    if !migrating {
+        data.insert("target".into(), j.target.into());
+        data.insert("from".into(), j.head_before.into());
+    }
+    data.extend(j.data.clone());
+    data.insert("seq".into(), seq.into());
+    data.insert(
+        "quarantine".into(),
+        format!("quarantine/{}", j.quarantine).into(),
+    );
+    if resumed {
+        data.insert("resumed".into(), true.into());
+    }
+    vault.history_for(&keys).append(&j.event, data)?;
+    vault.remove_journal()?;
+    Ok(RestoreReport {
+        target: j.target,
+        seq,
+        quarantine: format!("quarantine/{}", j.quarantine),
+        files: manifest.files(),
+        bytes: manifest.bytes(),
+        resumed,
+        event: j.event.clone(),
+        undone: false,
+        aborted: false,
+        quarantine_config: j
+            .data
+            .get("quarantine_config")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+/// Moves the staging dir (if any) to `quarantine/<time>-<stem>` and removes
+/// the work dir; returns the quarantine path relative to the vault.
+pub(crate) fn quarantine_staging(vault: &Vault, stem: &str) -> Result<String> {
+    let work = vault.soul().join(WORK_DIR);
+    let staging = work.join("new");
+    let dest = unique(&vault.quarantine()?, stem);
+    if fs::symlink_metadata(&staging).is_ok() {
+        move_tree(&staging, &dest)?;
+    }
+    if fs::symlink_metadata(&work).is_ok() {
+        // Empty now, unless something else put files there: keep those too.
+        if fs::remove_dir(&work).is_err() {
+            clear_work(vault)?;
+        }
+        atomic::sync_dir(&vault.soul())?;
+    }
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(format!("quarantine/{name}"))
+}
+
+/// Undoes a migration interrupted before its swap (the next wake's resume
+/// comes here): the soul was never touched, so the staging dir goes to
+/// quarantine and the soul stays at the head.
+fn abandon(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<RestoreReport> {
+    let to = j.format.clone().unwrap_or_default();
+    let staging = quarantine_staging(vault, &format!("migrate-{to}-interrupted"))?;
+    j.data.insert("ok".into(), false.into());
+    j.data.insert("interrupted".into(), true.into());
+    j.data.insert("undone".into(), true.into());
+    j.data.insert("staging".into(), staging.clone().into());
+    vault
+        .history_for(&Keys::of(token))
+        .append(MIGRATE, j.data.clone())?;
+    vault.remove_journal()?;
+    Ok(RestoreReport {
+        target: j.target,
+        seq: j.head_before,
+        quarantine: staging,
+        files: 0,
+        bytes: 0,
+        resumed: true,
+        event: MIGRATE.into(),
+        undone: true,
+        aborted: false,
+        quarantine_config: None,
+    })
+}

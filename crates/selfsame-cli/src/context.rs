@@ -3,7 +3,8 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use selfsame::{BotToken, Error, Result, Vault};
+use selfsame::{Credential, Error, Result, Vault};
+use selfsame_telegram::BotToken;
 
 use crate::output::{errln, outln};
 use crate::progress::Bar;
@@ -74,8 +75,14 @@ impl Context {
         self.token_file.is_some()
     }
 
-    /// The token from --token-file, else from the env var `env_name`.
-    pub fn token(&self, env_name: &str) -> Result<BotToken> {
+    /// The credential from --token-file, else from the env var `env_name`:
+    /// a Telegram bot token (the one platform so far).
+    pub fn token(&self, env_name: &str) -> Result<Credential> {
+        self.bot_token(env_name).map(Credential::telegram)
+    }
+
+    /// The bot token from --token-file, else from the env var `env_name`.
+    pub fn bot_token(&self, env_name: &str) -> Result<BotToken> {
         if let Some(path) = &self.token_file {
             let text = read_token_file(path).map_err(|e| {
                 Error::Token(format!(
@@ -103,7 +110,7 @@ impl Context {
     }
 
     /// The token for an open vault (its config names the env var).
-    pub fn vault_token(&self, vault: &Vault) -> Result<BotToken> {
+    pub fn vault_token(&self, vault: &Vault) -> Result<Credential> {
         self.token(&vault.config.token_env)
     }
 

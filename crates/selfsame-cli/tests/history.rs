@@ -15,7 +15,7 @@ use selfsame::crypto::{checkpoint_key, sha256_hex};
 use selfsame::format::checkpoint::Checkpoint;
 use selfsame::format::checkpoint::UNSIGNED_FIELDS;
 use selfsame::format::HistoryLine;
-use selfsame::BotToken;
+use selfsame::{Credential, Platform};
 use selfsame_telegram::SecretKey;
 use serde_json::{json, Value};
 
@@ -171,7 +171,7 @@ fn to_history_v1(vault: &Path) {
         out.push('\n');
     }
     fs::write(&path, out).unwrap();
-    let key = checkpoint_key(&BotToken::parse(TOKEN).unwrap());
+    let key = checkpoint_key(&Credential::parse(Platform::Telegram, TOKEN).unwrap());
     let mut prev_file = String::new();
     for seq in 1.. {
         let file = vault.join(format!("checkpoints/{seq:08}.ckpt"));

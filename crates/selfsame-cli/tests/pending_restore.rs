@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use selfsame::crypto::checkpoint_key;
-use selfsame::BotToken;
+use selfsame::{Credential, Platform};
 use serde_json::Value;
 
 const JOURNAL: &str = "run/restore.journal";
@@ -175,7 +175,7 @@ fn make_journal_legacy(env: &Env) {
         assert!(j.remove(k).is_some() || k == "config", "no {k} in {body}");
     }
     let body = serde_json::to_string_pretty(&j).unwrap();
-    let key = checkpoint_key(&BotToken::parse(TOKEN).unwrap());
+    let key = checkpoint_key(&Credential::parse(Platform::Telegram, TOKEN).unwrap());
     let mac = key.sign(&[b"selfsame/journal/v1\n".as_slice(), body.as_bytes()].concat());
     fs::write(journal(env), format!("{mac}\n{body}")).unwrap();
 }

@@ -13,7 +13,7 @@ use common::*;
 use selfsame::crypto::{sha256, Keys};
 use selfsame::format::checkpoint::{Draft, Header, Reason};
 use selfsame::format::{Entry, Kind, Manifest};
-use selfsame::{BotToken, Vault};
+use selfsame::{Credential, Platform, Vault};
 use serde_json::Value;
 
 // --- must hold 4: restore safety ------------------------------------------
@@ -23,7 +23,7 @@ use serde_json::Value;
 /// the token, or a buggy shell, could put in the vault. Returns its seq.
 fn plant_checkpoint(env: &Env, entries: Vec<Entry>) -> u64 {
     let vault = Vault::open(&env.vault()).unwrap();
-    let token = BotToken::parse(TOKEN).unwrap();
+    let token = Credential::parse(Platform::Telegram, TOKEN).unwrap();
     let objects = vault.objects();
     let manifest = Manifest { entries };
     let bytes = manifest.to_bytes();
@@ -45,7 +45,7 @@ fn plant_checkpoint(env: &Env, entries: Vec<Entry>) -> u64 {
             format: "v1".into(),
             log: vault.history().tail().unwrap().0,
             platform: "telegram".into(),
-            bot_id: token.bot_id(),
+            bot_id: token.account_id(),
         },
         extra: Vec::new(),
     };

@@ -8,12 +8,12 @@
 //! checks it on start and returns a [`Verdict`].
 //!
 //! ```
-//! use selfsame::{ops, Vault, BotToken};
+//! use selfsame::{ops, Credential, Platform};
 //!
 //! let dir = tempfile::tempdir()?;
 //! std::fs::create_dir(dir.path().join("soul"))?;
 //! std::fs::write(dir.path().join("soul/memory.jsonl"), "{\"said\":\"hello\"}\n")?;
-//! let token = BotToken::parse("123456:example-secret")?;
+//! let token = Credential::parse(Platform::Telegram, "123456:example-secret")?;
 //!
 //! let init = ops::init::InitOptions::new("soul").shell("1.0.0");
 //! let vault = ops::init::init(dir.path(), &token, &init)?;
@@ -36,7 +36,7 @@ pub mod supervise;
 pub mod vault;
 pub mod verdict;
 
+pub use crypto::{Credential, CredentialError, Platform};
 pub use error::{Error, Result};
-pub use selfsame_telegram::BotToken;
 pub use vault::Vault;
 pub use verdict::{Detail, Verdict};

@@ -13,10 +13,10 @@ use selfsame::ops::rekey::rekey;
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::ops::wake::{wake, WakeOptions};
 use selfsame::progress::Silent;
-use selfsame::{BotToken, Detail, Vault, Verdict};
+use selfsame::{Credential, Detail, Platform, Vault, Verdict};
 
-fn token() -> BotToken {
-    BotToken::parse("4242:config-binding-test-token").unwrap()
+fn token() -> Credential {
+    Credential::parse(Platform::Telegram, "4242:config-binding-test-token").unwrap()
 }
 
 fn setup() -> (tempfile::TempDir, Vault) {
@@ -36,7 +36,7 @@ fn edit_config(vault: &Vault, from: &str, to: &str) -> Vault {
     Vault::open(vault.dir()).unwrap()
 }
 
-fn dry(vault: &Vault, token: &BotToken) -> selfsame::ops::wake::WakeReport {
+fn dry(vault: &Vault, token: &Credential) -> selfsame::ops::wake::WakeReport {
     let opts = WakeOptions {
         dry_run: true,
         ..Default::default()
@@ -82,7 +82,7 @@ fn a_head_without_the_field_is_not_checked_until_the_next_seal() {
 fn rekey_carries_the_heads_config_binding() {
     let (_dir, vault) = setup();
     let sealed = vault.config_hash();
-    let new = BotToken::parse("4242:config-binding-new-token").unwrap();
+    let new = Credential::parse(Platform::Telegram, "4242:config-binding-new-token").unwrap();
     let vault = edit_config(&vault, "tampered = \"halt\"", "tampered = \"accept\"");
     // A changed config is no reason to refuse the rotation …
     let r = rekey(&vault, &token(), &new).unwrap();

@@ -11,10 +11,10 @@ use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::ops::wake::{wake, WakeOptions};
 use selfsame::progress::Silent;
 use selfsame::soul::fingerprint;
-use selfsame::{BotToken, Detail, Verdict};
+use selfsame::{Credential, Detail, Platform, Verdict};
 
-fn token() -> BotToken {
-    BotToken::parse("5151:journal-test-token").unwrap()
+fn token() -> Credential {
+    Credential::parse(Platform::Telegram, "5151:journal-test-token").unwrap()
 }
 
 fn forged(vault_dir: &std::path::Path, soul_hash: &str, mac: &str) {
@@ -77,7 +77,9 @@ fn a_journal_signed_with_another_token_is_refused_too() {
     let vault = init(dir.path(), &token(), &InitOptions::new("soul")).unwrap();
     let head = vault.read_checkpoint(1).unwrap();
     // Same bot id, other secret: the MAC is well-formed but not ours.
-    let other = selfsame::crypto::checkpoint_key(&BotToken::parse("5151:another-secret").unwrap());
+    let other = selfsame::crypto::checkpoint_key(
+        &Credential::parse(Platform::Telegram, "5151:another-secret").unwrap(),
+    );
     let body = format!(
         r#"{{"target":1,"soul":"{}","event":"restore","phase":"seal","quarantine":"x","head_before":0,"started":"2026-01-01T00:00:00.000Z"}}"#,
         head.ckpt.soul

@@ -15,11 +15,11 @@ use selfsame::ops::restore::last_good;
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::progress::Silent;
 use selfsame::supervise::boot::{decide, Decision, State};
-use selfsame::BotToken;
+use selfsame::{Credential, Platform};
 use serde_json::{json, Map, Value};
 
-fn token() -> BotToken {
-    BotToken::parse("6161:last-good-test-token").unwrap()
+fn token() -> Credential {
+    Credential::parse(Platform::Telegram, "6161:last-good-test-token").unwrap()
 }
 
 fn data(v: Value) -> Map<String, Value> {

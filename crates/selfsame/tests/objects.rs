@@ -7,11 +7,11 @@ use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::verify::verify;
 use selfsame::ops::wake::{wake, WakeOptions};
 use selfsame::progress::Silent;
-use selfsame::{BotToken, Detail, Verdict};
+use selfsame::{Credential, Detail, Platform, Verdict};
 
 #[test]
 fn a_missing_object_is_object_missing_for_wake_and_verify() {
-    let token = BotToken::parse("6161:objects-test-token").unwrap();
+    let token = Credential::parse(Platform::Telegram, "6161:objects-test-token").unwrap();
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("soul")).unwrap();
     fs::write(dir.path().join("soul/memory.txt"), "remember me").unwrap();

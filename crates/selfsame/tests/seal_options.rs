@@ -12,10 +12,10 @@ use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::ops::wake::{wake, WakeOptions};
 use selfsame::progress::Silent;
-use selfsame::{BotToken, Error, Vault, Verdict};
+use selfsame::{Credential, Error, Platform, Vault, Verdict};
 
-fn token() -> BotToken {
-    BotToken::parse("4242:seal-options-test-token").unwrap()
+fn token() -> Credential {
+    Credential::parse(Platform::Telegram, "4242:seal-options-test-token").unwrap()
 }
 
 fn setup() -> (tempfile::TempDir, Vault) {

@@ -10,10 +10,10 @@ use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::ops::wake::{wake, WakeOptions};
 use selfsame::progress::Silent;
-use selfsame::{BotToken, Verdict};
+use selfsame::{Credential, Platform, Verdict};
 
-fn token() -> BotToken {
-    BotToken::parse("4242:stat-cache-test-token").unwrap()
+fn token() -> Credential {
+    Credential::parse(Platform::Telegram, "4242:stat-cache-test-token").unwrap()
 }
 
 fn setup() -> (tempfile::TempDir, selfsame::Vault) {

@@ -6,7 +6,7 @@ use std::fs;
 
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::supervise::{self, Log, Options};
-use selfsame::{BotToken, Error, Vault};
+use selfsame::{Credential, Error, Platform, Vault};
 
 struct Quiet;
 
@@ -14,8 +14,8 @@ impl Log for Quiet {
     fn line(&self, _text: &str) {}
 }
 
-fn token() -> BotToken {
-    BotToken::parse("4242:supervise-test-token").unwrap()
+fn token() -> Credential {
+    Credential::parse(Platform::Telegram, "4242:supervise-test-token").unwrap()
 }
 
 fn setup() -> (tempfile::TempDir, Vault) {

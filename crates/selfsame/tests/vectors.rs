@@ -31,7 +31,7 @@ use selfsame::format::excludes::Excludes;
 use selfsame::format::Manifest;
 use selfsame::progress::Silent;
 use selfsame::soul::fingerprint;
-use selfsame::BotToken;
+use selfsame::{Credential, Platform};
 use serde_json::Value;
 
 fn dir() -> PathBuf {
@@ -149,7 +149,7 @@ fn draft_of(fields: &[Value]) -> Draft {
 #[test]
 fn draft_sign_gives_the_vector_checkpoint_files() {
     let v = load();
-    let token = BotToken::parse(s(&v["token"])).unwrap();
+    let token = Credential::parse(Platform::Telegram, s(&v["token"])).unwrap();
     let keys = Keys::of(&token);
     let cases = v["checkpoints"].as_array().unwrap();
     assert!(
@@ -192,8 +192,14 @@ fn draft_sign_gives_the_vector_checkpoint_files() {
 #[test]
 fn vector_checkpoints_parse_and_verify_and_a_wrong_token_does_not() {
     let v = load();
-    let keys = Keys::of(&BotToken::parse(s(&v["token"])).unwrap());
-    let other = Keys::of(&BotToken::parse("123456789:another-secret-of-the-same-bot").unwrap());
+    let keys = Keys::of(&Credential::parse(Platform::Telegram, s(&v["token"])).unwrap());
+    let other = Keys::of(
+        &Credential::parse(
+            Platform::Telegram,
+            "123456789:another-secret-of-the-same-bot",
+        )
+        .unwrap(),
+    );
     for case in v["checkpoints"].as_array().unwrap() {
         let file = fs::read(dir().join(s(&case["file"]))).unwrap();
         let c = Checkpoint::parse(&file).expect("vector parses");
@@ -239,7 +245,7 @@ fn other_byte(b: u8) -> u8 {
 #[test]
 fn any_one_byte_change_to_a_vector_checkpoint_fails_verify() {
     let v = load();
-    let keys = Keys::of(&BotToken::parse(s(&v["token"])).unwrap());
+    let keys = Keys::of(&Credential::parse(Platform::Telegram, s(&v["token"])).unwrap());
     let mut checked = 0;
     for case in v["checkpoints"].as_array().unwrap() {
         let file = fs::read(dir().join(s(&case["file"]))).unwrap();
@@ -302,9 +308,15 @@ fn history_v2_vectors_verify_and_are_written_byte_for_byte() {
 
     let v = load();
     let h = &v["history"];
-    let token = BotToken::parse(s(&v["token"])).unwrap();
+    let token = Credential::parse(Platform::Telegram, s(&v["token"])).unwrap();
     let key = history_key(&token);
-    let other = history_key(&BotToken::parse("123456789:another-secret-of-the-same-bot").unwrap());
+    let other = history_key(
+        &Credential::parse(
+            Platform::Telegram,
+            "123456789:another-secret-of-the-same-bot",
+        )
+        .unwrap(),
+    );
     let file = fs::read_to_string(dir().join(s(&h["file"]))).unwrap();
     let lines: Vec<&str> = file.lines().collect();
     let cases = h["lines"].as_array().unwrap();
@@ -355,6 +367,12 @@ fn history_v2_vectors_verify_and_are_written_byte_for_byte() {
     let auth = read.authenticate("", &Keys::of(&token));
     assert!(auth.forged.is_empty(), "{:?}", auth.forged);
     assert_eq!(auth.trusted, vec![false, true, true, true]);
-    let other = Keys::of(&BotToken::parse("123456789:another-secret-of-the-same-bot").unwrap());
+    let other = Keys::of(
+        &Credential::parse(
+            Platform::Telegram,
+            "123456789:another-secret-of-the-same-bot",
+        )
+        .unwrap(),
+    );
     assert_eq!(read.authenticate("", &other).forged.len(), 3);
 }

@@ -9,7 +9,7 @@ use selfsame::ops::restore::{restore, Target};
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::ops::wake::{wake, WakeOptions, WakeReport};
 use selfsame::progress::Silent;
-use selfsame::{BotToken, Error, Result, Vault};
+use selfsame::{Credential, Error, Platform, Result, Vault};
 
 use crate::context::Context;
 use crate::output::outln;
@@ -73,7 +73,7 @@ fn append(path: &Path, line: &str) -> Result<()> {
     })
 }
 
-fn wake_as(vault: &Vault, token: &BotToken, shell: &str) -> Result<WakeReport> {
+fn wake_as(vault: &Vault, token: &Credential, shell: &str) -> Result<WakeReport> {
     wake(
         vault,
         token,
@@ -95,13 +95,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         .tempdir()
         .map_err(|e| Error::Usage(format!("cannot create a temp directory: {e}")))?;
     let base = dir.path();
-    let token = BotToken::parse(TOKEN).expect("the demo token is well-formed");
+    let token =
+        Credential::parse(Platform::Telegram, TOKEN).expect("the demo token is well-formed");
     let soul = base.join("soul");
     let memory = soul.join("memory.jsonl");
     outln!("selfsame demo in {}", base.display());
     outln!(
         "A bot keeps its memory in soul/. Its token (made up here) is bot {}'s.",
-        token.bot_id()
+        token.account_id()
     );
 
     step(
@@ -119,7 +120,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         source: e,
     })?;
     let vault = init(base, &token, &InitOptions::new("soul").shell("1.0.0"))?;
-    outln!("   sealed checkpoint 1 for bot {}", token.bot_id());
+    outln!("   sealed checkpoint 1 for bot {}", token.account_id());
 
     step(
         2,
@@ -207,7 +208,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         "Another bot's token cannot wake this soul",
         "TELEGRAM_BOT_TOKEN=<other bot> selfsame wake",
     );
-    let other = BotToken::parse("987654321:someone-elses-token").expect("well-formed");
+    let other = Credential::parse(Platform::Telegram, "987654321:someone-elses-token")
+        .expect("well-formed");
     let r = wake_as(&vault, &other, "2.0.0")?;
     verdict(&r);
 

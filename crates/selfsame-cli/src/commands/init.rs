@@ -70,7 +70,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         ctx.print_json(&serde_json::json!({
             "vault": vault.dir(),
             "soul": vault.soul(),
-            "bot_id": token.bot_id(),
+            "bot_id": token.account_id(),
             "also_guarded_by": others,
             "seal": report,
         }));
@@ -79,7 +79,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             "created {} for soul {} (bot {})",
             vault.dir().display(),
             args.soul,
-            token.bot_id()
+            token.account_id()
         );
         super::print_seal(&report);
         outln!("next: run `selfsame wake` when the agent starts and `selfsame seal` when it stops");

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use selfsame::ops::rekey::rekey;
-use selfsame::{BotToken, Error, Result};
+use selfsame::{Credential, Error, Platform, Result};
 
 use crate::context::Context;
 use crate::output::outln;
@@ -38,7 +38,7 @@ pub struct Args {
     new_token_file: Option<PathBuf>,
 }
 
-fn read_token(which: &str, env: Option<&str>, file: Option<&PathBuf>) -> Result<BotToken> {
+fn read_token(which: &str, env: Option<&str>, file: Option<&PathBuf>) -> Result<Credential> {
     let (text, source) = match (env, file) {
         (_, Some(path)) => (
             crate::context::read_token_file(path).map_err(|e| {
@@ -60,7 +60,7 @@ fn read_token(which: &str, env: Option<&str>, file: Option<&PathBuf>) -> Result<
             )))
         }
     };
-    BotToken::parse(&text).map_err(|_| {
+    Credential::parse(Platform::Telegram, &text).map_err(|_| {
         Error::Token(format!(
             "{source} does not hold a bot token of the form <digits>:<secret> (the value is not shown)"
         ))

@@ -209,7 +209,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 /// Messages name the file or variable, never the value.
 fn token(ctx: &Context, var: &str) -> Result<BotToken, Failure> {
     if ctx.has_token_file() {
-        return ctx.token(var).map_err(|e| Failure::usage(e.to_string()));
+        return ctx
+            .bot_token(var)
+            .map_err(|e| Failure::usage(e.to_string()));
     }
     let text = std::env::var(var).unwrap_or_default();
     if text.trim().is_empty() {

@@ -7,7 +7,9 @@
 //! - the **history key** `HMAC-SHA256(key = "selfsame/history/v1", msg =
 //!   token)`: every history line's `mac` (History v2).
 
-use selfsame_telegram::{BotToken, Fields, SecretKey};
+use selfsame_telegram::{Fields, SecretKey};
+
+use super::Credential;
 
 use crate::format::checkpoint::{Checkpoint, Draft, PREV_KEY_HASH, UNSIGNED_FIELDS};
 use crate::format::history::{signed_body, with_mac};
@@ -20,14 +22,14 @@ pub const HISTORY_LABEL: &[u8] = b"selfsame/history/v1";
 /// Label that separates journal MACs from checkpoint and marker MACs.
 const JOURNAL_LABEL: &[u8] = b"selfsame/journal/v1\n";
 
-/// The checkpoint MAC key for `token`.
-pub fn checkpoint_key(token: &BotToken) -> SecretKey {
-    SecretKey::derive(CHECKPOINT_LABEL, token.expose().as_bytes())
+/// The checkpoint MAC key of a credential.
+pub fn checkpoint_key(cred: &Credential) -> SecretKey {
+    SecretKey::derive(CHECKPOINT_LABEL, cred.key_material())
 }
 
-/// The history MAC key for `token`.
-pub fn history_key(token: &BotToken) -> SecretKey {
-    SecretKey::derive(HISTORY_LABEL, token.expose().as_bytes())
+/// The history MAC key of a credential.
+pub fn history_key(cred: &Credential) -> SecretKey {
+    SecretKey::derive(HISTORY_LABEL, cred.key_material())
 }
 
 /// The keys of one credential. They never print.
@@ -38,11 +40,11 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// The keys `token` derives.
-    pub fn of(token: &BotToken) -> Keys {
+    /// The keys a credential derives.
+    pub fn of(cred: &Credential) -> Keys {
         Keys {
-            checkpoint: checkpoint_key(token),
-            history: history_key(token),
+            checkpoint: checkpoint_key(cred),
+            history: history_key(cred),
         }
     }
 

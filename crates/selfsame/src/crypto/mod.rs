@@ -1,10 +1,12 @@
-//! Hashing and every MAC selfsame writes or checks: the keys a credential
-//! derives ([`Keys`]), checkpoints signed and verified, history lines, the
+//! Hashing, credentials ([`Credential`]: the platform seam) and every MAC
+//! selfsame writes or checks: the keys a credential derives ([`Keys`]), checkpoints signed and verified, history lines, the
 //! restore journal and the awake marker. Keys are derived here and only
 //! here.
 
+mod credential;
 mod keys;
 
+pub use credential::{Credential, CredentialError, Platform};
 pub use keys::{checkpoint_key, history_key, Keys};
 
 use sha2::{Digest, Sha256};

@@ -1,6 +1,6 @@
 //! Accept: the owner adopts the current soul after a halt.
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde_json::Map;
 
 use super::seal::{seal_locked, SealOptions, SealReport};
@@ -14,18 +14,18 @@ use crate::vault::Vault;
 /// event.
 pub fn accept(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     shell: Option<String>,
     progress: &dyn Progress,
 ) -> Result<SealReport> {
     let _lock = vault.lock()?;
     let mut opts = SealOptions::new(Reason::Manual);
     opts.shell = shell;
-    let report = seal_locked(vault, token, &opts, progress)?;
+    let report = seal_locked(vault, cred, &opts, progress)?;
     let mut data = Map::new();
     data.insert("seq".into(), report.seq.into());
     data.insert("soul".into(), report.soul.clone().into());
     data.insert("changes".into(), report.changes.summarize().to_value());
-    vault.history_for(&Keys::of(token)).append("accept", data)?;
+    vault.history_for(&Keys::of(cred)).append("accept", data)?;
     Ok(report)
 }

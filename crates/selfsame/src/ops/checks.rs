@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde::Serialize;
 
 use crate::crypto::Keys;
@@ -86,17 +86,17 @@ impl Inspection {
 }
 
 /// Runs the checks. Errors are I/O failures; findings are `problems`.
-pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<Inspection> {
-    let keys = Keys::of(token);
+pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<Inspection> {
+    let keys = Keys::of(cred);
     let mut problems = Vec::new();
     let mut push = |detail, message: String| problems.push(Problem { detail, message });
 
-    if token.bot_id() != vault.config.bot_id {
+    if !vault.belongs_to(cred) {
         push(
             Detail::DifferentBot,
             format!(
                 "the token is bot {}'s, but this vault belongs to bot {}",
-                token.bot_id(),
+                cred.account_id(),
                 vault.config.bot_id
             ),
         );
@@ -151,14 +151,14 @@ pub fn inspect(vault: &Vault, token: &BotToken, scope: ObjectScope) -> Result<In
     // look at them only when none verifies (an edited `bot_id` in one
     // checkpoint is corruption, not another bot).
     let judged = if good.is_empty() { &bad } else { &good };
-    if let Some(other) = judged.iter().find(|s| s.ckpt.bot_id != token.bot_id()) {
+    if let Some(other) = judged.iter().find(|s| s.ckpt.bot_id != cred.account_id()) {
         push(
             Detail::DifferentBot,
             format!(
                 "checkpoint {} is bound to bot {}, the token is bot {}'s",
                 other.ckpt.seq,
                 other.ckpt.bot_id,
-                token.bot_id()
+                cred.account_id()
             ),
         );
     }
@@ -459,19 +459,19 @@ fn generation(vault: &Vault) -> Generation {
 /// So a seal in progress is never taken for damage.
 pub fn inspect_consistent(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     scope: ObjectScope,
 ) -> Result<Inspection> {
     for attempt in 0..SNAPSHOT_TRIES {
         let before = generation(vault);
-        let insp = inspect(vault, token, scope)?;
+        let insp = inspect(vault, cred, scope)?;
         if insp.problems.is_empty() || generation(vault) == before {
             return Ok(insp);
         }
         std::thread::sleep(std::time::Duration::from_millis(10 << attempt));
     }
     let _shared = vault.lock_shared()?;
-    inspect(vault, token, scope)
+    inspect(vault, cred, scope)
 }
 
 /// A `config-changed` problem when `config.toml` (as `vault` read it)

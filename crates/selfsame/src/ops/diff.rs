@@ -1,7 +1,7 @@
 //! Diff: what changed between two checkpoints, or a checkpoint and the
 //! current soul.
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 
 use super::head::{manifest_of, require_head};
 use crate::crypto::Keys;
@@ -40,11 +40,11 @@ impl Side {
 /// Resolves a side to a manifest (MAC-checked for checkpoints).
 pub fn manifest(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     side: Side,
     progress: &dyn Progress,
 ) -> Result<Manifest> {
-    let keys = Keys::of(token);
+    let keys = Keys::of(cred);
     match side {
         Side::Current => Ok(soul::fingerprint(
             &vault.soul(),
@@ -54,7 +54,7 @@ pub fn manifest(
             progress,
         )?
         .manifest),
-        Side::Head => manifest_of(vault, &require_head(vault, token)?),
+        Side::Head => manifest_of(vault, &require_head(vault, cred)?),
         Side::Seq(n) => {
             let s = vault.read_checkpoint(n)?;
             if !keys.verifies(&s.ckpt) {
@@ -70,12 +70,12 @@ pub fn manifest(
 /// Changes from `a` to `b`.
 pub fn diff(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     a: Side,
     b: Side,
     progress: &dyn Progress,
 ) -> Result<Changes> {
-    let old = manifest(vault, token, a, progress)?;
-    let new = manifest(vault, token, b, progress)?;
+    let old = manifest(vault, cred, a, progress)?;
+    let new = manifest(vault, cred, b, progress)?;
     Ok(soul::changes(&old, &new))
 }

@@ -1,7 +1,7 @@
 //! The head and the manifests checkpoints name, as every command that
 //! extends or reads the chain looks them up.
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
@@ -10,11 +10,11 @@ use crate::vault::{StoredCheckpoint, Vault};
 
 /// The newest checkpoint, checked enough to extend: parseable, bound to
 /// this bot, MAC valid, HEAD not ahead of it.
-pub fn current_head(vault: &Vault, token: &BotToken) -> Result<Option<StoredCheckpoint>> {
-    if token.bot_id() != vault.config.bot_id {
+pub fn current_head(vault: &Vault, cred: &Credential) -> Result<Option<StoredCheckpoint>> {
+    if !vault.belongs_to(cred) {
         return Err(Error::Identity(format!(
             "the token is bot {}'s, but this vault belongs to bot {}",
-            token.bot_id(),
+            cred.account_id(),
             vault.config.bot_id
         )));
     }
@@ -28,7 +28,7 @@ pub fn current_head(vault: &Vault, token: &BotToken) -> Result<Option<StoredChec
     }
     let Some(seq) = newest else { return Ok(None) };
     let head = vault.read_checkpoint(seq)?;
-    if !Keys::of(token).verifies(&head.ckpt) {
+    if !Keys::of(cred).verifies(&head.ckpt) {
         return Err(Error::Identity(format!(
             "checkpoint {seq} does not verify under this token: wrong token, a rotated token (see `selfsame rekey`), or an edited checkpoint"
         )));
@@ -37,8 +37,8 @@ pub fn current_head(vault: &Vault, token: &BotToken) -> Result<Option<StoredChec
 }
 
 /// The head, which must exist.
-pub fn require_head(vault: &Vault, token: &BotToken) -> Result<StoredCheckpoint> {
-    current_head(vault, token)?.ok_or_else(|| Error::NoSuchCheckpoint("head".into()))
+pub fn require_head(vault: &Vault, cred: &Credential) -> Result<StoredCheckpoint> {
+    current_head(vault, cred)?.ok_or_else(|| Error::NoSuchCheckpoint("head".into()))
 }
 
 /// Reads and parses the manifest a checkpoint names.

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde_json::Map;
 
 use super::seal::{seal_locked, SealOptions, SealReport};
@@ -91,14 +91,14 @@ pub fn guarded_by(base: &Path, soul: &str) -> Vec<PathBuf> {
 }
 
 /// Creates the vault in `base` and seals checkpoint 1.
-pub fn init(base: &Path, token: &BotToken, opts: &InitOptions) -> Result<Vault> {
-    init_with_progress(base, token, opts, &Silent).map(|(v, _)| v)
+pub fn init(base: &Path, cred: &Credential, opts: &InitOptions) -> Result<Vault> {
+    init_with_progress(base, cred, opts, &Silent).map(|(v, _)| v)
 }
 
 /// [`init`], reporting progress, returning the first seal's report.
 pub fn init_with_progress(
     base: &Path,
-    token: &BotToken,
+    cred: &Credential,
     opts: &InitOptions,
     progress: &dyn Progress,
 ) -> Result<(Vault, SealReport)> {
@@ -125,7 +125,7 @@ pub fn init_with_progress(
         }
         Err(e) => return Err(e).at(&soul),
     }
-    let mut config = Config::new(&opts.soul, token.bot_id());
+    let mut config = Config::new(&opts.soul, cred);
     if let Some(env) = &opts.token_env {
         config.token_env = env.clone();
     }
@@ -134,14 +134,14 @@ pub fn init_with_progress(
     let _lock = vault.lock()?;
     let mut data = Map::new();
     data.insert("soul".into(), opts.soul.clone().into());
-    data.insert("bot_id".into(), token.bot_id().into());
-    vault.history_for(&Keys::of(token)).append("init", data)?;
+    data.insert("bot_id".into(), cred.account_id().into());
+    vault.history_for(&Keys::of(cred)).append("init", data)?;
     let seal = SealOptions {
         reason: Reason::Init,
         shell: opts.shell.clone(),
         format: opts.format.clone(),
         extra: Vec::new(),
     };
-    let report = seal_locked(&vault, token, &seal, progress)?;
+    let report = seal_locked(&vault, cred, &seal, progress)?;
     Ok((vault, report))
 }

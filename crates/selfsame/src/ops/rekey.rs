@@ -10,7 +10,7 @@
 //! ([`super::inspect`]); under the old token its `prev_key_hash` says the
 //! token was retired.
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde::Serialize;
 use serde_json::Map;
 
@@ -36,19 +36,19 @@ pub struct RekeyReport {
 }
 
 /// Rotates the vault from `old` to `new`, taking the vault lock.
-pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyReport> {
+pub fn rekey(vault: &Vault, old: &Credential, new: &Credential) -> Result<RekeyReport> {
     let _lock = vault.lock()?;
     if let Some(j) = vault.pending_swap()? {
         return Err(Error::RestorePending(j));
     }
-    if old.bot_id() != new.bot_id() {
+    if old.account_id() != new.account_id() {
         return Err(Error::Identity(format!(
             "the old token is bot {}'s and the new one bot {}'s; a rekey keeps the bot and changes only its token",
-            old.bot_id(),
-            new.bot_id()
+            old.account_id(),
+            new.account_id()
         )));
     }
-    if old.expose() == new.expose() {
+    if old.key_material() == new.key_material() {
         return Err(Error::Usage(
             "the old and the new token are the same; nothing to rotate".into(),
         ));
@@ -101,7 +101,7 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
             sealed_at: rfc3339(clock::now()),
             reason: Reason::Rekey.as_str().to_owned(),
             log: vault.history().tail()?.0,
-            bot_id: new.bot_id(),
+            bot_id: new.account_id(),
             ..head.ckpt.header.clone()
         },
         extra: vec![(CONFIG.to_owned(), config)],
@@ -121,7 +121,7 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
     history.append("seal", data)?;
     let mut data = Map::new();
     data.insert("seq".into(), ckpt.seq.into());
-    data.insert("bot_id".into(), new.bot_id().into());
+    data.insert("bot_id".into(), new.account_id().into());
     data.insert("vouches".into(), head.ckpt.seq.into());
     history.append("rekey", data)?;
 
@@ -133,7 +133,7 @@ pub fn rekey(vault: &Vault, old: &BotToken, new: &BotToken) -> Result<RekeyRepor
     }
     Ok(RekeyReport {
         seq,
-        bot_id: new.bot_id(),
+        bot_id: new.account_id(),
         vouched: head.ckpt.seq,
     })
 }

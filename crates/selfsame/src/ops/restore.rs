@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde_json::Map;
 
 use super::head::{manifest_of, require_head, trusted};
@@ -57,10 +57,10 @@ impl Target {
 /// anchor through the chain, or carrying a valid MAC (History v2).
 pub fn last_good(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     head: &StoredCheckpoint,
 ) -> Result<StoredCheckpoint> {
-    let keys = &Keys::of(token);
+    let keys = &Keys::of(cred);
     let history = vault.history().read_all()?;
     let mut marked: Vec<u64> = history
         .trusted_lines(&head.ckpt.log, keys)
@@ -84,7 +84,7 @@ pub fn last_good(
 /// `rollback` (the history event written).
 pub fn restore(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     target: Target,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
@@ -92,7 +92,7 @@ pub fn restore(
     if let Some(j) = vault.pending_swap()? {
         return Err(Error::RestorePending(j));
     }
-    restore_locked(vault, token, target, "restore", progress)
+    restore_locked(vault, cred, target, "restore", progress)
 }
 
 /// Restore with the vault lock held. It acts on the config the head was
@@ -101,13 +101,13 @@ pub fn restore(
 /// quarantine.
 pub(crate) fn restore_locked(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     target: Target,
     event: &str,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
-    let keys = Keys::of(token);
-    let head = require_head(vault, token)?;
+    let keys = Keys::of(cred);
+    let head = require_head(vault, cred)?;
     // From here on `vault` is the sealed config's: `config.toml` as it is
     // now is obeyed only if a checkpoint vouches for it.
     let vault = &sealed(vault, head.ckpt.seq, head.ckpt.config())?;
@@ -116,7 +116,7 @@ pub(crate) fn restore_locked(
     vault.history_for(&keys).check_after(&head.ckpt.log)?;
     let stored = match target {
         Target::Head => head.clone(),
-        Target::LastGood => last_good(vault, token, &head)?,
+        Target::LastGood => last_good(vault, cred, &head)?,
         Target::Seq(n) => {
             let s = vault.read_checkpoint(n)?;
             if !trusted(vault, &keys, &s)? {
@@ -189,18 +189,18 @@ pub(crate) fn restore_locked(
             return Err(e);
         }
     };
-    finish(vault, token, &mut j, Some(manifest), progress, false)
+    finish(vault, cred, &mut j, Some(manifest), progress, false)
         .map_err(|e| not_writable(vault, e, Next::Pending))
 }
 
 /// Finishes an interrupted restore, taking the vault lock.
 pub fn resume(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     progress: &dyn Progress,
 ) -> Result<Option<RestoreReport>> {
     let _lock = vault.lock()?;
-    swap::resume_locked(vault, token, progress)
+    swap::resume_locked(vault, cred, progress)
 }
 
 /// Undoes an interrupted restore or migration that has not sealed yet
@@ -208,9 +208,9 @@ pub fn resume(
 /// was before it began. `None` when nothing is pending.
 pub fn abort(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     _progress: &dyn Progress,
 ) -> Result<Option<RestoreReport>> {
     let _lock = vault.lock()?;
-    undo::begin(vault, token)
+    undo::begin(vault, cred)
 }

@@ -2,7 +2,7 @@
 //! checkpoint. Order: objects → manifest → checkpoint → HEAD → history, each
 //! durable before the next, so a crash at any step loses nothing sealed.
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde::Serialize;
 use serde_json::Map;
 use sha2::Digest;
@@ -90,19 +90,19 @@ pub struct SealReport {
 /// Seals the soul, taking the vault lock.
 pub fn seal(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     opts: &SealOptions,
     progress: &dyn Progress,
 ) -> Result<SealReport> {
     opts.check()?;
     let _lock = vault.lock()?;
-    seal_locked(vault, token, opts, progress)
+    seal_locked(vault, cred, opts, progress)
 }
 
 /// Seals with the vault lock already held.
 pub(crate) fn seal_locked(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     opts: &SealOptions,
     progress: &dyn Progress,
 ) -> Result<SealReport> {
@@ -110,18 +110,18 @@ pub(crate) fn seal_locked(
     if let Some(j) = vault.pending_swap()? {
         return Err(Error::RestorePending(j));
     }
-    seal_core(vault, token, opts, progress)
+    seal_core(vault, cred, opts, progress)
 }
 
 /// Seals without checking for a pending restore (the restore itself seals
 /// while its journal is still in place).
 pub(crate) fn seal_core(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     opts: &SealOptions,
     progress: &dyn Progress,
 ) -> Result<SealReport> {
-    seal_expecting(vault, token, opts, progress, None)
+    seal_expecting(vault, cred, opts, progress, None)
 }
 
 /// [`seal_core`] of a soul expected to equal `expect` (a restore's target,
@@ -129,7 +129,7 @@ pub(crate) fn seal_core(
 /// copied into the store, so those whose objects exist are not copied.
 pub(crate) fn seal_expecting(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     opts: &SealOptions,
     progress: &dyn Progress,
     expect: Option<&Manifest>,
@@ -137,10 +137,10 @@ pub(crate) fn seal_expecting(
     // The format of a restore's or migration's seal comes from a checkpoint
     // and is not rechecked; extra fields never name a reserved one.
     check_extra_fields(&opts.extra)?;
-    let keys = Keys::of(token);
+    let keys = Keys::of(cred);
     let history = vault.history_for(&keys);
     // The token is checked before it signs anything (a repair line).
-    let head = current_head(vault, token)?;
+    let head = current_head(vault, cred)?;
     history.repair_torn()?;
     // The lines this seal's checkpoint will vouch for must be selfsame's;
     // checked before any hashing. (The lock keeps other writers out, so
@@ -248,8 +248,8 @@ pub(crate) fn seal_expecting(
             shell,
             format,
             log,
-            platform: vault.config.platform.clone(),
-            bot_id: token.bot_id(),
+            platform: cred.platform().as_str().to_owned(),
+            bot_id: cred.account_id(),
         },
         extra,
     };

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde::Serialize;
 
 use super::checks::{inspect_consistent, ObjectScope, Problem};
@@ -40,11 +40,11 @@ pub struct VerifyReport {
 /// Runs every check.
 pub fn verify(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     read_data: bool,
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
-    let insp = inspect_consistent(vault, token, ObjectScope::All)?;
+    let insp = inspect_consistent(vault, cred, ObjectScope::All)?;
     let mut problems = insp.problems.clone();
     let mut notes = Vec::new();
     if insp.history.torn.is_some() {

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde::Serialize;
 use serde_json::Map;
 
@@ -112,15 +112,15 @@ fn ser_action<S: serde::Serializer>(a: &Action, s: S) -> std::result::Result<S::
 }
 
 /// Wakes with no progress reporting.
-pub fn wake(vault: &Vault, token: &BotToken, opts: &WakeOptions) -> Result<WakeReport> {
-    wake_with_progress(vault, token, opts, &Silent)
+pub fn wake(vault: &Vault, cred: &Credential, opts: &WakeOptions) -> Result<WakeReport> {
+    wake_with_progress(vault, cred, opts, &Silent)
 }
 
 /// Wakes: resumes an interrupted restore, repairs a torn history line and a
 /// lagging HEAD, runs the checks, hashes the soul, names the verdict, acts.
 pub fn wake_with_progress(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     opts: &WakeOptions,
     progress: &dyn Progress,
 ) -> Result<WakeReport> {
@@ -136,7 +136,7 @@ pub fn wake_with_progress(
     // config the vault was sealed with (the soul path and excludes come
     // from it), and never into a quarantine that leads out of the vault;
     // otherwise the checks below halt first.
-    let blocked = || config_changed(vault, token) || vault.quarantine_problem().is_some();
+    let blocked = || config_changed(vault, cred) || vault.quarantine_problem().is_some();
     // A journal this token did not sign, or whose work dirs are not the
     // ones it made, is never acted on.
     let bad_journal = |e: Error| match e {
@@ -150,17 +150,17 @@ pub fn wake_with_progress(
         }),
         e => Err(e),
     };
-    if opts.dry_run && token.bot_id() == vault.config.bot_id {
-        match swap::plan(vault, token, blocked()) {
+    if opts.dry_run && vault.belongs_to(cred) {
+        match swap::plan(vault, cred, blocked()) {
             Ok(p) => pending = p,
             Err(e) => journal_problem = Some(bad_journal(e)?),
         }
     }
-    if !opts.dry_run && token.bot_id() == vault.config.bot_id {
+    if !opts.dry_run && vault.belongs_to(cred) {
         let resumed = if blocked() {
             Ok(None)
         } else {
-            swap::resume_locked(vault, token, progress)
+            swap::resume_locked(vault, cred, progress)
         };
         let resumed = match resumed {
             Ok(r) => r,
@@ -193,8 +193,8 @@ pub fn wake_with_progress(
             });
         }
         // A history that is not a regular file is the checks' to report.
-        let repaired = vault.may_sign_history(token)
-            && match vault.history_for(&Keys::of(token)).repair_torn() {
+        let repaired = vault.may_sign_history(cred)
+            && match vault.history_for(&Keys::of(cred)).repair_torn() {
                 Ok(repaired) => repaired,
                 Err(Error::Corrupt(_)) => false,
                 Err(e) => return Err(e),
@@ -240,7 +240,7 @@ pub fn wake_with_progress(
         let scan = || joined(scan);
         judge(
             vault,
-            token,
+            cred,
             opts,
             progress,
             Prepared {
@@ -279,7 +279,7 @@ struct Prepared {
 /// fingerprint.
 fn judge(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     opts: &WakeOptions,
     progress: &dyn Progress,
     prepared: Prepared,
@@ -295,9 +295,9 @@ fn judge(
     // `status` holds no lock: it must not take a seal in progress for
     // damage.
     let mut insp = if opts.dry_run {
-        inspect_consistent(vault, token, ObjectScope::Head)?
+        inspect_consistent(vault, cred, ObjectScope::Head)?
     } else {
-        inspect(vault, token, ObjectScope::Head)?
+        inspect(vault, cred, ObjectScope::Head)?
     };
     if let Some(p) = journal_problem {
         insp.problems.insert(0, p);
@@ -333,7 +333,7 @@ fn judge(
         report.action = Action::Halt;
         report.exit_code = verdict.exit_code();
         if !opts.dry_run {
-            record(vault, token, &report, opts)?;
+            record(vault, cred, &report, opts)?;
         }
         return Ok(report);
     }
@@ -408,7 +408,7 @@ fn judge(
             report.action = Action::Halt;
             report.exit_code = Verdict::Incompatible.exit_code();
             if !opts.dry_run {
-                record(vault, token, &report, opts)?;
+                record(vault, cred, &report, opts)?;
             }
             return Ok(report);
         }
@@ -509,10 +509,10 @@ fn judge(
     // The history records what the command finally decided: one event,
     // after the action (a migration that fails turns `verified` into
     // `incompatible`).
-    let acted = act(vault, token, opts, progress, &mut report, head, migrate_to);
+    let acted = act(vault, cred, opts, progress, &mut report, head, migrate_to);
     match acted {
         Ok(new_head) => {
-            record(vault, token, &report, opts)?;
+            record(vault, cred, &report, opts)?;
             if let Some(h) = new_head {
                 report.head = Some(h.ckpt.seq);
                 vault.write_marker(&insp.keys, &h)?;
@@ -528,7 +528,7 @@ fn judge(
             report.action = Action::Halt;
             report.may_start = false;
             // The error is what the caller must see; the event is best effort.
-            let _ = record(vault, token, &report, opts);
+            let _ = record(vault, cred, &report, opts);
             Err(e)
         }
     }
@@ -539,7 +539,7 @@ fn judge(
 /// a failed migration turns the report `incompatible`.
 fn act(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     opts: &WakeOptions,
     progress: &dyn Progress,
     report: &mut WakeReport,
@@ -551,14 +551,14 @@ fn act(
         Action::Accept => {
             let mut so = SealOptions::new(Reason::Recover);
             so.shell = opts.shell.clone();
-            let s = seal_locked(vault, token, &so, progress)?;
+            let s = seal_locked(vault, cred, &so, progress)?;
             report
                 .actions
                 .push(format!("accepted: sealed checkpoint {} (recover)", s.seq));
             Some(vault.read_checkpoint(s.seq)?)
         }
         Action::Rollback => {
-            let r = restore_locked(vault, token, Target::Head, "rollback", progress)?;
+            let r = restore_locked(vault, cred, Target::Head, "rollback", progress)?;
             report.actions.push(format!(
                 "rolled back to checkpoint {}: sealed checkpoint {} (restore); the changed soul is in {}",
                 r.target, r.seq, r.quarantine
@@ -575,7 +575,7 @@ fn act(
                 ..Default::default()
             };
             let registry = Registry::for_vault(vault)?;
-            let m = migrate_locked(vault, token, &registry, &mo, progress)?;
+            let m = migrate_locked(vault, cred, &registry, &mo, progress)?;
             for s in &m.applied {
                 report.actions.push(format!(
                     "migrated {} -> {} ({}): sealed checkpoint {}",
@@ -606,19 +606,19 @@ fn act(
 /// Whether the newest checkpoint verifies under `token` and records a
 /// config other than `config.toml`'s. Anything less certain is `false`: the
 /// full checks decide then.
-fn config_changed(vault: &Vault, token: &BotToken) -> bool {
-    let keys = Keys::of(token);
+fn config_changed(vault: &Vault, cred: &Credential) -> bool {
+    let keys = Keys::of(cred);
     let newest = vault.checkpoint_seqs().ok().and_then(|s| s.last().copied());
     newest
         .and_then(|seq| vault.read_checkpoint(seq).ok())
         .is_some_and(|h| keys.verifies(&h.ckpt) && config_problem(vault, &h).is_some())
 }
 
-fn record(vault: &Vault, token: &BotToken, r: &WakeReport, opts: &WakeOptions) -> Result<()> {
+fn record(vault: &Vault, cred: &Credential, r: &WakeReport, opts: &WakeOptions) -> Result<()> {
     if r.verdict == Verdict::IdentityMismatch {
         // A token that does not verify the vault cannot sign its history:
         // its line would read as forged. The attempt goes to run/ instead.
-        return vault.record_refused(token.bot_id(), &r.message);
+        return vault.record_refused(cred.account_id(), &r.message);
     }
     let mut data = Map::new();
     data.insert("verdict".into(), r.verdict.as_str().into());
@@ -637,7 +637,7 @@ fn record(vault: &Vault, token: &BotToken, r: &WakeReport, opts: &WakeOptions) -
         data.insert("warnings".into(), r.warnings.clone().into());
     }
     data.insert("message".into(), r.message.clone().into());
-    match vault.history_for(&Keys::of(token)).append("wake", data) {
+    match vault.history_for(&Keys::of(cred)).append("wake", data) {
         Ok(_) => Ok(()),
         // A history that is not a regular file cannot take the line; the
         // verdict already says so.

@@ -18,10 +18,10 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use selfsame_telegram::BotToken;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::crypto::Credential;
 use crate::soul::ChangeSummary;
 
 /// How long one delivery may take.
@@ -111,7 +111,7 @@ pub struct Delivery {
 #[derive(Debug)]
 pub struct Dispatcher {
     sinks: Sinks,
-    token: BotToken,
+    cred: Credential,
     /// Environment variables the alert command does not get.
     hidden: Vec<OsString>,
     tx: Sender<Delivery>,
@@ -120,15 +120,15 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher for `sinks`; the token is used for Telegram only.
+    /// A dispatcher for `sinks`; the credential is used for Telegram only.
     /// `token_env` (the config's) and every variable whose value holds the
-    /// token's secret are left out of the alert command's environment.
-    pub fn new(sinks: Sinks, token: BotToken, token_env: &str) -> Self {
+    /// credential's secret are left out of the alert command's environment.
+    pub fn new(sinks: Sinks, cred: Credential, token_env: &str) -> Self {
         let (tx, rx) = channel();
-        let hidden = hidden_env(&token, token_env);
+        let hidden = hidden_env(&cred, token_env);
         Dispatcher {
             sinks,
-            token,
+            cred,
             hidden,
             tx,
             rx,
@@ -142,16 +142,17 @@ impl Dispatcher {
         if let Some(cmd) = self.sinks.cmd.clone() {
             let json = json.clone();
             let hidden = self.hidden.clone();
-            self.spawn("cmd", alert, move |_| run_cmd(&cmd, &json, &hidden));
+            self.spawn("cmd", alert, move || run_cmd(&cmd, &json, &hidden));
         }
-        if let Some(chat) = self.sinks.telegram.clone() {
+        let token = self.cred.telegram_token().cloned();
+        if let (Some(chat), Some(token)) = (self.sinks.telegram.clone(), token) {
             let base = self
                 .sinks
                 .telegram_api
                 .clone()
                 .unwrap_or_else(|| TELEGRAM_API.into());
             let body = json!({"chat_id": chat, "text": alert.text()}).to_string();
-            self.spawn("telegram", alert, move |token| {
+            self.spawn("telegram", alert, move || {
                 let url = format!(
                     "{}/bot{}/sendMessage",
                     base.trim_end_matches('/'),
@@ -161,7 +162,7 @@ impl Dispatcher {
             });
         }
         if let Some(url) = self.sinks.webhook.clone() {
-            self.spawn("webhook", alert, move |_| post(&url, &json));
+            self.spawn("webhook", alert, move || post(&url, &json));
         }
     }
 
@@ -169,14 +170,14 @@ impl Dispatcher {
         &mut self,
         sink: &'static str,
         alert: &Alert,
-        deliver: impl FnOnce(&BotToken) -> Result<(), String> + Send + 'static,
+        deliver: impl FnOnce() -> Result<(), String> + Send + 'static,
     ) {
         let tx = self.tx.clone();
-        let token = self.token.clone();
+        let cred = self.cred.clone();
         let about = alert.event.clone();
         self.pending += 1;
         thread::spawn(move || {
-            let result = deliver(&token).map_err(|e| redact(&e, &token));
+            let result = deliver().map_err(|e| redact(&e, &cred));
             let _ = tx.send(Delivery {
                 sink,
                 about,
@@ -214,19 +215,17 @@ impl Dispatcher {
     }
 }
 
-/// Replaces the token, and its secret half alone, with `<token>`.
-pub fn redact(text: &str, token: &BotToken) -> String {
-    let whole = token.expose();
-    let secret = whole.split_once(':').map_or(whole, |(_, s)| s);
+/// Replaces the credential, and its secret part alone, with `<token>`.
+pub fn redact(text: &str, cred: &Credential) -> String {
+    let [whole, secret] = cred.secret_texts();
     text.replace(whole, "<token>").replace(secret, "<token>")
 }
 
 /// The variables to remove from the alert command's environment: `token_env`
 /// and any whose value holds the token's secret (the token exported under
 /// another name too).
-fn hidden_env(token: &BotToken, token_env: &str) -> Vec<OsString> {
-    let whole = token.expose();
-    let secret = whole.split_once(':').map_or(whole, |(_, s)| s);
+fn hidden_env(cred: &Credential, token_env: &str) -> Vec<OsString> {
+    let [_, secret] = cred.secret_texts();
     let mut hidden = vec![OsString::from(token_env)];
     for (name, value) in std::env::vars_os() {
         let holds = !secret.is_empty()

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 
 use crate::crypto::Keys;
 use crate::error::Result;
@@ -57,7 +57,7 @@ pub enum Decision {
 }
 
 /// Decides after `state.failed` failed tries out of `tries`.
-pub fn decide(vault: &Vault, token: &BotToken, state: &State, tries: u32) -> Result<Decision> {
+pub fn decide(vault: &Vault, cred: &Credential, state: &State, tries: u32) -> Result<Decision> {
     if state.failed < tries {
         return Ok(Decision::Retry);
     }
@@ -72,11 +72,11 @@ pub fn decide(vault: &Vault, token: &BotToken, state: &State, tries: u32) -> Res
         // nothing that could be the cause.
         return Ok(Decision::Retry);
     }
-    let Some(head) = current_head(vault, token)? else {
+    let Some(head) = current_head(vault, cred)? else {
         return Ok(Decision::Halt("the vault has no checkpoint".into()));
     };
-    let good = last_good(vault, token, &head)?;
-    if !is_marked_good(vault, token, &head, good.ckpt.seq)? {
+    let good = last_good(vault, cred, &head)?;
+    if !is_marked_good(vault, cred, &head, good.ckpt.seq)? {
         return Ok(Decision::Halt(format!(
             "the agent died within probation {} times, and no checkpoint was ever followed by a healthy run, so there is nothing to roll back to",
             state.failed
@@ -95,14 +95,14 @@ pub fn decide(vault: &Vault, token: &BotToken, state: &State, tries: u32) -> Res
 /// back to the head when there is none).
 fn is_marked_good(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     head: &StoredCheckpoint,
     seq: u64,
 ) -> Result<bool> {
     Ok(vault
         .history()
         .read_all()?
-        .trusted_lines(&head.ckpt.log, &Keys::of(token))
+        .trusted_lines(&head.ckpt.log, &Keys::of(cred))
         .iter()
         .any(|l| l.event.event == "good" && l.event.get_u64("seq") == Some(seq)))
 }

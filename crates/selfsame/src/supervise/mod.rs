@@ -17,8 +17,8 @@ use std::ffi::OsString;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::crypto::Credential;
 use nix::sys::signal::Signal;
-use selfsame_telegram::BotToken;
 use serde_json::{Map, Value};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -111,7 +111,7 @@ pub struct Outcome {
 /// Supervises the agent until it exits cleanly, is stopped, or cannot be
 /// started; see the module docs. Errors are failures of selfsame itself
 /// (I/O, a busy supervisor lock: exit 75).
-pub fn run(vault: &Vault, token: &BotToken, opts: &Options, log: &dyn Log) -> Result<Outcome> {
+pub fn run(vault: &Vault, cred: &Credential, opts: &Options, log: &dyn Log) -> Result<Outcome> {
     // Before wake writes its history line and the awake marker: an agent
     // that can never start must not leave the vault saying it is awake.
     if opts
@@ -132,11 +132,11 @@ pub fn run(vault: &Vault, token: &BotToken, opts: &Options, log: &dyn Log) -> Re
         .map_err(|e| Error::Usage(format!("cannot install signal handlers: {e}")))?;
     let mut s = Supervisor {
         vault,
-        token,
+        cred,
         opts,
         log,
         signals,
-        alerts: Dispatcher::new(opts.alerts.clone(), token.clone(), &vault.config.token_env),
+        alerts: Dispatcher::new(opts.alerts.clone(), cred.clone(), &vault.config.token_env),
         state: State::load(vault),
         restarts: VecDeque::new(),
         delay: opts.restart_delay,
@@ -160,7 +160,7 @@ pub fn run(vault: &Vault, token: &BotToken, opts: &Options, log: &dyn Log) -> Re
 
 struct Supervisor<'a> {
     vault: &'a Vault,
-    token: &'a BotToken,
+    cred: &'a Credential,
     opts: &'a Options,
     log: &'a dyn Log,
     signals: Signals,
@@ -175,7 +175,7 @@ struct Supervisor<'a> {
 impl Supervisor<'_> {
     fn supervise(&mut self) -> Result<Outcome> {
         loop {
-            let wake = wake_with_progress(self.vault, self.token, &self.opts.wake, &Silent)?;
+            let wake = wake_with_progress(self.vault, self.cred, &self.opts.wake, &Silent)?;
             self.log
                 .line(&format!("wake: {}: {}", wake.verdict, wake.message));
             for a in &wake.actions {
@@ -316,7 +316,7 @@ impl Supervisor<'_> {
     fn heartbeat(&self) {
         match seal(
             self.vault,
-            self.token,
+            self.cred,
             &self.seal_options(Reason::Heartbeat),
             &Silent,
         ) {
@@ -341,7 +341,7 @@ impl Supervisor<'_> {
     fn seal_rest(&self) -> Result<()> {
         let r = seal(
             self.vault,
-            self.token,
+            self.cred,
             &self.seal_options(Reason::Rest),
             &Silent,
         )?;
@@ -404,7 +404,7 @@ impl Supervisor<'_> {
 
     /// After a failed try: roll back, halt, or carry on.
     fn after_failed_try(&mut self) -> Result<Option<Outcome>> {
-        match boot::decide(self.vault, self.token, &self.state, self.opts.tries)? {
+        match boot::decide(self.vault, self.cred, &self.state, self.opts.tries)? {
             Decision::Retry => Ok(None),
             Decision::Halt(why) => {
                 let mut data = Map::new();
@@ -437,7 +437,7 @@ impl Supervisor<'_> {
                     let _l = self.vault.lock()?;
                     restore_locked(
                         self.vault,
-                        self.token,
+                        self.cred,
                         Target::Seq(target),
                         "rollback",
                         &Silent,
@@ -662,12 +662,12 @@ impl Supervisor<'_> {
     /// Appends a history event under the short vault lock. A vault whose
     /// token does not match is left alone, as wake does.
     fn record(&self, event: &str, data: Map<String, Value>) {
-        if !self.vault.may_sign_history(self.token) {
+        if !self.vault.may_sign_history(self.cred) {
             return;
         }
         let r = self.vault.lock().and_then(|_l| {
             self.vault
-                .history_for(&Keys::of(self.token))
+                .history_for(&Keys::of(self.cred))
                 .append(event, data)
         });
         if let Err(e) = r {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::{Credential, Platform};
 use crate::error::{Error, Result};
 use crate::format::excludes::Excludes;
 use crate::format::tags::Reads;
@@ -66,20 +67,20 @@ pub struct PolicyConfig {
 }
 
 fn default_platform() -> String {
-    "telegram".into()
+    Platform::Telegram.as_str().into()
 }
 fn default_token_env() -> String {
     DEFAULT_TOKEN_ENV.into()
 }
 
 impl Config {
-    /// A new config for `soul` and `bot_id`.
-    pub fn new(soul: &str, bot_id: u64) -> Self {
+    /// A new config for `soul`, bound to the account `cred` proves.
+    pub fn new(soul: &str, cred: &Credential) -> Self {
         Config {
             soul: soul.to_owned(),
-            platform: default_platform(),
+            platform: cred.platform().as_str().to_owned(),
             token_env: default_token_env(),
-            bot_id,
+            bot_id: cred.account_id(),
             exclude: Vec::new(),
             max_age: None,
             policy: PolicyConfig::default(),
@@ -94,7 +95,7 @@ impl Config {
             path: path.to_owned(),
             message: located(text, &e),
         })?;
-        if config.platform != "telegram" {
+        if Platform::parse(&config.platform).is_none() {
             return Err(Error::Config {
                 path: path.to_owned(),
                 message: format!(

@@ -24,10 +24,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use selfsame_telegram::BotToken;
+use crate::crypto::{Credential, Keys};
 
 use crate::clock;
-use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
 use crate::format::excludes::Excludes;
 use crate::format::time::rfc3339;
@@ -216,14 +215,20 @@ impl Vault {
         self.history().writer(keys)
     }
 
+    /// Whether the vault belongs to the account `cred` proves: its
+    /// platform and account id are the config's.
+    pub fn belongs_to(&self, cred: &Credential) -> bool {
+        cred.platform().as_str() == self.config.platform && cred.account_id() == self.config.bot_id
+    }
+
     /// Whether `token` may sign history lines: its bot is the vault's and
     /// the newest checkpoint (if any) verifies under it. A line signed with
     /// another key would read as forged.
-    pub fn may_sign_history(&self, token: &BotToken) -> bool {
-        if token.bot_id() != self.config.bot_id {
+    pub fn may_sign_history(&self, cred: &Credential) -> bool {
+        if !self.belongs_to(cred) {
             return false;
         }
-        let keys = Keys::of(token);
+        let keys = Keys::of(cred);
         match self.checkpoint_seqs().map(|s| s.last().copied()) {
             Ok(None) => true,
             Ok(Some(seq)) => self

@@ -21,7 +21,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -178,20 +178,20 @@ pub fn assess(registry: &Registry, format: &str, reads: &Reads) -> Result<Assess
 /// Migrates the soul, taking the vault lock.
 pub fn migrate(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     registry: &Registry,
     opts: &MigrateOptions,
     progress: &dyn Progress,
 ) -> Result<MigrateReport> {
     let _lock = vault.lock()?;
-    migrate_locked(vault, token, registry, opts, progress)
+    migrate_locked(vault, cred, registry, opts, progress)
 }
 
 /// Migrates with the vault lock held: each pending migration once, in
 /// order, stopping at the first failure.
 pub fn migrate_locked(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     registry: &Registry,
     opts: &MigrateOptions,
     progress: &dyn Progress,
@@ -199,8 +199,8 @@ pub fn migrate_locked(
     if let Some(j) = vault.pending_swap()? {
         return Err(Error::RestorePending(j));
     }
-    let keys = Keys::of(token);
-    let mut head = require_head(vault, token)?;
+    let keys = Keys::of(cred);
+    let mut head = require_head(vault, cred)?;
     // Each migration ends in a seal, which anchors only selfsame's lines.
     vault.history_for(&keys).check_after(&head.ckpt.log)?;
     // The migrations directory comes from config.toml: run nothing from a
@@ -266,13 +266,13 @@ pub fn migrate_locked(
         let mut so = SealOptions::new(Reason::Migrate);
         so.shell = opts.shell.clone();
         so.format = Some(head.ckpt.format.clone());
-        let s = seal_core(vault, token, &so, progress)?;
+        let s = seal_core(vault, cred, &so, progress)?;
         report.sealed_before = Some(s.seq);
         head = vault.read_checkpoint(s.seq)?;
     }
 
     for m in steps {
-        match step(vault, token, &head, m, opts, progress)? {
+        match step(vault, cred, &head, m, opts, progress)? {
             Ok(s) => {
                 report.format = s.to.clone();
                 head = vault.read_checkpoint(s.seq)?;
@@ -291,7 +291,7 @@ pub fn migrate_locked(
 /// Runs one migration on a staged copy of `head` and swaps it in.
 fn step(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     head: &StoredCheckpoint,
     m: &dyn Migration,
     opts: &MigrateOptions,
@@ -334,7 +334,7 @@ fn step(
         old_dir: None,
         abort: None,
     };
-    let keys = Keys::of(token);
+    let keys = Keys::of(cred);
     if let Err(e) = vault.write_journal(&keys, &j) {
         drop_work_unless_journaled(vault, &dirs);
         return Err(e);
@@ -366,7 +366,7 @@ fn step(
     j.data.insert("duration_ms".into(), duration_ms.into());
     let after = match outcome {
         Ok(after) => after,
-        Err(error) => return fail(vault, token, &mut j, error).map(Err),
+        Err(error) => return fail(vault, cred, &mut j, error).map(Err),
     };
     let changes = soul::changes(&before, &after);
     j.data
@@ -376,7 +376,7 @@ fn step(
     j.old_dir = Some(workdir::make(&dirs.old)?);
     j.phase = SwapPhase::SwapOut;
     vault.write_journal(&keys, &j)?;
-    let r = finish(vault, token, &mut j, Some(after), progress, false)
+    let r = finish(vault, cred, &mut j, Some(after), progress, false)
         .map_err(|e| not_writable(vault, e, Next::Pending))?;
     Ok(Ok(Step {
         migration: m.name(),
@@ -419,14 +419,14 @@ fn fingerprint_staged(
 
 /// A failed migration: its staging dir to quarantine, a history event, the
 /// journal removed. The soul was never touched.
-fn fail(vault: &Vault, token: &BotToken, j: &mut Journal, error: String) -> Result<Failure> {
+fn fail(vault: &Vault, cred: &Credential, j: &mut Journal, error: String) -> Result<Failure> {
     let to = j.format.clone().unwrap_or_default();
     let staging = quarantine_staging(vault, &format!("migrate-{to}-failed"))?;
     j.data.insert("ok".into(), false.into());
     j.data.insert("error".into(), error.clone().into());
     j.data.insert("staging".into(), staging.clone().into());
     vault
-        .history_for(&Keys::of(token))
+        .history_for(&Keys::of(cred))
         .append(MIGRATE, j.data.clone())?;
     vault.remove_journal()?;
     let text = |k: &str| {
@@ -453,21 +453,22 @@ fn fail(vault: &Vault, token: &BotToken, j: &mut Journal, error: String) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Platform;
     use crate::format::journal::WORK_DIR;
     use crate::ops;
 
-    fn soul_with(dir: &Path, text: &str) -> (Vault, BotToken) {
+    fn soul_with(dir: &Path, text: &str) -> (Vault, Credential) {
         fs::create_dir(dir.join("soul")).unwrap();
         fs::write(dir.join("soul/state.txt"), text).unwrap();
-        let token = BotToken::parse("123456:test-secret").unwrap();
-        let vault = ops::init::init(dir, &token, &ops::init::InitOptions::new("soul")).unwrap();
-        (vault, token)
+        let cred = Credential::parse(Platform::Telegram, "123456:test-secret").unwrap();
+        let vault = ops::init::init(dir, &cred, &ops::init::InitOptions::new("soul")).unwrap();
+        (vault, cred)
     }
 
     #[test]
     fn rust_migrations_share_the_engine() {
         let dir = tempfile::tempdir().unwrap();
-        let (vault, token) = soul_with(dir.path(), "hello");
+        let (vault, cred) = soul_with(dir.path(), "hello");
         let mut reg = Registry::new();
         reg.register(migration("v2-upper", 2, |soul| {
             let p = soul.join("state.txt");
@@ -475,7 +476,7 @@ mod tests {
             fs::write(&p, t.to_uppercase()).map_err(|e| e.to_string())
         }));
         let opts = MigrateOptions::default();
-        let r = migrate(&vault, &token, &reg, &opts, &crate::progress::Silent).unwrap();
+        let r = migrate(&vault, &cred, &reg, &opts, &crate::progress::Silent).unwrap();
         assert_eq!(r.format, "v2");
         assert_eq!(r.applied.len(), 1);
         assert_eq!(
@@ -483,14 +484,14 @@ mod tests {
             "HELLO"
         );
         assert!(!dir.path().join("soul").join(WORK_DIR).exists());
-        let again = migrate(&vault, &token, &reg, &opts, &crate::progress::Silent).unwrap();
+        let again = migrate(&vault, &cred, &reg, &opts, &crate::progress::Silent).unwrap();
         assert!(again.up_to_date && again.applied.is_empty());
     }
 
     #[test]
     fn a_failing_rust_migration_leaves_the_soul_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let (vault, token) = soul_with(dir.path(), "hello");
+        let (vault, cred) = soul_with(dir.path(), "hello");
         let mut reg = Registry::new();
         reg.register(migration("v2-break", 2, |soul| {
             fs::write(soul.join("state.txt"), "half").map_err(|e| e.to_string())?;
@@ -498,7 +499,7 @@ mod tests {
         }));
         let r = migrate(
             &vault,
-            &token,
+            &cred,
             &reg,
             &MigrateOptions::default(),
             &crate::progress::Silent,

@@ -7,7 +7,7 @@
 
 use std::fs;
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 
 use crate::crypto::sha256;
 use crate::error::{Error, IoContext, Result};
@@ -42,11 +42,11 @@ pub(crate) fn sealed(vault: &Vault, seq: u64, sealed: Option<&str>) -> Result<Va
 
 /// The vault acting on the config an interrupted operation acts on: the
 /// one its journal names, or for a journal of an older version the head's.
-pub(crate) fn journal_view(vault: &Vault, token: &BotToken, j: &Journal) -> Result<Vault> {
+pub(crate) fn journal_view(vault: &Vault, cred: &Credential, j: &Journal) -> Result<Vault> {
     let (seq, hash) = match &j.config {
         Some(h) => (j.head_before, Some(h.clone())),
         None => {
-            let head = current_head(vault, token)?;
+            let head = current_head(vault, cred)?;
             (
                 head.as_ref().map_or(0, |h| h.ckpt.seq),
                 head.and_then(|h| h.ckpt.config().map(str::to_owned)),

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -79,13 +79,13 @@ pub(crate) fn forward_check(vault: &Vault, j: &Journal, dirs: &WorkDirs) -> Resu
 /// acts on the journal's config.
 pub(crate) fn finish(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     j: &mut Journal,
     manifest: Option<Manifest>,
     progress: &dyn Progress,
     resumed: bool,
 ) -> Result<RestoreReport> {
-    let keys = Keys::of(token);
+    let keys = Keys::of(cred);
     let soul = vault.soul();
     let dirs = WorkDirs::of(&soul);
     let (work, new, old) = (&dirs.work, &dirs.new, &dirs.old);
@@ -96,7 +96,7 @@ pub(crate) fn finish(
     let [has_work, has_new, has_old] = forward_check(vault, j, &dirs)?;
     if migrating && j.phase == SwapPhase::Stage {
         // The migration had not finished: the soul was never touched.
-        return abandon(vault, token, j);
+        return abandon(vault, cred, j);
     }
     // A journal of an older version recorded none of them: from here on
     // the ones found (real directories on the soul's filesystem) are held
@@ -228,7 +228,7 @@ pub(crate) fn finish(
             Reason::Restore
         });
         so.format = Some(j.format.clone().unwrap_or(target.ckpt.format.clone()));
-        let report = seal_expecting(vault, token, &so, progress, Some(&manifest))?;
+        let report = seal_expecting(vault, cred, &so, progress, Some(&manifest))?;
         if report.soul != j.soul {
             return Err(Error::Corrupt(format!(
                 "the restored soul does not match checkpoint {} (something wrote to the soul during the restore?)",
@@ -297,7 +297,7 @@ pub(crate) fn quarantine_staging(vault: &Vault, stem: &str) -> Result<String> {
 /// Undoes a migration interrupted before its swap (the next wake's resume
 /// comes here): the soul was never touched, so the staging dir goes to
 /// quarantine and the soul stays at the head.
-fn abandon(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<RestoreReport> {
+fn abandon(vault: &Vault, cred: &Credential, j: &mut Journal) -> Result<RestoreReport> {
     let to = j.format.clone().unwrap_or_default();
     let staging = quarantine_staging(vault, &format!("migrate-{to}-interrupted"))?;
     j.data.insert("ok".into(), false.into());
@@ -305,7 +305,7 @@ fn abandon(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<RestoreRe
     j.data.insert("undone".into(), true.into());
     j.data.insert("staging".into(), staging.clone().into());
     vault
-        .history_for(&Keys::of(token))
+        .history_for(&Keys::of(cred))
         .append(MIGRATE, j.data.clone())?;
     vault.remove_journal()?;
     Ok(RestoreReport {

@@ -21,7 +21,7 @@ pub(crate) mod undo;
 pub(crate) mod workdir;
 pub(crate) mod writable;
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde::Serialize;
 
 use crate::crypto::Keys;
@@ -100,18 +100,18 @@ impl Pending {
 /// `bad-journal`). `blocked` says wake will not act on it at all (it halts
 /// on a changed config or a bad quarantine first): then only the journal's
 /// fields are read, if they can be.
-pub(crate) fn plan(vault: &Vault, token: &BotToken, blocked: bool) -> Result<Option<Pending>> {
+pub(crate) fn plan(vault: &Vault, cred: &Credential, blocked: bool) -> Result<Option<Pending>> {
     let j = if blocked {
         // Wake will not read it either: shown when it can be read at all.
         vault.read_journal(None).ok().flatten()
     } else {
-        vault.read_journal(Some(&Keys::of(token)))?
+        vault.read_journal(Some(&Keys::of(cred)))?
     };
     let Some(j) = j else { return Ok(None) };
     let wake_will = if blocked {
         WakeWill::Nothing
     } else {
-        let view = journal_view(vault, token, &j)?;
+        let view = journal_view(vault, cred, &j)?;
         let dirs = WorkDirs::of(&view.soul());
         match j.abort {
             Some(step) => {
@@ -143,16 +143,16 @@ pub(crate) fn plan(vault: &Vault, token: &BotToken, blocked: bool) -> Result<Opt
 /// `config.toml` like a restore does.
 pub(crate) fn resume_locked(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     progress: &dyn Progress,
 ) -> Result<Option<RestoreReport>> {
-    let keys = Keys::of(token);
+    let keys = Keys::of(cred);
     let Some(mut j) = vault.read_journal(Some(&keys))? else {
         return Ok(None);
     };
-    let vault = &journal_view(vault, token, &j)?;
+    let vault = &journal_view(vault, cred, &j)?;
     if j.abort.is_some() {
-        return undo::undo(vault, token, &mut j)
+        return undo::undo(vault, cred, &mut j)
             .map(Some)
             .map_err(|e| not_writable(vault, e, Next::Abort));
     }
@@ -161,7 +161,7 @@ pub(crate) fn resume_locked(
             j.data.insert("quarantine_config".into(), q.into());
             vault.write_journal(&keys, &j)?;
         }
-        finish(vault, token, &mut j, None, progress, true)
+        finish(vault, cred, &mut j, None, progress, true)
     })();
     resumed
         .map(Some)

@@ -15,7 +15,7 @@
 
 use std::fs;
 
-use selfsame_telegram::BotToken;
+use crate::crypto::Credential;
 use serde_json::{Map, Value};
 
 use super::config::journal_view;
@@ -31,12 +31,12 @@ use crate::vault::{atomic, Vault};
 
 /// Undoes the interrupted swap whose journal is in the vault, if any (the
 /// vault lock held): records the first step of the undo, then runs it.
-pub(crate) fn begin(vault: &Vault, token: &BotToken) -> Result<Option<RestoreReport>> {
-    let keys = Keys::of(token);
+pub(crate) fn begin(vault: &Vault, cred: &Credential) -> Result<Option<RestoreReport>> {
+    let keys = Keys::of(cred);
     let Some(mut j) = vault.read_journal(Some(&keys))? else {
         return Ok(None);
     };
-    let vault = &journal_view(vault, token, &j)?;
+    let vault = &journal_view(vault, cred, &j)?;
     if j.abort.is_none() {
         let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
         if j.phase == SwapPhase::Seal && newest > j.head_before {
@@ -59,7 +59,7 @@ pub(crate) fn begin(vault: &Vault, token: &BotToken) -> Result<Option<RestoreRep
         j.abort = Some(first);
         vault.write_journal(&keys, &j)?;
     }
-    undo(vault, token, &mut j)
+    undo(vault, cred, &mut j)
         .map(Some)
         .map_err(|e| not_writable(vault, e, Next::Abort))
 }
@@ -78,8 +78,8 @@ pub(crate) fn wants(step: Undo, j: &Journal) -> [Want; 3] {
 
 /// Runs the undo from the step `j.abort` records to the end. `vault` acts
 /// on the journal's config.
-pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<RestoreReport> {
-    let keys = Keys::of(token);
+pub(crate) fn undo(vault: &Vault, cred: &Credential, j: &mut Journal) -> Result<RestoreReport> {
+    let keys = Keys::of(cred);
     let soul = vault.soul();
     let dirs = WorkDirs::of(&soul);
     let (work, new, old) = (&dirs.work, &dirs.new, &dirs.old);
@@ -177,7 +177,7 @@ pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<R
             Undo::Clean => {
                 return clean(
                     vault,
-                    token,
+                    cred,
                     j,
                     &dirs,
                     [has_work, has_new, has_old],
@@ -194,7 +194,7 @@ pub(crate) fn undo(vault: &Vault, token: &BotToken, j: &mut Journal) -> Result<R
 /// the journal removed.
 fn clean(
     vault: &Vault,
-    token: &BotToken,
+    cred: &Credential,
     j: &Journal,
     dirs: &WorkDirs,
     [has_work, has_new, has_old]: [bool; 3],
@@ -237,7 +237,7 @@ fn clean(
     if let Some(k) = &kept {
         data.insert("quarantine".into(), k.clone().into());
     }
-    vault.history_for(&Keys::of(token)).append(&j.event, data)?;
+    vault.history_for(&Keys::of(cred)).append(&j.event, data)?;
     vault.remove_journal()?;
     Ok(RestoreReport {
         target: j.target,
@@ -267,6 +267,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::crypto::Platform;
     use crate::ops::init::{init, InitOptions};
 
     fn tree(root: &Path) -> BTreeMap<String, String> {
@@ -298,11 +299,11 @@ mod tests {
         old: Option<&[(&str, &str)]>,
         dest: Option<&[(&str, &str)]>,
         abort: Option<Undo>,
-    ) -> (Vault, BotToken, Journal) {
+    ) -> (Vault, Credential, Journal) {
         let soul = dir.join("soul");
         files(&soul, SEALED);
-        let token = BotToken::parse("5151:undo-test-token").unwrap();
-        let vault = init(dir, &token, &InitOptions::new("soul")).unwrap();
+        let cred = Credential::parse(Platform::Telegram, "5151:undo-test-token").unwrap();
+        let vault = init(dir, &cred, &InitOptions::new("soul")).unwrap();
         let head = vault.read_checkpoint(1).unwrap();
         let dirs = WorkDirs::of(&soul);
         let work_dir = Some(workdir::make(&dirs.work).unwrap());
@@ -334,8 +335,8 @@ mod tests {
             },
             abort,
         };
-        vault.write_journal(&Keys::of(&token), &j).unwrap();
-        (vault, token, j)
+        vault.write_journal(&Keys::of(&cred), &j).unwrap();
+        (vault, cred, j)
     }
 
     fn assert_undone(dir: &Path, vault: &Vault) {
@@ -360,8 +361,8 @@ mod tests {
         // The copy reached `quarantine/q1` whole; removing `old/` stopped
         // after `a.txt`.
         let dir = tempfile::tempdir().unwrap();
-        let (vault, token, _) = interrupted(dir.path(), Some(&EDITED[1..]), Some(EDITED), None);
-        let r = begin(&vault, &token).unwrap().unwrap();
+        let (vault, cred, _) = interrupted(dir.path(), Some(&EDITED[1..]), Some(EDITED), None);
+        let r = begin(&vault, &cred).unwrap().unwrap();
         assert!(r.aborted);
         assert_undone(dir.path(), &vault);
     }
@@ -371,7 +372,7 @@ mod tests {
         // Step `back` copied `quarantine/q1` into `old/` whole; removing
         // `q1` stopped after `a.txt`. The soul's entries are in `new/`.
         let dir = tempfile::tempdir().unwrap();
-        let (vault, token, _) = interrupted(
+        let (vault, cred, _) = interrupted(
             dir.path(),
             Some(EDITED),
             Some(&EDITED[1..]),
@@ -379,7 +380,7 @@ mod tests {
         );
         let soul = dir.path().join("soul");
         fs::rename(soul.join("a.txt"), soul.join(WORK_DIR).join("new/a.txt")).unwrap();
-        let r = begin(&vault, &token).unwrap().unwrap();
+        let r = begin(&vault, &cred).unwrap().unwrap();
         assert!(r.aborted);
         assert_undone(dir.path(), &vault);
     }

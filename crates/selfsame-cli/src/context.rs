@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use selfsame::{Credential, Error, Result, Vault};
+use selfsame::{Credential, Error, Result, Settings, Vault};
 use selfsame_telegram::BotToken;
 
 use crate::output::{errln, outln};
@@ -45,6 +45,13 @@ pub fn read_token_file(path: &Path) -> std::result::Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
 }
 
+/// `SELFSAME_SHELL_VERSION`, when set and not empty.
+pub fn shell_version_env() -> Option<String> {
+    std::env::var("SELFSAME_SHELL_VERSION")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
 pub struct Context {
     vault: Option<PathBuf>,
     token_file: Option<PathBuf>,
@@ -67,7 +74,22 @@ impl Context {
 
     pub fn open_vault(&self) -> Result<Vault> {
         let dir = Vault::discover(&self.cwd()?, self.vault.as_deref())?;
-        Vault::open(&dir)
+        Ok(Vault::open(&dir)?.with_settings(self.settings()))
+    }
+
+    /// The settings this process gives the library: the lock wait
+    /// (`SELFSAME_LOCK_WAIT`, e.g. `10s`; default 5 s) and the shell version
+    /// (`SELFSAME_SHELL_VERSION`).
+    pub fn settings(&self) -> Settings {
+        let mut s = Settings::default();
+        if let Some(wait) = std::env::var("SELFSAME_LOCK_WAIT")
+            .ok()
+            .and_then(|t| humantime::parse_duration(&t).ok())
+        {
+            s.lock_wait = wait;
+        }
+        s.shell = shell_version_env();
+        s
     }
 
     /// Whether `--token-file` was given.

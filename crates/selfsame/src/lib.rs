@@ -24,13 +24,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod clock;
 pub mod crypto;
 pub mod error;
-pub mod failpoint;
 pub mod format;
 pub mod ops;
 pub mod progress;
+pub mod settings;
 pub mod soul;
 pub mod supervise;
 pub mod vault;
@@ -38,5 +37,6 @@ pub mod verdict;
 
 pub use crypto::{Credential, CredentialError, Platform};
 pub use error::{Error, Result};
+pub use settings::Settings;
 pub use vault::Vault;
 pub use verdict::{Detail, Verdict};

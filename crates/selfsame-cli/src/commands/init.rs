@@ -53,6 +53,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         token_env: Some(args.token_env),
         exclude: args.exclude,
         create: args.create,
+        settings: ctx.settings(),
     };
     let cwd = ctx.cwd()?;
     let others = guarded_by(&cwd, &args.soul);

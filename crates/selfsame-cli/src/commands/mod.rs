@@ -59,9 +59,5 @@ pub fn print_seal(r: &selfsame::ops::seal::SealReport) {
 
 /// Parses a `--shell-version`, falling back to `SELFSAME_SHELL_VERSION`.
 pub fn shell_version(arg: Option<String>) -> Option<String> {
-    arg.or_else(|| {
-        std::env::var("SELFSAME_SHELL_VERSION")
-            .ok()
-            .filter(|s| !s.is_empty())
-    })
+    arg.or_else(crate::context::shell_version_env)
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use selfsame::supervise::{self, alert::Sinks, Log, Options};
 use selfsame::Result;
+use selfsame_telegram::BotToken;
 
 use crate::context::Context;
 use crate::output::errln;
@@ -130,6 +131,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             .ok()
             .filter(|s| !s.is_empty()),
         webhook: args.alert_webhook,
+        hide_env: holding_secret(&ctx.bot_token(&vault.config.token_env)?),
     };
     opts.prepare = Some(die_with_supervisor);
     let outcome = supervise::run(&vault, &token, &opts, &Stderr)?;
@@ -141,6 +143,24 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         }));
     }
     Ok(outcome.exit_code)
+}
+
+/// The environment variables whose value holds the token's secret (the
+/// token exported under another name too): the alert command does not get
+/// them.
+fn holding_secret(token: &BotToken) -> Vec<OsString> {
+    let whole = token.expose();
+    let secret = whole.split_once(':').map_or(whole, |(_, s)| s);
+    std::env::vars_os()
+        .filter(|(_, value)| {
+            !secret.is_empty()
+                && value
+                    .as_encoded_bytes()
+                    .windows(secret.len())
+                    .any(|w| w == secret.as_bytes())
+        })
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// On Linux the agent gets SIGKILL when the supervisor dies, so a

@@ -54,7 +54,7 @@ pub fn run(_args: Args, ctx: &Context) -> Result<i32> {
             outln!("pending: {}", p.describe());
         }
         out!("wake would say: ");
-        super::wake::print_report(&report, ctx, &vault, None);
+        super::wake::print_report(&report, ctx);
     }
     Ok(report.exit_code)
 }

@@ -104,28 +104,22 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let token = ctx.vault_token(&vault)?;
     let opts = args.flags.options(&vault, false)?;
     let report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
-    print_report(&report, ctx, &vault, opts.max_age);
+    print_report(&report, ctx);
     Ok(report.exit_code)
 }
 
 /// The `stale` warning for people: how old the head is, and the threshold
 /// (`max_age`: the flag's when given, else the config's).
-fn stale(vault: &Vault, r: &WakeReport, max_age: Option<Option<Duration>>) -> String {
-    let detail = || -> Option<String> {
-        let seq = r.seq?;
-        let sealed = vault.read_checkpoint(seq).ok()?.ckpt.sealed_time();
-        let age = selfsame::clock::now().duration_since(sealed).ok()?;
-        let max = match max_age {
-            Some(m) => m,
-            None => vault.config.max_age(&vault.config_path()).ok()?,
-        }?;
-        Some(format!(
-            ": checkpoint {seq} was sealed {} ago, longer than max_age {}; seal more often (e.g. `selfsame seal --reason heartbeat`), or raise max_age in config.toml",
-            rough(age),
-            humantime::format_duration(max)
-        ))
-    };
-    format!("stale{}", detail().unwrap_or_default())
+fn stale(r: &WakeReport) -> String {
+    match &r.stale {
+        Some(s) => format!(
+            "stale: checkpoint {} was sealed {} ago, longer than max_age {}; seal more often (e.g. `selfsame seal --reason heartbeat`), or raise max_age in config.toml",
+            s.seq,
+            rough(s.age),
+            humantime::format_duration(s.max_age)
+        ),
+        None => "stale".into(),
+    }
 }
 
 /// A duration to its two largest units (`8days 3h`, `5h 12m`, `40s`).
@@ -139,12 +133,7 @@ fn rough(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_secs(kept))
 }
 
-pub fn print_report(
-    r: &WakeReport,
-    ctx: &Context,
-    vault: &Vault,
-    max_age: Option<Option<Duration>>,
-) {
+pub fn print_report(r: &WakeReport, ctx: &Context) {
     if ctx.json {
         ctx.print_json(r);
         return;
@@ -159,7 +148,7 @@ pub fn print_report(
     }
     for w in &r.warnings {
         match w.as_str() {
-            "stale" => outln!("  warning: {}", stale(vault, r, max_age)),
+            "stale" => outln!("  warning: {}", stale(r)),
             _ => outln!("  warning: {w}"),
         }
     }

@@ -11,6 +11,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::checkpoint::Reason;
 use crate::format::tags::check_format_tag;
 use crate::progress::{Progress, Silent};
+use crate::settings::Settings;
 use crate::vault::{Config, Vault};
 
 /// How to initialise a vault.
@@ -29,6 +30,8 @@ pub struct InitOptions {
     /// Create the soul directory when it is missing (otherwise a missing
     /// soul is refused: a typo must not start guarding an empty soul).
     pub create: bool,
+    /// The settings the new vault obeys.
+    pub settings: Settings,
 }
 
 impl InitOptions {
@@ -41,6 +44,7 @@ impl InitOptions {
             token_env: None,
             exclude: Vec::new(),
             create: false,
+            settings: Settings::default(),
         }
     }
 
@@ -130,7 +134,7 @@ pub fn init_with_progress(
         config.token_env = env.clone();
     }
     config.exclude = opts.exclude.clone();
-    let vault = Vault::create(base, config)?;
+    let vault = Vault::create(base, config)?.with_settings(opts.settings.clone());
     let _lock = vault.lock()?;
     let mut data = Map::new();
     data.insert("soul".into(), opts.soul.clone().into());

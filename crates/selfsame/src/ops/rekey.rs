@@ -15,10 +15,8 @@ use serde::Serialize;
 use serde_json::Map;
 
 use super::checks::{inspect, ObjectScope};
-use crate::clock;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
-use crate::failpoint;
 use crate::format::checkpoint::{Draft, Header, Reason, CONFIG, PREV_KEY_HASH};
 use crate::format::time::rfc3339;
 use crate::vault::{StoredCheckpoint, Vault};
@@ -98,7 +96,7 @@ pub fn rekey(vault: &Vault, old: &Credential, new: &Credential) -> Result<RekeyR
         header: Header {
             seq: head.ckpt.seq + 1,
             prev: head.file_hash.clone(),
-            sealed_at: rfc3339(clock::now()),
+            sealed_at: rfc3339(vault.now()),
             reason: Reason::Rekey.as_str().to_owned(),
             log: vault.history().tail()?.0,
             bot_id: new.account_id(),
@@ -109,7 +107,7 @@ pub fn rekey(vault: &Vault, old: &Credential, new: &Credential) -> Result<RekeyR
     let ckpt = new_keys.sign_rekey(&draft, &old_keys);
     debug_assert!(ckpt.fields.get(PREV_KEY_HASH).is_some());
     let file_hash = vault.write_checkpoint(&ckpt)?;
-    failpoint::hit("rekey-after-checkpoint");
+    vault.failpoint("rekey-after-checkpoint");
     vault.write_head(ckpt.seq)?;
 
     let history = vault.history_for(&new_keys);

@@ -14,7 +14,6 @@ use super::swap::tree::{check_movable, clear_work, kept_collision, top_level_kee
 use super::swap::workdir::{self, WorkDirs};
 use super::swap::writable::{not_writable, Next};
 use super::swap::{self, undo};
-use crate::clock;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::journal::{Journal, SwapPhase};
@@ -147,7 +146,7 @@ pub(crate) fn restore_locked(
         )));
     }
     check_movable(vault, &keep)?;
-    let quarantine = format!("{}-{}-from-{}", stamp(clock::now()), event, head.ckpt.seq);
+    let quarantine = format!("{}-{}-from-{}", stamp(vault.now()), event, head.ckpt.seq);
     // Nothing in the soul changes before the work dir exists: a soul that
     // cannot be written is refused here, with nothing done.
     let dirs = WorkDirs::of(&vault.soul());
@@ -170,7 +169,7 @@ pub(crate) fn restore_locked(
             phase: SwapPhase::Stage,
             quarantine,
             head_before: head.ckpt.seq,
-            started: rfc3339(clock::now()),
+            started: rfc3339(vault.now()),
             format: None,
             data,
             config: Some(vault.config_hash()),

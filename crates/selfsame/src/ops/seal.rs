@@ -10,10 +10,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 
 use super::head::{current_head, manifest_of};
-use crate::clock;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
-use crate::failpoint;
 use crate::format::checkpoint::{check_extra_fields, Draft, FieldError, Header, Reason, CONFIG};
 use crate::format::tags::check_format_tag;
 use crate::format::time::rfc3339;
@@ -33,7 +31,8 @@ pub const DEFAULT_FORMAT: &str = "v1";
 pub struct SealOptions {
     /// Why.
     pub reason: Reason,
-    /// The shell version; defaults to `SELFSAME_SHELL_VERSION`, then the head's.
+    /// The shell version; defaults to the vault's
+    /// [`Settings::shell`](crate::settings::Settings::shell), then the head's.
     pub shell: Option<String>,
     /// The soul format tag; defaults to the head's.
     pub format: Option<String>,
@@ -166,7 +165,7 @@ pub(crate) fn seal_expecting(
     )?;
     let fp = &scan.fingerprint;
     objects.sync()?;
-    failpoint::hit("seal-after-objects");
+    vault.failpoint("seal-after-objects");
     let head_soul = head.as_ref().map(|h| h.ckpt.soul.as_str());
     let (soul_hash, changes) = match fp.known_soul {
         // The stat cache vouches for the head's very manifest (an unchanged
@@ -194,7 +193,7 @@ pub(crate) fn seal_expecting(
         }
         _ => finish_scan(vault, head.as_ref(), &scan, &cache_path, scan_began)?,
     };
-    failpoint::hit("seal-after-manifest");
+    vault.failpoint("seal-after-manifest");
     let soul_hex = hex::encode(soul_hash);
 
     let unchanged = head.as_ref().is_some_and(|h| h.ckpt.soul == soul_hex);
@@ -216,11 +215,7 @@ pub(crate) fn seal_expecting(
     let shell = opts
         .shell
         .clone()
-        .or_else(|| {
-            std::env::var("SELFSAME_SHELL_VERSION")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
+        .or_else(|| vault.settings().shell.clone())
         .or_else(|| head.as_ref().map(|h| h.ckpt.shell.clone()))
         .unwrap_or_else(|| UNKNOWN_SHELL.into());
     let format = opts
@@ -243,7 +238,7 @@ pub(crate) fn seal_expecting(
             soul: soul_hex.clone(),
             files: fp.manifest.files(),
             bytes: fp.manifest.bytes(),
-            sealed_at: rfc3339(clock::now()),
+            sealed_at: rfc3339(vault.now()),
             reason: opts.reason.as_str().to_owned(),
             shell,
             format,
@@ -264,9 +259,9 @@ pub(crate) fn seal_expecting(
         }
     }
     let file_hash = vault.write_checkpoint(&ckpt)?;
-    failpoint::hit("seal-after-checkpoint");
+    vault.failpoint("seal-after-checkpoint");
     vault.write_head(ckpt.seq)?;
-    failpoint::hit("seal-after-head");
+    vault.failpoint("seal-after-head");
 
     let mut data = Map::new();
     data.insert("seq".into(), ckpt.seq.into());

@@ -13,7 +13,6 @@ use super::migrate::{assess, migrate_locked, migrations_dir, MigrateOptions, Reg
 use super::restore::{restore_locked, Target};
 use super::seal::{joined, seal_locked, SealOptions};
 use super::swap::{self, Pending, WakeWill};
-use crate::clock;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Reason;
@@ -84,6 +83,20 @@ pub struct WakeReport {
     /// `status` only: an interrupted restore or migration that wake acts
     /// on before it looks at the soul, and what it will do.
     pub pending: Option<Pending>,
+    /// With the `stale` warning: how old the head is, and the threshold.
+    #[serde(skip)]
+    pub stale: Option<Stale>,
+}
+
+/// The head is older than `max_age` (the `stale` warning).
+#[derive(Debug, Clone, Copy)]
+pub struct Stale {
+    /// The head checkpoint.
+    pub seq: u64,
+    /// How long ago it was sealed.
+    pub age: Duration,
+    /// The threshold it passed.
+    pub max_age: Duration,
 }
 
 /// A shell change between the head and this wake.
@@ -319,6 +332,7 @@ fn judge(
         head: insp.head.as_ref().map(|h| h.ckpt.seq),
         molt: None,
         pending: pending.clone(),
+        stale: None,
     };
 
     if let Some((verdict, detail)) = insp.failure() {
@@ -358,11 +372,17 @@ fn judge(
         ));
     }
     if let Some(max) = max_age {
-        let age = clock::now()
+        let age = vault
+            .now()
             .duration_since(head.ckpt.sealed_time())
             .unwrap_or_default();
         if age > max {
             report.warnings.push("stale".into());
+            report.stale = Some(Stale {
+                seq: head.ckpt.seq,
+                age,
+                max_age: max,
+            });
         }
     }
     if let Some(shell) = opts.shell.as_ref().filter(|s| **s != head.ckpt.shell) {

@@ -2,8 +2,9 @@
 //! message through the Bot API with the agent's own token, a webhook POST.
 //!
 //! The command runs as `sh -c CMD` with the supervisor's environment less
-//! the token: the config's `token_env` and any variable whose value holds
-//! the token's secret are removed, as for migrations.
+//! the token: the config's `token_env` and the variables the caller names
+//! ([`Sinks::hide_env`]: the CLI names those whose value holds the token's
+//! secret) are removed, as for migrations.
 //!
 //! Each delivery runs on its own thread with a 10 s limit and reports back
 //! over a channel; the supervisor records the outcome and never waits on a
@@ -40,6 +41,9 @@ pub struct Sinks {
     pub telegram_api: Option<String>,
     /// A URL to POST the alert JSON to.
     pub webhook: Option<String>,
+    /// Environment variables the alert command does not get, besides the
+    /// config's `token_env`: those that hold the credential's secret.
+    pub hide_env: Vec<OsString>,
 }
 
 impl Sinks {
@@ -121,11 +125,12 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher for `sinks`; the credential is used for Telegram only.
-    /// `token_env` (the config's) and every variable whose value holds the
-    /// credential's secret are left out of the alert command's environment.
+    /// `token_env` (the config's) and [`Sinks::hide_env`] are left out of
+    /// the alert command's environment.
     pub fn new(sinks: Sinks, cred: Credential, token_env: &str) -> Self {
         let (tx, rx) = channel();
-        let hidden = hidden_env(&cred, token_env);
+        let mut hidden = vec![OsString::from(token_env)];
+        hidden.extend(sinks.hide_env.iter().cloned());
         Dispatcher {
             sinks,
             cred,
@@ -219,25 +224,6 @@ impl Dispatcher {
 pub fn redact(text: &str, cred: &Credential) -> String {
     let [whole, secret] = cred.secret_texts();
     text.replace(whole, "<token>").replace(secret, "<token>")
-}
-
-/// The variables to remove from the alert command's environment: `token_env`
-/// and any whose value holds the token's secret (the token exported under
-/// another name too).
-fn hidden_env(cred: &Credential, token_env: &str) -> Vec<OsString> {
-    let [_, secret] = cred.secret_texts();
-    let mut hidden = vec![OsString::from(token_env)];
-    for (name, value) in std::env::vars_os() {
-        let holds = !secret.is_empty()
-            && value
-                .as_encoded_bytes()
-                .windows(secret.len())
-                .any(|w| w == secret.as_bytes());
-        if holds && name != token_env {
-            hidden.push(name);
-        }
-    }
-    hidden
 }
 
 fn run_cmd(cmd: &str, json: &str, hidden: &[OsString]) -> Result<(), String> {

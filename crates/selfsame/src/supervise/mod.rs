@@ -23,7 +23,6 @@ use serde_json::{Map, Value};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::clock;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Reason;
@@ -614,7 +613,7 @@ impl Supervisor<'_> {
             message: String::new(),
             changes: Default::default(),
             next: String::new(),
-            at: rfc3339(clock::now()),
+            at: rfc3339(self.vault.now()),
         }
     }
 

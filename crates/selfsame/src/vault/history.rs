@@ -22,18 +22,19 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::{atomic, read};
-use crate::clock;
 use crate::crypto::{sha256_hex, Keys};
 use crate::error::{Error, IoContext, Result};
 use crate::format::history::signed_body;
 use crate::format::time::rfc3339;
 use crate::format::HistoryLine;
+use crate::settings::Clock;
 
 /// The history file of a vault, for reading.
 #[derive(Debug, Clone)]
 pub struct History {
     path: PathBuf,
     run_dir: PathBuf,
+    clock: Clock,
 }
 
 /// The history file of a vault, for writing: every line it appends
@@ -146,7 +147,17 @@ impl HistoryRead {
 impl History {
     /// The history at `path`, with `run_dir` for torn lines.
     pub fn new(path: PathBuf, run_dir: PathBuf) -> Self {
-        History { path, run_dir }
+        History {
+            path,
+            run_dir,
+            clock: Clock::default(),
+        }
+    }
+
+    /// The same file, its new lines timed by `clock`.
+    pub(crate) fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The same file, for writing with `keys`' history key.
@@ -338,7 +349,7 @@ impl HistoryWriter {
         let (prev, n) = self.tail()?;
         let line = HistoryLine {
             n: n + 1,
-            at: rfc3339(clock::now()),
+            at: rfc3339(self.history.clock.now()),
             event: event.to_owned(),
             prev,
             data,
@@ -422,7 +433,7 @@ impl HistoryWriter {
         atomic::create_dir_all(run_dir)?;
         let saved = run_dir.join(format!(
             "torn-history-{}.bin",
-            rfc3339(clock::now()).replace(':', "")
+            rfc3339(self.history.clock.now()).replace(':', "")
         ));
         atomic::write_replace(&saved, torn)?;
         let good = &bytes[..keep];
@@ -446,7 +457,7 @@ impl HistoryWriter {
         data.insert("bytes".into(), torn.len().into());
         let line = HistoryLine {
             n: n + 1,
-            at: rfc3339(clock::now()),
+            at: rfc3339(self.history.clock.now()),
             event: "repair".into(),
             prev,
             data,

@@ -15,15 +15,6 @@ pub struct Lock {
     _file: File,
 }
 
-/// How long a writer waits for the vault lock before giving up
-/// (`SELFSAME_LOCK_WAIT`, a duration such as `10s`; default 5 s).
-pub fn default_wait() -> Duration {
-    std::env::var("SELFSAME_LOCK_WAIT")
-        .ok()
-        .and_then(|t| humantime::parse_duration(&t).ok())
-        .unwrap_or(Duration::from_secs(5))
-}
-
 /// Width of the pid field in a lock file: the holder writes its pid
 /// right-aligned in this many bytes at offset 0, in one write and with no
 /// truncation before it, so a waiter never reads an empty or half-written

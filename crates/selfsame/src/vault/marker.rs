@@ -6,7 +6,6 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::{atomic, read, StoredCheckpoint, Vault};
-use crate::clock;
 use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
 use crate::format::marker::{self, Marker};
@@ -44,7 +43,7 @@ impl Vault {
         let m = Marker {
             head: (head.ckpt.seq, head.file_hash.clone()),
             next: next.map(|(seq, hash)| (seq, hash.to_owned())),
-            at: rfc3339(clock::now()),
+            at: rfc3339(self.now()),
             pid: std::process::id(),
         };
         let text = keys.sign_marker(m.fields());

@@ -26,10 +26,10 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::{Credential, Keys};
 
-use crate::clock;
 use crate::error::{Error, IoContext, Result};
 use crate::format::excludes::Excludes;
 use crate::format::time::rfc3339;
+use crate::settings::Settings;
 pub use checkpoints::{CheckpointDir, StoredCheckpoint};
 pub use config::Config;
 pub use history::{History, HistoryWriter};
@@ -49,14 +49,14 @@ pub struct Vault {
     pub config: Config,
     /// The bytes of `config.toml` that `config` was parsed from.
     config_bytes: Vec<u8>,
+    settings: Settings,
 }
 
 impl Vault {
-    /// Finds the vault: `explicit` (a `.selfsame` dir or its parent), else
-    /// `SELFSAME_VAULT`, else `.selfsame/` in `start` or its parents.
+    /// Finds the vault: `explicit` (a `.selfsame` dir or its parent,
+    /// relative to `start`), else `.selfsame/` in `start` or its parents.
     pub fn discover(start: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
-        let env = std::env::var_os("SELFSAME_VAULT").map(PathBuf::from);
-        if let Some(p) = explicit.map(Path::to_path_buf).or(env) {
+        if let Some(p) = explicit.map(Path::to_path_buf) {
             let p = if p.is_absolute() { p } else { start.join(p) };
             if read::present(&p.join("config.toml")) {
                 return Ok(p);
@@ -123,7 +123,30 @@ impl Vault {
             base,
             config,
             config_bytes: text.into_bytes(),
+            settings: Settings::default(),
         })
+    }
+
+    /// This vault, obeying `settings` (lock wait, shell version).
+    pub fn with_settings(mut self, settings: Settings) -> Vault {
+        self.settings = settings;
+        self
+    }
+
+    /// The settings this vault obeys.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The current time, by the settings' clock.
+    pub(crate) fn now(&self) -> std::time::SystemTime {
+        self.settings.clock().now()
+    }
+
+    /// Stops the process here when a test armed the failpoint `name`
+    /// ([`Settings`]); otherwise nothing.
+    pub(crate) fn failpoint(&self, name: &str) {
+        self.settings.failpoint(name);
     }
 
     /// Creates a new vault directory under `base` with `config`.
@@ -169,6 +192,7 @@ impl Vault {
             base: self.base.clone(),
             config,
             config_bytes: text.into_bytes(),
+            settings: self.settings.clone(),
         })
     }
 
@@ -207,6 +231,7 @@ impl Vault {
     /// The history log, for reading.
     pub fn history(&self) -> History {
         History::new(self.dir.join("history.jsonl"), self.run_dir())
+            .with_clock(self.settings.clock())
     }
 
     /// The history log, for appending lines signed with `keys`' history
@@ -247,7 +272,7 @@ impl Vault {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.run_dir().join("refused.jsonl");
         let line = serde_json::json!({
-            "at": rfc3339(clock::now()),
+            "at": rfc3339(self.now()),
             "event": "wake",
             "verdict": "identity-mismatch",
             "bot_id": bot_id,
@@ -343,7 +368,7 @@ impl Vault {
         atomic::private_dir(&self.run_dir())?;
         let lock = lock::acquire(
             &self.run_dir().join("lock"),
-            lock::default_wait(),
+            self.settings.lock_wait,
             "the vault lock",
         )?;
         private::tighten(&self.dir)?;
@@ -358,7 +383,7 @@ impl Vault {
     pub fn lock_shared(&self) -> Result<Option<lock::Lock>> {
         lock::acquire_shared(
             &self.run_dir().join("lock"),
-            lock::default_wait(),
+            self.settings.lock_wait,
             "the vault lock",
         )
     }

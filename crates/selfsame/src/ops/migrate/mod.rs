@@ -32,10 +32,8 @@ use super::swap::engine::{drop_work_unless_journaled, finish, quarantine_staging
 use super::swap::tree::{clear_work, entries, kept_collision, stage, top_level_keep};
 use super::swap::workdir::{self, Want, WorkDirs};
 use super::swap::writable::{not_writable, Next};
-use crate::clock;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
-use crate::failpoint;
 use crate::format::checkpoint::Reason;
 use crate::format::excludes::Excludes;
 use crate::format::journal::{Journal, SwapPhase, MIGRATE};
@@ -311,7 +309,7 @@ fn step(
     let work_dir = clear_work(vault)
         .and_then(|()| workdir::make(&dirs.work))
         .map_err(|e| not_writable(vault, e, Next::Restore))?;
-    let stamp = stamp(clock::now());
+    let stamp = stamp(vault.now());
     let mut data = Map::new();
     data.insert("ok".into(), true.into());
     data.insert("migration".into(), m.name().into());
@@ -325,7 +323,7 @@ fn step(
         phase: SwapPhase::Stage,
         quarantine: format!("{stamp}-migrate-{}-to-{}", ctx.from, ctx.to),
         head_before: head.ckpt.seq,
-        started: rfc3339(clock::now()),
+        started: rfc3339(vault.now()),
         format: Some(ctx.to.clone()),
         data,
         config: Some(vault.config_hash()),
@@ -348,7 +346,7 @@ fn step(
         vault.remove_journal()?;
         return Err(e);
     }
-    failpoint::hit("migrate-after-stage");
+    vault.failpoint("migrate-after-stage");
 
     let started = Instant::now();
     // The migration ran in the staging dir: it must still be a real

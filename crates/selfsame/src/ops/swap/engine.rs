@@ -13,7 +13,6 @@ use super::tree::{
 use super::workdir::{self, Want, WorkDirs};
 use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
-use crate::failpoint;
 use crate::format::checkpoint::Reason;
 use crate::format::journal::{DirId, Journal, SwapPhase, MIGRATE, WORK_DIR};
 use crate::format::Manifest;
@@ -155,7 +154,7 @@ pub(crate) fn finish(
             vault.remove_journal()?;
             return Err(e);
         }
-        failpoint::hit("restore-after-stage");
+        vault.failpoint("restore-after-stage");
         j.new_dir = Some(workdir::id_of(new)?);
         j.old_dir = Some(workdir::make(old)?);
         j.phase = SwapPhase::SwapOut;
@@ -172,7 +171,7 @@ pub(crate) fn finish(
                 continue;
             }
             fs::rename(soul.join(&name), old.join(&name)).at(&soul.join(&name))?;
-            failpoint::hit(if migrating {
+            vault.failpoint(if migrating {
                 "migrate-mid-swap"
             } else {
                 "restore-mid-swap"
@@ -186,7 +185,7 @@ pub(crate) fn finish(
     if j.phase == SwapPhase::SwapIn {
         for name in entries(new)? {
             rename_no_replace(&new.join(&name), &soul.join(&name), "--resume")?;
-            failpoint::hit(if migrating {
+            vault.failpoint(if migrating {
                 "migrate-mid-swap-in"
             } else {
                 "restore-mid-swap-in"
@@ -203,7 +202,7 @@ pub(crate) fn finish(
         if fs::symlink_metadata(old).is_ok() {
             move_tree(old, &dest)?;
         }
-        failpoint::hit("restore-mid-quarantine");
+        vault.failpoint("restore-mid-quarantine");
         if fs::symlink_metadata(new).is_ok() {
             fs::remove_dir(new).at(new)?;
         }
@@ -213,7 +212,7 @@ pub(crate) fn finish(
         atomic::sync_dir(&soul)?;
         j.phase = SwapPhase::Seal;
         vault.write_journal(&keys, j)?;
-        failpoint::hit("restore-before-seal");
+        vault.failpoint("restore-before-seal");
     }
     // SwapPhase::Seal
     let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
@@ -276,7 +275,7 @@ pub(crate) fn finish(
 pub(crate) fn quarantine_staging(vault: &Vault, stem: &str) -> Result<String> {
     let work = vault.soul().join(WORK_DIR);
     let staging = work.join("new");
-    let dest = unique(&vault.quarantine()?, stem);
+    let dest = unique(&vault.quarantine()?, vault.now(), stem);
     if fs::symlink_metadata(&staging).is_ok() {
         move_tree(&staging, &dest)?;
     }

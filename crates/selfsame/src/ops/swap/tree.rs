@@ -7,10 +7,10 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use rayon::prelude::*;
 
-use crate::clock;
 use crate::error::{Error, IoContext, Result};
 use crate::format::journal::WORK_DIR;
 use crate::format::time::stamp;
@@ -23,7 +23,7 @@ use crate::vault::{atomic, Objects, Vault};
 pub(crate) fn clear_work(vault: &Vault) -> Result<()> {
     let work = vault.soul().join(WORK_DIR);
     if fs::symlink_metadata(&work).is_ok() {
-        let dest = unique(&vault.quarantine()?, "leftover-restore-dir");
+        let dest = unique(&vault.quarantine()?, vault.now(), "leftover-restore-dir");
         move_tree(&work, &dest)?;
     }
     Ok(())
@@ -219,9 +219,10 @@ pub fn stage(
     Ok(())
 }
 
-/// A fresh path under `dir` named `stem` (with a counter if taken).
-pub(crate) fn unique(dir: &Path, stem: &str) -> PathBuf {
-    let base = format!("{}-{}", stamp(clock::now()), stem);
+/// A fresh path under `dir` named `stem` after the time `now` (with a
+/// counter if taken).
+pub(crate) fn unique(dir: &Path, now: SystemTime, stem: &str) -> PathBuf {
+    let base = format!("{}-{}", stamp(now), stem);
     let mut p = dir.join(&base);
     let mut n = 1;
     while fs::symlink_metadata(&p).is_ok() {

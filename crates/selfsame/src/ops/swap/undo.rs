@@ -25,7 +25,6 @@ use super::workdir::{self, Want, WorkDirs};
 use super::writable::{not_writable, Next};
 use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
-use crate::failpoint;
 use crate::format::journal::{DirId, Journal, SwapPhase, Undo, WORK_DIR};
 use crate::vault::{atomic, Vault};
 
@@ -117,7 +116,7 @@ pub(crate) fn undo(vault: &Vault, cred: &Credential, j: &mut Journal) -> Result<
                         continue;
                     }
                     rename_no_replace(&soul.join(&name), &new.join(&name), "--abort")?;
-                    failpoint::hit("restore-abort-mid-out");
+                    vault.failpoint("restore-abort-mid-out");
                 }
                 atomic::sync_dir(new)?;
                 atomic::sync_dir(&soul)?;
@@ -159,7 +158,7 @@ pub(crate) fn undo(vault: &Vault, cred: &Credential, j: &mut Journal) -> Result<
                         soul.display()
                     )));
                 }
-                failpoint::hit("restore-abort-after-back");
+                vault.failpoint("restore-abort-after-back");
                 j.old_dir = Some(workdir::id_of(old)?);
                 Undo::In
             }
@@ -167,7 +166,7 @@ pub(crate) fn undo(vault: &Vault, cred: &Credential, j: &mut Journal) -> Result<
                 if has_old {
                     for name in entries(old)? {
                         rename_no_replace(&old.join(&name), &soul.join(&name), "--abort")?;
-                        failpoint::hit("restore-abort-mid-in");
+                        vault.failpoint("restore-abort-mid-in");
                     }
                     atomic::sync_dir(&soul)?;
                     atomic::sync_dir(old)?;

@@ -149,12 +149,13 @@ impl Context {
     }
 
     pub fn error(&self, e: &Error) {
+        let text = crate::porcelain::error(e);
         if self.json {
-            let v = serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()});
+            let v = serde_json::json!({"error": text, "exit_code": e.exit_code()});
             outln!("{v}");
         }
         // Not `eprintln!`, which panics when stderr fails (a full disk
         // under a redirect): the exit code still tells.
-        errln!("selfsame: error: {e}");
+        errln!("selfsame: error: {text}");
     }
 }

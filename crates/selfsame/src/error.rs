@@ -1,8 +1,14 @@
-//! The library's error type. Messages say what failed, on which path, and
-//! what to do next; none of them can contain the token.
+//! The library's error type: typed, so that callers decide by matching
+//! variants, never text. Messages state what failed and on which path;
+//! what the owner can run next is the caller's to word (the CLI names its
+//! commands, the library names none). None of them can contain a secret.
 
 use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::format::checkpoint::{CheckpointError, FieldError};
+use crate::format::journal::JournalError;
+use crate::format::manifest::ManifestError;
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -10,9 +16,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can stop a selfsame operation (as opposed to a verdict,
 /// which is a finding about the soul and vault).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No `.selfsame/` here or in a parent.
-    #[error("no vault found in {} or its parents; run `selfsame init` there, or pass --vault / set SELFSAME_VAULT", .start.display())]
+    #[error("no vault found in {} or its parents", .start.display())]
     NoVault {
         /// Where the search started.
         start: PathBuf,
@@ -20,6 +27,9 @@ pub enum Error {
     /// `init` found an existing vault.
     #[error("a vault already exists at {}; it was left untouched", .0.display())]
     VaultExists(PathBuf),
+    /// `init` was given a soul directory that does not exist.
+    #[error("soul {} does not exist", .0.display())]
+    NoSoul(PathBuf),
     /// An I/O operation failed on a path.
     #[error("{}: {source}", shorten(&.path.to_string_lossy()))]
     Io {
@@ -36,20 +46,33 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// `config.toml` is not UTF-8 text.
+    #[error("config {}: not UTF-8 text (invalid byte at offset {offset}); fix the file (it is TOML)", .path.display())]
+    ConfigNotText {
+        /// The config file.
+        path: PathBuf,
+        /// Where the first invalid byte is.
+        offset: usize,
+    },
     /// A usage mistake the caller can fix.
     #[error("{0}")]
     Usage(String),
-    /// The token is missing or malformed.
+    /// An operation refused before it changed anything.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The credential is missing or malformed.
     #[error("{0}")]
     Token(String),
-    /// Another process holds the vault.
-    #[error("the vault is busy: {holder}; try again when it finishes")]
+    /// Another process holds a lock.
+    #[error("the vault is busy: {lock} is held by {}", .pid.map_or("another process".to_owned(), |p| format!("pid {p}")))]
     Busy {
-        /// Who holds it, as far as known (pid).
-        holder: String,
+        /// Which lock.
+        lock: LockName,
+        /// Who holds it, when known.
+        pid: Option<u32>,
     },
     /// A soul entry selfsame cannot record.
-    #[error("soul entry {path}: {reason}; remove it, or add it to `exclude` in config.toml (then `selfsame accept`)")]
+    #[error("soul entry {path}: {reason}")]
     Unsupported {
         /// The entry, relative to the soul (lossy if not UTF-8).
         path: String,
@@ -57,7 +80,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// A soul file or directory this process may not read.
-    #[error("cannot read {}: permission denied; make it readable by the user selfsame runs as (chmod, chown), or leave it out with an `exclude` glob in config.toml (then `selfsame accept`)", .path.display())]
+    #[error("cannot read {}: permission denied", .path.display())]
     Unreadable {
         /// The file or directory.
         path: PathBuf,
@@ -74,28 +97,37 @@ pub enum Error {
         /// How many times it was read.
         tries: u32,
     },
-    /// A stored object is missing (hex hash); the vault is damaged.
-    #[error("vault damaged: object {0} is missing; run `selfsame verify` for the full list")]
-    ObjectMissing(String),
-    /// The vault is damaged; `selfsame verify` lists the problems.
-    #[error("vault damaged: {0}; run `selfsame verify` for the full list")]
-    Corrupt(String),
-    /// The token belongs to another bot, or does not verify the vault.
+    /// A stored object is missing; the vault is damaged.
+    #[error("vault damaged: object {hash} is missing")]
+    ObjectMissing {
+        /// The object's hash, hex.
+        hash: String,
+    },
+    /// The vault is damaged.
+    #[error("vault damaged: {}", .damage.describe(.path))]
+    Corrupt {
+        /// The file or directory the damage is in.
+        path: PathBuf,
+        /// What is wrong with it.
+        damage: Box<Damage>,
+    },
+    /// The credential is another account's, or does not verify the vault.
     #[error("identity mismatch: {0}")]
-    Identity(String),
+    Identity(Mismatch),
     /// A checkpoint asked for does not exist.
-    #[error("no checkpoint {0}; `selfsame log` lists them")]
+    #[error("no checkpoint {0}")]
     NoSuchCheckpoint(String),
     /// Fields asked of a new checkpoint were refused (a caller's mistake;
     /// nothing was written).
     #[error("cannot seal: {0}")]
-    Field(#[from] crate::format::checkpoint::FieldError),
-    /// An interrupted restore must be finished or undone first.
-    #[error("an interrupted restore is pending ({0}); run `selfsame wake` (or `selfsame restore --resume`) to finish it, or `selfsame restore --abort` to undo it")]
-    RestorePending(String),
+    Field(#[from] FieldError),
+    /// An interrupted restore or migration must be finished or undone
+    /// first.
+    #[error("an interrupted restore is pending ({0})")]
+    SwapPending(String),
     /// The soul directory cannot be written: its permissions, a read-only
     /// mount or an immutable attribute.
-    #[error("the soul directory {} is not writable ({}: {source}); {next}", .soul.display(), .path.display())]
+    #[error("the soul directory {} is not writable ({}: {source})", .soul.display(), .path.display())]
     SoulNotWritable {
         /// The soul directory.
         soul: PathBuf,
@@ -103,25 +135,357 @@ pub enum Error {
         path: PathBuf,
         /// The OS error.
         source: io::Error,
-        /// What the owner can do.
-        next: String,
+        /// What is left pending.
+        left: Left,
     },
+    /// A swap met something at a name it moves to, and never replaces
+    /// anything.
+    #[error("restore: {} already exists, and a restore never replaces anything: move it out of the way", .path.display())]
+    InTheWay {
+        /// What is in the way.
+        path: PathBuf,
+        /// Whether the owner then resumes or aborts.
+        then: Then,
+    },
+    /// `supervise` was given no command to run.
+    #[error("no command to supervise")]
+    NoCommand,
+}
+
+/// Which lock another process holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockName {
+    /// The short vault lock every writer takes.
+    Vault,
+    /// The lock a supervisor holds for its life.
+    Supervisor,
+}
+
+impl std::fmt::Display for LockName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LockName::Vault => "the vault lock",
+            LockName::Supervisor => "the supervisor lock",
+        })
+    }
+}
+
+/// What a swap that could not write the soul leaves behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Left {
+    /// Nothing was changed; the command can simply be run again.
+    Nothing,
+    /// The interrupted swap (its event) stays pending.
+    Pending(String),
+    /// The undo stays pending.
+    Undo,
+}
+
+/// After an [`Error::InTheWay`]: go on with the swap, or undo it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Finish it.
+    Resume,
+    /// Undo it.
+    Abort,
+}
+
+/// Why a credential does not match the vault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Mismatch {
+    /// The credential proves another account.
+    #[error("the token is bot {token}'s, but this vault belongs to bot {vault}")]
+    OtherAccount {
+        /// The credential's account.
+        token: u64,
+        /// The vault's.
+        vault: u64,
+    },
+    /// The head does not verify under the credential.
+    #[error("checkpoint {0} does not verify under this token: wrong token, a rotated token, or an edited checkpoint")]
+    HeadUnverified(u64),
+    /// A checkpoint asked for does not verify under the credential.
+    #[error("checkpoint {0} does not verify under this token")]
+    Unverified(u64),
+    /// A rekey's two credentials prove two accounts.
+    #[error("the old token is bot {old}'s and the new one bot {new}'s; a rekey keeps the bot and changes only its token")]
+    RekeyAccounts {
+        /// The old credential's account.
+        old: u64,
+        /// The new one's.
+        new: u64,
+    },
+    /// A rekey's old credential does not verify the vault.
+    #[error("the vault does not verify under the old token ({0}); a rekey vouches only for a chain that does")]
+    RekeyUnverified(String),
+}
+
+/// An operation refused before anything changed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// `restore --abort` of a swap that already sealed its checkpoint.
+    #[error("the interrupted {event} already sealed checkpoint {sealed}, so it can no longer be undone. The soul from before it is in {} (and checkpoint {before} is the state sealed before it)", .quarantined.display())]
+    AlreadySealed {
+        /// `restore`, `rollback` or `migrate`.
+        event: String,
+        /// The checkpoint it sealed.
+        sealed: u64,
+        /// Where the soul from before it is.
+        quarantined: PathBuf,
+        /// The head before it.
+        before: u64,
+    },
+    /// A migration to an older format.
+    #[error("the soul is v{current}; migrations only go up. To go back, restore a checkpoint sealed at v{to}")]
+    MigrateDown {
+        /// The soul's format number.
+        current: u32,
+        /// The one asked for.
+        to: u32,
+    },
+    /// A migration under a `config.toml` the head was not sealed with.
+    #[error("config.toml changed since checkpoint {seq}; migrations run only under the config the head was sealed with")]
+    ConfigChanged {
+        /// The head.
+        seq: u64,
+        /// The object holding the sealed config, when it is stored.
+        saved: Option<PathBuf>,
+    },
+    /// A migration from a soul that changed at rest.
+    #[error("the soul changed since checkpoint {0} while the agent was at rest; migrations start from a sealed state")]
+    ChangedAtRest(u64),
+}
+
+/// What is wrong with a vault file or directory (the `path` of
+/// [`Error::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// Not a regular file: a symlink, a FIFO, a device, a directory.
+    NotRegular(&'static str),
+    /// Larger than such a file can be.
+    TooBig {
+        /// Bytes found (at least).
+        len: u64,
+        /// Most bytes such a file can hold.
+        cap: u64,
+    },
+    /// `config.toml` is missing.
+    ConfigMissing,
+    /// The `format` file is missing.
+    FormatMissing,
+    /// The `format` file holds no vault format.
+    FormatInvalid,
+    /// `checkpoints/` is missing.
+    CheckpointsMissing,
+    /// A checkpoint file does not parse.
+    Checkpoint(CheckpointError),
+    /// A checkpoint file says another seq than its name.
+    CheckpointSeq(u64),
+    /// A checkpoint that a seal was about to write exists already.
+    CheckpointExists,
+    /// `HEAD` holds no seq.
+    HeadInvalid,
+    /// `HEAD` names a checkpoint newer than the newest present.
+    HeadAhead(u64),
+    /// `quarantine/` is a symlink or not a directory (what it is).
+    QuarantineInvalid(String),
+    /// A history line after the head's anchor has no valid MAC.
+    LineForged(u64),
+    /// The restore journal is not one selfsame wrote with this credential.
+    Journal(JournalError),
+    /// A work dir of an interrupted swap is not the one it made.
+    WorkDir {
+        /// `restore`, `rollback` or `migrate`.
+        event: String,
+        /// Why not.
+        why: String,
+        /// The work dir.
+        work: PathBuf,
+        /// The journal.
+        journal: PathBuf,
+        /// The quarantine.
+        quarantine: PathBuf,
+    },
+    /// An object is not the size its manifest says.
+    ObjectSize {
+        /// Its size.
+        len: u64,
+        /// The manifest's.
+        size: u64,
+    },
+    /// An object's bytes do not hash to its name.
+    ObjectMismatch,
+    /// An object changed while it was read, or is not a regular file.
+    ObjectChanged,
+    /// A manifest object does not parse: checkpoint `Some(seq)`'s, or a
+    /// migrated soul's.
+    Manifest(Option<u64>, ManifestError),
+    /// A migration journal's soul hash is not hex.
+    JournalSoul(String),
+    /// A checkpoint to restore does not verify.
+    NotTrusted(u64),
+    /// The journal names another soul than its checkpoint's.
+    JournalNamesOtherSoul(u64),
+    /// The soul a swap brought in does not hash to its target's.
+    RestoredSoulDiffers(u64),
+    /// The soul from before an interrupted swap is neither in `old/` nor
+    /// in quarantine.
+    PreviousSoulLost {
+        /// The swap's event.
+        event: String,
+        /// Where it should have been.
+        old: PathBuf,
+        /// The soul.
+        soul: PathBuf,
+    },
+    /// A checkpoint's `config` field is not hex.
+    ConfigHashInvalid(u64),
+    /// The config checkpoint `seq` was sealed with is missing or damaged.
+    SealedConfigLost(u64),
+    /// A manifest to stage has unsafe or malformed paths.
+    UnsafeManifest,
+    /// The parent of an entry to stage is not a directory.
+    ParentNotDir(String),
+    /// An object to stage is not its entry's size.
+    EntryWrongSize(String),
+    /// The head checkpoint's `format` is not a tag.
+    FormatTag(String),
+    /// A rekey's old credential finds a problem (its detail and message).
+    RekeyUnverified(String),
+    /// The history's chain is broken or a line unreadable.
+    HistoryBroken,
+}
+
+impl Damage {
+    /// What is wrong, naming `path`.
+    pub fn describe(&self, path: &Path) -> String {
+        let p = path.display();
+        match self {
+            Damage::NotRegular(what) => format!(
+                "{p} is {what}, not a regular file; every vault file is a regular file written by selfsame (move it away after checking it)"
+            ),
+            Damage::TooBig { len, cap } => format!(
+                "{p} is {len} bytes or more, more than such a file can be ({cap}); it was not written by selfsame"
+            ),
+            Damage::ConfigMissing => {
+                format!("{p} is missing; the vault cannot be used without it")
+            }
+            Damage::FormatMissing => format!(
+                "{p} is missing (it holds the vault format, \"{}\"); the vault is damaged or not a selfsame vault",
+                crate::format::VAULT_FORMAT
+            ),
+            Damage::FormatInvalid => format!(
+                "{p} does not hold a vault format (\"{}\")",
+                crate::format::VAULT_FORMAT
+            ),
+            Damage::CheckpointsMissing => format!(
+                "{p} is missing; the vault has lost its checkpoints (restore the vault from a backup)"
+            ),
+            Damage::Checkpoint(e) => format!("checkpoint {p} is unreadable: {e}"),
+            Damage::CheckpointSeq(seq) => format!("checkpoint {p} says seq {seq}"),
+            Damage::CheckpointExists => format!(
+                "checkpoint {p} already exists; another writer sealed at the same time"
+            ),
+            Damage::HeadInvalid => format!("{p} does not hold a seq"),
+            Damage::HeadAhead(h) => {
+                format!("HEAD names checkpoint {h} but it is missing (rolled back?)")
+            }
+            Damage::QuarantineInvalid(what) => format!(
+                "{p} is {what}; restore, rollback and migrate move soul states there and never follow it out of the vault. Move it aside (check what it holds), make a directory in its place (`mkdir {p}`), then run the command again"
+            ),
+            Damage::LineForged(n) => format!(
+                "{p} line {n} has no valid MAC: it was not written by selfsame with this bot's token (forged or edited); nothing was sealed"
+            ),
+            Damage::Journal(why) => format!(
+                "{p}: {why}; it was not written by selfsame with this bot's token. Move it out of run/ (and {}/ out of the soul) after checking them",
+                crate::format::journal::WORK_DIR
+            ),
+            Damage::WorkDir {
+                event,
+                why,
+                work,
+                journal,
+                quarantine,
+            } => format!(
+                "{p} is not the directory the interrupted {event} made ({why}), so it is neither finished nor undone, and nothing was touched. To clear it: check what they hold, then move {} out of the soul and {} into {}/",
+                work.display(),
+                journal.display(),
+                quarantine.display()
+            ),
+            Damage::ObjectSize { len, size } => {
+                format!("object {p} is {len} bytes, but its manifest says {size}")
+            }
+            Damage::ObjectMismatch => format!("object {p} does not match its hash"),
+            Damage::ObjectChanged => {
+                format!("object {p} changed while it was read, or is not a regular file")
+            }
+            Damage::Manifest(Some(seq), e) => format!("manifest of checkpoint {seq}: {e}"),
+            Damage::Manifest(None, e) => format!("manifest of the migrated soul: {e}"),
+            Damage::JournalSoul(hex) => format!("migration journal: bad soul hash {hex:?}"),
+            Damage::NotTrusted(seq) => {
+                format!("checkpoint {seq} does not verify; it cannot be restored")
+            }
+            Damage::JournalNamesOtherSoul(seq) => {
+                format!("the restore journal names a soul other than checkpoint {seq}'s")
+            }
+            Damage::RestoredSoulDiffers(seq) => format!(
+                "the restored soul does not match checkpoint {seq} (something wrote to the soul during the restore?)"
+            ),
+            Damage::PreviousSoulLost { event, old, soul } => format!(
+                "the soul from before the interrupted {event} is neither in {} nor in {p}; it cannot be put back. Find it, put its entries into {}",
+                old.display(),
+                soul.display()
+            ),
+            Damage::ConfigHashInvalid(seq) => {
+                format!("checkpoint {seq} records a config hash that is not hex")
+            }
+            Damage::SealedConfigLost(seq) => format!(
+                "config.toml differs from the config checkpoint {seq} was sealed with, and that one ({p}) is missing or damaged, so a restore cannot act on it: put config.toml back as it was sealed, or adopt it"
+            ),
+            Damage::UnsafeManifest => "restore: the manifest has unsafe or malformed paths".into(),
+            Damage::ParentNotDir(entry) => {
+                format!("restore: parent of {entry} is not a directory")
+            }
+            Damage::EntryWrongSize(entry) => format!("object for {entry} has the wrong size"),
+            Damage::FormatTag(e) => format!("head checkpoint: {e}"),
+            Damage::HistoryBroken => format!("{p} is damaged"),
+            Damage::RekeyUnverified(why) => format!(
+                "the vault does not verify under the old token ({why}); a rekey vouches only for a chain that does"
+            ),
+        }
+    }
 }
 
 impl Error {
+    /// The damage at `path`.
+    pub(crate) fn corrupt(path: &Path, damage: Damage) -> Error {
+        Error::Corrupt {
+            path: path.to_owned(),
+            damage: Box::new(damage),
+        }
+    }
+
     /// The process exit code for this error (DESIGN.md: 2 usage or config,
     /// 4 identity, 5 damaged vault, 75 busy, 1 anything else).
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::NoVault { .. }
             | Error::VaultExists(_)
+            | Error::NoSoul(_)
             | Error::Config { .. }
+            | Error::ConfigNotText { .. }
             | Error::Usage(_)
+            | Error::Refused(_)
             | Error::Token(_)
             | Error::NoSuchCheckpoint(_)
-            | Error::Field(_) => 2,
+            | Error::Field(_)
+            | Error::InTheWay { .. }
+            | Error::NoCommand => 2,
             Error::Identity(_) => 4,
-            Error::Corrupt(_) | Error::ObjectMissing(_) => 5,
+            Error::Corrupt { .. } | Error::ObjectMissing { .. } => 5,
             Error::Busy { .. } => 75,
             _ => 1,
         }

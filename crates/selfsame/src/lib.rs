@@ -36,7 +36,7 @@ pub mod vault;
 pub mod verdict;
 
 pub use crypto::{Credential, CredentialError, Platform};
-pub use error::{Error, Result};
+pub use error::{Damage, Error, Left, LockName, Mismatch, Refusal, Result, Then};
 pub use settings::Settings;
 pub use vault::Vault;
-pub use verdict::{Detail, Verdict};
+pub use verdict::{Action, Advice, Detail, Verdict};

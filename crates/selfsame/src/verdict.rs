@@ -272,3 +272,31 @@ impl Policies {
         }
     }
 }
+
+/// What the owner can do about a problem or a verdict: a fact for the
+/// caller to word (the CLI names its commands; the library names none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Advice {
+    /// `config.toml` changed: adopt it if the change is the owner's; if
+    /// not, the config the head was sealed with is saved at `saved`.
+    AdoptConfig {
+        /// The object holding the sealed config, when it is stored.
+        saved: Option<std::path::PathBuf>,
+    },
+    /// No checkpoint verifies under the credential: it may have been
+    /// rotated, which a rekey with the old one records.
+    Rekey,
+    /// The same, said at wake: if the platform issued a new credential,
+    /// rekey with the old one.
+    RekeyWithOld,
+    /// A work dir of an interrupted swap is not the one it made: once the
+    /// owner moved it and the journal aside, wake again (and restore the
+    /// head to put the sealed soul back).
+    WakeAfterClearing,
+    /// Migrations lead from the soul's format to one the shell reads.
+    Migrate,
+    /// A soul entry no seal can record: remove it, or exclude it and
+    /// adopt the config, then wake again.
+    RemoveOrExclude,
+}

@@ -36,7 +36,7 @@ fn an_empty_command_is_refused_before_anything_is_written() {
         let before = fs::read(&history).unwrap();
         let opts = Options::new(command.clone());
         match supervise::run(&vault, &token(), &opts, &Quiet) {
-            Err(e @ Error::Usage(_)) => {
+            Err(e @ Error::NoCommand) => {
                 assert_eq!(e.exit_code(), 2);
                 assert!(e.to_string().contains("command"), "{e}");
             }

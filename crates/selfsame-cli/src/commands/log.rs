@@ -1,7 +1,7 @@
 //! `selfsame log`
 
 use selfsame::soul::ChangeSummary;
-use selfsame::{Error, Result};
+use selfsame::{Damage, Error, Result};
 
 use crate::context::Context;
 use crate::output::{errln, outln};
@@ -69,7 +69,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         for p in &history.problems {
             errln!("selfsame: warning: {p}");
         }
-        return Err(Error::Corrupt("history.jsonl is damaged".into()));
+        return Err(Error::Corrupt {
+            path: vault.history().path().to_owned(),
+            damage: Box::new(Damage::HistoryBroken),
+        });
     }
     Ok(0)
 }

@@ -109,6 +109,12 @@ impl Log for Stderr {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         errln!("{now} selfsame run: {text}");
     }
+
+    fn unsent(&self, message: &str) {
+        self.line(&format!(
+            "no alert sink is set (--alert-cmd, --alert-telegram, --alert-webhook): {message}"
+        ));
+    }
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
@@ -134,6 +140,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         hide_env: holding_secret(&ctx.bot_token(&vault.config.token_env)?),
     };
     opts.prepare = Some(die_with_supervisor);
+    opts.advise = Some(crate::porcelain::next);
     let outcome = supervise::run(&vault, &token, &opts, &Stderr)?;
     Stderr.line(&outcome.message);
     if ctx.json {

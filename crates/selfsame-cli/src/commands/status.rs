@@ -26,7 +26,8 @@ pub fn run(_args: Args, ctx: &Context) -> Result<i32> {
         dry_run: true,
         ..Default::default()
     };
-    let report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
+    let mut report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
+    crate::porcelain::wake(&mut report);
     if ctx.json {
         ctx.print_json(&serde_json::json!({
             "vault": vault.dir(),
@@ -51,7 +52,7 @@ pub fn run(_args: Args, ctx: &Context) -> Result<i32> {
             }
         );
         if let Some(p) = &report.pending {
-            outln!("pending: {}", p.describe());
+            outln!("pending: {}", crate::porcelain::pending(p));
         }
         out!("wake would say: ");
         super::wake::print_report(&report, ctx);

@@ -26,7 +26,8 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
     let token = ctx.vault_token(&vault)?;
-    let report = verify(&vault, &token, args.read_data, &ctx.progress())?;
+    let mut report = verify(&vault, &token, args.read_data, &ctx.progress())?;
+    crate::porcelain::verify(&mut report);
     if ctx.json {
         ctx.print_json(&report);
         return Ok(report.exit_code);

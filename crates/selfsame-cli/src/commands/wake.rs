@@ -103,7 +103,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
     let token = ctx.vault_token(&vault)?;
     let opts = args.flags.options(&vault, false)?;
-    let report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
+    let mut report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
+    crate::porcelain::wake(&mut report);
     print_report(&report, ctx);
     Ok(report.exit_code)
 }

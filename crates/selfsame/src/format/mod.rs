@@ -10,6 +10,9 @@ pub mod marker;
 pub mod tags;
 pub mod time;
 
+/// The vault format version, in the vault's `format` file.
+pub const VAULT_FORMAT: &str = "1";
+
 pub use checkpoint::Checkpoint;
 pub use history::HistoryLine;
 pub use manifest::{Entry, Kind, Manifest};

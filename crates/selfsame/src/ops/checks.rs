@@ -7,11 +7,11 @@ use crate::crypto::Credential;
 use serde::Serialize;
 
 use crate::crypto::Keys;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::{Kind, Manifest};
 use crate::vault::history::HistoryRead;
 use crate::vault::{read, StoredCheckpoint, Vault};
-use crate::verdict::{Detail, Verdict};
+use crate::verdict::{Advice, Detail, Verdict};
 
 /// One thing wrong with the vault.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +21,48 @@ pub struct Problem {
     pub detail: Detail,
     /// What is wrong, naming the file.
     pub message: String,
+    /// What the owner can do about it, when there is more to say than
+    /// the message.
+    #[serde(skip)]
+    pub advice: Option<Advice>,
+}
+
+impl Problem {
+    /// A problem with nothing to advise.
+    pub fn new(detail: Detail, message: String) -> Self {
+        Problem {
+            detail,
+            message,
+            advice: None,
+        }
+    }
+
+    /// The problem an error of the vault's files is, when it is damage (a
+    /// missing object or a damaged file); other errors come back.
+    pub fn of_damage(detail: Detail, e: Error) -> Result<Problem> {
+        let (message, advice) = match e {
+            Error::ObjectMissing { hash } => (format!("object {hash} is missing"), None),
+            Error::Corrupt { path, damage } => {
+                let advice =
+                    matches!(*damage, Damage::WorkDir { .. }).then_some(Advice::WakeAfterClearing);
+                (damage.describe(&path), advice)
+            }
+            e => return Err(e),
+        };
+        Ok(Problem {
+            detail,
+            message,
+            advice,
+        })
+    }
+}
+
+/// The description of a damaged file, or the error when it is not damage.
+fn damage(e: Error) -> Result<String> {
+    match e {
+        Error::Corrupt { path, damage } => Ok(damage.describe(&path)),
+        e => Err(e),
+    }
 }
 
 fn ser_detail<S: serde::Serializer>(d: &Detail, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -64,6 +106,8 @@ pub struct Inspection {
     /// Names in `checkpoints/` that are neither checkpoints nor temp files
     /// (ignored, but worth naming).
     pub strays: Vec<String>,
+    /// The objects found missing (an `object-missing` problem each).
+    pub missing_objects: HashSet<[u8; 32]>,
 }
 
 impl Inspection {
@@ -88,11 +132,14 @@ impl Inspection {
 /// Runs the checks. Errors are I/O failures; findings are `problems`.
 pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<Inspection> {
     let keys = Keys::of(cred);
-    let mut problems = Vec::new();
-    let mut push = |detail, message: String| problems.push(Problem { detail, message });
+    let mut problems: Vec<Problem> = Vec::new();
+    let push = |problems: &mut Vec<Problem>, detail, message: String| {
+        problems.push(Problem::new(detail, message))
+    };
 
     if !vault.belongs_to(cred) {
         push(
+            &mut problems,
             Detail::DifferentBot,
             format!(
                 "the token is bot {}'s, but this vault belongs to bot {}",
@@ -119,8 +166,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
     for &seq in &seqs {
         match vault.read_checkpoint(seq) {
             Ok(s) => parsed.push(s),
-            Err(Error::Corrupt(m)) => unreadable.push(m),
-            Err(e) => return Err(e),
+            Err(e) => unreadable.push(damage(e)?),
         }
     }
     let (mut good, mut bad): (Vec<StoredCheckpoint>, Vec<StoredCheckpoint>) =
@@ -153,6 +199,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
     let judged = if good.is_empty() { &bad } else { &good };
     if let Some(other) = judged.iter().find(|s| s.ckpt.bot_id != cred.account_id()) {
         push(
+            &mut problems,
             Detail::DifferentBot,
             format!(
                 "checkpoint {} is bound to bot {}, the token is bot {}'s",
@@ -163,23 +210,25 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         );
     }
     if let Some(r) = retired_at {
-        push(
+        push(&mut problems,
             Detail::MacInvalid,
             format!(
                 "this token was retired by the rekey at checkpoint {r} (token rotation): checkpoints from {r} on verify only under the new token; use the token that replaced it"
             ),
         );
     } else if good.is_empty() && !bad.is_empty() {
-        push(
-            Detail::MacInvalid,
-            format!(
-                "no checkpoint verifies under this token ({} checked): forged, or the token was rotated (see `selfsame rekey`)",
+        problems.push(Problem {
+            detail: Detail::MacInvalid,
+            message: format!(
+                "no checkpoint verifies under this token ({} checked): forged, or the token was rotated",
                 bad.len()
             ),
-        );
+            advice: Some(Advice::Rekey),
+        });
     } else {
         for s in &bad {
             push(
+                &mut problems,
                 Detail::MacMismatch,
                 format!(
                     "checkpoint {}: MAC does not verify (edited?)",
@@ -189,22 +238,21 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         }
     }
     for m in unreadable {
-        push(Detail::UnreadableCheckpoint, m);
+        push(&mut problems, Detail::UnreadableCheckpoint, m);
     }
 
     // Chain, HEAD, history.
     let head_file = match vault.read_head() {
         Ok(h) => h,
-        Err(Error::Corrupt(m)) => {
-            push(Detail::ChainBroken, m);
+        Err(e) => {
+            push(&mut problems, Detail::ChainBroken, damage(e)?);
             None
         }
-        Err(e) => return Err(e),
     };
     let newest = seqs.last().copied();
     if let (Some(h), n) = (head_file, newest) {
         if n.is_none_or(|n| h > n) {
-            push(
+            push(&mut problems,
                 Detail::HeadAhead,
                 format!(
                     "HEAD names checkpoint {h}, but the newest present is {}: checkpoints were removed or an older vault was put back",
@@ -214,11 +262,16 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         }
     }
     if seqs.is_empty() && head_file.is_none() {
-        push(Detail::NoCheckpoint, "the vault has no checkpoint".into());
+        push(
+            &mut problems,
+            Detail::NoCheckpoint,
+            "the vault has no checkpoint".into(),
+        );
     }
     for (expected, &seq) in (1..).zip(seqs.iter()) {
         if seq != expected {
             push(
+                &mut problems,
                 Detail::ChainBroken,
                 format!("checkpoint {expected} is missing (next present: {seq})"),
             );
@@ -235,6 +288,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
             if let Some(prev) = by_seq.get(&(s.ckpt.seq - 1)) {
                 if prev.file_hash != s.ckpt.prev {
                     push(
+                        &mut problems,
                         Detail::ChainBroken,
                         format!(
                             "checkpoint {} does not chain to checkpoint {}",
@@ -248,20 +302,19 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
     }
     let history = match vault.history().read_all() {
         Ok(h) => h,
-        Err(Error::Corrupt(m)) => {
-            push(Detail::HistoryBroken, m);
+        Err(e) => {
+            push(&mut problems, Detail::HistoryBroken, damage(e)?);
             HistoryRead::default()
         }
-        Err(e) => return Err(e),
     };
     for p in &history.problems {
-        push(Detail::HistoryBroken, p.clone());
+        push(&mut problems, Detail::HistoryBroken, p.clone());
     }
     // History v2: the lines after the newest checkpoint's anchor must
     // carry a valid MAC (those before it are vouched for by the chain).
     let anchor = good.last().map_or("", |s| s.ckpt.log.as_str());
     for p in history.authenticate(anchor, &keys).forged {
-        push(Detail::HistoryForged, p);
+        push(&mut problems, Detail::HistoryForged, p);
     }
     if let Some(n) = newest {
         if let Some(l) = history
@@ -270,6 +323,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
             .find(|l| l.event.event == "seal" && l.event.get_u64("seq").is_some_and(|s| s > n))
         {
             push(
+                &mut problems,
                 Detail::HistoryAhead,
                 format!(
                     "history line {} records checkpoint {}, but the newest present is {n}",
@@ -282,7 +336,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
     let anchors: HashSet<&str> = history.lines.iter().map(|l| l.hash.as_str()).collect();
     for s in &good {
         if !s.ckpt.log.is_empty() && !anchors.contains(s.ckpt.log.as_str()) {
-            push(
+            push(&mut problems,
                 Detail::AnchorMissing,
                 format!(
                     "checkpoint {} anchors a history line that is not in history.jsonl (history edited or replaced)",
@@ -301,6 +355,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
     };
     let objects = vault.objects();
     let mut seen = HashSet::new();
+    let mut missing_objects = HashSet::new();
     let mut souls = HashSet::new();
     let listed = (scope == ObjectScope::Head).then(|| objects.list());
     // Checkpoints of the same soul share a manifest: check it once (the
@@ -317,14 +372,16 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
                 Ok(m) => m,
                 Err(e) => {
                     push(
+                        &mut problems,
                         Detail::ObjectCorrupt,
                         format!("checkpoint {}: manifest object is invalid: {e}", s.ckpt.seq),
                     );
                     continue;
                 }
             },
-            Err(Error::ObjectMissing(hex)) => {
+            Err(Error::ObjectMissing { hash: hex }) => {
                 push(
+                    &mut problems,
                     Detail::ObjectMissing,
                     format!(
                         "checkpoint {}: manifest object {hex} is missing",
@@ -333,14 +390,15 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
                 );
                 continue;
             }
-            Err(Error::Corrupt(m)) => {
+            Err(e) => {
+                let m = damage(e)?;
                 push(
+                    &mut problems,
                     Detail::ObjectCorrupt,
                     format!("checkpoint {}: manifest {m}", s.ckpt.seq),
                 );
                 continue;
             }
-            Err(e) => return Err(e),
         };
         for e in manifest.entries.iter().filter(|e| e.kind != Kind::Dir) {
             if !seen.insert(e.hash) {
@@ -354,6 +412,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
             };
             match size {
                 None if scope == ObjectScope::All && objects.present(&e.hash) => push(
+                    &mut problems,
                     Detail::ObjectCorrupt,
                     format!(
                         "checkpoint {}: object for {} is not a regular file ({})",
@@ -362,14 +421,19 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
                         objects.path(&e.hash).display()
                     ),
                 ),
-                None => push(
-                    Detail::ObjectMissing,
-                    format!(
-                        "checkpoint {}: object for {} is missing",
-                        s.ckpt.seq, e.path
-                    ),
-                ),
+                None => {
+                    missing_objects.insert(e.hash);
+                    push(
+                        &mut problems,
+                        Detail::ObjectMissing,
+                        format!(
+                            "checkpoint {}: object for {} is missing",
+                            s.ckpt.seq, e.path
+                        ),
+                    )
+                }
                 Some(size) if size != e.size => push(
+                    &mut problems,
                     Detail::ObjectCorrupt,
                     format!(
                         "checkpoint {}: object for {} has the wrong size",
@@ -385,11 +449,12 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
     }
 
     // Quarantine: where restores move soul states; never followed out.
-    if let Some(m) = vault.quarantine_problem() {
-        push(Detail::QuarantineInvalid, m);
+    if let Some(what) = vault.quarantine_problem() {
+        let m = Damage::QuarantineInvalid(what).describe(&vault.quarantine_dir());
+        push(&mut problems, Detail::QuarantineInvalid, m);
     }
-    if let Some(m) = vault.marker_problem() {
-        push(Detail::BadFile, m);
+    if let Some(e) = vault.marker_problem() {
+        push(&mut problems, Detail::BadFile, damage(e)?);
     }
 
     // Config: the head binds the config.toml it was sealed with. A vault
@@ -412,6 +477,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         vouched_by,
         retired_at,
         strays: listing.strays,
+        missing_objects,
     })
 }
 
@@ -482,19 +548,13 @@ pub fn config_problem(vault: &Vault, head: &StoredCheckpoint) -> Option<Problem>
     if sealed == vault.config_hash() {
         return None;
     }
-    let mut message = format!(
-        "config.toml changed since checkpoint {}; if you made the change, run `selfsame accept` to adopt it",
-        head.ckpt.seq
-    );
     let mut hash = [0u8; 32];
-    if hex::decode_to_slice(sealed, &mut hash).is_ok() && vault.objects().size_of(&hash).is_some() {
-        message.push_str(&format!(
-            "; if not, the config it was sealed with is saved as {}",
-            vault.objects().path(&hash).display()
-        ));
-    }
+    let saved = (hex::decode_to_slice(sealed, &mut hash).is_ok()
+        && vault.objects().size_of(&hash).is_some())
+    .then(|| vault.objects().path(&hash));
     Some(Problem {
         detail: Detail::ConfigChanged,
-        message,
+        message: format!("config.toml changed since checkpoint {}", head.ckpt.seq),
+        advice: Some(Advice::AdoptConfig { saved }),
     })
 }

@@ -5,7 +5,7 @@ use crate::crypto::Credential;
 
 use super::head::{manifest_of, require_head};
 use crate::crypto::Keys;
-use crate::error::{Error, Result};
+use crate::error::{Error, Mismatch, Result};
 use crate::format::Manifest;
 use crate::progress::Progress;
 use crate::soul::{self, Changes};
@@ -58,9 +58,7 @@ pub fn manifest(
         Side::Seq(n) => {
             let s = vault.read_checkpoint(n)?;
             if !keys.verifies(&s.ckpt) {
-                return Err(Error::Identity(format!(
-                    "checkpoint {n} does not verify under this token"
-                )));
+                return Err(Error::Identity(Mismatch::Unverified(n)));
             }
             manifest_of(vault, &s)
         }

@@ -4,7 +4,7 @@
 use crate::crypto::Credential;
 
 use crate::crypto::Keys;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Mismatch, Result};
 use crate::format::Manifest;
 use crate::vault::{StoredCheckpoint, Vault};
 
@@ -12,26 +12,21 @@ use crate::vault::{StoredCheckpoint, Vault};
 /// this bot, MAC valid, HEAD not ahead of it.
 pub fn current_head(vault: &Vault, cred: &Credential) -> Result<Option<StoredCheckpoint>> {
     if !vault.belongs_to(cred) {
-        return Err(Error::Identity(format!(
-            "the token is bot {}'s, but this vault belongs to bot {}",
-            cred.account_id(),
-            vault.config.bot_id
-        )));
+        return Err(Error::Identity(Mismatch::OtherAccount {
+            token: cred.account_id(),
+            vault: vault.config.bot_id,
+        }));
     }
     let newest = vault.checkpoint_seqs()?.last().copied();
     if let (Some(h), n) = (vault.read_head()?, newest) {
         if n.is_none_or(|n| h > n) {
-            return Err(Error::Corrupt(format!(
-                "HEAD names checkpoint {h} but it is missing (rolled back?)"
-            )));
+            return Err(Error::corrupt(&vault.head_path(), Damage::HeadAhead(h)));
         }
     }
     let Some(seq) = newest else { return Ok(None) };
     let head = vault.read_checkpoint(seq)?;
     if !Keys::of(cred).verifies(&head.ckpt) {
-        return Err(Error::Identity(format!(
-            "checkpoint {seq} does not verify under this token: wrong token, a rotated token (see `selfsame rekey`), or an edited checkpoint"
-        )));
+        return Err(Error::Identity(Mismatch::HeadUnverified(seq)));
     }
     Ok(Some(head))
 }
@@ -46,18 +41,20 @@ pub fn manifest_of(vault: &Vault, stored: &StoredCheckpoint) -> Result<Manifest>
     let mut soul = [0u8; 32];
     hex::decode_to_slice(&stored.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
     let bytes = vault.objects().read(&soul)?;
-    Manifest::parse(&bytes)
-        .map_err(|e| Error::Corrupt(format!("manifest of checkpoint {}: {e}", stored.ckpt.seq)))
+    Manifest::parse(&bytes).map_err(|e| {
+        let path = vault.objects().path(&soul);
+        Error::corrupt(&path, Damage::Manifest(Some(stored.ckpt.seq), e))
+    })
 }
 
 /// Reads the manifest object `hex` (a migrated soul's).
 pub fn manifest_by_hash(vault: &Vault, hex: &str) -> Result<Manifest> {
     let mut hash = [0u8; 32];
     hex::decode_to_slice(hex, &mut hash)
-        .map_err(|_| Error::Corrupt(format!("migration journal: bad soul hash {hex:?}")))?;
+        .map_err(|_| Error::corrupt(&vault.journal_path(), Damage::JournalSoul(hex.to_owned())))?;
     let bytes = vault.objects().read(&hash)?;
     Manifest::parse(&bytes)
-        .map_err(|e| Error::Corrupt(format!("manifest of the migrated soul: {e}")))
+        .map_err(|e| Error::corrupt(&vault.objects().path(&hash), Damage::Manifest(None, e)))
 }
 
 /// Whether `stored` can be trusted under `keys`: its MAC verifies, or a

@@ -121,12 +121,7 @@ pub fn init_with_progress(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.create => {
             std::fs::create_dir_all(&soul).at(&soul)?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::Usage(format!(
-                "soul {} does not exist; check the path, or pass --create to start a new, empty soul there",
-                soul.display()
-            )))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoSoul(soul)),
         Err(e) => return Err(e).at(&soul),
     }
     let mut config = Config::new(&opts.soul, cred);

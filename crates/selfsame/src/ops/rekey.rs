@@ -16,7 +16,7 @@ use serde_json::Map;
 
 use super::checks::{inspect, ObjectScope};
 use crate::crypto::Keys;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Mismatch, Result};
 use crate::format::checkpoint::{Draft, Header, Reason, CONFIG, PREV_KEY_HASH};
 use crate::format::time::rfc3339;
 use crate::vault::{StoredCheckpoint, Vault};
@@ -37,14 +37,13 @@ pub struct RekeyReport {
 pub fn rekey(vault: &Vault, old: &Credential, new: &Credential) -> Result<RekeyReport> {
     let _lock = vault.lock()?;
     if let Some(j) = vault.pending_swap()? {
-        return Err(Error::RestorePending(j));
+        return Err(Error::SwapPending(j));
     }
     if old.account_id() != new.account_id() {
-        return Err(Error::Identity(format!(
-            "the old token is bot {}'s and the new one bot {}'s; a rekey keeps the bot and changes only its token",
-            old.account_id(),
-            new.account_id()
-        )));
+        return Err(Error::Identity(Mismatch::RekeyAccounts {
+            old: old.account_id(),
+            new: new.account_id(),
+        }));
     }
     if old.key_material() == new.key_material() {
         return Err(Error::Usage(
@@ -59,13 +58,10 @@ pub fn rekey(vault: &Vault, old: &Credential, new: &Credential) -> Result<RekeyR
         .iter()
         .find(|p| p.detail != Detail::ConfigChanged)
     {
-        let why = format!(
-            "the vault does not verify under the old token ({}: {}); a rekey vouches only for a chain that does",
-            p.detail, p.message
-        );
+        let why = format!("{}: {}", p.detail, p.message);
         return Err(match p.detail.verdict() {
-            Verdict::IdentityMismatch => Error::Identity(why),
-            _ => Error::Corrupt(why),
+            Verdict::IdentityMismatch => Error::Identity(Mismatch::RekeyUnverified(why)),
+            _ => Error::corrupt(vault.dir(), Damage::RekeyUnverified(why)),
         });
     }
     let head: StoredCheckpoint = insp

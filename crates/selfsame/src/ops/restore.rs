@@ -15,7 +15,7 @@ use super::swap::workdir::{self, WorkDirs};
 use super::swap::writable::{not_writable, Next};
 use super::swap::{self, undo};
 use crate::crypto::Keys;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::journal::{Journal, SwapPhase};
 use crate::format::time::{rfc3339, stamp};
 use crate::progress::Progress;
@@ -89,7 +89,7 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let _lock = vault.lock()?;
     if let Some(j) = vault.pending_swap()? {
-        return Err(Error::RestorePending(j));
+        return Err(Error::SwapPending(j));
     }
     restore_locked(vault, cred, target, "restore", progress)
 }
@@ -119,9 +119,10 @@ pub(crate) fn restore_locked(
         Target::Seq(n) => {
             let s = vault.read_checkpoint(n)?;
             if !trusted(vault, &keys, &s)? {
-                return Err(Error::Corrupt(format!(
-                    "checkpoint {n} does not verify; it cannot be restored"
-                )));
+                return Err(Error::corrupt(
+                    &vault.checkpoint_path(n),
+                    Damage::NotTrusted(n),
+                ));
             }
             s
         }

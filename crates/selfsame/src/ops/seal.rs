@@ -12,7 +12,8 @@ use std::sync::mpsc;
 use super::head::{current_head, manifest_of};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
-use crate::format::checkpoint::{check_extra_fields, Draft, FieldError, Header, Reason, CONFIG};
+pub use crate::format::checkpoint::Reason;
+use crate::format::checkpoint::{check_extra_fields, Draft, FieldError, Header, CONFIG};
 use crate::format::tags::check_format_tag;
 use crate::format::time::rfc3339;
 use crate::format::Manifest;
@@ -107,7 +108,7 @@ pub(crate) fn seal_locked(
 ) -> Result<SealReport> {
     opts.check()?;
     if let Some(j) = vault.pending_swap()? {
-        return Err(Error::RestorePending(j));
+        return Err(Error::SwapPending(j));
     }
     seal_core(vault, cred, opts, progress)
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::checks::{inspect_consistent, ObjectScope, Problem};
 use super::head::manifest_of;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::Kind;
 use crate::progress::{Phase, Progress};
 use crate::soul::hash::{hash_files, Job};
@@ -35,6 +35,10 @@ pub struct VerifyReport {
     pub notes: Vec<String>,
     /// 0 when clean, else the exit code of the first problem's verdict.
     pub exit_code: i32,
+    /// An interrupted restore or migration, pending (the next wake finishes
+    /// it): what it is, for the caller to say what to do about it.
+    #[serde(skip)]
+    pub pending: Option<String>,
 }
 
 /// Runs every check.
@@ -75,11 +79,7 @@ pub fn verify(
             path.display()
         ));
     }
-    if let Some(j) = vault.pending_swap()? {
-        notes.push(format!(
-            "an interrupted restore is pending ({j}); the next wake finishes it (`selfsame status` says how), `selfsame restore --abort` undoes it"
-        ));
-    }
+    let pending = vault.pending_swap()?;
     let (mut objects_read, mut bytes_read) = (0, 0);
     if read_data
         && problems
@@ -127,10 +127,9 @@ pub fn verify(
                 Ok(_) => Err(objects.mismatch(&e.hash)),
                 Err(Error::Io { path, source }) => Err(objects.missing(&e.hash, &path, source)),
                 // Swapped for something else since its size was read.
-                Err(Error::FileChanging { path, .. }) => Err(Error::Corrupt(format!(
-                    "object {} changed while it was read, or is not a regular file",
-                    path.display()
-                ))),
+                Err(Error::FileChanging { path, .. }) => {
+                    Err(Error::corrupt(&path, Damage::ObjectChanged))
+                }
                 Err(other) => Err(other),
             };
             (seq, e, checked)
@@ -141,22 +140,19 @@ pub fn verify(
                     objects_read += 1;
                     bytes_read += n;
                 }
-                Err(Error::ObjectMissing(hex)) => {
-                    // Wake's presence check already named the path; say it once.
-                    if !problems.iter().any(|p| p.message.contains(&e.path)) {
-                        problems.push(Problem {
-                            detail: Detail::ObjectMissing,
-                            message: format!(
-                                "checkpoint {seq}: {} (object {hex} is missing)",
-                                e.path
-                            ),
-                        });
+                Err(Error::ObjectMissing { hash }) => {
+                    // The presence check already named it; say it once.
+                    if !insp.missing_objects.contains(&e.hash) {
+                        problems.push(Problem::new(
+                            Detail::ObjectMissing,
+                            format!("checkpoint {seq}: {} (object {hash} is missing)", e.path),
+                        ));
                     }
                 }
-                Err(Error::Corrupt(m)) => problems.push(Problem {
-                    detail: Detail::ObjectCorrupt,
-                    message: format!("checkpoint {seq}: {} ({m})", e.path),
-                }),
+                Err(Error::Corrupt { path, damage }) => problems.push(Problem::new(
+                    Detail::ObjectCorrupt,
+                    format!("checkpoint {seq}: {} ({})", e.path, damage.describe(&path)),
+                )),
                 Err(other) => return Err(other),
             }
         }
@@ -172,5 +168,6 @@ pub fn verify(
         problems,
         notes,
         exit_code,
+        pending,
     })
 }

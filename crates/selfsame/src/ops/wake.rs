@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Map;
 
 use super::checks::{config_problem, inspect, inspect_consistent, ObjectScope, Problem};
-use super::migrate::{assess, migrate_locked, migrations_dir, MigrateOptions, Registry};
+use super::migrate::{migrate_locked, migrations_dir, standing, MigrateOptions, Registry};
 use super::restore::{restore_locked, Target};
 use super::seal::{joined, seal_locked, SealOptions};
 use super::swap::{self, Pending, WakeWill};
@@ -22,7 +22,7 @@ use crate::progress::{Progress, Silent};
 use crate::soul::statcache::StatCache;
 use crate::soul::{self, Changes};
 use crate::vault::{StoredCheckpoint, Vault};
-use crate::verdict::{Action, Detail, MigrationPolicy, Policies, Verdict};
+use crate::verdict::{Action, Advice, Detail, MigrationPolicy, Policies, Verdict};
 
 /// How to wake.
 #[derive(Debug, Clone, Default)]
@@ -86,6 +86,10 @@ pub struct WakeReport {
     /// With the `stale` warning: how old the head is, and the threshold.
     #[serde(skip)]
     pub stale: Option<Stale>,
+    /// What the owner can do about the verdict, for the caller to word
+    /// after `message`.
+    #[serde(skip)]
+    pub advice: Option<Advice>,
 }
 
 /// The head is older than `max_age` (the `stale` warning).
@@ -152,17 +156,7 @@ pub fn wake_with_progress(
     let blocked = || config_changed(vault, cred) || vault.quarantine_problem().is_some();
     // A journal this token did not sign, or whose work dirs are not the
     // ones it made, is never acted on.
-    let bad_journal = |e: Error| match e {
-        Error::ObjectMissing(hex) => Ok(Problem {
-            detail: Detail::BadJournal,
-            message: format!("object {hex} is missing"),
-        }),
-        Error::Corrupt(message) => Ok(Problem {
-            detail: Detail::BadJournal,
-            message,
-        }),
-        e => Err(e),
-    };
+    let bad_journal = |e| Problem::of_damage(Detail::BadJournal, e);
     if opts.dry_run && vault.belongs_to(cred) {
         match swap::plan(vault, cred, blocked()) {
             Ok(p) => pending = p,
@@ -185,7 +179,7 @@ pub fn wake_with_progress(
         if let Some(r) = resumed {
             actions.push(if r.aborted {
                 format!(
-                    "finished undoing an interrupted {} (`selfsame restore --abort`): the soul is back as it was before it{}",
+                    "finished undoing an interrupted {}, which an abort had begun: the soul is back as it was before it{}",
                     r.event,
                     if r.quarantine.is_empty() {
                         String::new()
@@ -209,7 +203,7 @@ pub fn wake_with_progress(
         let repaired = vault.may_sign_history(cred)
             && match vault.history_for(&Keys::of(cred)).repair_torn() {
                 Ok(repaired) => repaired,
-                Err(Error::Corrupt(_)) => false,
+                Err(Error::Corrupt { .. }) => false,
                 Err(e) => return Err(e),
             };
         if repaired {
@@ -333,16 +327,16 @@ fn judge(
         molt: None,
         pending: pending.clone(),
         stale: None,
+        advice: None,
     };
 
     if let Some((verdict, detail)) = insp.failure() {
         report.verdict = verdict;
         report.detail = Some(detail);
         report.message = insp.problems[0].message.clone();
+        report.advice = insp.problems[0].advice.clone();
         if detail == Detail::MacInvalid && insp.retired_at.is_none() {
-            report.message.push_str(
-                "; if BotFather issued a new token, run `selfsame rekey` with the old one",
-            );
+            report.advice = Some(Advice::RekeyWithOld);
         }
         report.action = Action::Halt;
         report.exit_code = verdict.exit_code();
@@ -400,7 +394,7 @@ fn judge(
     let mut migrate_to = None;
     if let Some(reads) = &reads {
         let registry = Registry::for_vault(vault)?;
-        let a = assess(&registry, &head.ckpt.format, reads)?;
+        let a = standing(vault, &registry, &head, reads)?;
         if let Some(t) = a.target {
             report.warnings.push("needs-migration".into());
             if policies.needs_migration == MigrationPolicy::Migrate {
@@ -409,9 +403,10 @@ fn judge(
         }
         if !a.readable && migrate_to.is_none() {
             report.verdict = Verdict::Incompatible;
+            report.advice = a.target.map(|_| Advice::Migrate);
             report.message = match a.target {
                 Some(t) => format!(
-                    "the soul is format {}; this shell reads {reads}. Migrations {} lead to v{t}: run `selfsame migrate`, or wake with --policy needs-migration=migrate",
+                    "the soul is format {}; this shell reads {reads}. Migrations {} lead to v{t}",
                     head.ckpt.format,
                     a.pending.join(", ")
                 ),
@@ -465,9 +460,8 @@ fn judge(
     report.soul = soul_hash.clone();
     if let Some((path, reason)) = &unrecordable {
         report.changes.added.push(path.clone());
-        let what = format!(
-            "soul entry {path} cannot be recorded ({reason}); remove it from the soul, or add it to `exclude` in config.toml and run `selfsame accept`, then wake again"
-        );
+        let what = format!("soul entry {path} cannot be recorded ({reason})");
+        report.advice = Some(Advice::RemoveOrExclude);
         if vault.marker_valid(&insp.keys, &head) {
             report.verdict = Verdict::Drifted;
             report.message = format!(
@@ -661,7 +655,7 @@ fn record(vault: &Vault, cred: &Credential, r: &WakeReport, opts: &WakeOptions) 
         Ok(_) => Ok(()),
         // A history that is not a regular file cannot take the line; the
         // verdict already says so.
-        Err(Error::Corrupt(_)) if r.verdict == Verdict::Corrupted => Ok(()),
+        Err(Error::Corrupt { .. }) if r.verdict == Verdict::Corrupted => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -234,7 +234,7 @@ impl StatCache {
     pub fn open(path: &Path) -> Result<StatCache> {
         let read = |p: &Path| match read::read_all(p) {
             Ok(bytes) => Ok(bytes),
-            Err(e @ crate::error::Error::Corrupt(_)) => Err(e),
+            Err(e @ crate::error::Error::Corrupt { .. }) => Err(e),
             // Unreadable: only a cache.
             Err(_) => Ok(None),
         };

@@ -24,7 +24,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::crypto::Keys;
-use crate::error::{Error, Result};
+use crate::error::{Error, LockName, Result};
 use crate::format::checkpoint::Reason;
 use crate::format::time::rfc3339;
 use crate::ops::restore::{restore_locked, Target};
@@ -71,6 +71,57 @@ pub struct Options {
     pub alerts: Sinks,
     /// Changes the agent's command before each start.
     pub prepare: Option<Prepare>,
+    /// Words what the owner can do next, for alerts (the CLI names its
+    /// commands); `None` says it without naming any.
+    pub advise: Option<fn(&Next) -> String>,
+}
+
+/// What the owner can do after an alert, for [`Options::advise`] to word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Next {
+    /// The supervisor stopped on an error; the agent is not running.
+    Error,
+    /// Boot assessment gave up: nothing left to roll back to.
+    GaveUp,
+    /// Boot assessment rolled back; the soul it could not start on is in
+    /// `quarantine` (relative to the vault).
+    RolledBack {
+        /// Where the soul went.
+        quarantine: String,
+    },
+    /// Too many restarts in the window.
+    TooManyRestarts,
+    /// Wake halted with this verdict and detail.
+    Halted(Verdict, Option<Detail>),
+    /// A wake policy rolled the soul back before the agent started.
+    RolledBackOnWake,
+}
+
+impl Next {
+    /// What the owner can do, naming no command.
+    pub fn plain(&self) -> String {
+        match self {
+            Next::Error => {
+                "check the vault and its history; fix the cause, then start the supervisor again"
+                    .into()
+            }
+            Next::GaveUp => {
+                "fix the agent, then start it again; the history shows the crashes".into()
+            }
+            Next::RolledBack { quarantine } => {
+                format!("inspect {quarantine}; the history shows the crashes")
+            }
+            Next::TooManyRestarts => {
+                "fix the agent, then start the supervisor again; the history shows the crashes"
+                    .into()
+            }
+            Next::Halted(..) => "see the verdict's message; the agent was not started".into(),
+            Next::RolledBackOnWake => {
+                "inspect the changed soul in quarantine (the history names it)".into()
+            }
+        }
+    }
 }
 
 impl Options {
@@ -88,6 +139,7 @@ impl Options {
             wake: WakeOptions::default(),
             alerts: Sinks::default(),
             prepare: None,
+            advise: None,
         }
     }
 }
@@ -96,6 +148,11 @@ impl Options {
 pub trait Log {
     /// One fact, one line.
     fn line(&self, text: &str);
+
+    /// An alert that went nowhere, since no sink is set.
+    fn unsent(&self, message: &str) {
+        self.line(&format!("no alert sink is set: {message}"));
+    }
 }
 
 /// How supervision ended.
@@ -118,14 +175,12 @@ pub fn run(vault: &Vault, cred: &Credential, opts: &Options, log: &dyn Log) -> R
         .first()
         .is_none_or(|program| program.is_empty())
     {
-        return Err(Error::Usage(
-            "no command to supervise: give the agent's command line after `--`, e.g. `selfsame run -- python bot.py`".into(),
-        ));
+        return Err(Error::NoCommand);
     }
     let _supervisor = lock::acquire(
         &vault.run_dir().join("supervisor.lock"),
         Duration::ZERO,
-        "the supervisor lock (another `selfsame run`)",
+        LockName::Supervisor,
     )?;
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Error::Usage(format!("cannot install signal handlers: {e}")))?;
@@ -147,9 +202,9 @@ pub fn run(vault: &Vault, cred: &Credential, opts: &Options, log: &dyn Log) -> R
         // that cannot start): the agent is not running, so say so.
         s.alert(Alert {
             event: "halt".into(),
-            message: format!("selfsame run stopped on an error; the agent is not running: {e}"),
+            message: format!("the supervisor stopped on an error; the agent is not running: {e}"),
             changes: Default::default(),
-            next: "`selfsame verify` and `selfsame log` show the state; fix the cause, then start `selfsame run` again".into(),
+            next: s.next(&Next::Error),
             ..s.alert_base()
         });
     }
@@ -418,7 +473,7 @@ impl Supervisor<'_> {
                     seq: head,
                     message: why.clone(),
                     changes: Default::default(),
-                    next: "fix the agent, then start it again; `selfsame log` shows the crashes, `selfsame restore N` puts any checkpoint back".into(),
+                    next: self.next(&Next::GaveUp),
                     ..self.alert_base()
                 });
                 Ok(Some(Outcome {
@@ -462,10 +517,9 @@ impl Supervisor<'_> {
                         self.opts.tries, report.quarantine
                     ),
                     changes: Default::default(),
-                    next: format!(
-                        "inspect {}; `selfsame log` shows the crashes",
-                        report.quarantine
-                    ),
+                    next: self.next(&Next::RolledBack {
+                        quarantine: report.quarantine.clone(),
+                    }),
                     ..self.alert_base()
                 });
                 self.delay = self.opts.restart_delay;
@@ -490,7 +544,7 @@ impl Supervisor<'_> {
             return None;
         }
         let why = format!(
-            "the agent crashed {} times within {}; giving up (--max-restarts {max})",
+            "the agent crashed {} times within {}; giving up (max restarts {max})",
             self.restarts.len(),
             humantime::format_duration(self.opts.restart_window)
         );
@@ -505,9 +559,7 @@ impl Supervisor<'_> {
             seq: self.vault.read_head().ok().flatten(),
             message: why.clone(),
             changes: Default::default(),
-            next:
-                "fix the agent, then start `selfsame run` again; `selfsame log` shows the crashes"
-                    .into(),
+            next: self.next(&Next::TooManyRestarts),
             ..self.alert_base()
         });
         Some(Outcome {
@@ -550,13 +602,7 @@ impl Supervisor<'_> {
     }
 
     fn halt_on_wake(&mut self, wake: &WakeReport) -> Outcome {
-        let next = match wake.verdict {
-            Verdict::Tampered if wake.detail == Some(Detail::ConfigChanged) => "check .selfsame/config.toml; then `selfsame accept` to adopt the change, or put the sealed config back (its path is in the message)",
-            Verdict::Tampered => "inspect with `selfsame diff`; then `selfsame accept` to adopt the soul as it is, or `selfsame restore head` to put the sealed state back",
-            Verdict::IdentityMismatch => "check that the token belongs to this bot; after a token rotation run `selfsame rekey` with the old one",
-            Verdict::Incompatible => "run a shell that reads this soul format, or migrate the soul",
-            _ => "`selfsame verify` lists every problem; `selfsame restore last-good` puts a good state back",
-        };
+        let next = self.next(&Next::Halted(wake.verdict, wake.detail));
         self.alert(Alert {
             event: "halt".into(),
             verdict: Some(wake.verdict.as_str().into()),
@@ -572,7 +618,7 @@ impl Supervisor<'_> {
                 )
             },
             changes: wake.changes.summarize(),
-            next: next.into(),
+            next,
             ..self.alert_base()
         });
         Outcome {
@@ -597,7 +643,7 @@ impl Supervisor<'_> {
                 wake.actions.join("; ")
             ),
             changes: wake.changes.summarize(),
-            next: "inspect the changed soul in quarantine (`selfsame log` names it); `selfsame restore N` puts any checkpoint back".into(),
+            next: self.next(&Next::RolledBackOnWake),
             ..self.alert_base()
         });
     }
@@ -617,12 +663,17 @@ impl Supervisor<'_> {
         }
     }
 
+    /// What the owner can do next, in the caller's words.
+    fn next(&self, next: &Next) -> String {
+        match self.opts.advise {
+            Some(advise) => advise(next),
+            None => next.plain(),
+        }
+    }
+
     fn alert(&mut self, alert: Alert) {
         if self.opts.alerts.is_empty() {
-            self.log.line(&format!(
-                "no alert sink is set (--alert-cmd, --alert-telegram, --alert-webhook): {}",
-                alert.message
-            ));
+            self.log.unsent(&alert.message);
             return;
         }
         self.log

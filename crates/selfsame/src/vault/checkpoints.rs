@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::{atomic, read, Vault};
 use crate::crypto::sha256_hex;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Damage, Error, IoContext, Result};
 use crate::format::checkpoint::Checkpoint;
 
 /// What `checkpoints/` holds (see [`Vault::list_checkpoints`]).
@@ -65,10 +65,7 @@ impl Vault {
         let items = match fs::read_dir(&dir) {
             Ok(items) => items,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Corrupt(format!(
-                    "{} is missing; the vault has lost its checkpoints (restore the vault from a backup)",
-                    dir.display()
-                )))
+                return Err(Error::corrupt(&dir, Damage::CheckpointsMissing))
             }
             Err(e) => return Err(e).at(&dir),
         };
@@ -105,15 +102,10 @@ impl Vault {
             Some(b) => b,
             None => return Err(Error::NoSuchCheckpoint(seq.to_string())),
         };
-        let ckpt = Checkpoint::parse(&bytes).map_err(|e| {
-            Error::Corrupt(format!("checkpoint {} is unreadable: {e}", path.display()))
-        })?;
+        let ckpt =
+            Checkpoint::parse(&bytes).map_err(|e| Error::corrupt(&path, Damage::Checkpoint(e)))?;
         if ckpt.seq != seq {
-            return Err(Error::Corrupt(format!(
-                "checkpoint {} says seq {}",
-                path.display(),
-                ckpt.seq
-            )));
+            return Err(Error::corrupt(&path, Damage::CheckpointSeq(ckpt.seq)));
         }
         Ok(StoredCheckpoint {
             file_hash: sha256_hex(&bytes),
@@ -127,19 +119,21 @@ impl Vault {
         let path = self.checkpoint_path(ckpt.seq);
         atomic::write_create_only(&path, &bytes).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
-                Error::Corrupt(format!(
-                    "checkpoint {} already exists; another writer sealed at the same time",
-                    path.display()
-                ))
+                Error::corrupt(&path, Damage::CheckpointExists)
             }
             e => e,
         })?;
         Ok(sha256_hex(&bytes))
     }
 
+    /// `HEAD`.
+    pub fn head_path(&self) -> PathBuf {
+        self.dir.join("HEAD")
+    }
+
     /// The seq HEAD names, if HEAD exists. Unreadable HEAD is corruption.
     pub fn read_head(&self) -> Result<Option<u64>> {
-        let path = self.dir.join("HEAD");
+        let path = self.head_path();
         let Some(bytes) = read::read_capped(&path, read::MAX_HEAD)? else {
             return Ok(None);
         };
@@ -147,11 +141,11 @@ impl Vault {
             .ok()
             .and_then(|t| t.trim().parse().ok())
             .map(Some)
-            .ok_or_else(|| Error::Corrupt(format!("{} does not hold a seq", path.display())))
+            .ok_or_else(|| Error::corrupt(&path, Damage::HeadInvalid))
     }
 
     /// Points HEAD at `seq`.
     pub fn write_head(&self, seq: u64) -> Result<()> {
-        atomic::write_replace(&self.dir.join("HEAD"), format!("{seq}\n").as_bytes())
+        atomic::write_replace(&self.head_path(), format!("{seq}\n").as_bytes())
     }
 }

@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use super::{atomic, read};
 use crate::crypto::{sha256_hex, Keys};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Damage, Error, IoContext, Result};
 use crate::format::history::signed_body;
 use crate::format::time::rfc3339;
 use crate::format::HistoryLine;
@@ -407,10 +407,7 @@ impl HistoryWriter {
             };
             if !ok {
                 let n = HistoryLine::parse(line).map_or(0, |l| l.n);
-                return Err(Error::Corrupt(format!(
-                    "{} line {n} has no valid MAC: it was not written by selfsame with this bot's token (forged or edited); nothing was sealed. Run `selfsame verify`, then move the file aside or cut it back to the line before",
-                    self.history.path.display()
-                )));
+                return Err(Error::corrupt(&self.history.path, Damage::LineForged(n)));
             }
             signed_seen |= signed_body(line).is_some();
         }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use super::{atomic, read, Vault};
 use crate::crypto::Keys;
-use crate::error::{Error, IoContext, Result};
-use crate::format::journal::{self, Journal, WORK_DIR};
+use crate::error::{Damage, Error, IoContext, Result};
+use crate::format::journal::{self, Journal};
 
 const JOURNAL: &str = "restore.journal";
 
@@ -39,12 +39,7 @@ impl Vault {
         let Some(bytes) = read::read_capped(&path, read::MAX_RUN_FILE)? else {
             return Ok(None);
         };
-        let bad = |why: journal::JournalError| {
-            Error::Corrupt(format!(
-                "{}: {why}; it was not written by selfsame with this bot's token. Move it out of run/ (and {WORK_DIR}/ out of the soul) after checking them",
-                path.display()
-            ))
-        };
+        let bad = |why| Error::corrupt(&path, Damage::Journal(why));
         let (mac, body) = journal::split(&bytes).map_err(bad)?;
         if let Some(keys) = keys {
             if !keys.journal_valid(body, mac) {

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, LockName, Result};
 
 /// A held lock; released on drop.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ const PID_READ_WAIT: Duration = Duration::from_millis(500);
 
 /// Takes the exclusive lock on `path`, waiting up to `wait`. The holder's
 /// pid is written into the file so a busy error can name it.
-pub fn acquire(path: &Path, wait: Duration, what: &str) -> Result<Lock> {
+pub fn acquire(path: &Path, wait: Duration, lock: LockName) -> Result<Lock> {
     let file = open_lock_file(path)?;
     let deadline = Instant::now() + wait;
     loop {
@@ -38,10 +38,8 @@ pub fn acquire(path: &Path, wait: Duration, what: &str) -> Result<Lock> {
             }
             Err(TryLockError::WouldBlock) => {
                 return Err(Error::Busy {
-                    holder: match holder_pid(&file) {
-                        Some(pid) => format!("{what} is held by pid {pid}"),
-                        None => format!("{what} is held by another process"),
-                    },
+                    lock,
+                    pid: holder_pid(&file),
                 });
             }
             Err(TryLockError::Error(e)) => return Err(e).at(path),
@@ -60,7 +58,7 @@ pub fn acquire(path: &Path, wait: Duration, what: &str) -> Result<Lock> {
 /// readers hold it together, writers wait for them. `None` when the lock
 /// file does not exist (no writer ever took it). Opened read-only, so a
 /// reader that may not write the vault can take it.
-pub fn acquire_shared(path: &Path, wait: Duration, what: &str) -> Result<Option<Lock>> {
+pub fn acquire_shared(path: &Path, wait: Duration, lock: LockName) -> Result<Option<Lock>> {
     use rustix::fs::OFlags;
     let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let file = match OpenOptions::new()
@@ -81,10 +79,8 @@ pub fn acquire_shared(path: &Path, wait: Duration, what: &str) -> Result<Option<
             }
             Err(TryLockError::WouldBlock) => {
                 return Err(Error::Busy {
-                    holder: match holder_pid(&file) {
-                        Some(pid) => format!("{what} is held by pid {pid}"),
-                        None => format!("{what} is held by another process"),
-                    },
+                    lock,
+                    pid: holder_pid(&file),
                 })
             }
             Err(TryLockError::Error(e)) => return Err(e).at(path),
@@ -158,16 +154,15 @@ mod tests {
                 .unwrap();
             holder
         });
-        match acquire(&path, Duration::ZERO, "the vault lock") {
-            Err(Error::Busy { holder }) => assert_eq!(
-                holder,
-                format!("the vault lock is held by pid {}", std::process::id())
-            ),
+        match acquire(&path, Duration::ZERO, LockName::Vault) {
+            Err(Error::Busy { lock, pid }) => {
+                assert_eq!((lock, pid), (LockName::Vault, Some(std::process::id())))
+            }
             other => panic!("expected busy, got {other:?}"),
         }
         drop(writer.join().unwrap());
         // Released: taken, and the file then holds our pid.
-        let _held = acquire(&path, Duration::ZERO, "the vault lock").unwrap();
+        let _held = acquire(&path, Duration::ZERO, LockName::Vault).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.trim(), std::process::id().to_string());
     }

@@ -70,9 +70,9 @@ impl Vault {
 
     /// The damage of `run/awake` when it is there but is not a regular
     /// file or is too big to be a marker.
-    pub fn marker_problem(&self) -> Option<String> {
+    pub fn marker_problem(&self) -> Option<Error> {
         match read::read_capped(&self.marker_path(), read::MAX_RUN_FILE) {
-            Err(Error::Corrupt(m)) => Some(m),
+            Err(e @ Error::Corrupt { .. }) => Some(e),
             _ => None,
         }
     }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::{Credential, Keys};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Damage, Error, IoContext, LockName, Result};
 use crate::format::excludes::Excludes;
 use crate::format::time::rfc3339;
 use crate::settings::Settings;
@@ -38,7 +38,7 @@ pub use objects::Objects;
 /// Name of the vault directory.
 pub const DIR: &str = ".selfsame";
 /// Vault format version, in the `format` file.
-pub const FORMAT: &str = "1";
+pub const FORMAT: &str = crate::format::VAULT_FORMAT;
 
 /// An open vault.
 #[derive(Debug, Clone)]
@@ -81,27 +81,16 @@ impl Vault {
     pub fn open(dir: &Path) -> Result<Vault> {
         let dir = fs::canonicalize(dir).at(dir)?;
         let config_path = dir.join("config.toml");
-        let bytes = read::read_capped(&config_path, read::MAX_CONFIG)?.ok_or_else(|| {
-            Error::Corrupt(format!(
-                "{} is missing; the vault cannot be used without it",
-                config_path.display()
-            ))
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| Error::Config {
+        let bytes = read::read_capped(&config_path, read::MAX_CONFIG)?
+            .ok_or_else(|| Error::corrupt(&config_path, Damage::ConfigMissing))?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::ConfigNotText {
             path: config_path.clone(),
-            message: format!(
-                "not UTF-8 text (invalid byte at offset {}); fix the file (it is TOML) and run `selfsame accept`",
-                e.utf8_error().valid_up_to()
-            ),
+            offset: e.utf8_error().valid_up_to(),
         })?;
         let config = Config::parse(&text, &config_path)?;
         let format_path = dir.join("format");
-        let format = read::read_capped(&format_path, read::MAX_FORMAT)?.ok_or_else(|| {
-            Error::Corrupt(format!(
-                "{} is missing (it holds the vault format, \"{FORMAT}\"); the vault is damaged or not a selfsame vault",
-                format_path.display()
-            ))
-        })?;
+        let format = read::read_capped(&format_path, read::MAX_FORMAT)?
+            .ok_or_else(|| Error::corrupt(&format_path, Damage::FormatMissing))?;
         match std::str::from_utf8(&format).map(str::trim) {
             Ok(FORMAT) => {}
             Ok(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
@@ -110,12 +99,7 @@ impl Vault {
                     format_path.display(),
                 )))
             }
-            _ => {
-                return Err(Error::Corrupt(format!(
-                    "{} does not hold a vault format (\"{FORMAT}\")",
-                    format_path.display()
-                )))
-            }
+            _ => return Err(Error::corrupt(&format_path, Damage::FormatInvalid)),
         }
         let base = dir.parent().unwrap_or(Path::new("/")).to_owned();
         Ok(Vault {
@@ -315,31 +299,26 @@ impl Vault {
             Err(e) => return Err(e).at(&dir),
         }
         match self.quarantine_problem() {
-            Some(m) => Err(Error::Corrupt(m)),
+            Some(what) => Err(Error::corrupt(&dir, Damage::QuarantineInvalid(what))),
             None => Ok(dir),
         }
     }
 
-    /// What is wrong with `quarantine/`, if it is there and is not a real
-    /// directory.
+    /// What `quarantine/` is, if it is there and is not a real directory
+    /// (`a symlink to …`, `not a directory`); see [`Damage::QuarantineInvalid`].
     pub fn quarantine_problem(&self) -> Option<String> {
         let dir = self.quarantine_dir();
         let meta = fs::symlink_metadata(&dir).ok()?;
-        let what = if meta.file_type().is_symlink() {
-            match fs::read_link(&dir) {
+        if meta.file_type().is_symlink() {
+            Some(match fs::read_link(&dir) {
                 Ok(t) => format!("a symlink to {}", t.display()),
                 Err(_) => "a symlink".to_owned(),
-            }
+            })
         } else if meta.is_dir() {
-            return None;
+            None
         } else {
-            "not a directory".to_owned()
-        };
-        Some(format!(
-            "{} is {what}; restore, rollback and migrate move soul states there and never follow it out of the vault. Move it aside (check what it holds), make a directory in its place (`mkdir {}`), then run the command again",
-            dir.display(),
-            dir.display()
-        ))
+            Some("not a directory".to_owned())
+        }
     }
 
     /// The compiled excludes.
@@ -369,7 +348,7 @@ impl Vault {
         let lock = lock::acquire(
             &self.run_dir().join("lock"),
             self.settings.lock_wait,
-            "the vault lock",
+            LockName::Vault,
         )?;
         private::tighten(&self.dir)?;
         self.sweep_temps()?;
@@ -384,7 +363,7 @@ impl Vault {
         lock::acquire_shared(
             &self.run_dir().join("lock"),
             self.settings.lock_wait,
-            "the vault lock",
+            LockName::Vault,
         )
     }
 

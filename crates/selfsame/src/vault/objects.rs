@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use sha2::{Digest, Sha256};
 
 use super::atomic;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Damage, Error, IoContext, Result};
 
 /// Files up to this size are read whole; larger ones are streamed.
 pub const SMALL: u64 = 1 << 20;
@@ -322,7 +322,7 @@ impl Objects {
         let path = self.path(hash);
         let bytes = super::read::read_all(&path)
             .map_err(|e| self.unreadable(hash, e))?
-            .ok_or_else(|| Error::ObjectMissing(hex::encode(hash)))?;
+            .ok_or_else(|| missing(hash))?;
         if crate::crypto::sha256(&bytes) != *hash {
             return Err(self.mismatch(hash));
         }
@@ -335,7 +335,7 @@ impl Objects {
         let path = self.path(hash);
         super::read::open(&path)
             .map_err(|e| self.unreadable(hash, e))?
-            .ok_or_else(|| Error::ObjectMissing(hex::encode(hash)))
+            .ok_or_else(|| missing(hash))
     }
 
     /// Copies an object of `size` bytes (its manifest entry's) into `dest`
@@ -386,41 +386,40 @@ impl Objects {
 
     /// The error for object `hash` whose file is not the manifest's size.
     fn wrong_size(&self, hash: &[u8; 32], len: u64, size: u64) -> Error {
-        Error::Corrupt(format!(
-            "object {} is {len} bytes, but its manifest says {size}",
-            self.path(hash).display()
-        ))
+        Error::corrupt(&self.path(hash), Damage::ObjectSize { len, size })
     }
 
     /// The error for object `hash` that could not be opened or read: a
     /// missing file is [`Error::ObjectMissing`], the rest as it came.
     fn unreadable(&self, hash: &[u8; 32], e: Error) -> Error {
         match e {
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                Error::ObjectMissing(hex::encode(hash))
-            }
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => missing(hash),
             e => e,
         }
     }
 
     /// The error for object `hash`, whose bytes hash to something else.
     pub(crate) fn mismatch(&self, hash: &[u8; 32]) -> Error {
-        Error::Corrupt(format!(
-            "object {} does not match its hash",
-            self.path(hash).display()
-        ))
+        Error::corrupt(&self.path(hash), Damage::ObjectMismatch)
     }
 
     /// The error for object `hash` failing to open or read at `path`.
     pub(crate) fn missing(&self, hash: &[u8; 32], path: &Path, e: io::Error) -> Error {
         if e.kind() == io::ErrorKind::NotFound {
-            Error::ObjectMissing(hex::encode(hash))
+            missing(hash)
         } else {
             Error::Io {
                 path: path.to_owned(),
                 source: e,
             }
         }
+    }
+}
+
+/// The error for the object `hash`, which is missing.
+fn missing(hash: &[u8; 32]) -> Error {
+    Error::ObjectMissing {
+        hash: hex::encode(hash),
     }
 }
 

@@ -9,7 +9,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Damage, Error, IoContext, Result};
 
 /// Longest plausible `HEAD` (a seq and a newline).
 pub const MAX_HEAD: u64 = 64;
@@ -74,11 +74,8 @@ pub fn open_existing(path: &Path) -> Result<(File, u64)> {
 }
 
 /// The error for a vault file that is not a regular file.
-pub fn not_regular(path: &Path, what: &str) -> Error {
-    Error::Corrupt(format!(
-        "{} is {what}, not a regular file; every vault file is a regular file written by selfsame (move it away after checking it)",
-        path.display()
-    ))
+pub fn not_regular(path: &Path, what: &'static str) -> Error {
+    Error::corrupt(path, Damage::NotRegular(what))
 }
 
 /// Reads the vault file `path` whole, refusing one larger than `cap`
@@ -118,10 +115,7 @@ pub fn read_limited(file: File, path: &Path, cap: u64) -> Result<Vec<u8>> {
 }
 
 fn too_big(path: &Path, len: u64, cap: u64) -> Error {
-    Error::Corrupt(format!(
-        "{} is {len} bytes or more, more than such a file can be ({cap}); it was not written by selfsame",
-        path.display()
-    ))
+    Error::corrupt(path, Damage::TooBig { len, cap })
 }
 
 /// Whether something (of any kind) is at `path`, without following a
@@ -140,17 +134,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
         mknodat(CWD, &fifo, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).unwrap();
-        assert!(matches!(read_capped(&fifo, 10), Err(Error::Corrupt(m)) if m.contains("a FIFO")));
+        let damage = |r: Result<Option<Vec<u8>>>| match r {
+            Err(Error::Corrupt { damage, .. }) => Some(*damage),
+            _ => None,
+        };
+        assert_eq!(
+            damage(read_capped(&fifo, 10)),
+            Some(Damage::NotRegular("a FIFO"))
+        );
         let link = dir.path().join("link");
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
-        assert!(matches!(read_all(&link), Err(Error::Corrupt(m)) if m.contains("a symbolic link")));
+        assert_eq!(
+            damage(read_all(&link)),
+            Some(Damage::NotRegular("a symbolic link"))
+        );
         let big = dir.path().join("big");
         std::fs::write(&big, [7u8; 11]).unwrap();
-        assert!(matches!(read_capped(&big, 10), Err(Error::Corrupt(_))));
+        assert_eq!(
+            damage(read_capped(&big, 10)),
+            Some(Damage::TooBig { len: 11, cap: 10 })
+        );
         assert_eq!(read_capped(&big, 11).unwrap().unwrap(), vec![7u8; 11]);
         assert_eq!(read_capped(&dir.path().join("none"), 10).unwrap(), None);
-        assert!(
-            matches!(read_all(Path::new("/dev/zero")), Err(Error::Corrupt(m)) if m.contains("a device"))
+        assert_eq!(
+            damage(read_all(Path::new("/dev/zero"))),
+            Some(Damage::NotRegular("a device"))
         );
     }
 }

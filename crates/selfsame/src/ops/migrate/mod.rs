@@ -33,7 +33,7 @@ use super::swap::tree::{clear_work, entries, kept_collision, stage, top_level_ke
 use super::swap::workdir::{self, Want, WorkDirs};
 use super::swap::writable::{not_writable, Next};
 use crate::crypto::Keys;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Refusal, Result};
 use crate::format::checkpoint::Reason;
 use crate::format::excludes::Excludes;
 use crate::format::journal::{Journal, SwapPhase, MIGRATE};
@@ -43,7 +43,7 @@ use crate::format::Manifest;
 use crate::progress::Progress;
 use crate::soul::{self, Changes};
 use crate::vault::{StoredCheckpoint, Vault};
-use crate::verdict::Verdict;
+use crate::verdict::{Advice, Verdict};
 
 pub use crate::format::tags::Reads;
 pub use migration::{migration, FnMigration, Migration, MigrationContext};
@@ -138,14 +138,15 @@ pub struct MigrateReport {
     pub exit_code: i32,
 }
 
-/// The tag number of a checkpoint's `format`.
-pub(crate) fn tag_of(format: &str) -> Result<u32> {
-    check_format_tag(format).map_err(|e| Error::Corrupt(format!("head checkpoint: {e}")))
+/// The tag number of the head's `format`.
+pub(crate) fn tag_of(vault: &Vault, head: &StoredCheckpoint) -> Result<u32> {
+    check_format_tag(&head.ckpt.format)
+        .map_err(|e| Error::corrupt(&vault.checkpoint_path(head.ckpt.seq), Damage::FormatTag(e)))
 }
 
-/// Where a soul at `format` stands against a shell that reads `reads`.
+/// Where a soul's format stands against a shell that reads `reads`.
 #[derive(Debug, Clone)]
-pub struct Assessment {
+pub(crate) struct Standing {
     /// The soul's format number.
     pub current: u32,
     /// Whether the shell reads it as it is.
@@ -157,13 +158,18 @@ pub struct Assessment {
     pub pending: Vec<String>,
 }
 
-/// Assesses the soul's `format` against `reads` and the registry.
-pub fn assess(registry: &Registry, format: &str, reads: &Reads) -> Result<Assessment> {
-    let current = tag_of(format)?;
+/// Where the head's format stands against `reads` and the registry.
+pub(crate) fn standing(
+    vault: &Vault,
+    registry: &Registry,
+    head: &StoredCheckpoint,
+    reads: &Reads,
+) -> Result<Standing> {
+    let current = tag_of(vault, head)?;
     registry.check(current)?;
     let reachable = registry.newest().unwrap_or(current).max(current);
     let target = (current + 1..=reachable).rev().find(|&t| reads.contains(t));
-    Ok(Assessment {
+    Ok(Standing {
         current,
         readable: reads.contains(current),
         target,
@@ -195,7 +201,7 @@ pub fn migrate_locked(
     progress: &dyn Progress,
 ) -> Result<MigrateReport> {
     if let Some(j) = vault.pending_swap()? {
-        return Err(Error::RestorePending(j));
+        return Err(Error::SwapPending(j));
     }
     let keys = Keys::of(cred);
     let mut head = require_head(vault, cred)?;
@@ -204,19 +210,21 @@ pub fn migrate_locked(
     // The migrations directory comes from config.toml: run nothing from a
     // config the head was not sealed with.
     if let Some(p) = config_problem(vault, &head) {
-        return Err(Error::Usage(format!(
-            "{}; migrations run only under the config the head was sealed with",
-            p.message
-        )));
+        let saved = match p.advice {
+            Some(Advice::AdoptConfig { saved }) => saved,
+            _ => None,
+        };
+        return Err(Error::Refused(Refusal::ConfigChanged {
+            seq: head.ckpt.seq,
+            saved,
+        }));
     }
-    let current = tag_of(&head.ckpt.format)?;
+    let current = tag_of(vault, &head)?;
     registry.check(current)?;
     let newest = registry.newest().unwrap_or(current).max(current);
     let target = match opts.to {
         Some(t) if t < current => {
-            return Err(Error::Usage(format!(
-                "the soul is v{current}; migrations only go up. To go back, restore a checkpoint sealed at v{t} (`selfsame log`)"
-            )))
+            return Err(Error::Refused(Refusal::MigrateDown { current, to: t }))
         }
         Some(t) if t > newest => {
             return Err(Error::Usage(format!(
@@ -254,10 +262,7 @@ pub fn migrate_locked(
     )?;
     if on_disk.manifest.soul_hash() != head.ckpt.soul {
         if !vault.marker_valid(&keys, &head) {
-            return Err(Error::Usage(format!(
-                "the soul changed since checkpoint {} while the agent was at rest; run `selfsame wake` (or `selfsame diff`) first: migrations start from a sealed state",
-                head.ckpt.seq
-            )));
+            return Err(Error::Refused(Refusal::ChangedAtRest(head.ckpt.seq)));
         }
         // An unclean stop (drift): seal the state before, so the migration
         // starts from a checkpoint.

@@ -10,7 +10,7 @@ use std::fs;
 use crate::crypto::Credential;
 
 use crate::crypto::sha256;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Damage, Error, IoContext, Result};
 use crate::format::journal::Journal;
 use crate::ops::head::current_head;
 use crate::vault::{atomic, Vault};
@@ -24,17 +24,13 @@ pub(crate) fn sealed(vault: &Vault, seq: u64, sealed: Option<&str>) -> Result<Va
         return Ok(vault.clone());
     };
     let mut hash = [0u8; 32];
-    hex::decode_to_slice(hex, &mut hash).map_err(|_| {
-        Error::Corrupt(format!(
-            "checkpoint {seq} records a config hash that is not hex"
-        ))
-    })?;
+    hex::decode_to_slice(hex, &mut hash)
+        .map_err(|_| Error::corrupt(&vault.checkpoint_path(seq), Damage::ConfigHashInvalid(seq)))?;
     let objects = vault.objects();
     let bytes = objects.read(&hash).map_err(|e| match e {
-        Error::ObjectMissing(_) | Error::Corrupt(_) => Error::Corrupt(format!(
-            "config.toml differs from the config checkpoint {seq} was sealed with, and that one ({}) is missing or damaged, so a restore cannot act on it: put config.toml back as it was sealed, or adopt it with `selfsame accept`, then try again",
-            objects.path(&hash).display()
-        )),
+        Error::ObjectMissing { .. } | Error::Corrupt { .. } => {
+            Error::corrupt(&objects.path(&hash), Damage::SealedConfigLost(seq))
+        }
         e => e,
     })?;
     vault.with_config(bytes, &objects.path(&hash))

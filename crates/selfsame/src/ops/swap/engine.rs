@@ -12,7 +12,7 @@ use super::tree::{
 };
 use super::workdir::{self, Want, WorkDirs};
 use crate::crypto::Keys;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Damage, Error, IoContext, Result, Then};
 use crate::format::checkpoint::Reason;
 use crate::format::journal::{DirId, Journal, SwapPhase, MIGRATE, WORK_DIR};
 use crate::format::Manifest;
@@ -113,16 +113,16 @@ pub(crate) fn finish(
     }
     let target = vault.read_checkpoint(j.target)?;
     if !migrating && !trusted(vault, &keys, &target)? {
-        return Err(Error::Corrupt(format!(
-            "checkpoint {} does not verify; it cannot be restored",
-            j.target
-        )));
+        return Err(Error::corrupt(
+            &vault.checkpoint_path(j.target),
+            Damage::NotTrusted(j.target),
+        ));
     }
     if !migrating && target.ckpt.soul != j.soul {
-        return Err(Error::Corrupt(format!(
-            "the restore journal names a soul other than checkpoint {}'s",
-            j.target
-        )));
+        return Err(Error::corrupt(
+            &vault.journal_path(),
+            Damage::JournalNamesOtherSoul(j.target),
+        ));
     }
     let manifest = match manifest {
         Some(m) => m,
@@ -184,7 +184,7 @@ pub(crate) fn finish(
     }
     if j.phase == SwapPhase::SwapIn {
         for name in entries(new)? {
-            rename_no_replace(&new.join(&name), &soul.join(&name), "--resume")?;
+            rename_no_replace(&new.join(&name), &soul.join(&name), Then::Resume)?;
             vault.failpoint(if migrating {
                 "migrate-mid-swap-in"
             } else {
@@ -229,10 +229,7 @@ pub(crate) fn finish(
         so.format = Some(j.format.clone().unwrap_or(target.ckpt.format.clone()));
         let report = seal_expecting(vault, cred, &so, progress, Some(&manifest))?;
         if report.soul != j.soul {
-            return Err(Error::Corrupt(format!(
-                "the restored soul does not match checkpoint {} (something wrote to the soul during the restore?)",
-                j.target
-            )));
+            return Err(Error::corrupt(&soul, Damage::RestoredSoulDiffers(j.target)));
         }
         report.seq
     };

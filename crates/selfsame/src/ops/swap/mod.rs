@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::crypto::Keys;
 use crate::error::Result;
-use crate::format::journal::{SwapPhase, MIGRATE};
+use crate::format::journal::SwapPhase;
 use crate::progress::Progress;
 use crate::vault::Vault;
 use config::{journal_view, put_back};
@@ -65,33 +65,6 @@ pub enum WakeWill {
     FinishAbort,
     /// Nothing: wake halts first (a changed config, a bad quarantine).
     Nothing,
-}
-
-impl Pending {
-    /// One sentence for people.
-    pub fn describe(&self) -> String {
-        let what = format!(
-            "an interrupted {} to checkpoint {} is pending (phase {}{})",
-            self.event,
-            self.target,
-            self.phase,
-            if self.aborting { ", being undone" } else { "" }
-        );
-        let then = match self.wake_will {
-            WakeWill::Finish if self.event == MIGRATE => {
-                "wake will finish it: the migrated soul is swapped in and sealed"
-            }
-            WakeWill::Finish => {
-                "wake will finish it: the soul becomes that checkpoint's and is sealed"
-            }
-            WakeWill::Undo => "wake will undo it: the soul was not touched and stays at the head",
-            WakeWill::FinishAbort => {
-                "wake will finish undoing it (`selfsame restore --abort` began it): the soul goes back to how it was before"
-            }
-            WakeWill::Nothing => "wake will not act on it until the problem below is solved",
-        };
-        format!("{what}; {then}")
-    }
 }
 
 /// What the next wake would do about an interrupted restore or migration,

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use rayon::prelude::*;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Damage, Error, IoContext, Result, Then};
 use crate::format::journal::WORK_DIR;
 use crate::format::time::stamp;
 use crate::format::{Kind, Manifest};
@@ -75,17 +75,16 @@ pub(crate) fn entries(dir: &Path) -> Result<Vec<OsString>> {
 }
 
 /// Moves `src` to `dest`, failing instead of replacing anything at `dest`.
-/// `again` is the `selfsame restore` flag that goes on after the owner moved
-/// what is in the way (`--resume`, `--abort`).
-pub(crate) fn rename_no_replace(src: &Path, dest: &Path, again: &str) -> Result<()> {
+/// `then` says what goes on once the owner moved what is in the way.
+pub(crate) fn rename_no_replace(src: &Path, dest: &Path, then: Then) -> Result<()> {
     use rustix::fs::{renameat_with, RenameFlags, CWD};
     match renameat_with(CWD, src, CWD, dest, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
-        Err(e) if e == rustix::io::Errno::EXIST => Err(taken(dest, again)),
+        Err(e) if e == rustix::io::Errno::EXIST => Err(taken(dest, then)),
         // A filesystem without RENAME_NOREPLACE: check, then rename.
         Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
             if fs::symlink_metadata(dest).is_ok() {
-                return Err(taken(dest, again));
+                return Err(taken(dest, then));
             }
             fs::rename(src, dest).at(dest)
         }
@@ -93,11 +92,11 @@ pub(crate) fn rename_no_replace(src: &Path, dest: &Path, again: &str) -> Result<
     }
 }
 
-fn taken(dest: &Path, again: &str) -> Error {
-    Error::Usage(format!(
-        "restore: {} already exists, and a restore never replaces anything: move it out of the way, then run `selfsame restore {again}`",
-        dest.display()
-    ))
+fn taken(dest: &Path, then: Then) -> Error {
+    Error::InTheWay {
+        path: dest.to_owned(),
+        then,
+    }
 }
 
 /// When the quarantine lies on another filesystem than the soul, the old
@@ -161,9 +160,7 @@ pub fn stage(
     // A manifest built in memory never went through `parse`: check it the
     // same way (relative paths, no `..`, sorted, parents listed as dirs).
     if Manifest::parse(&manifest.to_bytes()).ok().as_ref() != Some(manifest) {
-        return Err(Error::Corrupt(
-            "restore: the manifest has unsafe or malformed paths".into(),
-        ));
+        return Err(Error::corrupt(dest, Damage::UnsafeManifest));
     }
     fs::create_dir(dest).at(dest)?;
     progress.start(Phase::Restore, manifest.files(), manifest.bytes());
@@ -185,10 +182,7 @@ pub fn stage(
             let parent = p.parent().expect("entries are below dest");
             let meta = fs::symlink_metadata(parent).at(parent)?;
             if !meta.is_dir() {
-                return Err(Error::Corrupt(format!(
-                    "restore: parent of {} is not a directory",
-                    e.path
-                )));
+                return Err(Error::corrupt(parent, Damage::ParentNotDir(e.path.clone())));
             }
             match e.kind {
                 Kind::Symlink => {
@@ -199,10 +193,10 @@ pub fn stage(
                 Kind::File | Kind::Exec => {
                     let n = objects.copy_to(&e.hash, e.size, &p, &|n| progress.advance(n))?;
                     if n != e.size {
-                        return Err(Error::Corrupt(format!(
-                            "object for {} has the wrong size",
-                            e.path
-                        )));
+                        return Err(Error::corrupt(
+                            &objects.path(&e.hash),
+                            Damage::EntryWrongSize(e.path.clone()),
+                        ));
                     }
                     let mode = if e.kind == Kind::Exec { 0o755 } else { 0o644 };
                     fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(&p)?;

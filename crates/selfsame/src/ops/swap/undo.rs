@@ -24,7 +24,7 @@ use super::tree::{entries, move_tree, rename_no_replace, top_level_keep};
 use super::workdir::{self, Want, WorkDirs};
 use super::writable::{not_writable, Next};
 use crate::crypto::Keys;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Damage, Error, IoContext, Refusal, Result, Then};
 use crate::format::journal::{DirId, Journal, SwapPhase, Undo, WORK_DIR};
 use crate::vault::{atomic, Vault};
 
@@ -39,13 +39,12 @@ pub(crate) fn begin(vault: &Vault, cred: &Credential) -> Result<Option<RestoreRe
     if j.abort.is_none() {
         let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
         if j.phase == SwapPhase::Seal && newest > j.head_before {
-            return Err(Error::Usage(format!(
-                "the interrupted {} already sealed checkpoint {newest}, so it can no longer be undone: run `selfsame wake` to finish recording it. The soul from before it is in {}/{} (and checkpoint {} is the state sealed before it)",
-                j.event,
-                vault.quarantine_dir().display(),
-                j.quarantine,
-                j.head_before
-            )));
+            return Err(Error::Refused(Refusal::AlreadySealed {
+                event: j.event.clone(),
+                sealed: newest,
+                quarantined: vault.quarantine_dir().join(&j.quarantine),
+                before: j.head_before,
+            }));
         }
         let first = match j.phase {
             SwapPhase::Stage => Undo::Clean,
@@ -115,7 +114,7 @@ pub(crate) fn undo(vault: &Vault, cred: &Credential, j: &mut Journal) -> Result<
                     if name == WORK_DIR || keep.contains(&name) {
                         continue;
                     }
-                    rename_no_replace(&soul.join(&name), &new.join(&name), "--abort")?;
+                    rename_no_replace(&soul.join(&name), &new.join(&name), Then::Abort)?;
                     vault.failpoint("restore-abort-mid-out");
                 }
                 atomic::sync_dir(new)?;
@@ -150,13 +149,14 @@ pub(crate) fn undo(vault: &Vault, cred: &Credential, j: &mut Journal) -> Result<
                 } else if fs::symlink_metadata(&dest).is_ok() {
                     move_tree(&dest, old)?;
                 } else {
-                    return Err(Error::Corrupt(format!(
-                        "the soul from before the interrupted {} is neither in {} nor in {}; it cannot be put back. Find it, put its entries into {}, then run `selfsame restore --abort` again",
-                        j.event,
-                        old.display(),
-                        dest.display(),
-                        soul.display()
-                    )));
+                    return Err(Error::corrupt(
+                        &dest,
+                        Damage::PreviousSoulLost {
+                            event: j.event.clone(),
+                            old: old.clone(),
+                            soul: soul.clone(),
+                        },
+                    ));
                 }
                 vault.failpoint("restore-abort-after-back");
                 j.old_dir = Some(workdir::id_of(old)?);
@@ -165,7 +165,7 @@ pub(crate) fn undo(vault: &Vault, cred: &Credential, j: &mut Journal) -> Result<
             Undo::In => {
                 if has_old {
                     for name in entries(old)? {
-                        rename_no_replace(&old.join(&name), &soul.join(&name), "--abort")?;
+                        rename_no_replace(&old.join(&name), &soul.join(&name), Then::Abort)?;
                         vault.failpoint("restore-abort-mid-in");
                     }
                     atomic::sync_dir(&soul)?;

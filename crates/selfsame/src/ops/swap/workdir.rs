@@ -10,7 +10,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Damage, Error, IoContext, Result};
 use crate::format::journal::{DirId, Journal, WORK_DIR};
 use crate::vault::{atomic, Vault};
 
@@ -142,12 +142,14 @@ pub(crate) fn make(path: &Path) -> Result<DirId> {
 /// The refusal: what is wrong, that nothing was touched, and how the owner
 /// clears it.
 fn refuse(vault: &Vault, j: &Journal, dirs: &WorkDirs, path: &Path, why: &str) -> Error {
-    Error::Corrupt(format!(
-        "{} is not the directory the interrupted {} made ({why}), so it is neither finished nor undone, and nothing was touched. To clear it: check what they hold, then move {} out of the soul and {} into {}/, and run `selfsame wake` (then `selfsame restore head` puts the sealed soul back)",
-        path.display(),
-        j.event,
-        dirs.work.display(),
-        vault.journal_path().display(),
-        vault.quarantine_dir().display(),
-    ))
+    Error::corrupt(
+        path,
+        Damage::WorkDir {
+            event: j.event.clone(),
+            why: why.to_owned(),
+            work: dirs.work.clone(),
+            journal: vault.journal_path(),
+            quarantine: vault.quarantine_dir(),
+        },
+    )
 }

@@ -1,7 +1,7 @@
 //! A soul a swap cannot write: the error that names it and says what is
 //! left pending.
 
-use crate::error::Error;
+use crate::error::{Error, Left};
 use crate::vault::Vault;
 
 /// What the owner can do after an error in the soul.
@@ -17,7 +17,7 @@ pub(crate) enum Next {
 
 /// Turns a failure to write inside the soul (permissions, a read-only
 /// mount, an immutable attribute) into an error that names the soul
-/// directory and says what to do next; other errors pass unchanged.
+/// directory and what is left pending; other errors pass unchanged.
 pub(crate) fn not_writable(vault: &Vault, e: Error, next: Next) -> Error {
     let soul = vault.soul();
     let denied = [
@@ -32,29 +32,23 @@ pub(crate) fn not_writable(vault: &Vault, e: Error, next: Next) -> Error {
                     .iter()
                     .any(|d| source.raw_os_error() == Some(d.raw_os_error())) =>
         {
-            let fix = "make it writable (its permissions, a read-only mount, `chattr -i`)";
-            let next = match next {
-                Next::Restore => format!("nothing was changed: {fix}, then run the command again"),
-                Next::Pending if !vault.journal_path().exists() => {
-                    format!("nothing was changed: {fix}, then run the command again")
-                }
-                Next::Pending => format!(
-                    "the interrupted {} stays pending: {fix}, then run `selfsame wake` (or `selfsame restore --resume`) to finish it, or `selfsame restore --abort` to undo it",
+            let left = match next {
+                Next::Restore => Left::Nothing,
+                Next::Pending if !vault.journal_path().exists() => Left::Nothing,
+                Next::Pending => Left::Pending(
                     vault
                         .read_journal(None)
                         .ok()
                         .flatten()
-                        .map_or_else(|| "restore".to_owned(), |j| j.event)
+                        .map_or_else(|| "restore".to_owned(), |j| j.event),
                 ),
-                Next::Abort => format!(
-                    "the undo stays pending: {fix}, then run `selfsame restore --abort` again (or `selfsame wake`, which finishes it)"
-                ),
+                Next::Abort => Left::Undo,
             };
             Error::SoulNotWritable {
                 soul,
                 path,
                 source,
-                next,
+                left,
             }
         }
         e => e,

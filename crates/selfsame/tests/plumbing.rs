@@ -26,7 +26,12 @@ fn setup() -> (tempfile::TempDir, Vault) {
     let soul = dir.path().join("soul");
     fs::create_dir(&soul).unwrap();
     fs::write(soul.join("memory.txt"), "hello").unwrap();
-    let vault = init(dir.path(), &cred(), &InitOptions::new("soul").shell("1.0.0")).unwrap();
+    let vault = init(
+        dir.path(),
+        &cred(),
+        &InitOptions::new("soul").shell("1.0.0"),
+    )
+    .unwrap();
     (dir, vault)
 }
 
@@ -72,7 +77,13 @@ fn settings_come_from_the_caller_and_messages_name_no_command() {
     settings.shell = Some("2.0.0".into());
     let with_shell = Vault::open(vault.dir()).unwrap().with_settings(settings);
     fs::write(dir.path().join("soul/memory.txt"), "three").unwrap();
-    seal(&with_shell, &cred(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+    seal(
+        &with_shell,
+        &cred(),
+        &SealOptions::new(Reason::Manual),
+        &Silent,
+    )
+    .unwrap();
     assert_eq!(shell_of_head(&vault), "2.0.0");
 
     // The lock wait is the settings' (100 ms), not the environment's 60 s.
@@ -91,10 +102,22 @@ fn settings_come_from_the_caller_and_messages_name_no_command() {
     // what changed, its advice says what the owner can do.
     let config = vault.dir().join("config.toml");
     let text = fs::read_to_string(&config).unwrap();
-    fs::write(&config, text.replace("tampered = \"halt\"", "tampered = \"accept\"")).unwrap();
-    let report = wake(&Vault::open(vault.dir()).unwrap(), &cred(), &WakeOptions::default()).unwrap();
+    fs::write(
+        &config,
+        text.replace("tampered = \"halt\"", "tampered = \"accept\""),
+    )
+    .unwrap();
+    let report = wake(
+        &Vault::open(vault.dir()).unwrap(),
+        &cred(),
+        &WakeOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.detail, Some(Detail::ConfigChanged));
-    assert!(matches!(report.advice, Some(Advice::AdoptConfig { saved: Some(_) })));
+    assert!(matches!(
+        report.advice,
+        Some(Advice::AdoptConfig { saved: Some(_) })
+    ));
     fs::write(&config, text).unwrap();
 
     // A rotated token: mac-invalid, with the advice to rekey.
@@ -144,7 +167,13 @@ fn settings_come_from_the_caller_and_messages_name_no_command() {
 }
 
 fn assert_named_no_command(text: &str) {
-    for word in ["`selfsame", "selfsame accept", "selfsame rekey", "--vault", "SELFSAME_"] {
+    for word in [
+        "`selfsame",
+        "selfsame accept",
+        "selfsame rekey",
+        "--vault",
+        "SELFSAME_",
+    ] {
         assert!(!text.contains(word), "{word:?} in {text:?}");
     }
 }

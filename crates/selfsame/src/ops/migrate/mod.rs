@@ -46,7 +46,7 @@ use crate::vault::{StoredCheckpoint, Vault};
 use crate::verdict::{Advice, Verdict};
 
 pub use crate::format::tags::Reads;
-pub use migration::{migration, FnMigration, Migration, MigrationContext};
+pub use migration::{migration, FnMigration, Migration, MigrationContext, MigrationError};
 pub use registry::{migrations_dir, Registry, DEFAULT_DIR};
 pub use script::{kill_running, Script};
 
@@ -359,7 +359,7 @@ fn step(
     let ran = m.apply(staging, &ctx).and_then(|()| {
         dirs.check(vault, &j, [Want::Present, Want::Present, Want::MaybeAbsent])
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| MigrationError::StagingReplaced(e.to_string()))
     });
     let outcome = match ran {
         Ok(()) => fingerprint_staged(vault, staging, progress)?,
@@ -401,19 +401,17 @@ fn fingerprint_staged(
     vault: &Vault,
     staging: &Path,
     progress: &dyn Progress,
-) -> Result<std::result::Result<Manifest, String>> {
+) -> Result<std::result::Result<Manifest, MigrationError>> {
     let keep = top_level_keep(vault)?;
     let names = entries(staging)?;
     if let Some(n) = kept_collision(&keep, names.iter().map(|n| n.as_os_str())) {
-        return Ok(Err(format!(
-            "the migration created {n:?}, a name the soul keeps out of checkpoints (excluded, or the vault)"
-        )));
+        return Ok(Err(MigrationError::KeptName(n.to_owned())));
     }
     let objects = vault.objects();
     let fp = match soul::fingerprint(staging, &Excludes::none(), &[], Some(&objects), progress) {
         Ok(fp) => fp,
         Err(e @ Error::Io { .. }) => return Err(e),
-        Err(e) => return Ok(Err(format!("the migrated soul cannot be sealed: {e}"))),
+        Err(e) => return Ok(Err(MigrationError::Unsealable(e.to_string()))),
     };
     let bytes = fp.manifest.to_bytes();
     objects.put(&crate::crypto::sha256(&bytes), &bytes)?;
@@ -422,7 +420,13 @@ fn fingerprint_staged(
 
 /// A failed migration: its staging dir to quarantine, a history event, the
 /// journal removed. The soul was never touched.
-fn fail(vault: &Vault, cred: &Credential, j: &mut Journal, error: String) -> Result<Failure> {
+fn fail(
+    vault: &Vault,
+    cred: &Credential,
+    j: &mut Journal,
+    error: MigrationError,
+) -> Result<Failure> {
+    let error = error.to_string();
     let to = j.format.clone().unwrap_or_default();
     let staging = quarantine_staging(vault, &format!("migrate-{to}-failed"))?;
     j.data.insert("ok".into(), false.into());
@@ -476,7 +480,7 @@ mod tests {
         reg.register(migration("v2-upper", 2, |soul| {
             let p = soul.join("state.txt");
             let t = fs::read_to_string(&p).map_err(|e| e.to_string())?;
-            fs::write(&p, t.to_uppercase()).map_err(|e| e.to_string())
+            fs::write(&p, t.to_uppercase()).map_err(|e| e.to_string().into())
         }));
         let opts = MigrateOptions::default();
         let r = migrate(&vault, &cred, &reg, &opts, &crate::progress::Silent).unwrap();

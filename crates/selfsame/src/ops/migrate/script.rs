@@ -12,7 +12,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::migration::{Migration, MigrationContext};
+use super::migration::{Migration, MigrationContext, MigrationError};
 
 /// An executable `v<N>-<slug>` in the migrations directory, in any
 /// language. It runs with `SELFSAME_SOUL` (the staging dir, also its working
@@ -34,11 +34,7 @@ impl Migration for Script {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     }
-    fn apply(
-        &self,
-        soul: &std::path::Path,
-        ctx: &MigrationContext,
-    ) -> std::result::Result<(), String> {
+    fn apply(&self, soul: &std::path::Path, ctx: &MigrationContext) -> Result<(), MigrationError> {
         let mut cmd = Command::new(&self.path);
         cmd.current_dir(soul)
             .env("SELFSAME_SOUL", soul)
@@ -55,9 +51,10 @@ impl Migration for Script {
         // Its own process group, so that whatever it starts can be ended
         // with it.
         cmd.process_group(0);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.path.display()))?;
+        let mut child = cmd.spawn().map_err(|source| MigrationError::Spawn {
+            path: self.path.clone(),
+            source,
+        })?;
         let group = Pid::from_raw(child.id() as i32);
         *running() = Some(group);
         let deadline = Instant::now() + ctx.timeout;
@@ -75,22 +72,30 @@ impl Migration for Script {
                     let status = end_group(group, &mut child);
                     return match status {
                         Ok(s) if s.success() => Ok(()),
-                        Ok(s) => Err(format!("{} {s}", self.name())),
-                        Err(e) => Err(format!("waiting for {}: {e}", self.name())),
+                        Ok(status) => Err(MigrationError::Exit {
+                            name: self.name(),
+                            status,
+                        }),
+                        Err(source) => Err(MigrationError::Wait {
+                            name: self.name(),
+                            source,
+                        }),
                     };
                 }
                 Err(e) => {
                     let _ = end_group(group, &mut child);
-                    return Err(format!("waiting for {}: {e}", self.name()));
+                    return Err(MigrationError::Wait {
+                        name: self.name(),
+                        source: e.into(),
+                    });
                 }
             }
             if Instant::now() >= deadline {
                 let _ = end_group(group, &mut child);
-                return Err(format!(
-                    "{} timed out after {} and was killed, with every process it started",
-                    self.name(),
-                    humantime::format_duration(ctx.timeout)
-                ));
+                return Err(MigrationError::Timeout {
+                    name: self.name(),
+                    after: ctx.timeout,
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -166,4 +171,51 @@ fn group_runs(group: Pid) -> bool {
         let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
         pgrp == Some(group.as_raw()) && !matches!(state, "Z" | "X")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn ctx() -> MigrationContext {
+        MigrationContext {
+            from: "v1".into(),
+            to: "v2".into(),
+            timeout: Duration::from_secs(1),
+            hide_env: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_script_says_how_it_failed_by_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Script {
+            path: dir.path().join("v2-missing"),
+            to: 2,
+        };
+        assert!(matches!(
+            missing.apply(dir.path(), &ctx()),
+            Err(MigrationError::Spawn { .. })
+        ));
+        let path = dir.path().join("v2-fails");
+        fs::write(&path, "#!/bin/sh\nexit 3\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        let fails = Script { path, to: 2 };
+        match fails.apply(dir.path(), &ctx()) {
+            Err(MigrationError::Exit { name, status }) => {
+                assert_eq!((name.as_str(), status.code()), ("v2-fails", Some(3)))
+            }
+            other => panic!("{other:?}"),
+        }
+        let path = dir.path().join("v2-sleeps");
+        fs::write(&path, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        let sleeps = Script { path, to: 2 };
+        assert!(matches!(
+            sleeps.apply(dir.path(), &ctx()),
+            Err(MigrationError::Timeout { .. })
+        ));
+    }
 }

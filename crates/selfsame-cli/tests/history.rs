@@ -11,10 +11,10 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
-use selfsame::crypto::{checkpoint_key, sha256_hex};
-use selfsame::format::checkpoint::Checkpoint;
-use selfsame::format::checkpoint::UNSIGNED_FIELDS;
-use selfsame::format::HistoryLine;
+use selfsame::testing::Checkpoint;
+use selfsame::testing::HistoryLine;
+use selfsame::testing::UNSIGNED_FIELDS;
+use selfsame::testing::{checkpoint_key, sha256_hex};
 use selfsame::{Credential, Platform};
 use selfsame_telegram::SecretKey;
 use serde_json::{json, Value};

@@ -12,7 +12,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use selfsame::crypto::checkpoint_key;
+use selfsame::testing::checkpoint_key;
 use selfsame::{Credential, Platform};
 use serde_json::Value;
 

@@ -10,9 +10,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use selfsame::crypto::{sha256, Keys};
-use selfsame::format::checkpoint::{Draft, Header, Reason};
-use selfsame::format::{Entry, Kind, Manifest};
+use selfsame::ops::seal::Reason;
+use selfsame::testing::VaultFiles;
+use selfsame::testing::{sha256, Keys};
+use selfsame::testing::{Draft, Header};
+use selfsame::testing::{Entry, Kind, Manifest};
 use selfsame::{Credential, Platform, Vault};
 use serde_json::Value;
 
@@ -247,12 +249,7 @@ fn library_stage_refuses_a_hostile_manifest_that_never_went_through_parse() {
     for (i, entries) in cases.into_iter().enumerate() {
         let dest = env.base().join(format!("stage-{i}"));
         let manifest = Manifest { entries };
-        let r = selfsame::ops::swap::tree::stage(
-            &objects,
-            &manifest,
-            &dest,
-            &selfsame::progress::Silent,
-        );
+        let r = selfsame::testing::stage(&objects, &manifest, &dest, &selfsame::progress::Silent);
         assert!(r.is_err(), "case {i}: staged {manifest:?}");
         assert_eq!(tree(&sentinel), BTreeMap::new(), "case {i} wrote outside");
         let _ = fs::remove_dir_all(&dest);

@@ -3,9 +3,10 @@
 //!
 //! The agent keeps who it is in a directory of state, its **soul**. selfsame
 //! keeps a **vault** beside it: content-addressed snapshots of the soul,
-//! checkpoints signed with a key derived from the bot's token, and a
-//! hash-chained history. [`ops::seal`] records the soul; [`ops::wake`]
-//! checks it on start and returns a [`Verdict`].
+//! checkpoints signed with a key derived from the agent's credential (a
+//! Telegram bot token), and a hash-chained history. [`ops::seal`] records
+//! the soul; [`ops::wake`] checks it on start and returns a [`Verdict`];
+//! [`supervise::run`] does both around the agent's process.
 //!
 //! ```
 //! use selfsame::{ops, Credential, Platform};
@@ -21,22 +22,36 @@
 //! assert_eq!(report.verdict, selfsame::Verdict::Verified);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The library is plumbing: it reads no environment variable (the caller
+//! passes [`Settings`]), prints nothing (it reports through [`Progress`]
+//! and returns reports), and names none of the CLI's commands: errors,
+//! problems and verdicts are typed, with [`Advice`] for the caller to word.
+//! `docs/ARCHITECTURE.md` shows its layers.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod crypto;
-pub mod error;
-pub mod format;
+mod crypto;
+mod error;
+mod format;
 pub mod ops;
 pub mod progress;
-pub mod settings;
-pub mod soul;
+mod settings;
+mod soul;
 pub mod supervise;
-pub mod vault;
-pub mod verdict;
+#[cfg(feature = "test-hooks")]
+pub mod testing;
+mod vault;
+mod verdict;
 
 pub use crypto::{Credential, CredentialError, Platform};
 pub use error::{Damage, Error, Left, LockName, Mismatch, Refusal, Result, Then};
+pub use format::checkpoint::{CheckpointError, FieldError};
+pub use format::journal::JournalError;
+pub use format::manifest::ManifestError;
+pub use progress::{Phase, Progress, Silent};
 pub use settings::Settings;
+pub use soul::changes::{ChangeKind, ChangeSummary, Changes};
+pub use vault::config::{Config, PolicyConfig};
 pub use vault::Vault;
-pub use verdict::{Action, Advice, Detail, Verdict};
+pub use verdict::{Action, Advice, Detail, MigrationPolicy, Policies, Verdict};

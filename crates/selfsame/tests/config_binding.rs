@@ -5,14 +5,16 @@
 use std::fs;
 use std::path::Path;
 
-use selfsame::crypto::Keys;
-use selfsame::format::checkpoint::{Draft, Reason, CONFIG};
 use selfsame::ops::accept::accept;
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::rekey::rekey;
+use selfsame::ops::seal::Reason;
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::ops::wake::{wake, WakeOptions};
 use selfsame::progress::Silent;
+use selfsame::testing::Keys;
+use selfsame::testing::VaultFiles;
+use selfsame::testing::{Draft, CONFIG};
 use selfsame::{Credential, Detail, Platform, Vault, Verdict};
 
 fn token() -> Credential {

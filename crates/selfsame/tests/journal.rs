@@ -4,13 +4,14 @@
 
 use std::fs;
 
-use selfsame::format::checkpoint::Reason;
-use selfsame::format::excludes::Excludes;
 use selfsame::ops::init::{init, InitOptions};
+use selfsame::ops::seal::Reason;
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::ops::wake::{wake, WakeOptions};
 use selfsame::progress::Silent;
-use selfsame::soul::fingerprint;
+use selfsame::testing::fingerprint;
+use selfsame::testing::Excludes;
+use selfsame::testing::VaultFiles;
 use selfsame::{Credential, Detail, Platform, Verdict};
 
 fn token() -> Credential {
@@ -77,7 +78,7 @@ fn a_journal_signed_with_another_token_is_refused_too() {
     let vault = init(dir.path(), &token(), &InitOptions::new("soul")).unwrap();
     let head = vault.read_checkpoint(1).unwrap();
     // Same bot id, other secret: the MAC is well-formed but not ours.
-    let other = selfsame::crypto::checkpoint_key(
+    let other = selfsame::testing::checkpoint_key(
         &Credential::parse(Platform::Telegram, "5151:another-secret").unwrap(),
     );
     let body = format!(

@@ -5,16 +5,17 @@
 
 use std::fs;
 
-use selfsame::crypto::sha256_hex;
-use selfsame::crypto::Keys;
-use selfsame::format::checkpoint::Reason;
-use selfsame::format::HistoryLine;
-use selfsame::ops::head::current_head;
 use selfsame::ops::init::{init, InitOptions};
-use selfsame::ops::restore::last_good;
+use selfsame::ops::seal::Reason;
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::progress::Silent;
-use selfsame::supervise::boot::{decide, Decision, State};
+use selfsame::testing::current_head;
+use selfsame::testing::last_good;
+use selfsame::testing::sha256_hex;
+use selfsame::testing::HistoryLine;
+use selfsame::testing::Keys;
+use selfsame::testing::VaultFiles;
+use selfsame::testing::{decide, Decision, State};
 use selfsame::{Credential, Platform};
 use serde_json::{json, Map, Value};
 

@@ -16,7 +16,7 @@ fn a_missing_object_is_object_missing_for_wake_and_verify() {
     fs::create_dir(dir.path().join("soul")).unwrap();
     fs::write(dir.path().join("soul/memory.txt"), "remember me").unwrap();
     let vault = init(dir.path(), &token, &InitOptions::new("soul")).unwrap();
-    let hex = selfsame::crypto::sha256_hex(b"remember me");
+    let hex = selfsame::testing::sha256_hex(b"remember me");
     let object = vault.dir().join("objects").join(&hex[..2]).join(&hex[2..]);
     fs::remove_file(&object).unwrap();
 

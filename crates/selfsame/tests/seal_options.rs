@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use selfsame::crypto::Keys;
-use selfsame::format::checkpoint::{FieldError, Reason, RESERVED_FIELDS};
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::seal::{seal, SealOptions};
+use selfsame::ops::seal::{FieldError, Reason, RESERVED_FIELDS};
 use selfsame::ops::wake::{wake, WakeOptions};
 use selfsame::progress::Silent;
+use selfsame::testing::Keys;
+use selfsame::testing::VaultFiles;
 use selfsame::{Credential, Error, Platform, Vault, Verdict};
 
 fn token() -> Credential {

@@ -5,11 +5,12 @@
 use std::fs;
 use std::time::{Duration, SystemTime};
 
-use selfsame::format::checkpoint::Reason;
 use selfsame::ops::init::{init, InitOptions};
+use selfsame::ops::seal::Reason;
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::ops::wake::{wake, WakeOptions};
 use selfsame::progress::Silent;
+use selfsame::testing::VaultFiles;
 use selfsame::{Credential, Platform, Verdict};
 
 fn token() -> Credential {
@@ -55,9 +56,8 @@ fn same_size_same_mtime_rewrite_is_detected() {
 #[test]
 fn seal_uses_the_cache_and_fast_wake_still_sees_edits() {
     let (dir, vault) = setup();
-    let cache = selfsame::soul::statcache::StatCache::load(
-        &selfsame::soul::statcache::StatCache::path(vault.dir()),
-    );
+    let cache =
+        selfsame::testing::StatCache::load(&selfsame::testing::StatCache::path(vault.dir()));
     assert_eq!(cache.len(), 2, "init records both files");
 
     let fast = WakeOptions {
@@ -96,9 +96,9 @@ fn age(path: &std::path::Path) {
 }
 
 /// The manifest a checkpoint names, for comparing with what a seal said.
-fn manifest_at(vault: &selfsame::Vault, seq: u64) -> selfsame::format::Manifest {
+fn manifest_at(vault: &selfsame::Vault, seq: u64) -> selfsame::testing::Manifest {
     let stored = vault.read_checkpoint(seq).unwrap();
-    selfsame::ops::head::manifest_of(vault, &stored).unwrap()
+    selfsame::testing::manifest_of(vault, &stored).unwrap()
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn a_seal_from_the_cache_names_every_kind_of_change() {
     assert_eq!(c.mode_changed, ["c"]);
     // What comparing the two manifests says.
     let (old, new) = (manifest_at(&vault, s.seq - 1), manifest_at(&vault, s.seq));
-    assert_eq!(&selfsame::soul::changes(&old, &new), c);
+    assert_eq!(&selfsame::testing::changes(&old, &new), c);
     assert_eq!(
         wake(&vault, &token(), &WakeOptions::default())
             .unwrap()
@@ -202,7 +202,7 @@ proptest::proptest! {
             }
             let s = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
             let (old, new) = (manifest_at(&vault, s.seq - 1), manifest_at(&vault, s.seq));
-            proptest::prop_assert_eq!(&selfsame::soul::changes(&old, &new), &s.changes);
+            proptest::prop_assert_eq!(&selfsame::testing::changes(&old, &new), &s.changes);
             proptest::prop_assert_eq!(wake(&vault, &token(), &WakeOptions::default()).unwrap().verdict, Verdict::Verified);
             seal(&vault, &token(), &SealOptions::new(Reason::Rest), &Silent).unwrap();
         }
@@ -230,9 +230,9 @@ fn an_unchanged_seal_writes_back_a_deleted_manifest_object() {
 }
 
 /// Scans the soul against the seal's stat cache, storing nothing.
-fn scan_with_cache(vault: &selfsame::Vault) -> selfsame::soul::Scan {
-    let cache = selfsame::soul::statcache::StatCache::path(vault.dir());
-    selfsame::soul::fingerprint_until(
+fn scan_with_cache(vault: &selfsame::Vault) -> selfsame::testing::Scan {
+    let cache = selfsame::testing::StatCache::path(vault.dir());
+    selfsame::testing::fingerprint_until(
         &vault.soul(),
         &vault.excludes().unwrap(),
         &vault.skip_paths(),

@@ -6,6 +6,7 @@ use std::fs;
 
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::supervise::{self, Log, Options};
+use selfsame::testing::VaultFiles;
 use selfsame::{Credential, Error, Platform, Vault};
 
 struct Quiet;

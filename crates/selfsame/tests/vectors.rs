@@ -25,12 +25,13 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use selfsame::crypto::{sha256_hex, Keys};
-use selfsame::format::checkpoint::{Checkpoint, Draft, Header, Reason};
-use selfsame::format::excludes::Excludes;
-use selfsame::format::Manifest;
+use selfsame::ops::seal::Reason;
 use selfsame::progress::Silent;
-use selfsame::soul::fingerprint;
+use selfsame::testing::fingerprint;
+use selfsame::testing::Excludes;
+use selfsame::testing::Manifest;
+use selfsame::testing::{sha256_hex, Keys};
+use selfsame::testing::{Checkpoint, Draft, Header};
 use selfsame::{Credential, Platform};
 use serde_json::Value;
 
@@ -296,9 +297,9 @@ fn noncanonical_encodings_of_a_valid_checkpoint_are_refused() {
 
 #[test]
 fn history_v2_vectors_verify_and_are_written_byte_for_byte() {
-    use selfsame::crypto::history_key;
-    use selfsame::format::history::signed_body;
-    use selfsame::format::HistoryLine;
+    use selfsame::testing::history_key;
+    use selfsame::testing::signed_body;
+    use selfsame::testing::HistoryLine;
     use selfsame_telegram::SecretKey;
 
     fn mac_valid(line: &str, key: &SecretKey) -> Option<bool> {
@@ -361,7 +362,7 @@ fn history_v2_vectors_verify_and_are_written_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
     fs::copy(dir().join(s(&h["file"])), tmp.path().join("history.jsonl")).unwrap();
     let history =
-        selfsame::vault::History::new(tmp.path().join("history.jsonl"), tmp.path().into());
+        selfsame::testing::History::new(tmp.path().join("history.jsonl"), tmp.path().into());
     let read = history.read_all().unwrap();
     assert!(read.problems.is_empty(), "{:?}", read.problems);
     let auth = read.authenticate("", &Keys::of(&token));

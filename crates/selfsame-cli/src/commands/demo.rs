@@ -3,9 +3,9 @@
 use std::fs;
 use std::path::Path;
 
-use selfsame::format::checkpoint::Reason;
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::restore::{restore, Target};
+use selfsame::ops::seal::Reason;
 use selfsame::ops::seal::{seal, SealOptions};
 use selfsame::ops::wake::{wake, WakeOptions, WakeReport};
 use selfsame::progress::Silent;
@@ -218,8 +218,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         "The history: every transition, hash-chained",
         "selfsame log",
     );
-    for line in vault.history().read_all()?.lines {
-        let e = line.event;
+    for entry in selfsame::ops::log::log(&vault)?.entries {
+        let e = entry.line;
         let mut extra = Vec::new();
         for k in ["verdict", "seq", "reason", "action", "target"] {
             if let Some(v) = e.get(k) {

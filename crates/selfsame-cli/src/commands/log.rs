@@ -1,6 +1,7 @@
 //! `selfsame log`
 
-use selfsame::soul::ChangeSummary;
+use selfsame::ops::log::{log, HistoryLine};
+use selfsame::ChangeSummary;
 use selfsame::{Damage, Error, Result};
 
 use crate::context::Context;
@@ -20,12 +21,12 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
-    let history = vault.history().read_all()?;
+    let history = log(&vault)?;
     let skip = args
         .lines
-        .map_or(0, |n| history.lines.len().saturating_sub(n));
-    for line in history.lines.iter().skip(skip) {
-        let e = &line.event;
+        .map_or(0, |n| history.entries.len().saturating_sub(n));
+    for line in history.entries.iter().skip(skip) {
+        let e = &line.line;
         if ctx.json {
             outln!("{}", line.raw);
             continue;
@@ -70,7 +71,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             errln!("selfsame: warning: {p}");
         }
         return Err(Error::Corrupt {
-            path: vault.history().path().to_owned(),
+            path: vault.dir().join("history.jsonl"),
             damage: Box::new(Damage::HistoryBroken),
         });
     }
@@ -79,7 +80,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
 
 /// A `crash` event for people: the checkpoint the agent ran on, how it
 /// ended, after how long (and during what, when the supervisor says).
-fn crash(e: &selfsame::format::history::HistoryLine) -> String {
+fn crash(e: &HistoryLine) -> String {
     let num = |k: &str| e.get(k).and_then(|v| v.as_i64());
     let mut s = match num("seq") {
         Some(seq) => format!("the agent died on checkpoint {seq} ("),

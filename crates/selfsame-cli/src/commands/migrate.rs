@@ -50,7 +50,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let to = args
         .to
         .as_deref()
-        .map(selfsame::format::tags::check_format_tag)
+        .map(selfsame::ops::migrate::check_format_tag)
         .transpose()
         .map_err(|e| Error::Usage(format!("--to: {e}")))?;
     let timeout = match &args.timeout {

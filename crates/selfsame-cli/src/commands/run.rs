@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::process::Command;
 use std::time::Duration;
 
-use selfsame::supervise::{self, alert::Sinks, Log, Options};
+use selfsame::supervise::{self, Log, Options, Sinks};
 use selfsame::Result;
 use selfsame_telegram::BotToken;
 

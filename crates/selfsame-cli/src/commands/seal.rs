@@ -1,7 +1,6 @@
 //! `selfsame seal`
 
-use selfsame::format::checkpoint::Reason;
-use selfsame::ops::seal::{seal, SealOptions};
+use selfsame::ops::seal::{seal, Reason, SealOptions};
 use selfsame::Result;
 
 use crate::context::Context;

@@ -1,7 +1,7 @@
 //! `selfsame show`
 
-use selfsame::crypto::Keys;
-use selfsame::{Error, Result};
+use selfsame::ops::show::show;
+use selfsame::Result;
 
 use crate::context::Context;
 use crate::output::outln;
@@ -25,45 +25,34 @@ const NUMBERS: &[&str] = &["v", "seq", "files", "bytes", "bot_id"];
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
     let token = ctx.vault_token(&vault)?;
-    let seq = match args.seq {
-        Some(s) => s,
-        None => *vault
-            .checkpoint_seqs()?
-            .last()
-            .ok_or_else(|| Error::NoSuchCheckpoint("(none in the vault)".into()))?,
-    };
-    let stored = vault.read_checkpoint(seq)?;
-    let valid = Keys::of(&token).verifies(&stored.ckpt);
+    let shown = show(&vault, &token, args.seq)?;
+    let (seq, valid) = (shown.seq, shown.mac_valid);
     if ctx.json {
-        let fields: serde_json::Map<String, serde_json::Value> = stored
-            .ckpt
+        let fields: serde_json::Map<String, serde_json::Value> = shown
             .fields
             .iter()
             .map(|(k, v)| {
                 // The numeric fields as numbers; the rest as stored.
-                let value = match (NUMBERS.contains(&k), v.parse::<u64>()) {
+                let value = match (NUMBERS.contains(&k.as_str()), v.parse::<u64>()) {
                     (true, Ok(n)) => n.into(),
-                    _ => v.into(),
+                    _ => v.as_str().into(),
                 };
                 (k.to_owned(), value)
             })
             .collect();
         ctx.print_json(&serde_json::json!({
             "seq": seq,
-            "file": vault.checkpoint_path(seq),
-            "file_sha256": stored.file_hash,
+            "file": shown.file,
+            "file_sha256": shown.file_hash,
             "fields": fields,
             "mac_valid": valid,
         }));
     } else {
-        outln!(
-            "checkpoint {seq} ({})",
-            vault.checkpoint_path(seq).display()
-        );
-        for (k, v) in stored.ckpt.fields.iter() {
+        outln!("checkpoint {seq} ({})", shown.file.display());
+        for (k, v) in &shown.fields {
             outln!("  {k:<10} {v}");
         }
-        outln!("  file sha256 {}", stored.file_hash);
+        outln!("  file sha256 {}", shown.file_hash);
         outln!(
             "  MAC: {}",
             if valid {

@@ -2,9 +2,7 @@
 
 use selfsame::ops::migrate::Reads;
 use selfsame::ops::wake::{wake_with_progress, WakeOptions, WakeReport};
-use selfsame::vault::config::parse_max_age;
-use selfsame::verdict::MigrationPolicy;
-use selfsame::{Error, Result, Vault};
+use selfsame::{Config, Error, MigrationPolicy, Result, Vault};
 use std::time::Duration;
 
 use crate::context::Context;
@@ -80,7 +78,7 @@ impl WakeFlags {
             policies.set(p).map_err(Error::Usage)?;
         }
         let max_age = match &self.max_age {
-            Some(t) => Some(parse_max_age(t).map_err(Error::Usage)?),
+            Some(t) => Some(Config::parse_max_age(t).map_err(Error::Usage)?),
             None => None,
         };
         Ok(WakeOptions {

@@ -509,7 +509,7 @@ pub fn object_path(vault: &Path, hex: &str) -> PathBuf {
 
 /// SHA-256 hex of bytes, via the library (a test helper, not under test).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    selfsame::crypto::sha256_hex(bytes)
+    selfsame::testing::sha256_hex(bytes)
 }
 
 /// The string list at `v[key]`.

@@ -4,10 +4,10 @@
 //! here.
 
 mod credential;
-mod keys;
+pub(crate) mod keys;
 
 pub use credential::{Credential, CredentialError, Platform};
-pub use keys::{checkpoint_key, history_key, Keys};
+pub use keys::Keys;
 
 use sha2::{Digest, Sha256};
 

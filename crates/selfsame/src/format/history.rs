@@ -48,7 +48,7 @@ impl HistoryLine {
     }
 
     /// Parses one line (without its newline); a v2 line's `mac` is left
-    /// out of `data` (see [`signed_body`] for checking it).
+    /// out of `data` (its MAC is checked by the history's reader).
     pub fn parse(line: &str) -> Result<HistoryLine, serde_json::Error> {
         let mut parsed: HistoryLine = serde_json::from_str(line)?;
         if signed_body(line).is_some() {

@@ -74,13 +74,6 @@ pub struct Entry {
     pub path: String,
 }
 
-impl Entry {
-    /// The content hash as lowercase hex, or `None` for a directory.
-    pub fn hash_hex(&self) -> Option<String> {
-        self.kind.has_content().then(|| hex::encode(self.hash))
-    }
-}
-
 /// Why manifest bytes are not a valid manifest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("manifest line {line}: {reason}")]
@@ -100,6 +93,7 @@ pub struct Manifest {
 
 impl Manifest {
     /// Builds a manifest, sorting the entries.
+    #[cfg(test)]
     pub fn new(mut entries: Vec<Entry>) -> Self {
         entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
         Manifest { entries }

@@ -1,19 +1,18 @@
 //! The vault's on-disk formats as bytes and types: parse and print,
 //! nothing else (no I/O, no keys; the MACs are [`crate::crypto`]'s).
 
-pub mod checkpoint;
-pub mod excludes;
-pub mod history;
-pub mod journal;
-pub mod manifest;
-pub mod marker;
-pub mod tags;
-pub mod time;
+pub(crate) mod checkpoint;
+pub(crate) mod excludes;
+pub(crate) mod history;
+pub(crate) mod journal;
+pub(crate) mod manifest;
+pub(crate) mod marker;
+pub(crate) mod tags;
+pub(crate) mod time;
 
 /// The vault format version, in the vault's `format` file.
 pub const VAULT_FORMAT: &str = "1";
 
-pub use checkpoint::Checkpoint;
 pub use history::HistoryLine;
 pub use manifest::{Entry, Kind, Manifest};
 

@@ -38,7 +38,7 @@ impl Side {
 }
 
 /// Resolves a side to a manifest (MAC-checked for checkpoints).
-pub fn manifest(
+pub(crate) fn manifest(
     vault: &Vault,
     cred: &Credential,
     side: Side,

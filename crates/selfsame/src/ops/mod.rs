@@ -1,17 +1,19 @@
 //! One module per operation; each reads like its command. What several
 //! commands share lives below them all: the head and manifest lookups
-//! ([`head`]), the vault checks ([`checks`]) and the journaled swap
-//! ([`swap`]).
+//! (`head`), the vault checks (`checks`) and the journaled swap that
+//! restore and migrate use (`swap`).
 
 pub mod accept;
-pub mod checks;
+pub(crate) mod checks;
 pub mod diff;
-pub mod head;
+pub(crate) mod head;
 pub mod init;
+pub mod log;
 pub mod migrate;
 pub mod rekey;
 pub mod restore;
 pub mod seal;
-pub mod swap;
+pub mod show;
+pub(crate) mod swap;
 pub mod verify;
 pub mod wake;

@@ -7,7 +7,7 @@
 //! `hash` is its MAC under the new token, `prev_key_hash` the MAC of the
 //! same data-check-string under the old one. Under the new token that
 //! checkpoint vouches for every earlier one through the `prev` chain
-//! ([`super::inspect`]); under the old token its `prev_key_hash` says the
+//! (the vault checks); under the old token its `prev_key_hash` says the
 //! token was retired.
 
 use crate::crypto::Credential;

@@ -1,6 +1,5 @@
-//! Restore: put a checkpoint's soul back, through the journaled swap
-//! ([`super::swap`]); finish an interrupted one (`--resume`) or undo it
-//! (`--abort`).
+//! Restore: put a checkpoint's soul back, through the journaled swap;
+//! finish an interrupted one (`--resume`) or undo it (`--abort`).
 
 use std::ffi::OsStr;
 
@@ -54,7 +53,7 @@ impl Target {
 /// The newest checkpoint marked good by a healthy run, else the head. Only
 /// `good` events that can be trusted count: vouched for by the head's
 /// anchor through the chain, or carrying a valid MAC (History v2).
-pub fn last_good(
+pub(crate) fn last_good(
     vault: &Vault,
     cred: &Credential,
     head: &StoredCheckpoint,

@@ -12,8 +12,8 @@ use std::sync::mpsc;
 use super::head::{current_head, manifest_of};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
-pub use crate::format::checkpoint::Reason;
-use crate::format::checkpoint::{check_extra_fields, Draft, FieldError, Header, CONFIG};
+use crate::format::checkpoint::{check_extra_fields, Draft, Header, CONFIG};
+pub use crate::format::checkpoint::{FieldError, Reason, RESERVED_FIELDS};
 use crate::format::tags::check_format_tag;
 use crate::format::time::rfc3339;
 use crate::format::Manifest;
@@ -38,7 +38,7 @@ pub struct SealOptions {
     /// The soul format tag; defaults to the head's.
     pub format: Option<String>,
     /// Extra checkpoint fields: names of lowercase ASCII letters, digits
-    /// and `_`, none of [`RESERVED_FIELDS`](crate::format::checkpoint::RESERVED_FIELDS).
+    /// and `_`, none of [`RESERVED_FIELDS`].
     pub extra: Vec<(String, String)>,
 }
 

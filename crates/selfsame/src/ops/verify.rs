@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicBool;
 use crate::crypto::Credential;
 use serde::Serialize;
 
-use super::checks::{inspect_consistent, ObjectScope, Problem};
+pub use super::checks::Problem;
+use super::checks::{inspect_consistent, ObjectScope};
 use super::head::manifest_of;
 use crate::error::{Damage, Error, Result};
 use crate::format::Kind;

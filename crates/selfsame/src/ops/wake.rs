@@ -8,11 +8,13 @@ use crate::crypto::Credential;
 use serde::Serialize;
 use serde_json::Map;
 
-use super::checks::{config_problem, inspect, inspect_consistent, ObjectScope, Problem};
+pub use super::checks::Problem;
+use super::checks::{config_problem, inspect, inspect_consistent, ObjectScope};
 use super::migrate::{migrate_locked, migrations_dir, standing, MigrateOptions, Registry};
 use super::restore::{restore_locked, Target};
 use super::seal::{joined, seal_locked, SealOptions};
-use super::swap::{self, Pending, WakeWill};
+use super::swap;
+pub use super::swap::{Pending, WakeWill};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Reason;

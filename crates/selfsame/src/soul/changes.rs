@@ -73,7 +73,7 @@ pub const SUMMARY_PATHS: usize = 10;
 
 /// The change summary as history events, alerts and `selfsame log` show
 /// it: how many paths of each kind changed, and the first
-/// [`SUMMARY_PATHS`] of each. In JSON: `{"added": N, "removed": N,
+/// ten of each. In JSON: `{"added": N, "removed": N,
 /// "modified": N, "mode_changed": N, "paths": {"added": [...], ...}}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

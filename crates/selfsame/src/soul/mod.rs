@@ -4,10 +4,10 @@
 //! [`walk`] lists the soul in manifest order, [`hash`] reads the files that
 //! need reading at SHA-256 speed, and [`changes`] compares two manifests.
 
-pub mod changes;
-pub mod hash;
-pub mod statcache;
-pub mod walk;
+pub(crate) mod changes;
+pub(crate) mod hash;
+pub(crate) mod statcache;
+pub(crate) mod walk;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -15,8 +15,8 @@ use std::sync::atomic::AtomicBool;
 
 use rayon::prelude::*;
 
-pub use changes::{changes, ChangeKind, ChangeSummary, Changes};
-pub use walk::{walk, Found};
+pub use changes::{changes, Changes};
+pub use walk::walk;
 
 use crate::error::{IoContext, Result};
 use crate::format::excludes::Excludes;
@@ -34,8 +34,6 @@ pub struct Fingerprint {
     pub new_objects: u64,
     /// Bytes of those objects.
     pub new_bytes: u64,
-    /// Files whose hash came from the stat cache.
-    pub cache_hits: u64,
     /// The soul hash, when the stat cache vouched for this very manifest
     /// (same entries, every file's record trusted or read again with the
     /// recorded hash and size); `None` means compute it from the manifest.
@@ -150,14 +148,12 @@ pub(crate) fn fingerprint_expecting(
     // A trusted record needs no object check: the cache is written only
     // after its objects were published durably, and selfsame never deletes
     // objects.
-    let mut cache_hits = 0;
     let mut jobs = Vec::new();
     let mut job_of = Vec::new();
     for (i, f) in found.iter().enumerate() {
         match (f.kind, seen[i]) {
             (Kind::File | Kind::Exec, Seen::Trusted(_)) => {
                 progress.advance(f.size);
-                cache_hits += 1;
             }
             (Kind::File | Kind::Exec, _) => {
                 let racy = likely.next_if(|(j, _)| *j == i).map(|(_, h)| *h);
@@ -259,7 +255,6 @@ pub(crate) fn fingerprint_expecting(
             manifest,
             new_objects,
             new_bytes,
-            cache_hits,
             known_soul,
         },
         stats,

@@ -220,6 +220,7 @@ impl StatCache {
         path.with_extension("patch")
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     /// Loads the cache; a missing, unreadable, damaged or older-format one
     /// is empty (it is only a cache: the cost is re-hashing). A patch that
     /// is damaged or made for another listing is left out.
@@ -342,6 +343,7 @@ impl StatCache {
         (rec.stat == *stat && rec.stat.mtime < scan).then_some(rec.hash)
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     /// The hash of the file `rel` if its record matches `stat` and is not
     /// racy.
     pub fn lookup(&self, rel: &str, stat: &FileStat) -> Option<[u8; 32]> {
@@ -551,11 +553,13 @@ impl StatCache {
         }
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     /// Number of records in the listing as patched.
     pub fn len(&self) -> usize {
         self.effective().filter(|(k, _)| k.is_some()).count()
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

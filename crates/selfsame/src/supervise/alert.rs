@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::crypto::Credential;
-use crate::soul::ChangeSummary;
+use crate::soul::changes::ChangeSummary;
 
 /// How long one delivery may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,7 +37,7 @@ pub struct Sinks {
     pub cmd: Option<String>,
     /// A Telegram chat id to message through the Bot API.
     pub telegram: Option<String>,
-    /// The Bot API base URL (default [`TELEGRAM_API`]).
+    /// The Bot API base URL (default `https://api.telegram.org`).
     pub telegram_api: Option<String>,
     /// A URL to POST the alert JSON to.
     pub webhook: Option<String>,

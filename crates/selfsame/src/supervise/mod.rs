@@ -8,22 +8,21 @@
 //! and the short vault lock only while it writes, so the agent may seal
 //! (`selfsame seal --reason heartbeat`) while supervised.
 
-pub mod alert;
-pub mod boot;
-pub mod child;
+pub(crate) mod alert;
+pub(crate) mod boot;
+pub(crate) mod child;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::crypto::Credential;
 use nix::sys::signal::Signal;
 use serde_json::{Map, Value};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::crypto::Keys;
+use crate::crypto::{Credential, Keys};
 use crate::error::{Error, LockName, Result};
 use crate::format::checkpoint::Reason;
 use crate::format::time::rfc3339;
@@ -33,9 +32,11 @@ use crate::ops::wake::{wake_with_progress, WakeOptions, WakeReport};
 use crate::progress::Silent;
 use crate::vault::{lock, Vault};
 use crate::verdict::{Action, Detail, Verdict};
-use alert::{Alert, Delivery, Dispatcher, Sinks};
+pub use alert::{Alert, Sinks};
+use alert::{Delivery, Dispatcher};
 use boot::{Decision, State};
-use child::{Agent, Ended, Prepare};
+pub use child::Prepare;
+use child::{Agent, Ended};
 
 /// The longest wait between restarts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);

@@ -31,28 +31,20 @@ pub struct StoredCheckpoint {
     pub file_hash: String,
 }
 
-impl StoredCheckpoint {
-    /// A checkpoint just written, with the hash of its bytes.
-    pub fn written(ckpt: Checkpoint) -> Self {
-        let file_hash = sha256_hex(&ckpt.to_bytes());
-        StoredCheckpoint { ckpt, file_hash }
-    }
-}
-
 impl Vault {
     /// `checkpoints/`.
-    pub fn checkpoints_dir(&self) -> PathBuf {
+    pub(crate) fn checkpoints_dir(&self) -> PathBuf {
         self.dir.join("checkpoints")
     }
 
     /// The path of checkpoint `seq`.
-    pub fn checkpoint_path(&self, seq: u64) -> PathBuf {
+    pub(crate) fn checkpoint_path(&self, seq: u64) -> PathBuf {
         self.checkpoints_dir().join(Checkpoint::file_name(seq))
     }
 
     /// The seqs present in `checkpoints/`, ascending: the files named
     /// exactly [`Checkpoint::file_name`] of their seq.
-    pub fn checkpoint_seqs(&self) -> Result<Vec<u64>> {
+    pub(crate) fn checkpoint_seqs(&self) -> Result<Vec<u64>> {
         Ok(self.list_checkpoints()?.seqs)
     }
 
@@ -60,7 +52,7 @@ impl Vault {
     /// like a checkpoint's but are not its canonical name (`000000001.ckpt`
     /// beside `00000001.ckpt`), and anything else but temp files. A
     /// missing `checkpoints/` is damage.
-    pub fn list_checkpoints(&self) -> Result<CheckpointDir> {
+    pub(crate) fn list_checkpoints(&self) -> Result<CheckpointDir> {
         let dir = self.checkpoints_dir();
         let items = match fs::read_dir(&dir) {
             Ok(items) => items,
@@ -96,7 +88,7 @@ impl Vault {
     }
 
     /// Reads checkpoint `seq`. Unparseable files are [`Error::Corrupt`].
-    pub fn read_checkpoint(&self, seq: u64) -> Result<StoredCheckpoint> {
+    pub(crate) fn read_checkpoint(&self, seq: u64) -> Result<StoredCheckpoint> {
         let path = self.checkpoint_path(seq);
         let bytes = match read::read_capped(&path, read::MAX_CHECKPOINT)? {
             Some(b) => b,
@@ -114,7 +106,7 @@ impl Vault {
     }
 
     /// Writes a checkpoint, create-only.
-    pub fn write_checkpoint(&self, ckpt: &Checkpoint) -> Result<String> {
+    pub(crate) fn write_checkpoint(&self, ckpt: &Checkpoint) -> Result<String> {
         let bytes = ckpt.to_bytes();
         let path = self.checkpoint_path(ckpt.seq);
         atomic::write_create_only(&path, &bytes).map_err(|e| match e {
@@ -127,12 +119,12 @@ impl Vault {
     }
 
     /// `HEAD`.
-    pub fn head_path(&self) -> PathBuf {
+    pub(crate) fn head_path(&self) -> PathBuf {
         self.dir.join("HEAD")
     }
 
     /// The seq HEAD names, if HEAD exists. Unreadable HEAD is corruption.
-    pub fn read_head(&self) -> Result<Option<u64>> {
+    pub(crate) fn read_head(&self) -> Result<Option<u64>> {
         let path = self.head_path();
         let Some(bytes) = read::read_capped(&path, read::MAX_HEAD)? else {
             return Ok(None);
@@ -145,7 +137,7 @@ impl Vault {
     }
 
     /// Points HEAD at `seq`.
-    pub fn write_head(&self, seq: u64) -> Result<()> {
+    pub(crate) fn write_head(&self, seq: u64) -> Result<()> {
         atomic::write_replace(&self.head_path(), format!("{seq}\n").as_bytes())
     }
 }

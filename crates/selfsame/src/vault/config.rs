@@ -333,8 +333,15 @@ fn takes(key: &str) -> Option<&'static str> {
     })
 }
 
+impl Config {
+    /// Parses a max age: a duration such as `7d` or `12h`; `0` means never.
+    pub fn parse_max_age(text: &str) -> std::result::Result<Option<Duration>, String> {
+        parse_max_age(text)
+    }
+}
+
 /// Parses a max age: a duration such as `7d` or `12h`; `0` means never.
-pub fn parse_max_age(text: &str) -> std::result::Result<Option<Duration>, String> {
+fn parse_max_age(text: &str) -> std::result::Result<Option<Duration>, String> {
     if text.trim() == "0" {
         return Ok(None);
     }

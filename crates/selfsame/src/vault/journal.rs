@@ -14,19 +14,19 @@ const JOURNAL: &str = "restore.journal";
 
 impl Vault {
     /// `run/restore.journal`.
-    pub fn journal_path(&self) -> PathBuf {
+    pub(crate) fn journal_path(&self) -> PathBuf {
         self.run_dir().join(JOURNAL)
     }
 
     /// Writes the journal: a line with its MAC, then the JSON body.
-    pub fn write_journal(&self, keys: &Keys, j: &Journal) -> Result<()> {
+    pub(crate) fn write_journal(&self, keys: &Keys, j: &Journal) -> Result<()> {
         let body = j.to_body();
         let text = journal::join(&keys.journal_mac(&body), &body);
         atomic::write_replace(&self.journal_path(), text.as_bytes())
     }
 
     /// Removes the journal: the swap is over.
-    pub fn remove_journal(&self) -> Result<()> {
+    pub(crate) fn remove_journal(&self) -> Result<()> {
         let path = self.journal_path();
         fs::remove_file(&path).at(&path)?;
         atomic::sync_dir(&self.run_dir())
@@ -34,7 +34,7 @@ impl Vault {
 
     /// Reads the journal. With `keys`, its MAC must verify and its fields
     /// must be sane; a journal that fails is corruption, never acted on.
-    pub fn read_journal(&self, keys: Option<&Keys>) -> Result<Option<Journal>> {
+    pub(crate) fn read_journal(&self, keys: Option<&Keys>) -> Result<Option<Journal>> {
         let path = self.journal_path();
         let Some(bytes) = read::read_capped(&path, read::MAX_RUN_FILE)? else {
             return Ok(None);
@@ -51,7 +51,7 @@ impl Vault {
 
     /// Describes an interrupted swap, if one is pending (its journal is
     /// read, not checked).
-    pub fn pending_swap(&self) -> Result<Option<String>> {
+    pub(crate) fn pending_swap(&self) -> Result<Option<String>> {
         Ok(self.read_journal(None)?.map(|j| {
             format!(
                 "{} to checkpoint {}, phase {}{}",

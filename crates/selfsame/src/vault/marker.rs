@@ -18,14 +18,14 @@ impl Vault {
 
     /// Writes `run/awake` for `head`: its seq, its file hash, the time and
     /// the pid, signed with the checkpoint key.
-    pub fn write_marker(&self, keys: &Keys, head: &StoredCheckpoint) -> Result<()> {
+    pub(crate) fn write_marker(&self, keys: &Keys, head: &StoredCheckpoint) -> Result<()> {
         self.write_marker_for(keys, head, None)
     }
 
     /// Writes `run/awake` valid for `head` and also for the checkpoint
     /// `next` (seq, file hash) that a seal is about to write, so a crash
     /// between the checkpoint and the marker's move still reads as a crash.
-    pub fn write_marker_ahead(
+    pub(crate) fn write_marker_ahead(
         &self,
         keys: &Keys,
         head: &StoredCheckpoint,
@@ -52,7 +52,7 @@ impl Vault {
 
     /// Whether a valid awake marker for `head` is present. A marker with a
     /// bad MAC, or naming another checkpoint, counts as absent.
-    pub fn marker_valid(&self, keys: &Keys, head: &StoredCheckpoint) -> bool {
+    pub(crate) fn marker_valid(&self, keys: &Keys, head: &StoredCheckpoint) -> bool {
         // A marker that is not a regular file (or too big) counts as
         // absent here; the checks report it.
         let Ok(Some(bytes)) = read::read_capped(&self.marker_path(), read::MAX_RUN_FILE) else {
@@ -70,7 +70,7 @@ impl Vault {
 
     /// The damage of `run/awake` when it is there but is not a regular
     /// file or is too big to be a marker.
-    pub fn marker_problem(&self) -> Option<Error> {
+    pub(crate) fn marker_problem(&self) -> Option<Error> {
         match read::read_capped(&self.marker_path(), read::MAX_RUN_FILE) {
             Err(e @ Error::Corrupt { .. }) => Some(e),
             _ => None,
@@ -78,7 +78,7 @@ impl Vault {
     }
 
     /// Removes the awake marker.
-    pub fn remove_marker(&self) -> Result<()> {
+    pub(crate) fn remove_marker(&self) -> Result<()> {
         match fs::remove_file(self.marker_path()) {
             Ok(()) => atomic::sync_dir(&self.run_dir()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -9,16 +9,16 @@
 //!   history.jsonl  run/  quarantine/
 //! ```
 
-pub mod atomic;
-pub mod checkpoints;
-pub mod config;
-pub mod history;
-pub mod journal;
-pub mod lock;
-pub mod marker;
-pub mod objects;
-pub mod private;
-pub mod read;
+pub(crate) mod atomic;
+pub(crate) mod checkpoints;
+pub(crate) mod config;
+pub(crate) mod history;
+pub(crate) mod journal;
+pub(crate) mod lock;
+pub(crate) mod marker;
+pub(crate) mod objects;
+pub(crate) mod private;
+pub(crate) mod read;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -30,7 +30,7 @@ use crate::error::{Damage, Error, IoContext, LockName, Result};
 use crate::format::excludes::Excludes;
 use crate::format::time::rfc3339;
 use crate::settings::Settings;
-pub use checkpoints::{CheckpointDir, StoredCheckpoint};
+pub use checkpoints::StoredCheckpoint;
 pub use config::Config;
 pub use history::{History, HistoryWriter};
 pub use objects::Objects;
@@ -134,7 +134,7 @@ impl Vault {
     }
 
     /// Creates a new vault directory under `base` with `config`.
-    pub fn create(base: &Path, config: Config) -> Result<Vault> {
+    pub(crate) fn create(base: &Path, config: Config) -> Result<Vault> {
         let dir = base.join(DIR);
         // Anything by that name, a dangling symlink included, is left alone.
         if read::present(&dir) {
@@ -165,7 +165,7 @@ impl Vault {
     /// This vault acting on `bytes` as its config instead of `config.toml`
     /// as read: the config a checkpoint vouches for (its `config` field).
     /// `origin` names the bytes in errors (the object they came from).
-    pub fn with_config(&self, bytes: Vec<u8>, origin: &Path) -> Result<Vault> {
+    pub(crate) fn with_config(&self, bytes: Vec<u8>, origin: &Path) -> Result<Vault> {
         let text = String::from_utf8(bytes).map_err(|_| Error::Config {
             path: origin.to_owned(),
             message: "not UTF-8".into(),
@@ -197,43 +197,43 @@ impl Vault {
 
     /// The bytes of `config.toml` as this vault read them at open (the
     /// config this process acts on).
-    pub fn config_bytes(&self) -> &[u8] {
+    pub(crate) fn config_bytes(&self) -> &[u8] {
         &self.config_bytes
     }
 
     /// Lowercase hex SHA-256 of [`Vault::config_bytes`]: what a checkpoint
     /// records in its `config` field, and what wake compares with it.
-    pub fn config_hash(&self) -> String {
+    pub(crate) fn config_hash(&self) -> String {
         crate::crypto::sha256_hex(&self.config_bytes)
     }
 
     /// The object store.
-    pub fn objects(&self) -> Objects {
+    pub(crate) fn objects(&self) -> Objects {
         Objects::new(self.dir.join("objects"))
     }
 
     /// The history log, for reading.
-    pub fn history(&self) -> History {
+    pub(crate) fn history(&self) -> History {
         History::new(self.dir.join("history.jsonl"), self.run_dir())
             .with_clock(self.settings.clock())
     }
 
     /// The history log, for appending lines signed with `keys`' history
     /// key.
-    pub fn history_for(&self, keys: &Keys) -> HistoryWriter {
+    pub(crate) fn history_for(&self, keys: &Keys) -> HistoryWriter {
         self.history().writer(keys)
     }
 
     /// Whether the vault belongs to the account `cred` proves: its
     /// platform and account id are the config's.
-    pub fn belongs_to(&self, cred: &Credential) -> bool {
+    pub(crate) fn belongs_to(&self, cred: &Credential) -> bool {
         cred.platform().as_str() == self.config.platform && cred.account_id() == self.config.bot_id
     }
 
     /// Whether `token` may sign history lines: its bot is the vault's and
     /// the newest checkpoint (if any) verifies under it. A line signed with
     /// another key would read as forged.
-    pub fn may_sign_history(&self, cred: &Credential) -> bool {
+    pub(crate) fn may_sign_history(&self, cred: &Credential) -> bool {
         if !self.belongs_to(cred) {
             return false;
         }
@@ -251,7 +251,7 @@ impl Vault {
     /// that verifies no checkpoint) in `run/refused.jsonl`: one JSON line
     /// with `at`, `bot_id` (the token's) and `message`. Unsigned and not
     /// chained: such a token cannot sign `history.jsonl`.
-    pub fn record_refused(&self, bot_id: u64, message: &str) -> Result<()> {
+    pub(crate) fn record_refused(&self, bot_id: u64, message: &str) -> Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.run_dir().join("refused.jsonl");
@@ -278,12 +278,12 @@ impl Vault {
     }
 
     /// `run/`.
-    pub fn run_dir(&self) -> PathBuf {
+    pub(crate) fn run_dir(&self) -> PathBuf {
         self.dir.join("run")
     }
 
     /// `quarantine/`.
-    pub fn quarantine_dir(&self) -> PathBuf {
+    pub(crate) fn quarantine_dir(&self) -> PathBuf {
         self.dir.join("quarantine")
     }
 
@@ -291,7 +291,7 @@ impl Vault {
     /// inside the vault (made when absent). A symlink, or anything else that
     /// is not a directory, is damage ([`Error::Corrupt`]): a restore would
     /// move the soul wherever it leads.
-    pub fn quarantine(&self) -> Result<PathBuf> {
+    pub(crate) fn quarantine(&self) -> Result<PathBuf> {
         let dir = self.quarantine_dir();
         match fs::create_dir(&dir) {
             Ok(()) => atomic::sync_dir(&self.dir)?,
@@ -306,7 +306,7 @@ impl Vault {
 
     /// What `quarantine/` is, if it is there and is not a real directory
     /// (`a symlink to …`, `not a directory`); see [`Damage::QuarantineInvalid`].
-    pub fn quarantine_problem(&self) -> Option<String> {
+    pub(crate) fn quarantine_problem(&self) -> Option<String> {
         let dir = self.quarantine_dir();
         let meta = fs::symlink_metadata(&dir).ok()?;
         if meta.file_type().is_symlink() {
@@ -322,7 +322,7 @@ impl Vault {
     }
 
     /// The compiled excludes.
-    pub fn excludes(&self) -> Result<Excludes> {
+    pub(crate) fn excludes(&self) -> Result<Excludes> {
         Excludes::new(&self.config.exclude).map_err(|message| Error::Config {
             path: self.config_path(),
             message,
@@ -330,7 +330,7 @@ impl Vault {
     }
 
     /// Paths inside the soul that are not part of it (the vault itself).
-    pub fn skip_paths(&self) -> Vec<PathBuf> {
+    pub(crate) fn skip_paths(&self) -> Vec<PathBuf> {
         let mut skip = vec![self.dir.clone()];
         if let Ok(soul) = fs::canonicalize(self.soul()) {
             if let Ok(rel) = self.dir.strip_prefix(&soul) {
@@ -343,7 +343,7 @@ impl Vault {
     /// Takes the short vault lock that every mutation holds. Holding it,
     /// the writer makes a vault of an older selfsame private (once) and
     /// removes the temp files of writers that died.
-    pub fn lock(&self) -> Result<lock::Lock> {
+    pub(crate) fn lock(&self) -> Result<lock::Lock> {
         atomic::private_dir(&self.run_dir())?;
         let lock = lock::acquire(
             &self.run_dir().join("lock"),
@@ -359,7 +359,7 @@ impl Vault {
     /// between two writers (it waits for a writer to finish, and keeps the
     /// next one waiting while it holds it). `None` when no writer ever
     /// made the lock file.
-    pub fn lock_shared(&self) -> Result<Option<lock::Lock>> {
+    pub(crate) fn lock_shared(&self) -> Result<Option<lock::Lock>> {
         lock::acquire_shared(
             &self.run_dir().join("lock"),
             self.settings.lock_wait,
@@ -393,7 +393,7 @@ impl Vault {
     /// writer that was killed (or by a full disk); the next writer removes
     /// them. With `objects`, the fan-out directories of `objects/` are
     /// listed too (older versions put temp files there).
-    pub fn stale_temps(&self, objects: bool) -> Vec<(PathBuf, u64)> {
+    pub(crate) fn stale_temps(&self, objects: bool) -> Vec<(PathBuf, u64)> {
         let mut out: Vec<(PathBuf, u64)> = self
             .temp_dirs()
             .iter()

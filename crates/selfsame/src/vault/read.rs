@@ -65,14 +65,6 @@ pub fn open(path: &Path) -> Result<Option<(File, u64)>> {
     Ok(Some((file, meta.len())))
 }
 
-/// Like [`open`], but a missing file is an error too.
-pub fn open_existing(path: &Path) -> Result<(File, u64)> {
-    open(path)?.ok_or_else(|| Error::Io {
-        path: path.to_owned(),
-        source: io::Error::from(io::ErrorKind::NotFound),
-    })
-}
-
 /// The error for a vault file that is not a regular file.
 pub fn not_regular(path: &Path, what: &'static str) -> Error {
     Error::corrupt(path, Damage::NotRegular(what))

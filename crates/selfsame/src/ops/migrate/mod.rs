@@ -37,7 +37,6 @@ use crate::error::{Damage, Error, Refusal, Result};
 use crate::format::checkpoint::Reason;
 use crate::format::excludes::Excludes;
 use crate::format::journal::{Journal, SwapPhase, MIGRATE};
-use crate::format::tags::check_format_tag;
 use crate::format::time::{rfc3339, stamp};
 use crate::format::Manifest;
 use crate::progress::Progress;
@@ -45,10 +44,12 @@ use crate::soul::{self, Changes};
 use crate::vault::{StoredCheckpoint, Vault};
 use crate::verdict::{Advice, Verdict};
 
+pub use crate::format::tags::check_format_tag;
 pub use crate::format::tags::Reads;
 pub use migration::{migration, FnMigration, Migration, MigrationContext, MigrationError};
-pub use registry::{migrations_dir, Registry, DEFAULT_DIR};
-pub use script::{kill_running, Script};
+pub(crate) use registry::migrations_dir;
+pub use registry::{Registry, DEFAULT_DIR};
+pub use script::kill_running;
 
 /// How long a migration may run by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -193,7 +194,7 @@ pub fn migrate(
 
 /// Migrates with the vault lock held: each pending migration once, in
 /// order, stopping at the first failure.
-pub fn migrate_locked(
+pub(crate) fn migrate_locked(
     vault: &Vault,
     cred: &Credential,
     registry: &Registry,

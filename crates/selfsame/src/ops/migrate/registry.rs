@@ -170,7 +170,7 @@ impl Registry {
 }
 
 /// The vault's migrations directory.
-pub fn migrations_dir(vault: &Vault) -> PathBuf {
+pub(crate) fn migrations_dir(vault: &Vault) -> PathBuf {
     vault
         .base()
         .join(vault.config.migrations.as_deref().unwrap_or(DEFAULT_DIR))

@@ -16,7 +16,7 @@
 
 pub(crate) mod config;
 pub(crate) mod engine;
-pub mod tree;
+pub(crate) mod tree;
 pub(crate) mod undo;
 pub(crate) mod workdir;
 pub(crate) mod writable;

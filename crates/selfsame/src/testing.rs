@@ -1,0 +1,110 @@
+//! Internals for tests, with the `test-hooks` feature only (the crates'
+//! tests enable it through their dev-dependencies; a release build has no
+//! such module). Tests forge checkpoints, history lines and journals, read
+//! the stat cache and stage manifests by hand: the scenes the public API is
+//! made to refuse.
+
+use std::path::PathBuf;
+
+pub use crate::crypto::keys::{checkpoint_key, history_key};
+pub use crate::crypto::{sha256, sha256_hex, Keys};
+pub use crate::format::checkpoint::{
+    Checkpoint, Draft, Header, CONFIG, STANDARD_FIELDS, UNSIGNED_FIELDS,
+};
+pub use crate::format::excludes::Excludes;
+pub use crate::format::history::signed_body;
+pub use crate::format::{Entry, HistoryLine, Kind, Manifest};
+pub use crate::ops::head::{current_head, manifest_of};
+pub use crate::ops::swap::tree::stage;
+pub use crate::settings::FAILPOINT_EXIT;
+pub use crate::soul::statcache::StatCache;
+pub use crate::soul::{changes, fingerprint, fingerprint_until, Scan};
+pub use crate::supervise::boot::{decide, Decision, State};
+pub use crate::vault::{History, HistoryWriter, Objects, StoredCheckpoint};
+
+use crate::crypto::Credential;
+use crate::error::Result;
+
+use crate::vault::Vault;
+
+/// The newest checkpoint marked good by a healthy run, else the head.
+pub fn last_good(
+    vault: &Vault,
+    cred: &Credential,
+    head: &StoredCheckpoint,
+) -> Result<StoredCheckpoint> {
+    crate::ops::restore::last_good(vault, cred, head)
+}
+
+/// The vault's files, for tests: the same names as the crate's own
+/// methods (`use selfsame::testing::VaultFiles` and call them as before).
+pub trait VaultFiles {
+    /// Reads checkpoint `seq`.
+    fn read_checkpoint(&self, seq: u64) -> Result<StoredCheckpoint>;
+    /// The seqs in `checkpoints/`, ascending.
+    fn checkpoint_seqs(&self) -> Result<Vec<u64>>;
+    /// The path of checkpoint `seq`.
+    fn checkpoint_path(&self, seq: u64) -> PathBuf;
+    /// Writes a checkpoint, create-only; returns its file hash.
+    fn write_checkpoint(&self, ckpt: &Checkpoint) -> Result<String>;
+    /// The seq HEAD names.
+    fn read_head(&self) -> Result<Option<u64>>;
+    /// Points HEAD at `seq`.
+    fn write_head(&self, seq: u64) -> Result<()>;
+    /// The object store.
+    fn objects(&self) -> Objects;
+    /// The history, for reading.
+    fn history(&self) -> History;
+    /// The history, for appending lines signed with `keys`.
+    fn history_for(&self, keys: &Keys) -> HistoryWriter;
+    /// `run/`.
+    fn run_dir(&self) -> PathBuf;
+    /// Hex SHA-256 of `config.toml` as read.
+    fn config_hash(&self) -> String;
+    /// The paths inside the soul that are not part of it.
+    fn skip_paths(&self) -> Vec<PathBuf>;
+    /// The compiled excludes.
+    fn excludes(&self) -> Result<Excludes>;
+}
+
+impl VaultFiles for Vault {
+    fn read_checkpoint(&self, seq: u64) -> Result<StoredCheckpoint> {
+        Vault::read_checkpoint(self, seq)
+    }
+    fn checkpoint_seqs(&self) -> Result<Vec<u64>> {
+        Vault::checkpoint_seqs(self)
+    }
+    fn checkpoint_path(&self, seq: u64) -> PathBuf {
+        Vault::checkpoint_path(self, seq)
+    }
+    fn write_checkpoint(&self, ckpt: &Checkpoint) -> Result<String> {
+        Vault::write_checkpoint(self, ckpt)
+    }
+    fn read_head(&self) -> Result<Option<u64>> {
+        Vault::read_head(self)
+    }
+    fn write_head(&self, seq: u64) -> Result<()> {
+        Vault::write_head(self, seq)
+    }
+    fn objects(&self) -> Objects {
+        Vault::objects(self)
+    }
+    fn history(&self) -> History {
+        Vault::history(self)
+    }
+    fn history_for(&self, keys: &Keys) -> HistoryWriter {
+        Vault::history_for(self, keys)
+    }
+    fn run_dir(&self) -> PathBuf {
+        Vault::run_dir(self)
+    }
+    fn config_hash(&self) -> String {
+        Vault::config_hash(self)
+    }
+    fn skip_paths(&self) -> Vec<PathBuf> {
+        Vault::skip_paths(self)
+    }
+    fn excludes(&self) -> Result<Excludes> {
+        Vault::excludes(self)
+    }
+}

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::format::{name_of, value_of};
+
 /// What wake found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verdict {
@@ -23,17 +25,20 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Every verdict with its name as in DESIGN.md and `--json`.
+    pub const ALL: [(Verdict, &'static str); 7] = [
+        (Verdict::Verified, "verified"),
+        (Verdict::Drifted, "drifted"),
+        (Verdict::Tampered, "tampered"),
+        (Verdict::IdentityMismatch, "identity-mismatch"),
+        (Verdict::Corrupted, "corrupted"),
+        (Verdict::RolledBack, "rolled-back"),
+        (Verdict::Incompatible, "incompatible"),
+    ];
+
     /// The verdict's name as in DESIGN.md and `--json`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Verified => "verified",
-            Verdict::Drifted => "drifted",
-            Verdict::Tampered => "tampered",
-            Verdict::IdentityMismatch => "identity-mismatch",
-            Verdict::Corrupted => "corrupted",
-            Verdict::RolledBack => "rolled-back",
-            Verdict::Incompatible => "incompatible",
-        }
+        name_of(&Self::ALL, self)
     }
 
     /// The exit code when the verdict halts the agent.
@@ -112,27 +117,30 @@ pub enum Detail {
 }
 
 impl Detail {
+    /// Every detail with its code in `--json`.
+    pub const ALL: [(Detail, &'static str); 17] = [
+        (Detail::DifferentBot, "different-bot"),
+        (Detail::MacInvalid, "mac-invalid"),
+        (Detail::MacMismatch, "mac-mismatch"),
+        (Detail::UnreadableCheckpoint, "unreadable-checkpoint"),
+        (Detail::ChainBroken, "chain-broken"),
+        (Detail::HistoryBroken, "history-broken"),
+        (Detail::HistoryForged, "history-forged"),
+        (Detail::AnchorMissing, "anchor-missing"),
+        (Detail::ObjectMissing, "object-missing"),
+        (Detail::ObjectCorrupt, "object-corrupt"),
+        (Detail::HeadAhead, "head-ahead"),
+        (Detail::HistoryAhead, "history-ahead"),
+        (Detail::NoCheckpoint, "no-checkpoint"),
+        (Detail::ConfigChanged, "config-changed"),
+        (Detail::BadFile, "bad-file"),
+        (Detail::BadJournal, "bad-journal"),
+        (Detail::QuarantineInvalid, "quarantine-invalid"),
+    ];
+
     /// The detail's code in `--json`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Detail::DifferentBot => "different-bot",
-            Detail::MacInvalid => "mac-invalid",
-            Detail::MacMismatch => "mac-mismatch",
-            Detail::UnreadableCheckpoint => "unreadable-checkpoint",
-            Detail::ChainBroken => "chain-broken",
-            Detail::HistoryBroken => "history-broken",
-            Detail::HistoryForged => "history-forged",
-            Detail::AnchorMissing => "anchor-missing",
-            Detail::ObjectMissing => "object-missing",
-            Detail::ObjectCorrupt => "object-corrupt",
-            Detail::HeadAhead => "head-ahead",
-            Detail::HistoryAhead => "history-ahead",
-            Detail::NoCheckpoint => "no-checkpoint",
-            Detail::ConfigChanged => "config-changed",
-            Detail::BadFile => "bad-file",
-            Detail::BadJournal => "bad-journal",
-            Detail::QuarantineInvalid => "quarantine-invalid",
-        }
+        name_of(&Self::ALL, self)
     }
 
     /// The verdict this detail leads to.
@@ -167,24 +175,22 @@ pub enum Action {
 }
 
 impl Action {
-    /// Parses a policy word.
+    /// Every action with its word.
+    pub const ALL: [(Action, &'static str); 4] = [
+        (Action::Start, "start"),
+        (Action::Accept, "accept"),
+        (Action::Rollback, "rollback"),
+        (Action::Halt, "halt"),
+    ];
+
+    /// Parses a policy word (`start` is not one: it is no policy's).
     pub fn parse(text: &str) -> Option<Action> {
-        Some(match text {
-            "accept" => Action::Accept,
-            "rollback" => Action::Rollback,
-            "halt" => Action::Halt,
-            _ => return None,
-        })
+        value_of(&Self::ALL, text).filter(|a| *a != Action::Start)
     }
 
     /// The policy word.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Accept => "accept",
-            Action::Rollback => "rollback",
-            Action::Halt => "halt",
-        }
+        name_of(&Self::ALL, self)
     }
 }
 
@@ -299,4 +305,27 @@ pub enum Advice {
     /// A soul entry no seal can record: remove it, or exclude it and
     /// adopt the config, then wake again.
     RemoveOrExclude,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_round_trips_and_each_is_one_value_s() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug>(
+            all: &[(T, &str)],
+            name: fn(T) -> &'static str,
+        ) {
+            for (i, (v, n)) in all.iter().enumerate() {
+                assert_eq!(name(*v), *n);
+                assert!(all[..i].iter().all(|(w, m)| w != v && m != n), "{n} twice");
+            }
+        }
+        check(&Verdict::ALL, Verdict::as_str);
+        check(&Detail::ALL, Detail::as_str);
+        check(&Action::ALL, Action::as_str);
+        assert_eq!(Action::parse("rollback"), Some(Action::Rollback));
+        assert_eq!(Action::parse("start"), None);
+    }
 }

@@ -160,6 +160,35 @@ pub enum JournalError {
 }
 
 impl Journal {
+    /// The journal of a swap about to stage, whose work dir is made:
+    /// nothing staged or swapped yet. The caller sets the soul it brings
+    /// in, a migration's format, the event's data and the config.
+    pub fn begin(
+        event: &str,
+        target: u64,
+        head_before: u64,
+        quarantine: String,
+        started: String,
+        work_dir: DirId,
+    ) -> Journal {
+        Journal {
+            target,
+            soul: String::new(),
+            event: event.to_owned(),
+            phase: SwapPhase::Stage,
+            quarantine,
+            head_before,
+            started,
+            format: None,
+            data: Map::new(),
+            config: None,
+            work_dir: Some(work_dir),
+            new_dir: None,
+            old_dir: None,
+            abort: None,
+        }
+    }
+
     /// The body as written (pretty JSON).
     pub fn to_body(&self) -> String {
         serde_json::to_string_pretty(self).expect("journal serializes")

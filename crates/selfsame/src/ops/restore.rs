@@ -15,7 +15,7 @@ use super::swap::writable::{not_writable, Next};
 use super::swap::{self, undo};
 use crate::crypto::Keys;
 use crate::error::{Damage, Error, Result};
-use crate::format::journal::{Journal, SwapPhase};
+use crate::format::journal::Journal;
 use crate::format::time::{rfc3339, stamp};
 use crate::progress::Progress;
 use crate::vault::{StoredCheckpoint, Vault};
@@ -162,21 +162,19 @@ pub(crate) fn restore_locked(
         if let Some(q) = put_back(vault, &quarantine)? {
             data.insert("quarantine_config".into(), q.into());
         }
+        let started = rfc3339(vault.now());
         let j = Journal {
-            target: stored.ckpt.seq,
             soul: stored.ckpt.soul.clone(),
-            event: event.to_owned(),
-            phase: SwapPhase::Stage,
-            quarantine,
-            head_before: head.ckpt.seq,
-            started: rfc3339(vault.now()),
-            format: None,
             data,
             config: Some(vault.config_hash()),
-            work_dir: Some(work_dir),
-            new_dir: None,
-            old_dir: None,
-            abort: None,
+            ..Journal::begin(
+                event,
+                stored.ckpt.seq,
+                head.ckpt.seq,
+                quarantine,
+                started,
+                work_dir,
+            )
         };
         vault.write_journal(&keys, &j)?;
         Ok(j)

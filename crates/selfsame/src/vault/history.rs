@@ -244,13 +244,7 @@ impl History {
         };
         let mut window = 64 * 1024u64;
         loop {
-            let start = len.saturating_sub(window);
-            f.seek(SeekFrom::Start(start)).at(&self.path)?;
-            let mut buf = Vec::new();
-            (&mut f)
-                .take(len - start)
-                .read_to_end(&mut buf)
-                .at(&self.path)?;
+            let (start, buf) = self.last_bytes(&mut f, len, window)?;
             // Complete lines only: drop a torn tail, and a partial first
             // line unless the window starts the file.
             let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -280,6 +274,16 @@ impl History {
         }
     }
 
+    /// The last `window` bytes of the file `f` of `len` bytes (all of it
+    /// when shorter), and where they start.
+    fn last_bytes(&self, f: &mut std::fs::File, len: u64, window: u64) -> Result<(u64, Vec<u8>)> {
+        let start = len.saturating_sub(window);
+        f.seek(SeekFrom::Start(start)).at(&self.path)?;
+        let mut buf = Vec::new();
+        f.take(len - start).read_to_end(&mut buf).at(&self.path)?;
+        Ok((start, buf))
+    }
+
     /// The last complete line's hash and number, reading only the tail.
     pub fn tail(&self) -> Result<(String, u64)> {
         let Some((mut f, len)) = self.open()? else {
@@ -287,13 +291,7 @@ impl History {
         };
         let mut window = 64 * 1024u64;
         loop {
-            let start = len.saturating_sub(window);
-            f.seek(SeekFrom::Start(start)).at(&self.path)?;
-            let mut buf = Vec::new();
-            (&mut f)
-                .take(len - start)
-                .read_to_end(&mut buf)
-                .at(&self.path)?;
+            let (start, buf) = self.last_bytes(&mut f, len, window)?;
             let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
                 if start == 0 {
                     return Ok((String::new(), 0));

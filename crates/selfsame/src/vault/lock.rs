@@ -29,22 +29,7 @@ const PID_READ_WAIT: Duration = Duration::from_millis(500);
 /// pid is written into the file so a busy error can name it.
 pub fn acquire(path: &Path, wait: Duration, lock: LockName) -> Result<Lock> {
     let file = open_lock_file(path)?;
-    let deadline = Instant::now() + wait;
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Busy {
-                    lock,
-                    pid: holder_pid(&file),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(e).at(path),
-        }
-    }
+    wait_for(&file, path, wait, lock, File::try_lock)?;
     // One write of the whole field over the previous holder's (only a busy
     // message reads it, so a failed write is no reason to fail).
     let pid = format!("{:>PID_WIDTH$}", std::process::id());
@@ -70,17 +55,30 @@ pub fn acquire_shared(path: &Path, wait: Duration, lock: LockName) -> Result<Opt
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).at(path),
     };
+    wait_for(&file, path, wait, lock, File::try_lock_shared)?;
+    Ok(Some(Lock { _file: file }))
+}
+
+/// Takes `file`'s lock with `take`, trying again until `wait` has passed;
+/// then the lock is busy, and the error names its holder.
+fn wait_for(
+    file: &File,
+    path: &Path,
+    wait: Duration,
+    lock: LockName,
+    take: fn(&File) -> std::result::Result<(), TryLockError>,
+) -> Result<()> {
     let deadline = Instant::now() + wait;
     loop {
-        match file.try_lock_shared() {
-            Ok(()) => return Ok(Some(Lock { _file: file })),
+        match take(file) {
+            Ok(()) => return Ok(()),
             Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(25));
             }
             Err(TryLockError::WouldBlock) => {
                 return Err(Error::Busy {
                     lock,
-                    pid: holder_pid(&file),
+                    pid: holder_pid(file),
                 })
             }
             Err(TryLockError::Error(e)) => return Err(e).at(path),

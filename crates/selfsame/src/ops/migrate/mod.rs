@@ -322,21 +322,14 @@ fn step(
     data.insert("from".into(), ctx.from.clone().into());
     data.insert("to".into(), ctx.to.clone().into());
     data.insert("before".into(), head.ckpt.seq.into());
+    let quarantine = format!("{stamp}-migrate-{}-to-{}", ctx.from, ctx.to);
+    let started = rfc3339(vault.now());
+    let seq = head.ckpt.seq;
     let mut j = Journal {
-        target: head.ckpt.seq,
-        soul: String::new(),
-        event: MIGRATE.into(),
-        phase: SwapPhase::Stage,
-        quarantine: format!("{stamp}-migrate-{}-to-{}", ctx.from, ctx.to),
-        head_before: head.ckpt.seq,
-        started: rfc3339(vault.now()),
         format: Some(ctx.to.clone()),
         data,
         config: Some(vault.config_hash()),
-        work_dir: Some(work_dir),
-        new_dir: None,
-        old_dir: None,
-        abort: None,
+        ..Journal::begin(MIGRATE, seq, seq, quarantine, started, work_dir)
     };
     let keys = Keys::of(cred);
     if let Err(e) = vault.write_journal(&keys, &j) {

@@ -433,3 +433,65 @@ fn the_public_surface_is_the_curated_one() {
         "the testing module ships only with the test-hooks feature"
     );
 }
+
+/// Functions of `ops/` longer than this many lines need a reason: a
+/// comment starting `// Long:` right above them.
+const LONGEST: usize = 80;
+
+#[test]
+fn functions_of_ops_are_short_or_say_why_not() {
+    let mut long = Vec::new();
+    for s in scan()
+        .sources
+        .iter()
+        .filter(|s| s.module.first().is_some_and(|m| m == "ops"))
+    {
+        let text = code_keeping_comments(&s.text);
+        let lines: Vec<&str> = text.lines().collect();
+        let mut i = 0;
+        while i < lines.len() {
+            let line = lines[i];
+            let indent = line.len() - line.trim_start().len();
+            let t = line.trim_start();
+            let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn "]
+                .iter()
+                .any(|p| t.starts_with(p));
+            if !is_fn {
+                i += 1;
+                continue;
+            }
+            let end = (i..lines.len())
+                .find(|&j| lines[j].len() == indent + 1 && lines[j].ends_with('}'))
+                .unwrap_or(i);
+            let reason =
+                (i.saturating_sub(3)..i).any(|k| lines[k].trim_start().starts_with("// Long:"));
+            if end + 1 - i > LONGEST && !reason {
+                long.push(format!(
+                    "{}:{} ({} lines)",
+                    s.path.display(),
+                    i + 1,
+                    end + 1 - i
+                ));
+            }
+            i = end + 1;
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these by the rows of the table they implement, or say why not in a `// Long:` comment above:\n  {}",
+        long.join("\n  ")
+    );
+}
+
+/// The text up to the first `#[cfg(test)]`, comments kept.
+fn code_keeping_comments(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("#[cfg(test)]") {
+            break;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}

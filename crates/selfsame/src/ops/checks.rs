@@ -9,8 +9,9 @@ use serde::Serialize;
 use crate::crypto::Keys;
 use crate::error::{Damage, Error, Result};
 use crate::format::{Kind, Manifest};
+use crate::vault::checkpoints::CheckpointDir;
 use crate::vault::history::HistoryRead;
-use crate::vault::{read, StoredCheckpoint, Vault};
+use crate::vault::{read, Objects, StoredCheckpoint, Vault};
 use crate::verdict::{Advice, Detail, Verdict};
 
 /// One thing wrong with the vault.
@@ -129,17 +130,36 @@ impl Inspection {
     }
 }
 
-/// Runs the checks. Errors are I/O failures; findings are `problems`.
+/// Problems in the order the checks find them.
+#[derive(Debug, Default)]
+struct Found(Vec<Problem>);
+
+impl Found {
+    fn push(&mut self, detail: Detail, message: String) {
+        self.0.push(Problem::new(detail, message));
+    }
+}
+
+/// The checkpoints as their MACs sort them.
+struct Macs {
+    /// Parsed, and verified (or vouched for by a rekey), ascending.
+    good: Vec<StoredCheckpoint>,
+    /// Parsed, not verified.
+    bad: Vec<StoredCheckpoint>,
+    vouched: Vec<u64>,
+    vouched_by: Option<u64>,
+    retired_at: Option<u64>,
+}
+
+/// Runs the checks in DESIGN.md's order: the account, the MACs, the chain
+/// and HEAD, the history, the objects, the vault's other files, the
+/// config. Errors are I/O failures; findings are `problems`, the first of
+/// which names the verdict.
 pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<Inspection> {
     let keys = Keys::of(cred);
-    let mut problems: Vec<Problem> = Vec::new();
-    let push = |problems: &mut Vec<Problem>, detail, message: String| {
-        problems.push(Problem::new(detail, message))
-    };
-
+    let mut found = Found::default();
     if !vault.belongs_to(cred) {
-        push(
-            &mut problems,
+        found.push(
             Detail::DifferentBot,
             format!(
                 "the token is bot {}'s, but this vault belongs to bot {}",
@@ -148,10 +168,53 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
             ),
         );
     }
-
-    // MACs.
     let listing = vault.list_checkpoints()?;
-    let seqs = listing.seqs;
+    let macs = check_macs(vault, cred, &keys, &listing, &mut found)?;
+    let head_file = check_chain(vault, &listing.seqs, &macs, &mut found)?;
+    let newest = listing.seqs.last().copied();
+    let history = check_history(vault, &keys, &macs.good, newest, &mut found)?;
+    let head = macs.good.last().cloned();
+    let (head_manifest, missing_objects) =
+        check_objects(vault, scope, &macs.good, head.as_ref(), &mut found)?;
+    // Quarantine: where restores move soul states; never followed out.
+    if let Some(what) = vault.quarantine_problem() {
+        let m = Damage::QuarantineInvalid(what).describe(&vault.quarantine_dir());
+        found.push(Detail::QuarantineInvalid, m);
+    }
+    if let Some(e) = vault.marker_problem() {
+        found.push(Detail::BadFile, damage(e)?);
+    }
+    // Config: the head binds the config.toml it was sealed with. A vault
+    // written before the binding existed has no `config` field: not checked.
+    if let Some(problem) = head.as_ref().and_then(|h| config_problem(vault, h)) {
+        found.0.push(problem);
+    }
+    Ok(Inspection {
+        keys,
+        checkpoints: macs.good,
+        head,
+        head_manifest,
+        problems: found.0,
+        head_file,
+        history,
+        vouched: macs.vouched,
+        vouched_by: macs.vouched_by,
+        retired_at: macs.retired_at,
+        strays: listing.strays,
+        missing_objects,
+    })
+}
+
+/// Reads every checkpoint and sorts them by their MACs: rows
+/// `identity-mismatch` (`different-bot`, `mac-invalid`) and `corrupted`
+/// (`mac-mismatch`, `unreadable-checkpoint`).
+fn check_macs(
+    vault: &Vault,
+    cred: &Credential,
+    keys: &Keys,
+    listing: &CheckpointDir,
+    found: &mut Found,
+) -> Result<Macs> {
     let mut parsed = Vec::new();
     let mut unreadable: Vec<String> = listing
         .misnamed
@@ -163,7 +226,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
             )
         })
         .collect();
-    for &seq in &seqs {
+    for &seq in &listing.seqs {
         match vault.read_checkpoint(seq) {
             Ok(s) => parsed.push(s),
             Err(e) => unreadable.push(damage(e)?),
@@ -193,13 +256,38 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         .iter()
         .find(|s| keys.retired_by(&s.ckpt))
         .map(|s| s.ckpt.seq);
+    let macs = Macs {
+        good,
+        bad,
+        vouched,
+        vouched_by,
+        retired_at,
+    };
+    mac_problems(vault, cred, &macs, unreadable, found);
+    Ok(macs)
+}
+
+/// The problems the MACs show, in the table's order: another bot, a
+/// retired or unknown token, edited checkpoints, unreadable ones.
+fn mac_problems(
+    vault: &Vault,
+    cred: &Credential,
+    macs: &Macs,
+    unreadable: Vec<String>,
+    found: &mut Found,
+) {
+    let Macs {
+        good,
+        bad,
+        retired_at,
+        ..
+    } = macs;
     // Checkpoints whose MAC fails say nothing trustworthy about the bot:
     // look at them only when none verifies (an edited `bot_id` in one
     // checkpoint is corruption, not another bot).
-    let judged = if good.is_empty() { &bad } else { &good };
+    let judged = if good.is_empty() { bad } else { good };
     if let Some(other) = judged.iter().find(|s| s.ckpt.bot_id != cred.account_id()) {
-        push(
-            &mut problems,
+        found.push(
             Detail::DifferentBot,
             format!(
                 "checkpoint {} is bound to bot {}, the token is bot {}'s",
@@ -209,15 +297,15 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
             ),
         );
     }
-    if let Some(r) = retired_at {
-        push(&mut problems,
+    if let Some(r) = *retired_at {
+        found.push(
             Detail::MacInvalid,
             format!(
                 "this token was retired by the rekey at checkpoint {r} (token rotation): checkpoints from {r} on verify only under the new token; use the token that replaced it"
             ),
         );
     } else if good.is_empty() && !bad.is_empty() {
-        problems.push(Problem {
+        found.0.push(Problem {
             detail: Detail::MacInvalid,
             message: format!(
                 "no checkpoint verifies under this token ({} checked): forged, or the token was rotated",
@@ -226,9 +314,8 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
             advice: Some(Advice::Rekey),
         });
     } else {
-        for s in &bad {
-            push(
-                &mut problems,
+        for s in bad {
+            found.push(
                 Detail::MacMismatch,
                 format!(
                     "checkpoint {}: MAC does not verify (edited?)",
@@ -238,21 +325,25 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         }
     }
     for m in unreadable {
-        push(&mut problems, Detail::UnreadableCheckpoint, m);
+        found.push(Detail::UnreadableCheckpoint, m);
     }
+}
 
-    // Chain, HEAD, history.
+/// HEAD, the seq numbering and the `prev` chain: rows `corrupted`
+/// (`chain-broken`, `no-checkpoint`) and `rolled-back` (`head-ahead`).
+/// Returns the seq in HEAD.
+fn check_chain(vault: &Vault, seqs: &[u64], macs: &Macs, found: &mut Found) -> Result<Option<u64>> {
     let head_file = match vault.read_head() {
         Ok(h) => h,
         Err(e) => {
-            push(&mut problems, Detail::ChainBroken, damage(e)?);
+            found.push(Detail::ChainBroken, damage(e)?);
             None
         }
     };
     let newest = seqs.last().copied();
     if let (Some(h), n) = (head_file, newest) {
         if n.is_none_or(|n| h > n) {
-            push(&mut problems,
+            found.push(
                 Detail::HeadAhead,
                 format!(
                     "HEAD names checkpoint {h}, but the newest present is {}: checkpoints were removed or an older vault was put back",
@@ -262,59 +353,64 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         }
     }
     if seqs.is_empty() && head_file.is_none() {
-        push(
-            &mut problems,
-            Detail::NoCheckpoint,
-            "the vault has no checkpoint".into(),
+        found.push(Detail::NoCheckpoint, "the vault has no checkpoint".into());
+    }
+    if let Some((expected, seq)) = (1..).zip(seqs.iter().copied()).find(|(e, s)| s != e) {
+        found.push(
+            Detail::ChainBroken,
+            format!("checkpoint {expected} is missing (next present: {seq})"),
         );
     }
-    for (expected, &seq) in (1..).zip(seqs.iter()) {
-        if seq != expected {
-            push(
-                &mut problems,
-                Detail::ChainBroken,
-                format!("checkpoint {expected} is missing (next present: {seq})"),
-            );
-            break;
-        }
-    }
-    let by_seq: HashMap<u64, &StoredCheckpoint> = good
+    let by_seq: HashMap<u64, &StoredCheckpoint> = macs
+        .good
         .iter()
-        .chain(bad.iter())
+        .chain(macs.bad.iter())
         .map(|s| (s.ckpt.seq, s))
         .collect();
-    for s in good.iter() {
-        if s.ckpt.seq > 1 {
-            if let Some(prev) = by_seq.get(&(s.ckpt.seq - 1)) {
-                if prev.file_hash != s.ckpt.prev {
-                    push(
-                        &mut problems,
-                        Detail::ChainBroken,
-                        format!(
-                            "checkpoint {} does not chain to checkpoint {}",
-                            s.ckpt.seq,
-                            s.ckpt.seq - 1
-                        ),
-                    );
-                }
-            }
+    for s in macs.good.iter().filter(|s| s.ckpt.seq > 1) {
+        let broken = by_seq
+            .get(&(s.ckpt.seq - 1))
+            .is_some_and(|prev| prev.file_hash != s.ckpt.prev);
+        if broken {
+            found.push(
+                Detail::ChainBroken,
+                format!(
+                    "checkpoint {} does not chain to checkpoint {}",
+                    s.ckpt.seq,
+                    s.ckpt.seq - 1
+                ),
+            );
         }
     }
+    Ok(head_file)
+}
+
+/// The history: its chain, its MACs after the newest anchor, the anchors
+/// of the checkpoints: rows `corrupted` (`history-broken`,
+/// `history-forged`, `anchor-missing`) and `rolled-back`
+/// (`history-ahead`).
+fn check_history(
+    vault: &Vault,
+    keys: &Keys,
+    good: &[StoredCheckpoint],
+    newest: Option<u64>,
+    found: &mut Found,
+) -> Result<HistoryRead> {
     let history = match vault.history().read_all() {
         Ok(h) => h,
         Err(e) => {
-            push(&mut problems, Detail::HistoryBroken, damage(e)?);
+            found.push(Detail::HistoryBroken, damage(e)?);
             HistoryRead::default()
         }
     };
     for p in &history.problems {
-        push(&mut problems, Detail::HistoryBroken, p.clone());
+        found.push(Detail::HistoryBroken, p.clone());
     }
     // History v2: the lines after the newest checkpoint's anchor must
     // carry a valid MAC (those before it are vouched for by the chain).
     let anchor = good.last().map_or("", |s| s.ckpt.log.as_str());
-    for p in history.authenticate(anchor, &keys).forged {
-        push(&mut problems, Detail::HistoryForged, p);
+    for p in history.authenticate(anchor, keys).forged {
+        found.push(Detail::HistoryForged, p);
     }
     if let Some(n) = newest {
         if let Some(l) = history
@@ -322,8 +418,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
             .iter()
             .find(|l| l.event.event == "seal" && l.event.get_u64("seq").is_some_and(|s| s > n))
         {
-            push(
-                &mut problems,
+            found.push(
                 Detail::HistoryAhead,
                 format!(
                     "history line {} records checkpoint {}, but the newest present is {n}",
@@ -334,9 +429,9 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         }
     }
     let anchors: HashSet<&str> = history.lines.iter().map(|l| l.hash.as_str()).collect();
-    for s in &good {
+    for s in good {
         if !s.ckpt.log.is_empty() && !anchors.contains(s.ckpt.log.as_str()) {
-            push(&mut problems,
+            found.push(
                 Detail::AnchorMissing,
                 format!(
                     "checkpoint {} anchors a history line that is not in history.jsonl (history edited or replaced)",
@@ -345,60 +440,39 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
             );
         }
     }
+    Ok(history)
+}
 
-    // Objects.
-    let head = good.last().cloned();
-    let mut head_manifest = None;
+/// The manifests and objects of the head (wake) or of every checkpoint
+/// (verify): row `corrupted` (`object-missing`, `object-corrupt`).
+/// Returns the head's manifest, when it could be read, and the objects
+/// found missing.
+fn check_objects(
+    vault: &Vault,
+    scope: ObjectScope,
+    good: &[StoredCheckpoint],
+    head: Option<&StoredCheckpoint>,
+    found: &mut Found,
+) -> Result<(Option<Manifest>, HashSet<[u8; 32]>)> {
     let targets: Vec<&StoredCheckpoint> = match scope {
-        ObjectScope::Head => head.iter().collect(),
+        ObjectScope::Head => head.into_iter().collect(),
         ObjectScope::All => good.iter().collect(),
     };
     let objects = vault.objects();
+    let mut head_manifest = None;
     let mut seen = HashSet::new();
-    let mut missing_objects = HashSet::new();
+    let mut missing = HashSet::new();
     let mut souls = HashSet::new();
     let listed = (scope == ObjectScope::Head).then(|| objects.list());
     // Checkpoints of the same soul share a manifest: check it once (the
     // head's is always read, for the verdict).
-    let head_seq = head.as_ref().map(|h| h.ckpt.seq);
+    let head_seq = head.map(|h| h.ckpt.seq);
     let targets = targets
         .into_iter()
         .filter(|s| souls.insert(s.ckpt.soul.as_str()) || Some(s.ckpt.seq) == head_seq);
     for s in targets {
-        let mut soul = [0u8; 32];
-        hex::decode_to_slice(&s.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
-        let manifest = match objects.read(&soul) {
-            Ok(bytes) => match Manifest::parse(&bytes) {
-                Ok(m) => m,
-                Err(e) => {
-                    push(
-                        &mut problems,
-                        Detail::ObjectCorrupt,
-                        format!("checkpoint {}: manifest object is invalid: {e}", s.ckpt.seq),
-                    );
-                    continue;
-                }
-            },
-            Err(Error::ObjectMissing { hash: hex }) => {
-                push(
-                    &mut problems,
-                    Detail::ObjectMissing,
-                    format!(
-                        "checkpoint {}: manifest object {hex} is missing",
-                        s.ckpt.seq
-                    ),
-                );
-                continue;
-            }
-            Err(e) => {
-                let m = damage(e)?;
-                push(
-                    &mut problems,
-                    Detail::ObjectCorrupt,
-                    format!("checkpoint {}: manifest {m}", s.ckpt.seq),
-                );
-                continue;
-            }
+        let Some(manifest) = read_manifest(&objects, s, found)? else {
+            continue;
         };
         for e in manifest.entries.iter().filter(|e| e.kind != Kind::Dir) {
             if !seen.insert(e.hash) {
@@ -410,75 +484,68 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
                 Some(present) => present.contains(&e.hash).then_some(e.size),
                 None => objects.size_of(&e.hash),
             };
+            let seq = s.ckpt.seq;
             match size {
-                None if scope == ObjectScope::All && objects.present(&e.hash) => push(
-                    &mut problems,
+                None if scope == ObjectScope::All && objects.present(&e.hash) => found.push(
                     Detail::ObjectCorrupt,
                     format!(
-                        "checkpoint {}: object for {} is not a regular file ({})",
-                        s.ckpt.seq,
+                        "checkpoint {seq}: object for {} is not a regular file ({})",
                         e.path,
                         objects.path(&e.hash).display()
                     ),
                 ),
                 None => {
-                    missing_objects.insert(e.hash);
-                    push(
-                        &mut problems,
+                    missing.insert(e.hash);
+                    found.push(
                         Detail::ObjectMissing,
-                        format!(
-                            "checkpoint {}: object for {} is missing",
-                            s.ckpt.seq, e.path
-                        ),
+                        format!("checkpoint {seq}: object for {} is missing", e.path),
                     )
                 }
-                Some(size) if size != e.size => push(
-                    &mut problems,
+                Some(size) if size != e.size => found.push(
                     Detail::ObjectCorrupt,
-                    format!(
-                        "checkpoint {}: object for {} has the wrong size",
-                        s.ckpt.seq, e.path
-                    ),
+                    format!("checkpoint {seq}: object for {} has the wrong size", e.path),
                 ),
                 Some(_) => {}
             }
         }
-        if head.as_ref().is_some_and(|h| h.ckpt.seq == s.ckpt.seq) {
+        if head_seq == Some(s.ckpt.seq) {
             head_manifest = Some(manifest);
         }
     }
+    Ok((head_manifest, missing))
+}
 
-    // Quarantine: where restores move soul states; never followed out.
-    if let Some(what) = vault.quarantine_problem() {
-        let m = Damage::QuarantineInvalid(what).describe(&vault.quarantine_dir());
-        push(&mut problems, Detail::QuarantineInvalid, m);
-    }
-    if let Some(e) = vault.marker_problem() {
-        push(&mut problems, Detail::BadFile, damage(e)?);
-    }
-
-    // Config: the head binds the config.toml it was sealed with. A vault
-    // written before the binding existed has no `config` field: not checked.
-    if let Some(h) = &head {
-        if let Some(problem) = config_problem(vault, h) {
-            problems.push(problem);
+/// The manifest checkpoint `s` names; `None` (and a problem) when it is
+/// missing or invalid.
+fn read_manifest(
+    objects: &Objects,
+    s: &StoredCheckpoint,
+    found: &mut Found,
+) -> Result<Option<Manifest>> {
+    let mut soul = [0u8; 32];
+    hex::decode_to_slice(&s.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
+    let seq = s.ckpt.seq;
+    match objects.read(&soul) {
+        Ok(bytes) => match Manifest::parse(&bytes) {
+            Ok(m) => return Ok(Some(m)),
+            Err(e) => found.push(
+                Detail::ObjectCorrupt,
+                format!("checkpoint {seq}: manifest object is invalid: {e}"),
+            ),
+        },
+        Err(Error::ObjectMissing { hash }) => found.push(
+            Detail::ObjectMissing,
+            format!("checkpoint {seq}: manifest object {hash} is missing"),
+        ),
+        Err(e) => {
+            let m = damage(e)?;
+            found.push(
+                Detail::ObjectCorrupt,
+                format!("checkpoint {seq}: manifest {m}"),
+            );
         }
     }
-
-    Ok(Inspection {
-        keys,
-        checkpoints: good,
-        head,
-        head_manifest,
-        problems,
-        head_file,
-        history,
-        vouched,
-        vouched_by,
-        retired_at,
-        strays: listing.strays,
-        missing_objects,
-    })
+    Ok(None)
 }
 
 /// How many times a reader without the lock runs the checks before it

@@ -17,7 +17,7 @@ use serde_json::Map;
 use super::checks::{inspect, ObjectScope};
 use crate::crypto::Keys;
 use crate::error::{Damage, Error, Mismatch, Result};
-use crate::format::checkpoint::{Draft, Header, Reason, CONFIG, PREV_KEY_HASH};
+use crate::format::checkpoint::{Checkpoint, Draft, Header, Reason, CONFIG, PREV_KEY_HASH};
 use crate::format::time::rfc3339;
 use crate::vault::{StoredCheckpoint, Vault};
 use crate::verdict::{Detail, Verdict};
@@ -36,38 +36,7 @@ pub struct RekeyReport {
 /// Rotates the vault from `old` to `new`, taking the vault lock.
 pub fn rekey(vault: &Vault, old: &Credential, new: &Credential) -> Result<RekeyReport> {
     let _lock = vault.lock()?;
-    if let Some(j) = vault.pending_swap()? {
-        return Err(Error::SwapPending(j));
-    }
-    if old.account_id() != new.account_id() {
-        return Err(Error::Identity(Mismatch::RekeyAccounts {
-            old: old.account_id(),
-            new: new.account_id(),
-        }));
-    }
-    if old.key_material() == new.key_material() {
-        return Err(Error::Usage(
-            "the old and the new token are the same; nothing to rotate".into(),
-        ));
-    }
-    let insp = inspect(vault, old, ObjectScope::All)?;
-    // A changed config.toml is not damage: the rekey carries the head's
-    // config binding over unchanged, so wake still reports it afterwards.
-    if let Some(p) = insp
-        .problems
-        .iter()
-        .find(|p| p.detail != Detail::ConfigChanged)
-    {
-        let why = format!("{}: {}", p.detail, p.message);
-        return Err(match p.detail.verdict() {
-            Verdict::IdentityMismatch => Error::Identity(Mismatch::RekeyUnverified(why)),
-            _ => Error::corrupt(vault.dir(), Damage::RekeyUnverified(why)),
-        });
-    }
-    let head: StoredCheckpoint = insp
-        .head
-        .clone()
-        .ok_or_else(|| Error::NoSuchCheckpoint("head".into()))?;
+    let head = verified_head(vault, old, new)?;
     // The old token verifies the vault: a torn line's repair is signed
     // with its key, and anchored below like the lines before it.
     let (old_keys, new_keys) = (Keys::of(old), Keys::of(new));
@@ -105,20 +74,7 @@ pub fn rekey(vault: &Vault, old: &Credential, new: &Credential) -> Result<RekeyR
     let file_hash = vault.write_checkpoint(&ckpt)?;
     vault.failpoint("rekey-after-checkpoint");
     vault.write_head(ckpt.seq)?;
-
-    let history = vault.history_for(&new_keys);
-    let mut data = Map::new();
-    data.insert("seq".into(), ckpt.seq.into());
-    data.insert("reason".into(), Reason::Rekey.as_str().into());
-    data.insert("soul".into(), ckpt.soul.clone().into());
-    data.insert("format".into(), ckpt.format.clone().into());
-    history.append("seal", data)?;
-    let mut data = Map::new();
-    data.insert("seq".into(), ckpt.seq.into());
-    data.insert("bot_id".into(), new.account_id().into());
-    data.insert("vouches".into(), head.ckpt.seq.into());
-    history.append("rekey", data)?;
-
+    log(vault, &new_keys, &ckpt, head.ckpt.seq)?;
     let seq = ckpt.seq;
     if marker_was_valid {
         // The agent is awake: re-sign its marker, or a crash now would
@@ -130,4 +86,57 @@ pub fn rekey(vault: &Vault, old: &Credential, new: &Credential) -> Result<RekeyR
         bot_id: new.account_id(),
         vouched: head.ckpt.seq,
     })
+}
+
+/// The head, once the rekey may go ahead: nothing pending, one account,
+/// two different tokens, and the whole vault verifying under the old one.
+fn verified_head(vault: &Vault, old: &Credential, new: &Credential) -> Result<StoredCheckpoint> {
+    if let Some(j) = vault.pending_swap()? {
+        return Err(Error::SwapPending(j));
+    }
+    if old.account_id() != new.account_id() {
+        return Err(Error::Identity(Mismatch::RekeyAccounts {
+            old: old.account_id(),
+            new: new.account_id(),
+        }));
+    }
+    if old.key_material() == new.key_material() {
+        return Err(Error::Usage(
+            "the old and the new token are the same; nothing to rotate".into(),
+        ));
+    }
+    let insp = inspect(vault, old, ObjectScope::All)?;
+    // A changed config.toml is not damage: the rekey carries the head's
+    // config binding over unchanged, so wake still reports it afterwards.
+    if let Some(p) = insp
+        .problems
+        .iter()
+        .find(|p| p.detail != Detail::ConfigChanged)
+    {
+        let why = format!("{}: {}", p.detail, p.message);
+        return Err(match p.detail.verdict() {
+            Verdict::IdentityMismatch => Error::Identity(Mismatch::RekeyUnverified(why)),
+            _ => Error::corrupt(vault.dir(), Damage::RekeyUnverified(why)),
+        });
+    }
+    insp.head
+        .ok_or_else(|| Error::NoSuchCheckpoint("head".into()))
+}
+
+/// The rekey checkpoint's `seal` event and the `rekey` event, signed with
+/// the new key.
+fn log(vault: &Vault, new_keys: &Keys, ckpt: &Checkpoint, vouches: u64) -> Result<()> {
+    let history = vault.history_for(new_keys);
+    let mut data = Map::new();
+    data.insert("seq".into(), ckpt.seq.into());
+    data.insert("reason".into(), Reason::Rekey.as_str().into());
+    data.insert("soul".into(), ckpt.soul.clone().into());
+    data.insert("format".into(), ckpt.format.clone().into());
+    history.append("seal", data)?;
+    let mut data = Map::new();
+    data.insert("seq".into(), ckpt.seq.into());
+    data.insert("bot_id".into(), ckpt.bot_id.into());
+    data.insert("vouches".into(), vouches.into());
+    history.append("rekey", data)?;
+    Ok(())
 }

@@ -17,6 +17,7 @@ use crate::crypto::Keys;
 use crate::error::{Damage, Error, Result};
 use crate::format::journal::Journal;
 use crate::format::time::{rfc3339, stamp};
+use crate::format::Manifest;
 use crate::progress::Progress;
 use crate::vault::{StoredCheckpoint, Vault};
 
@@ -127,10 +128,18 @@ pub(crate) fn restore_locked(
         }
     };
     let manifest = manifest_of(vault, &stored)?;
-    // Refused before anything is touched: the swap would move the soul into
-    // a quarantine that leads out of the vault, or have to put a checkpoint
-    // entry where the soul keeps one in place, or copy something that
-    // cannot be copied into a quarantine on another filesystem.
+    refuse_unswappable(vault, &stored, &manifest)?;
+    let quarantine = format!("{}-{}-from-{}", stamp(vault.now()), event, head.ckpt.seq);
+    let mut j = begin(vault, &keys, event, &stored, head.ckpt.seq, quarantine)?;
+    finish(vault, cred, &mut j, Some(manifest), progress, false)
+        .map_err(|e| not_writable(vault, e, Next::Pending))
+}
+
+/// Refused before anything is touched: the swap would move the soul into
+/// a quarantine that leads out of the vault, or have to put a checkpoint
+/// entry where the soul keeps one in place, or copy something that cannot
+/// be copied into a quarantine on another filesystem.
+fn refuse_unswappable(vault: &Vault, stored: &StoredCheckpoint, manifest: &Manifest) -> Result<()> {
     vault.quarantine()?;
     let keep = top_level_keep(vault)?;
     let top = manifest
@@ -145,10 +154,21 @@ pub(crate) fn restore_locked(
             vault.soul().join(n).display()
         )));
     }
-    check_movable(vault, &keep)?;
-    let quarantine = format!("{}-{}-from-{}", stamp(vault.now()), event, head.ckpt.seq);
-    // Nothing in the soul changes before the work dir exists: a soul that
-    // cannot be written is refused here, with nothing done.
+    check_movable(vault, &keep)
+}
+
+/// Makes the work dir and writes the first journal, phase `stage`: from
+/// here a crash is finished or undone by the next command. Nothing in the
+/// soul changes before the work dir exists, so a soul that cannot be
+/// written is refused with nothing done.
+fn begin(
+    vault: &Vault,
+    keys: &Keys,
+    event: &str,
+    stored: &StoredCheckpoint,
+    head_before: u64,
+    quarantine: String,
+) -> Result<Journal> {
     let dirs = WorkDirs::of(&vault.soul());
     let work_dir = clear_work(vault)
         .and_then(|()| workdir::make(&dirs.work))
@@ -170,24 +190,19 @@ pub(crate) fn restore_locked(
             ..Journal::begin(
                 event,
                 stored.ckpt.seq,
-                head.ckpt.seq,
+                head_before,
                 quarantine,
                 started,
                 work_dir,
             )
         };
-        vault.write_journal(&keys, &j)?;
+        vault.write_journal(keys, &j)?;
         Ok(j)
     })();
-    let mut j = match prepared {
-        Ok(j) => j,
-        Err(e) => {
-            drop_work_unless_journaled(vault, &dirs);
-            return Err(e);
-        }
-    };
-    finish(vault, cred, &mut j, Some(manifest), progress, false)
-        .map_err(|e| not_writable(vault, e, Next::Pending))
+    if prepared.is_err() {
+        drop_work_unless_journaled(vault, &dirs);
+    }
+    prepared
 }
 
 /// Finishes an interrupted restore, taking the vault lock.

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use super::head::{current_head, manifest_of};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
-use crate::format::checkpoint::{check_extra_fields, Draft, Header, CONFIG};
+use crate::format::checkpoint::{check_extra_fields, Checkpoint, Draft, Header, CONFIG};
 pub use crate::format::checkpoint::{FieldError, Reason, RESERVED_FIELDS};
 use crate::format::tags::check_format_tag;
 use crate::format::time::rfc3339;
@@ -127,6 +127,8 @@ pub(crate) fn seal_core(
 /// [`seal_core`] of a soul expected to equal `expect` (a restore's target,
 /// just written from the store): its files are hashed before they are
 /// copied into the store, so those whose objects exist are not copied.
+/// Order: objects → manifest → checkpoint → HEAD → history, each durable
+/// before the next.
 pub(crate) fn seal_expecting(
     vault: &Vault,
     cred: &Credential,
@@ -148,10 +150,49 @@ pub(crate) fn seal_expecting(
     let log = history.anchor_after(head.as_ref().map_or("", |h| h.ckpt.log.as_str()))?;
     let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&keys, h));
 
-    // One syncfs after hashing instead of two fsyncs per new object.
+    let scanned = scan_soul(vault, expect, progress)?;
+    vault.failpoint("seal-after-objects");
+    let (soul_hash, changes) = settle_manifest(vault, head.as_ref(), &scanned, expect)?;
+    vault.failpoint("seal-after-manifest");
+    let fp = &scanned.scan.fingerprint;
+    let soul_hex = hex::encode(soul_hash);
+    let report = |seq, written, changes| SealReport {
+        written,
+        seq,
+        soul: soul_hex.clone(),
+        reason: opts.reason.as_str(),
+        files: fp.manifest.files(),
+        bytes: fp.manifest.bytes(),
+        new_objects: fp.new_objects,
+        new_bytes: fp.new_bytes,
+        changes,
+    };
+    if let Some(h) = head.as_ref().filter(|h| h.ckpt.soul == soul_hex) {
+        if opts.reason == Reason::Heartbeat {
+            return Ok(report(h.ckpt.seq, false, changes));
+        }
+    }
+    let draft = draft(vault, cred, opts, head.as_ref(), fp, &soul_hex, log)?;
+    let ckpt = keys.sign(&draft);
+    let awake = head.as_ref().filter(|_| marker_was_valid);
+    let stored = write(vault, &keys, opts, awake, ckpt, &changes)?;
+    Ok(report(stored.ckpt.seq, true, changes))
+}
+
+/// A scan of the soul, and what the stat cache needs of it.
+struct Scanned {
+    scan: soul::Scan,
+    cache_path: std::path::PathBuf,
+    began: Stamp,
+}
+
+/// Fingerprints the soul, storing its objects (durable together, with one
+/// `syncfs` instead of two fsyncs per new object) and trusting the stat
+/// cache.
+fn scan_soul(vault: &Vault, expect: Option<&Manifest>, progress: &dyn Progress) -> Result<Scanned> {
     let objects = vault.objects().deferred();
     let cache_path = StatCache::path(vault.dir());
-    let scan_began = StatCache::begin_scan(&vault.dir().join("cache"))?;
+    let began = StatCache::begin_scan(&vault.dir().join("cache"))?;
     let scan = soul::fingerprint_expecting(
         &vault.soul(),
         &vault.excludes()?,
@@ -164,11 +205,31 @@ pub(crate) fn seal_expecting(
         progress,
         &AtomicBool::new(false),
     )?;
-    let fp = &scan.fingerprint;
     objects.sync()?;
-    vault.failpoint("seal-after-objects");
-    let head_soul = head.as_ref().map(|h| h.ckpt.soul.as_str());
-    let (soul_hash, changes) = match fp.known_soul {
+    Ok(Scanned {
+        scan,
+        cache_path,
+        began,
+    })
+}
+
+/// The soul hash of the scan and what changed since the head, with the
+/// manifest object stored and the stat cache saved: as little written and
+/// compared as the cache and `expect` allow.
+fn settle_manifest(
+    vault: &Vault,
+    head: Option<&StoredCheckpoint>,
+    scanned: &Scanned,
+    expect: Option<&Manifest>,
+) -> Result<([u8; 32], Changes)> {
+    let Scanned {
+        scan,
+        cache_path,
+        began,
+    } = scanned;
+    let fp = &scan.fingerprint;
+    let head_soul = head.map(|h| h.ckpt.soul.as_str());
+    match fp.known_soul {
         // The stat cache vouches for the head's very manifest (an unchanged
         // soul): nothing to write, nothing to compare, once a look says the
         // manifest object is still there (else it is written again).
@@ -178,8 +239,8 @@ pub(crate) fn seal_expecting(
         {
             // Files read again (racy records) are recorded anew, so that
             // the next seal trusts them.
-            save_cache(&scan, &cache_path, scan_began, &known)?;
-            (known, Changes::default())
+            save_cache(scan, cache_path, *began, &known)?;
+            Ok((known, Changes::default()))
         }
         // The soul is the one expected (a restore's target) and that
         // manifest is stored: hashed, not written again.
@@ -189,40 +250,34 @@ pub(crate) fn seal_expecting(
         }) =>
         {
             let hash = fp.manifest.soul_hash_raw();
-            save_cache(&scan, &cache_path, scan_began, &hash)?;
-            (hash, changes_since_head(vault, head.as_ref(), &scan, &hash))
+            save_cache(scan, cache_path, *began, &hash)?;
+            Ok((hash, changes_since_head(vault, head, scan, &hash)))
         }
-        _ => finish_scan(vault, head.as_ref(), &scan, &cache_path, scan_began)?,
-    };
-    vault.failpoint("seal-after-manifest");
-    let soul_hex = hex::encode(soul_hash);
-
-    let unchanged = head.as_ref().is_some_and(|h| h.ckpt.soul == soul_hex);
-    if unchanged && opts.reason == Reason::Heartbeat {
-        let h = head.expect("unchanged implies a head");
-        return Ok(SealReport {
-            written: false,
-            seq: h.ckpt.seq,
-            soul: soul_hex,
-            reason: opts.reason.as_str(),
-            files: fp.manifest.files(),
-            bytes: fp.manifest.bytes(),
-            new_objects: fp.new_objects,
-            new_bytes: fp.new_bytes,
-            changes,
-        });
+        _ => finish_scan(vault, head, scan, cache_path, *began),
     }
+}
 
+/// The new checkpoint's fields: the shell and format asked for (else the
+/// settings' shell, else the head's), and the config this seal ran with.
+fn draft(
+    vault: &Vault,
+    cred: &Credential,
+    opts: &SealOptions,
+    head: Option<&StoredCheckpoint>,
+    fp: &soul::Fingerprint,
+    soul_hex: &str,
+    log: String,
+) -> Result<Draft> {
     let shell = opts
         .shell
         .clone()
         .or_else(|| vault.settings().shell.clone())
-        .or_else(|| head.as_ref().map(|h| h.ckpt.shell.clone()))
+        .or_else(|| head.map(|h| h.ckpt.shell.clone()))
         .unwrap_or_else(|| UNKNOWN_SHELL.into());
     let format = opts
         .format
         .clone()
-        .or_else(|| head.as_ref().map(|h| h.ckpt.format.clone()))
+        .or_else(|| head.map(|h| h.ckpt.format.clone()))
         .unwrap_or_else(|| DEFAULT_FORMAT.into());
     // Bind the config this seal ran with (soul path, excludes, policies):
     // wake calls a later change `tampered` (`config-changed`) until a seal
@@ -232,11 +287,11 @@ pub(crate) fn seal_expecting(
     vault.objects().put(&config_hash, vault.config_bytes())?;
     let mut extra = vec![(CONFIG.to_owned(), hex::encode(config_hash))];
     extra.extend(opts.extra.iter().cloned());
-    let draft = Draft {
+    Ok(Draft {
         header: Header {
-            seq: head.as_ref().map_or(1, |h| h.ckpt.seq + 1),
-            prev: head.as_ref().map_or(String::new(), |h| h.file_hash.clone()),
-            soul: soul_hex.clone(),
+            seq: head.map_or(1, |h| h.ckpt.seq + 1),
+            prev: head.map_or(String::new(), |h| h.file_hash.clone()),
+            soul: soul_hex.to_owned(),
             files: fp.manifest.files(),
             bytes: fp.manifest.bytes(),
             sealed_at: rfc3339(vault.now()),
@@ -248,16 +303,26 @@ pub(crate) fn seal_expecting(
             bot_id: cred.account_id(),
         },
         extra,
-    };
-    let ckpt = keys.sign(&draft);
-    if marker_was_valid && opts.reason != Reason::Rest {
+    })
+}
+
+/// Writes the signed checkpoint, HEAD and the `seal` event, and moves the
+/// awake marker: off at rest, onto the new head while the agent runs
+/// (`awake` is the head its valid marker names).
+fn write(
+    vault: &Vault,
+    keys: &Keys,
+    opts: &SealOptions,
+    awake: Option<&StoredCheckpoint>,
+    ckpt: Checkpoint,
+    changes: &Changes,
+) -> Result<StoredCheckpoint> {
+    if let Some(h) = awake.filter(|_| opts.reason != Reason::Rest) {
         // The agent is awake: let its marker vouch for the checkpoint about
         // to be written too, before it exists, so that dying right after
         // writing it still reads as a crash (drifted), not as tampering.
-        if let Some(h) = &head {
-            let next = crate::crypto::sha256_hex(&ckpt.to_bytes());
-            vault.write_marker_ahead(&keys, h, (ckpt.seq, &next))?;
-        }
+        let next = crate::crypto::sha256_hex(&ckpt.to_bytes());
+        vault.write_marker_ahead(keys, h, (ckpt.seq, &next))?;
     }
     let file_hash = vault.write_checkpoint(&ckpt)?;
     vault.failpoint("seal-after-checkpoint");
@@ -267,33 +332,23 @@ pub(crate) fn seal_expecting(
     let mut data = Map::new();
     data.insert("seq".into(), ckpt.seq.into());
     data.insert("reason".into(), opts.reason.as_str().into());
-    data.insert("soul".into(), soul_hex.clone().into());
+    data.insert("soul".into(), ckpt.soul.clone().into());
     data.insert("files".into(), ckpt.files.into());
     data.insert("bytes".into(), ckpt.bytes.into());
     data.insert("shell".into(), ckpt.shell.clone().into());
     data.insert("format".into(), ckpt.format.clone().into());
     data.insert("changes".into(), changes.summarize().to_value());
-    history.append("seal", data)?;
+    vault.history_for(keys).append("seal", data)?;
 
     let stored = StoredCheckpoint { ckpt, file_hash };
     if opts.reason == Reason::Rest {
         vault.remove_marker()?;
-    } else if marker_was_valid {
+    } else if awake.is_some() {
         // The agent is still awake: move its marker to the new head, or a
         // crash now would look like tampering.
-        vault.write_marker(&keys, &stored)?;
+        vault.write_marker(keys, &stored)?;
     }
-    Ok(SealReport {
-        written: true,
-        seq: stored.ckpt.seq,
-        soul: soul_hex,
-        reason: opts.reason.as_str(),
-        files: stored.ckpt.files,
-        bytes: stored.ckpt.bytes,
-        new_objects: fp.new_objects,
-        new_bytes: fp.new_bytes,
-        changes,
-    })
+    Ok(stored)
 }
 
 /// The rest of a seal's reading and writing after the scan, side by side

@@ -9,10 +9,10 @@ use crate::crypto::Credential;
 use serde::Serialize;
 
 pub use super::checks::Problem;
-use super::checks::{inspect_consistent, ObjectScope};
+use super::checks::{inspect_consistent, Inspection, ObjectScope};
 use super::head::manifest_of;
 use crate::error::{Damage, Error, Result};
-use crate::format::Kind;
+use crate::format::{Entry, Kind};
 use crate::progress::{Phase, Progress};
 use crate::soul::hash::{hash_files, Job};
 use crate::vault::Vault;
@@ -51,6 +51,33 @@ pub fn verify(
 ) -> Result<VerifyReport> {
     let insp = inspect_consistent(vault, cred, ObjectScope::All)?;
     let mut problems = insp.problems.clone();
+    let notes = notes(vault, &insp);
+    let pending = vault.pending_swap()?;
+    let identity_ok = problems
+        .iter()
+        .all(|p| p.detail.verdict() != Verdict::IdentityMismatch);
+    let (objects_read, bytes_read) = if read_data && identity_ok {
+        read_objects(vault, &insp, progress, &mut problems)?
+    } else {
+        (0, 0)
+    };
+    let exit_code = problems
+        .first()
+        .map_or(0, |p| p.detail.verdict().exit_code());
+    Ok(VerifyReport {
+        checkpoints: insp.checkpoints.len(),
+        history_lines: insp.history.lines.len(),
+        objects_read,
+        bytes_read,
+        problems,
+        notes,
+        exit_code,
+        pending,
+    })
+}
+
+/// What is not damage but worth knowing.
+fn notes(vault: &Vault, insp: &Inspection) -> Vec<String> {
     let mut notes = Vec::new();
     if insp.history.torn.is_some() {
         notes.push("history.jsonl ends in a torn line (an interrupted append); the next wake or seal repairs it".into());
@@ -80,95 +107,84 @@ pub fn verify(
             path.display()
         ));
     }
-    let pending = vault.pending_swap()?;
-    let (mut objects_read, mut bytes_read) = (0, 0);
-    if read_data
-        && problems
-            .iter()
-            .all(|p| p.detail.verdict() != Verdict::IdentityMismatch)
+    notes
+}
+
+/// Re-hashes every object every trusted checkpoint names, once; returns
+/// how many objects and bytes were read.
+fn read_objects(
+    vault: &Vault,
+    insp: &Inspection,
+    progress: &dyn Progress,
+    problems: &mut Vec<Problem>,
+) -> Result<(u64, u64)> {
+    let objects = vault.objects();
+    let mut seen = HashSet::new();
+    let mut souls = HashSet::new();
+    let mut todo = Vec::new();
+    // Checkpoints of the same soul share a manifest: read it once.
+    for s in insp
+        .checkpoints
+        .iter()
+        .filter(|s| souls.insert(&s.ckpt.soul))
     {
-        let objects = vault.objects();
-        let mut seen = HashSet::new();
-        let mut souls = HashSet::new();
-        let mut todo = Vec::new();
-        // Checkpoints of the same soul share a manifest: read it once.
-        for s in insp
-            .checkpoints
-            .iter()
-            .filter(|s| souls.insert(&s.ckpt.soul))
-        {
-            let Ok(m) = manifest_of(vault, s) else {
-                continue;
-            };
-            // An object of the wrong size (or not a regular file) is a
-            // problem already; it is not read (it could be endless).
-            let fits = |e: &crate::format::Entry| objects.size_of(&e.hash) == Some(e.size);
-            for e in m.entries.into_iter().filter(|e| e.kind != Kind::Dir) {
-                if seen.insert(e.hash) && fits(&e) {
-                    todo.push((s.ckpt.seq, e));
-                }
-            }
-        }
-        let total: u64 = todo.iter().map(|(_, e)| e.size).sum();
-        progress.start(Phase::Verify, todo.len() as u64, total);
-        let jobs: Vec<Job> = todo
-            .iter()
-            .map(|(_, e)| Job {
-                path: objects.path(&e.hash),
-                size: e.size,
-                seen: None,
-                expect: None,
-            })
-            .collect();
-        let hashed = hash_files(&jobs, None, progress, &AtomicBool::new(false));
-        progress.finish();
-        let results = todo.iter().zip(hashed).map(|((seq, e), r)| {
-            let checked = match r {
-                Ok(h) if h.hash == e.hash => Ok(h.size),
-                Ok(_) => Err(objects.mismatch(&e.hash)),
-                Err(Error::Io { path, source }) => Err(objects.missing(&e.hash, &path, source)),
-                // Swapped for something else since its size was read.
-                Err(Error::FileChanging { path, .. }) => {
-                    Err(Error::corrupt(&path, Damage::ObjectChanged))
-                }
-                Err(other) => Err(other),
-            };
-            (seq, e, checked)
-        });
-        for (seq, e, r) in results {
-            match r {
-                Ok(n) => {
-                    objects_read += 1;
-                    bytes_read += n;
-                }
-                Err(Error::ObjectMissing { hash }) => {
-                    // The presence check already named it; say it once.
-                    if !insp.missing_objects.contains(&e.hash) {
-                        problems.push(Problem::new(
-                            Detail::ObjectMissing,
-                            format!("checkpoint {seq}: {} (object {hash} is missing)", e.path),
-                        ));
-                    }
-                }
-                Err(Error::Corrupt { path, damage }) => problems.push(Problem::new(
-                    Detail::ObjectCorrupt,
-                    format!("checkpoint {seq}: {} ({})", e.path, damage.describe(&path)),
-                )),
-                Err(other) => return Err(other),
+        let Ok(m) = manifest_of(vault, s) else {
+            continue;
+        };
+        // An object of the wrong size (or not a regular file) is a problem
+        // already; it is not read (it could be endless).
+        let fits = |e: &Entry| objects.size_of(&e.hash) == Some(e.size);
+        for e in m.entries.into_iter().filter(|e| e.kind != Kind::Dir) {
+            if seen.insert(e.hash) && fits(&e) {
+                todo.push((s.ckpt.seq, e));
             }
         }
     }
-    let exit_code = problems
-        .first()
-        .map_or(0, |p| p.detail.verdict().exit_code());
-    Ok(VerifyReport {
-        checkpoints: insp.checkpoints.len(),
-        history_lines: insp.history.lines.len(),
-        objects_read,
-        bytes_read,
-        problems,
-        notes,
-        exit_code,
-        pending,
-    })
+    let total: u64 = todo.iter().map(|(_, e)| e.size).sum();
+    progress.start(Phase::Verify, todo.len() as u64, total);
+    let jobs: Vec<Job> = todo
+        .iter()
+        .map(|(_, e)| Job {
+            path: objects.path(&e.hash),
+            size: e.size,
+            seen: None,
+            expect: None,
+        })
+        .collect();
+    let hashed = hash_files(&jobs, None, progress, &AtomicBool::new(false));
+    progress.finish();
+    let (mut objects_read, mut bytes_read) = (0, 0);
+    for ((seq, e), r) in todo.iter().zip(hashed) {
+        let checked = match r {
+            Ok(h) if h.hash == e.hash => Ok(h.size),
+            Ok(_) => Err(objects.mismatch(&e.hash)),
+            Err(Error::Io { path, source }) => Err(objects.missing(&e.hash, &path, source)),
+            // Swapped for something else since its size was read.
+            Err(Error::FileChanging { path, .. }) => {
+                Err(Error::corrupt(&path, Damage::ObjectChanged))
+            }
+            Err(other) => Err(other),
+        };
+        match checked {
+            Ok(n) => {
+                objects_read += 1;
+                bytes_read += n;
+            }
+            Err(Error::ObjectMissing { hash }) => {
+                // The presence check already named it; say it once.
+                if !insp.missing_objects.contains(&e.hash) {
+                    problems.push(Problem::new(
+                        Detail::ObjectMissing,
+                        format!("checkpoint {seq}: {} (object {hash} is missing)", e.path),
+                    ));
+                }
+            }
+            Err(Error::Corrupt { path, damage }) => problems.push(Problem::new(
+                Detail::ObjectCorrupt,
+                format!("checkpoint {seq}: {} ({})", e.path, damage.describe(&path)),
+            )),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok((objects_read, bytes_read))
 }

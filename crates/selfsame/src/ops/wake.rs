@@ -9,17 +9,19 @@ use serde::Serialize;
 use serde_json::Map;
 
 pub use super::checks::Problem;
-use super::checks::{config_problem, inspect, inspect_consistent, ObjectScope};
+use super::checks::{config_problem, inspect, inspect_consistent, Inspection, ObjectScope};
 use super::migrate::{migrate_locked, migrations_dir, standing, MigrateOptions, Registry};
 use super::restore::{restore_locked, Target};
 use super::seal::{joined, seal_locked, SealOptions};
 use super::swap;
+use super::swap::engine::RestoreReport;
 pub use super::swap::{Pending, WakeWill};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Reason;
 use crate::format::journal::{MIGRATE, WORK_DIR};
 use crate::format::tags::Reads;
+use crate::format::Manifest;
 use crate::progress::{Progress, Silent};
 use crate::soul::statcache::StatCache;
 use crate::soul::{self, Changes};
@@ -148,78 +150,7 @@ pub fn wake_with_progress(
     } else {
         Some(vault.lock()?)
     };
-    let mut actions = Vec::new();
-    let mut journal_problem = None;
-    let mut pending = None;
-    // An interrupted restore or migration is finished only under the
-    // config the vault was sealed with (the soul path and excludes come
-    // from it), and never into a quarantine that leads out of the vault;
-    // otherwise the checks below halt first.
-    let blocked = || config_changed(vault, cred) || vault.quarantine_problem().is_some();
-    // A journal this token did not sign, or whose work dirs are not the
-    // ones it made, is never acted on.
-    let bad_journal = |e| Problem::of_damage(Detail::BadJournal, e);
-    if opts.dry_run && vault.belongs_to(cred) {
-        match swap::plan(vault, cred, blocked()) {
-            Ok(p) => pending = p,
-            Err(e) => journal_problem = Some(bad_journal(e)?),
-        }
-    }
-    if !opts.dry_run && vault.belongs_to(cred) {
-        let resumed = if blocked() {
-            Ok(None)
-        } else {
-            swap::resume_locked(vault, cred, progress)
-        };
-        let resumed = match resumed {
-            Ok(r) => r,
-            Err(e) => {
-                journal_problem = Some(bad_journal(e)?);
-                None
-            }
-        };
-        if let Some(r) = resumed {
-            actions.push(if r.aborted {
-                format!(
-                    "finished undoing an interrupted {}, which an abort had begun: the soul is back as it was before it{}",
-                    r.event,
-                    if r.quarantine.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; what it had swapped in is in {}", r.quarantine)
-                    }
-                )
-            } else if r.undone {
-                format!(
-                    "undid an interrupted migration: the soul stays at checkpoint {} (staging dir in {})",
-                    r.seq, r.quarantine
-                )
-            } else {
-                format!(
-                    "finished an interrupted {} (sealed checkpoint {}; previous soul in {})",
-                    r.event, r.seq, r.quarantine
-                )
-            });
-        }
-        // A history that is not a regular file is the checks' to report.
-        let repaired = vault.may_sign_history(cred)
-            && match vault.history_for(&Keys::of(cred)).repair_torn() {
-                Ok(repaired) => repaired,
-                Err(Error::Corrupt { .. }) => false,
-                Err(e) => return Err(e),
-            };
-        if repaired {
-            actions.push("moved a torn history line to run/ and logged a repair".into());
-        }
-    }
-    let policies = match opts.policies {
-        Some(p) => p,
-        None => vault.config.policies(&vault.config_path())?,
-    };
-    let max_age = match opts.max_age {
-        Some(m) => m,
-        None => vault.config.max_age(&vault.config_path())?,
-    };
+    let prepared = prepare(vault, cred, opts, progress)?;
 
     // The soul is walked and hashed while the vault is checked: the two
     // read different things, and the checks would otherwise add their time
@@ -228,7 +159,7 @@ pub fn wake_with_progress(
     let stop = AtomicBool::new(false);
     let cache = opts.fast.then(|| StatCache::path(vault.dir()));
     let mut skip = vault.skip_paths();
-    if pending.is_some() {
+    if prepared.pending.is_some() {
         // Status: the work dir of a pending restore is not the soul's.
         skip.push(vault.soul().join(WORK_DIR));
     }
@@ -247,20 +178,7 @@ pub fn wake_with_progress(
         let scan = threads.spawn(scan);
         let _stop = StopOnDrop(&stop);
         let scan = || joined(scan);
-        judge(
-            vault,
-            cred,
-            opts,
-            progress,
-            Prepared {
-                actions,
-                journal_problem,
-                pending,
-                policies,
-                max_age,
-            },
-            scan,
-        )
+        judge(vault, cred, opts, progress, prepared, scan)
     })
 }
 
@@ -284,8 +202,98 @@ struct Prepared {
     max_age: Option<Duration>,
 }
 
-/// The checks, the verdict and the action; `scan` gives the soul's
-/// fingerprint.
+/// Before the checks: finish (or, for status, plan) an interrupted
+/// restore or migration, repair a torn history line, and settle the
+/// policies.
+fn prepare(
+    vault: &Vault,
+    cred: &Credential,
+    opts: &WakeOptions,
+    progress: &dyn Progress,
+) -> Result<Prepared> {
+    let mut prepared = Prepared {
+        actions: Vec::new(),
+        journal_problem: None,
+        pending: None,
+        policies: match opts.policies {
+            Some(p) => p,
+            None => vault.config.policies(&vault.config_path())?,
+        },
+        max_age: match opts.max_age {
+            Some(m) => m,
+            None => vault.config.max_age(&vault.config_path())?,
+        },
+    };
+    if !vault.belongs_to(cred) {
+        return Ok(prepared);
+    }
+    // An interrupted restore or migration is finished only under the
+    // config the vault was sealed with (the soul path and excludes come
+    // from it), and never into a quarantine that leads out of the vault;
+    // otherwise the checks below halt first.
+    let blocked = config_changed(vault, cred) || vault.quarantine_problem().is_some();
+    // A journal this token did not sign, or whose work dirs are not the
+    // ones it made, is never acted on: the checks report it.
+    let bad_journal = |e| Problem::of_damage(Detail::BadJournal, e);
+    if opts.dry_run {
+        match swap::plan(vault, cred, blocked) {
+            Ok(p) => prepared.pending = p,
+            Err(e) => prepared.journal_problem = Some(bad_journal(e)?),
+        }
+        return Ok(prepared);
+    }
+    let resumed = if blocked {
+        Ok(None)
+    } else {
+        swap::resume_locked(vault, cred, progress)
+    };
+    match resumed {
+        Ok(Some(r)) => prepared.actions.push(resumed_action(&r)),
+        Ok(None) => {}
+        Err(e) => prepared.journal_problem = Some(bad_journal(e)?),
+    }
+    // A history that is not a regular file is the checks' to report.
+    let repaired = vault.may_sign_history(cred)
+        && match vault.history_for(&Keys::of(cred)).repair_torn() {
+            Ok(repaired) => repaired,
+            Err(Error::Corrupt { .. }) => false,
+            Err(e) => return Err(e),
+        };
+    if repaired {
+        prepared
+            .actions
+            .push("moved a torn history line to run/ and logged a repair".into());
+    }
+    Ok(prepared)
+}
+
+/// What finishing (or undoing) an interrupted restore or migration did.
+fn resumed_action(r: &RestoreReport) -> String {
+    if r.aborted {
+        format!(
+            "finished undoing an interrupted {}, which an abort had begun: the soul is back as it was before it{}",
+            r.event,
+            if r.quarantine.is_empty() {
+                String::new()
+            } else {
+                format!("; what it had swapped in is in {}", r.quarantine)
+            }
+        )
+    } else if r.undone {
+        format!(
+            "undid an interrupted migration: the soul stays at checkpoint {} (staging dir in {})",
+            r.seq, r.quarantine
+        )
+    } else {
+        format!(
+            "finished an interrupted {} (sealed checkpoint {}; previous soul in {})",
+            r.event, r.seq, r.quarantine
+        )
+    }
+}
+
+/// The checks, the verdict and the action, row by row of DESIGN.md's
+/// table; `scan` gives the soul's fingerprint.
 fn judge(
     vault: &Vault,
     cred: &Credential,
@@ -294,13 +302,6 @@ fn judge(
     prepared: Prepared,
     scan: impl FnOnce() -> Result<soul::Scan>,
 ) -> Result<WakeReport> {
-    let Prepared {
-        actions,
-        journal_problem,
-        pending,
-        policies,
-        max_age,
-    } = prepared;
     // `status` holds no lock: it must not take a seal in progress for
     // damage.
     let mut insp = if opts.dry_run {
@@ -308,65 +309,159 @@ fn judge(
     } else {
         inspect(vault, cred, ObjectScope::Head)?
     };
-    if let Some(p) = journal_problem {
+    if let Some(p) = prepared.journal_problem {
         insp.problems.insert(0, p);
     }
-    let mut report = WakeReport {
-        verdict: Verdict::Verified,
-        detail: None,
-        message: String::new(),
-        seq: insp.head.as_ref().map(|h| h.ckpt.seq),
-        format: insp.head.as_ref().map(|h| h.ckpt.format.clone()),
-        soul: None,
-        changes: Changes::default(),
-        action: Action::Start,
-        actions,
-        warnings: Vec::new(),
-        problems: insp.problems.clone(),
-        may_start: false,
-        exit_code: 0,
-        head: insp.head.as_ref().map(|h| h.ckpt.seq),
-        molt: None,
-        pending: pending.clone(),
-        stale: None,
-        advice: None,
-    };
-
-    if let Some((verdict, detail)) = insp.failure() {
-        report.verdict = verdict;
-        report.detail = Some(detail);
-        report.message = insp.problems[0].message.clone();
-        report.advice = insp.problems[0].advice.clone();
-        if detail == Detail::MacInvalid && insp.retired_at.is_none() {
-            report.advice = Some(Advice::RekeyWithOld);
-        }
-        report.action = Action::Halt;
-        report.exit_code = verdict.exit_code();
-        if !opts.dry_run {
-            record(vault, cred, &report, opts)?;
-        }
-        return Ok(report);
+    let mut report = WakeReport::new(&insp, prepared.actions, prepared.pending);
+    // Rows identity-mismatch, corrupted, rolled-back: the first problem.
+    if halted_by_checks(&insp, &mut report) {
+        return halted(vault, cred, opts, report);
     }
     let head = insp.head.clone().expect("no problems implies a head");
     let head_manifest = insp
         .head_manifest
         .clone()
         .expect("no problems implies a readable manifest");
-
     if insp.head_behind() && !opts.dry_run {
-        vault.write_head(head.ckpt.seq)?;
-        let mut data = Map::new();
-        data.insert(
-            "what".into(),
-            "HEAD pointed at an older checkpoint (interrupted seal); moved it to the newest".into(),
-        );
-        data.insert("seq".into(), head.ckpt.seq.into());
-        vault.history_for(&insp.keys).append("repair", data)?;
-        report.actions.push(format!(
-            "moved HEAD to checkpoint {} (an interrupted seal)",
-            head.ckpt.seq
-        ));
+        repair_head(vault, &insp.keys, &head, &mut report)?;
     }
+    warn(vault, opts, &head, prepared.max_age, &mut report);
+    // Row incompatible: refuse a soul this shell cannot read before
+    // anything writes.
+    let policies = prepared.policies;
+    let migrate_to = match judge_format(vault, opts, &head, &policies, &mut report)? {
+        Format::Unreadable => return halted(vault, cred, opts, report),
+        Format::Readable(migrate_to) => migrate_to,
+    };
+    if let Some(p) = report
+        .pending
+        .clone()
+        .filter(|p| p.wake_will == WakeWill::Finish)
+    {
+        // Status: wake would first finish it, and the soul would then be
+        // the one it seals. Comparing the half-swapped soul would say
+        // nothing about what wake will say.
+        report.message = format!(
+            "once wake has finished the pending {}, the soul is the one it seals ({})",
+            p.event,
+            if p.event == MIGRATE {
+                "the migrated soul".to_owned()
+            } else {
+                format!("checkpoint {}'s", p.target)
+            }
+        );
+        report.may_start = true;
+        return Ok(report);
+    }
+    // Rows verified, drifted, tampered: the soul against the head.
+    let unrecordable = judge_soul(vault, &insp, &head, &head_manifest, scan(), &mut report)?;
+    report.action = policies.action(report.verdict);
+    if unrecordable && report.action == Action::Accept {
+        // A seal would refuse the same entry: halt instead of failing.
+        report.action = Action::Halt;
+    }
+    report.exit_code = match report.action {
+        Action::Halt => report.verdict.exit_code(),
+        _ => 0,
+    };
+    report.may_start = report.action != Action::Halt;
+    if opts.dry_run {
+        return Ok(report);
+    }
+    act_and_record(vault, cred, opts, progress, report, head, migrate_to)
+}
+
+impl WakeReport {
+    /// The report of the checks, before the soul is compared: verified so
+    /// far, the agent not yet allowed to start.
+    fn new(insp: &Inspection, actions: Vec<String>, pending: Option<Pending>) -> Self {
+        WakeReport {
+            verdict: Verdict::Verified,
+            detail: None,
+            message: String::new(),
+            seq: insp.head.as_ref().map(|h| h.ckpt.seq),
+            format: insp.head.as_ref().map(|h| h.ckpt.format.clone()),
+            soul: None,
+            changes: Changes::default(),
+            action: Action::Start,
+            actions,
+            warnings: Vec::new(),
+            problems: insp.problems.clone(),
+            may_start: false,
+            exit_code: 0,
+            head: insp.head.as_ref().map(|h| h.ckpt.seq),
+            molt: None,
+            pending,
+            stale: None,
+            advice: None,
+        }
+    }
+}
+
+/// Whether the checks found a problem, which then names the verdict:
+/// the agent does not start, whatever the policies.
+fn halted_by_checks(insp: &Inspection, report: &mut WakeReport) -> bool {
+    let Some((verdict, detail)) = insp.failure() else {
+        return false;
+    };
+    report.verdict = verdict;
+    report.detail = Some(detail);
+    report.message = insp.problems[0].message.clone();
+    report.advice = insp.problems[0].advice.clone();
+    if detail == Detail::MacInvalid && insp.retired_at.is_none() {
+        report.advice = Some(Advice::RekeyWithOld);
+    }
+    true
+}
+
+/// A report that halts before the soul is compared: recorded (but for
+/// status), returned.
+fn halted(
+    vault: &Vault,
+    cred: &Credential,
+    opts: &WakeOptions,
+    mut report: WakeReport,
+) -> Result<WakeReport> {
+    report.action = Action::Halt;
+    report.exit_code = report.verdict.exit_code();
+    if !opts.dry_run {
+        record(vault, cred, &report, opts)?;
+    }
+    Ok(report)
+}
+
+/// Moves HEAD to the newest checkpoint after a seal interrupted between
+/// writing the checkpoint and HEAD, and logs the repair.
+fn repair_head(
+    vault: &Vault,
+    keys: &Keys,
+    head: &StoredCheckpoint,
+    report: &mut WakeReport,
+) -> Result<()> {
+    vault.write_head(head.ckpt.seq)?;
+    let mut data = Map::new();
+    data.insert(
+        "what".into(),
+        "HEAD pointed at an older checkpoint (interrupted seal); moved it to the newest".into(),
+    );
+    data.insert("seq".into(), head.ckpt.seq.into());
+    vault.history_for(keys).append("repair", data)?;
+    report.actions.push(format!(
+        "moved HEAD to checkpoint {} (an interrupted seal)",
+        head.ckpt.seq
+    ));
+    Ok(())
+}
+
+/// The warnings that do not change the verdict: `stale`, and a new shell
+/// (`molt`).
+fn warn(
+    vault: &Vault,
+    opts: &WakeOptions,
+    head: &StoredCheckpoint,
+    max_age: Option<Duration>,
+    report: &mut WakeReport,
+) {
     if let Some(max) = max_age {
         let age = vault
             .now()
@@ -387,72 +482,79 @@ fn judge(
             to: shell.clone(),
         });
     }
+}
 
-    // Format: refuse a soul this shell cannot read before anything writes.
+/// Whether the shell reads the soul's format.
+enum Format {
+    /// It does, or will once the migrations to this format ran.
+    Readable(Option<u32>),
+    /// It does not: `incompatible`.
+    Unreadable,
+}
+
+/// Row incompatible: the head's format against what the shell reads
+/// (`reads`), and the `needs-migration` warning.
+fn judge_format(
+    vault: &Vault,
+    opts: &WakeOptions,
+    head: &StoredCheckpoint,
+    policies: &Policies,
+    report: &mut WakeReport,
+) -> Result<Format> {
     let reads = match &opts.reads {
         Some(r) => Some(r.clone()),
         None => vault.config.reads(&vault.config_path())?,
     };
+    let Some(reads) = &reads else {
+        return Ok(Format::Readable(None));
+    };
+    let registry = Registry::for_vault(vault)?;
+    let a = standing(vault, &registry, head, reads)?;
     let mut migrate_to = None;
-    if let Some(reads) = &reads {
-        let registry = Registry::for_vault(vault)?;
-        let a = standing(vault, &registry, &head, reads)?;
-        if let Some(t) = a.target {
-            report.warnings.push("needs-migration".into());
-            if policies.needs_migration == MigrationPolicy::Migrate {
-                migrate_to = Some(t);
-            }
-        }
-        if !a.readable && migrate_to.is_none() {
-            report.verdict = Verdict::Incompatible;
-            report.advice = a.target.map(|_| Advice::Migrate);
-            report.message = match a.target {
-                Some(t) => format!(
-                    "the soul is format {}; this shell reads {reads}. Migrations {} lead to v{t}",
-                    head.ckpt.format,
-                    a.pending.join(", ")
-                ),
-                None if a.current > reads.newest() => format!(
-                    "the soul is format {}, newer than this shell reads ({reads}): a downgrade. Run a shell that reads {}",
-                    head.ckpt.format, head.ckpt.format
-                ),
-                None => format!(
-                    "the soul is format {}; this shell reads {reads}, and no migration in {} leads there",
-                    head.ckpt.format,
-                    migrations_dir(vault).display()
-                ),
-            };
-            report.action = Action::Halt;
-            report.exit_code = Verdict::Incompatible.exit_code();
-            if !opts.dry_run {
-                record(vault, cred, &report, opts)?;
-            }
-            return Ok(report);
+    if let Some(t) = a.target {
+        report.warnings.push("needs-migration".into());
+        if policies.needs_migration == MigrationPolicy::Migrate {
+            migrate_to = Some(t);
         }
     }
+    if a.readable || migrate_to.is_some() {
+        return Ok(Format::Readable(migrate_to));
+    }
+    report.verdict = Verdict::Incompatible;
+    report.advice = a.target.map(|_| Advice::Migrate);
+    report.message = match a.target {
+        Some(t) => format!(
+            "the soul is format {}; this shell reads {reads}. Migrations {} lead to v{t}",
+            head.ckpt.format,
+            a.pending.join(", ")
+        ),
+        None if a.current > reads.newest() => format!(
+            "the soul is format {}, newer than this shell reads ({reads}): a downgrade. Run a shell that reads {}",
+            head.ckpt.format, head.ckpt.format
+        ),
+        None => format!(
+            "the soul is format {}; this shell reads {reads}, and no migration in {} leads there",
+            head.ckpt.format,
+            migrations_dir(vault).display()
+        ),
+    };
+    Ok(Format::Unreadable)
+}
 
-    if let Some(p) = pending.as_ref().filter(|p| p.wake_will == WakeWill::Finish) {
-        // Status: wake would first finish it, and the soul would then be
-        // the one it seals. Comparing the half-swapped soul would say
-        // nothing about what wake will say.
-        report.verdict = Verdict::Verified;
-        report.message = format!(
-            "once wake has finished the pending {}, the soul is the one it seals ({})",
-            p.event,
-            if p.event == MIGRATE {
-                "the migrated soul".to_owned()
-            } else {
-                format!("checkpoint {}'s", p.target)
-            }
-        );
-        report.action = Action::Start;
-        report.may_start = true;
-        return Ok(report);
-    }
-    let walked = scan();
-    // An entry selfsame cannot record (a FIFO, a socket, a device, a name
-    // that is not UTF-8 or has control characters) is a change to the soul
-    // like any other, but one that no seal can adopt.
+/// Rows verified, drifted and tampered: the soul as walked against the
+/// head; a valid awake marker tells a crash (drifted) from a change at
+/// rest (tampered). An entry selfsame cannot record (a FIFO, a socket, a
+/// device, a name that is not UTF-8 or has control characters) is a change
+/// like any other, but one no seal can adopt. Returns whether there was
+/// one.
+fn judge_soul(
+    vault: &Vault,
+    insp: &Inspection,
+    head: &StoredCheckpoint,
+    head_manifest: &Manifest,
+    walked: Result<soul::Scan>,
+    report: &mut WakeReport,
+) -> Result<bool> {
     let (fp, unrecordable) = match walked {
         Ok(scan) => (Some(scan.fingerprint), None),
         Err(Error::Unsupported { path, reason }) => (None, Some((path, reason))),
@@ -460,47 +562,37 @@ fn judge(
     };
     let soul_hash = fp.as_ref().map(|fp| hex::encode(fp.soul_hash()));
     report.soul = soul_hash.clone();
-    if let Some((path, reason)) = &unrecordable {
+    let seq = head.ckpt.seq;
+    let changed = if let Some((path, reason)) = &unrecordable {
         report.changes.added.push(path.clone());
-        let what = format!("soul entry {path} cannot be recorded ({reason})");
         report.advice = Some(Advice::RemoveOrExclude);
-        if vault.marker_valid(&insp.keys, &head) {
-            report.verdict = Verdict::Drifted;
-            report.message = format!(
-                "soul changed since checkpoint {} and the last run did not stop cleanly, but it cannot be accepted: {what}",
-                head.ckpt.seq
-            );
-        } else {
-            report.verdict = Verdict::Tampered;
-            report.message = format!(
-                "soul changed while the agent was at rest (checkpoint {}): {what}",
-                head.ckpt.seq
-            );
-        }
+        Some(format!("soul entry {path} cannot be recorded ({reason})"))
     } else if soul_hash.as_deref() == Some(head.ckpt.soul.as_str()) {
         report.verdict = Verdict::Verified;
-        report.message = format!(
-            "soul matches checkpoint {} ({} files)",
-            head.ckpt.seq, head.ckpt.files
-        );
+        report.message = format!("soul matches checkpoint {seq} ({} files)", head.ckpt.files);
+        None
     } else {
         let fp = fp.as_ref().expect("walked unless unrecordable");
-        report.changes = soul::changes(&head_manifest, &fp.manifest);
-        if vault.marker_valid(&insp.keys, &head) {
-            report.verdict = Verdict::Drifted;
-            report.message = format!(
-                "soul changed since checkpoint {} and the last run did not stop cleanly: {}",
-                head.ckpt.seq,
-                report.changes.summary()
-            );
-        } else {
-            report.verdict = Verdict::Tampered;
-            report.message = format!(
-                "soul changed while the agent was at rest (checkpoint {}): {}",
-                head.ckpt.seq,
-                report.changes.summary()
-            );
-        }
+        report.changes = soul::changes(head_manifest, &fp.manifest);
+        Some(report.changes.summary())
+    };
+    if let Some(what) = changed {
+        let crashed = vault.marker_valid(&insp.keys, head);
+        let adoptable = unrecordable.is_none();
+        (report.verdict, report.message) = match (crashed, adoptable) {
+            (true, true) => (
+                Verdict::Drifted,
+                format!("soul changed since checkpoint {seq} and the last run did not stop cleanly: {what}"),
+            ),
+            (true, false) => (
+                Verdict::Drifted,
+                format!("soul changed since checkpoint {seq} and the last run did not stop cleanly, but it cannot be accepted: {what}"),
+            ),
+            (false, _) => (
+                Verdict::Tampered,
+                format!("soul changed while the agent was at rest (checkpoint {seq}): {what}"),
+            ),
+        };
     }
     if let (Some(r), Some(first), Some(last)) =
         (insp.vouched_by, insp.vouched.first(), insp.vouched.last())
@@ -509,29 +601,27 @@ fn judge(
             "; checkpoints {first}-{last} were sealed under the previous token and are vouched for by rekey checkpoint {r}"
         ));
     }
-    report.action = policies.action(report.verdict);
-    if unrecordable.is_some() && report.action == Action::Accept {
-        // A seal would refuse the same entry: halt instead of failing.
-        report.action = Action::Halt;
-    }
-    report.exit_code = match report.action {
-        Action::Halt => report.verdict.exit_code(),
-        _ => 0,
-    };
-    report.may_start = report.action != Action::Halt;
-    if opts.dry_run {
-        return Ok(report);
-    }
-    // The history records what the command finally decided: one event,
-    // after the action (a migration that fails turns `verified` into
-    // `incompatible`).
-    let acted = act(vault, cred, opts, progress, &mut report, head, migrate_to);
-    match acted {
+    Ok(unrecordable.is_some())
+}
+
+/// Takes the action, then records the one event of this wake: what the
+/// command finally decided (a migration that fails turns `verified` into
+/// `incompatible`).
+fn act_and_record(
+    vault: &Vault,
+    cred: &Credential,
+    opts: &WakeOptions,
+    progress: &dyn Progress,
+    mut report: WakeReport,
+    head: StoredCheckpoint,
+    migrate_to: Option<u32>,
+) -> Result<WakeReport> {
+    match act(vault, cred, opts, progress, &mut report, head, migrate_to) {
         Ok(new_head) => {
             record(vault, cred, &report, opts)?;
             if let Some(h) = new_head {
                 report.head = Some(h.ckpt.seq);
-                vault.write_marker(&insp.keys, &h)?;
+                vault.write_marker(&Keys::of(cred), &h)?;
             }
             Ok(report)
         }

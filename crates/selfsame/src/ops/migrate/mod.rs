@@ -201,25 +201,7 @@ pub(crate) fn migrate_locked(
     opts: &MigrateOptions,
     progress: &dyn Progress,
 ) -> Result<MigrateReport> {
-    if let Some(j) = vault.pending_swap()? {
-        return Err(Error::SwapPending(j));
-    }
-    let keys = Keys::of(cred);
-    let mut head = require_head(vault, cred)?;
-    // Each migration ends in a seal, which anchors only selfsame's lines.
-    vault.history_for(&keys).check_after(&head.ckpt.log)?;
-    // The migrations directory comes from config.toml: run nothing from a
-    // config the head was not sealed with.
-    if let Some(p) = config_problem(vault, &head) {
-        let saved = match p.advice {
-            Some(Advice::AdoptConfig { saved }) => saved,
-            _ => None,
-        };
-        return Err(Error::Refused(Refusal::ConfigChanged {
-            seq: head.ckpt.seq,
-            saved,
-        }));
-    }
+    let mut head = runnable_head(vault, cred)?;
     let current = tag_of(vault, &head)?;
     registry.check(current)?;
     let newest = registry.newest().unwrap_or(current).max(current);
@@ -252,29 +234,10 @@ pub(crate) fn migrate_locked(
     if steps.is_empty() || opts.dry_run {
         return Ok(report);
     }
-
-    // Migrations start from a sealed state: the head's.
-    let on_disk = soul::fingerprint(
-        &vault.soul(),
-        &vault.excludes()?,
-        &vault.skip_paths(),
-        None,
-        progress,
-    )?;
-    if on_disk.manifest.soul_hash() != head.ckpt.soul {
-        if !vault.marker_valid(&keys, &head) {
-            return Err(Error::Refused(Refusal::ChangedAtRest(head.ckpt.seq)));
-        }
-        // An unclean stop (drift): seal the state before, so the migration
-        // starts from a checkpoint.
-        let mut so = SealOptions::new(Reason::Migrate);
-        so.shell = opts.shell.clone();
-        so.format = Some(head.ckpt.format.clone());
-        let s = seal_core(vault, cred, &so, progress)?;
-        report.sealed_before = Some(s.seq);
-        head = vault.read_checkpoint(s.seq)?;
+    if let Some(sealed) = seal_before(vault, cred, &head, opts, progress)? {
+        report.sealed_before = Some(sealed.ckpt.seq);
+        head = sealed;
     }
-
     for m in steps {
         match step(vault, cred, &head, m, opts, progress)? {
             Ok(s) => {
@@ -290,6 +253,61 @@ pub(crate) fn migrate_locked(
         }
     }
     Ok(report)
+}
+
+/// The head, once migrations may run from it: nothing pending, the
+/// history after its anchor selfsame's (each migration ends in a seal),
+/// and `config.toml` the one it was sealed with (the migrations directory
+/// comes from it).
+fn runnable_head(vault: &Vault, cred: &Credential) -> Result<StoredCheckpoint> {
+    if let Some(j) = vault.pending_swap()? {
+        return Err(Error::SwapPending(j));
+    }
+    let head = require_head(vault, cred)?;
+    vault
+        .history_for(&Keys::of(cred))
+        .check_after(&head.ckpt.log)?;
+    if let Some(p) = config_problem(vault, &head) {
+        let saved = match p.advice {
+            Some(Advice::AdoptConfig { saved }) => saved,
+            _ => None,
+        };
+        return Err(Error::Refused(Refusal::ConfigChanged {
+            seq: head.ckpt.seq,
+            saved,
+        }));
+    }
+    Ok(head)
+}
+
+/// Migrations start from a sealed state: the head's, or after an unclean
+/// stop (drift), a checkpoint of the soul as it is, sealed first (the
+/// new head). A change at rest is refused.
+fn seal_before(
+    vault: &Vault,
+    cred: &Credential,
+    head: &StoredCheckpoint,
+    opts: &MigrateOptions,
+    progress: &dyn Progress,
+) -> Result<Option<StoredCheckpoint>> {
+    let on_disk = soul::fingerprint(
+        &vault.soul(),
+        &vault.excludes()?,
+        &vault.skip_paths(),
+        None,
+        progress,
+    )?;
+    if on_disk.manifest.soul_hash() == head.ckpt.soul {
+        return Ok(None);
+    }
+    if !vault.marker_valid(&Keys::of(cred), head) {
+        return Err(Error::Refused(Refusal::ChangedAtRest(head.ckpt.seq)));
+    }
+    let mut so = SealOptions::new(Reason::Migrate);
+    so.shell = opts.shell.clone();
+    so.format = Some(head.ckpt.format.clone());
+    let s = seal_core(vault, cred, &so, progress)?;
+    vault.read_checkpoint(s.seq).map(Some)
 }
 
 /// Runs one migration on a staged copy of `head` and swaps it in.
@@ -308,48 +326,12 @@ fn step(
         hide_env: vec![vault.config.token_env.clone()],
     };
     let before = manifest_of(vault, head)?;
-    // Before anything is made: the staging dir goes to a quarantine inside
-    // the vault should the migration fail.
-    vault.quarantine()?;
     let dirs = WorkDirs::of(&vault.soul());
-    let work_dir = clear_work(vault)
-        .and_then(|()| workdir::make(&dirs.work))
-        .map_err(|e| not_writable(vault, e, Next::Restore))?;
-    let stamp = stamp(vault.now());
-    let mut data = Map::new();
-    data.insert("ok".into(), true.into());
-    data.insert("migration".into(), m.name().into());
-    data.insert("from".into(), ctx.from.clone().into());
-    data.insert("to".into(), ctx.to.clone().into());
-    data.insert("before".into(), head.ckpt.seq.into());
-    let quarantine = format!("{stamp}-migrate-{}-to-{}", ctx.from, ctx.to);
-    let started = rfc3339(vault.now());
-    let seq = head.ckpt.seq;
-    let mut j = Journal {
-        format: Some(ctx.to.clone()),
-        data,
-        config: Some(vault.config_hash()),
-        ..Journal::begin(MIGRATE, seq, seq, quarantine, started, work_dir)
-    };
-    let keys = Keys::of(cred);
-    if let Err(e) = vault.write_journal(&keys, &j) {
-        drop_work_unless_journaled(vault, &dirs);
-        return Err(e);
-    }
-    let (work, staging) = (&dirs.work, &dirs.new);
-    if let Err(e) = stage(&vault.objects(), &before, staging, progress) {
-        // Refused (a corrupt object, say) before anything ran: drop the
-        // partial staging dir and the journal; the soul was never touched.
-        let _ = fs::remove_dir_all(staging);
-        let _ = fs::remove_dir(work);
-        vault.remove_journal()?;
-        return Err(e);
-    }
-    vault.failpoint("migrate-after-stage");
-
+    let mut j = begin(vault, cred, head, m, &ctx, &before, &dirs, progress)?;
     let started = Instant::now();
     // The migration ran in the staging dir: it must still be a real
     // directory in the work dir this step made.
+    let staging = &dirs.new;
     let ran = m.apply(staging, &ctx).and_then(|()| {
         dirs.check(vault, &j, [Want::Present, Want::Present, Want::MaybeAbsent])
             .map(|_| ())
@@ -372,7 +354,7 @@ fn step(
     j.new_dir = Some(workdir::id_of(staging)?);
     j.old_dir = Some(workdir::make(&dirs.old)?);
     j.phase = SwapPhase::SwapOut;
-    vault.write_journal(&keys, &j)?;
+    vault.write_journal(&Keys::of(cred), &j)?;
     let r = finish(vault, cred, &mut j, Some(after), progress, false)
         .map_err(|e| not_writable(vault, e, Next::Pending))?;
     Ok(Ok(Step {
@@ -384,6 +366,56 @@ fn step(
         changes,
         quarantine: r.quarantine,
     }))
+}
+
+/// Makes the work dir, writes the step's journal (phase `stage`) and
+/// stages `before`, the head's tree, for the migration to rewrite. The
+/// staging dir goes to a quarantine inside the vault should the migration
+/// fail, so that is checked first.
+#[allow(clippy::too_many_arguments)] // the step's parts, each used once
+fn begin(
+    vault: &Vault,
+    cred: &Credential,
+    head: &StoredCheckpoint,
+    m: &dyn Migration,
+    ctx: &MigrationContext,
+    before: &Manifest,
+    dirs: &WorkDirs,
+    progress: &dyn Progress,
+) -> Result<Journal> {
+    vault.quarantine()?;
+    let work_dir = clear_work(vault)
+        .and_then(|()| workdir::make(&dirs.work))
+        .map_err(|e| not_writable(vault, e, Next::Restore))?;
+    let mut data = Map::new();
+    data.insert("ok".into(), true.into());
+    data.insert("migration".into(), m.name().into());
+    data.insert("from".into(), ctx.from.clone().into());
+    data.insert("to".into(), ctx.to.clone().into());
+    data.insert("before".into(), head.ckpt.seq.into());
+    let quarantine = format!("{}-migrate-{}-to-{}", stamp(vault.now()), ctx.from, ctx.to);
+    let started = rfc3339(vault.now());
+    let seq = head.ckpt.seq;
+    let j = Journal {
+        format: Some(ctx.to.clone()),
+        data,
+        config: Some(vault.config_hash()),
+        ..Journal::begin(MIGRATE, seq, seq, quarantine, started, work_dir)
+    };
+    if let Err(e) = vault.write_journal(&Keys::of(cred), &j) {
+        drop_work_unless_journaled(vault, dirs);
+        return Err(e);
+    }
+    if let Err(e) = stage(&vault.objects(), before, &dirs.new, progress) {
+        // Refused (a corrupt object, say) before anything ran: drop the
+        // partial staging dir and the journal; the soul was never touched.
+        let _ = fs::remove_dir_all(&dirs.new);
+        let _ = fs::remove_dir(&dirs.work);
+        vault.remove_journal()?;
+        return Err(e);
+    }
+    vault.failpoint("migrate-after-stage");
+    Ok(j)
 }
 
 /// Fingerprints the staging dir after a migration, storing its objects and

@@ -19,7 +19,7 @@ use crate::format::Manifest;
 use crate::ops::head::{manifest_by_hash, manifest_of, trusted};
 use crate::ops::seal::{seal_expecting, SealOptions};
 use crate::progress::Progress;
-use crate::vault::{atomic, Vault};
+use crate::vault::{atomic, StoredCheckpoint, Vault};
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
@@ -84,171 +84,38 @@ pub(crate) fn finish(
     progress: &dyn Progress,
     resumed: bool,
 ) -> Result<RestoreReport> {
-    let keys = Keys::of(cred);
-    let soul = vault.soul();
-    let dirs = WorkDirs::of(&soul);
-    let (work, new, old) = (&dirs.work, &dirs.new, &dirs.old);
-    let migrating = j.migrating();
+    let swap = Swap {
+        vault,
+        keys: Keys::of(cred),
+        dirs: WorkDirs::of(&vault.soul()),
+        migrating: j.migrating(),
+    };
     // Before anything moves: the quarantine must be inside the vault, and
     // every work dir the one this operation made.
     vault.quarantine()?;
-    let [has_work, has_new, has_old] = forward_check(vault, j, &dirs)?;
-    if migrating && j.phase == SwapPhase::Stage {
+    let found = forward_check(vault, j, &swap.dirs)?;
+    if swap.migrating && j.phase == SwapPhase::Stage {
         // The migration had not finished: the soul was never touched.
         return abandon(vault, cred, j);
     }
-    // A journal of an older version recorded none of them: from here on
-    // the ones found (real directories on the soul's filesystem) are held
-    // to what they are now. Written with the next phase.
-    if has_work && j.work_dir.is_none() {
-        j.work_dir = Some(workdir::id_of(work)?);
-    }
-    if j.phase != SwapPhase::Stage {
-        if has_new && j.new_dir.is_none() {
-            j.new_dir = Some(workdir::id_of(new)?);
-        }
-        if has_old && j.old_dir.is_none() {
-            j.old_dir = Some(workdir::id_of(old)?);
-        }
-    }
-    let target = vault.read_checkpoint(j.target)?;
-    if !migrating && !trusted(vault, &keys, &target)? {
-        return Err(Error::corrupt(
-            &vault.checkpoint_path(j.target),
-            Damage::NotTrusted(j.target),
-        ));
-    }
-    if !migrating && target.ckpt.soul != j.soul {
-        return Err(Error::corrupt(
-            &vault.journal_path(),
-            Damage::JournalNamesOtherSoul(j.target),
-        ));
-    }
-    let manifest = match manifest {
-        Some(m) => m,
-        None if migrating => manifest_by_hash(vault, &j.soul)?,
-        None => manifest_of(vault, &target)?,
-    };
+    swap.adopt(j, found)?;
+    let (target, manifest) = swap.target(j, manifest)?;
+    // A soul that cannot be listed is refused here, before anything moves.
     let keep = top_level_keep(vault)?;
-
     if j.phase == SwapPhase::Stage {
-        if !has_work {
-            // A journal of an older version, written before its work dir.
-            j.work_dir = Some(workdir::make(work)?);
-            vault.write_journal(&keys, j)?;
-        }
-        if has_new {
-            // A partial staging area of our own making, from objects.
-            fs::remove_dir_all(new).at(new)?;
-        }
-        if has_old {
-            // Made just before a crash; the swap had not begun.
-            fs::remove_dir(old).at(old)?;
-        }
-        if let Err(e) = stage(&vault.objects(), &manifest, new, progress) {
-            // Refused (a corrupt object, say) before the soul was touched:
-            // drop our partial staging dir and the journal, so the refusal
-            // leaves the soul as it was and blocks no later wake or seal.
-            let _ = fs::remove_dir_all(new);
-            let _ = fs::remove_dir(work);
-            vault.remove_journal()?;
-            return Err(e);
-        }
-        vault.failpoint("restore-after-stage");
-        j.new_dir = Some(workdir::id_of(new)?);
-        j.old_dir = Some(workdir::make(old)?);
-        j.phase = SwapPhase::SwapOut;
-        vault.write_journal(&keys, j)?;
+        swap.stage(j, found, &manifest, progress)?;
     }
     if j.phase == SwapPhase::SwapOut {
-        if j.old_dir.is_none() {
-            // A journal of an older version makes `old/` in this phase.
-            j.old_dir = Some(workdir::make(old)?);
-            vault.write_journal(&keys, j)?;
-        }
-        for name in entries(&soul)? {
-            if name == WORK_DIR || keep.contains(&name) {
-                continue;
-            }
-            fs::rename(soul.join(&name), old.join(&name)).at(&soul.join(&name))?;
-            vault.failpoint(if migrating {
-                "migrate-mid-swap"
-            } else {
-                "restore-mid-swap"
-            });
-        }
-        atomic::sync_dir(old)?;
-        atomic::sync_dir(&soul)?;
-        j.phase = SwapPhase::SwapIn;
-        vault.write_journal(&keys, j)?;
+        swap.swap_out(j, &keep)?;
     }
     if j.phase == SwapPhase::SwapIn {
-        for name in entries(new)? {
-            rename_no_replace(&new.join(&name), &soul.join(&name), Then::Resume)?;
-            vault.failpoint(if migrating {
-                "migrate-mid-swap-in"
-            } else {
-                "restore-mid-swap-in"
-            });
-        }
-        atomic::sync_dir(&soul)?;
-        atomic::sync_dir(new)?;
-        j.phase = SwapPhase::Quarantine;
-        vault.write_journal(&keys, j)?;
+        swap.swap_in(j)?;
     }
     if j.phase == SwapPhase::Quarantine {
-        let dest = vault.quarantine()?.join(&j.quarantine);
-        // Checked above, or made by this run.
-        if fs::symlink_metadata(old).is_ok() {
-            move_tree(old, &dest)?;
-        }
-        vault.failpoint("restore-mid-quarantine");
-        if fs::symlink_metadata(new).is_ok() {
-            fs::remove_dir(new).at(new)?;
-        }
-        if fs::symlink_metadata(work).is_ok() {
-            fs::remove_dir(work).at(work)?;
-        }
-        atomic::sync_dir(&soul)?;
-        j.phase = SwapPhase::Seal;
-        vault.write_journal(&keys, j)?;
-        vault.failpoint("restore-before-seal");
+        swap.quarantine(j)?;
     }
-    // SwapPhase::Seal
-    let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
-    let seq = if newest > j.head_before {
-        newest
-    } else {
-        // The soul is the target's, so is its format (a restore across a
-        // migration brings the older format back).
-        let mut so = SealOptions::new(if migrating {
-            Reason::Migrate
-        } else {
-            Reason::Restore
-        });
-        so.format = Some(j.format.clone().unwrap_or(target.ckpt.format.clone()));
-        let report = seal_expecting(vault, cred, &so, progress, Some(&manifest))?;
-        if report.soul != j.soul {
-            return Err(Error::corrupt(&soul, Damage::RestoredSoulDiffers(j.target)));
-        }
-        report.seq
-    };
-    let mut data = Map::new();
-    if !migrating {
-        data.insert("target".into(), j.target.into());
-        data.insert("from".into(), j.head_before.into());
-    }
-    data.extend(j.data.clone());
-    data.insert("seq".into(), seq.into());
-    data.insert(
-        "quarantine".into(),
-        format!("quarantine/{}", j.quarantine).into(),
-    );
-    if resumed {
-        data.insert("resumed".into(), true.into());
-    }
-    vault.history_for(&keys).append(&j.event, data)?;
-    vault.remove_journal()?;
+    let seq = swap.seal(cred, j, &target, &manifest, progress)?;
+    swap.log(j, seq, resumed)?;
     Ok(RestoreReport {
         target: j.target,
         seq,
@@ -265,6 +132,233 @@ pub(crate) fn finish(
             .and_then(Value::as_str)
             .map(str::to_owned),
     })
+}
+
+/// One swap under way: its vault, keys and work dirs. Each phase writes
+/// the journal for the next one before the next one starts.
+struct Swap<'a> {
+    vault: &'a Vault,
+    keys: Keys,
+    dirs: WorkDirs,
+    migrating: bool,
+}
+
+impl Swap<'_> {
+    /// A journal of an older version recorded no work dir: from here on the
+    /// ones found (real directories on the soul's filesystem) are held to
+    /// what they are now. Written with the next phase.
+    fn adopt(&self, j: &mut Journal, [has_work, has_new, has_old]: [bool; 3]) -> Result<()> {
+        let WorkDirs { work, new, old, .. } = &self.dirs;
+        if has_work && j.work_dir.is_none() {
+            j.work_dir = Some(workdir::id_of(work)?);
+        }
+        if j.phase != SwapPhase::Stage {
+            if has_new && j.new_dir.is_none() {
+                j.new_dir = Some(workdir::id_of(new)?);
+            }
+            if has_old && j.old_dir.is_none() {
+                j.old_dir = Some(workdir::id_of(old)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The target checkpoint, trusted (a restore's) and naming the soul
+    /// the journal names, and the manifest the swap brings in.
+    fn target(
+        &self,
+        j: &Journal,
+        manifest: Option<Manifest>,
+    ) -> Result<(StoredCheckpoint, Manifest)> {
+        let vault = self.vault;
+        let target = vault.read_checkpoint(j.target)?;
+        if !self.migrating && !trusted(vault, &self.keys, &target)? {
+            return Err(Error::corrupt(
+                &vault.checkpoint_path(j.target),
+                Damage::NotTrusted(j.target),
+            ));
+        }
+        if !self.migrating && target.ckpt.soul != j.soul {
+            return Err(Error::corrupt(
+                &vault.journal_path(),
+                Damage::JournalNamesOtherSoul(j.target),
+            ));
+        }
+        let manifest = match manifest {
+            Some(m) => m,
+            None if self.migrating => manifest_by_hash(vault, &j.soul)?,
+            None => manifest_of(vault, &target)?,
+        };
+        Ok((target, manifest))
+    }
+
+    /// Phase `stage`: the manifest's tree into `new/`, from objects.
+    fn stage(
+        &self,
+        j: &mut Journal,
+        [has_work, has_new, has_old]: [bool; 3],
+        manifest: &Manifest,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let (vault, WorkDirs { work, new, old, .. }) = (self.vault, &self.dirs);
+        if !has_work {
+            // A journal of an older version, written before its work dir.
+            j.work_dir = Some(workdir::make(work)?);
+            vault.write_journal(&self.keys, j)?;
+        }
+        if has_new {
+            // A partial staging area of our own making, from objects.
+            fs::remove_dir_all(new).at(new)?;
+        }
+        if has_old {
+            // Made just before a crash; the swap had not begun.
+            fs::remove_dir(old).at(old)?;
+        }
+        if let Err(e) = stage(&vault.objects(), manifest, new, progress) {
+            // Refused (a corrupt object, say) before the soul was touched:
+            // drop our partial staging dir and the journal, so the refusal
+            // leaves the soul as it was and blocks no later wake or seal.
+            let _ = fs::remove_dir_all(new);
+            let _ = fs::remove_dir(work);
+            vault.remove_journal()?;
+            return Err(e);
+        }
+        vault.failpoint("restore-after-stage");
+        j.new_dir = Some(workdir::id_of(new)?);
+        j.old_dir = Some(workdir::make(old)?);
+        self.next(j, SwapPhase::SwapOut)
+    }
+
+    /// Phase `swap-out`: the soul's entries into `old/`, but the vault, the
+    /// work dir and the excluded ones.
+    fn swap_out(&self, j: &mut Journal, keep: &[std::ffi::OsString]) -> Result<()> {
+        let (vault, WorkDirs { soul, old, .. }) = (self.vault, &self.dirs);
+        if j.old_dir.is_none() {
+            // A journal of an older version makes `old/` in this phase.
+            j.old_dir = Some(workdir::make(old)?);
+            vault.write_journal(&self.keys, j)?;
+        }
+        for name in entries(soul)? {
+            if name == WORK_DIR || keep.contains(&name) {
+                continue;
+            }
+            fs::rename(soul.join(&name), old.join(&name)).at(&soul.join(&name))?;
+            vault.failpoint(if self.migrating {
+                "migrate-mid-swap"
+            } else {
+                "restore-mid-swap"
+            });
+        }
+        atomic::sync_dir(old)?;
+        atomic::sync_dir(soul)?;
+        self.next(j, SwapPhase::SwapIn)
+    }
+
+    /// Phase `swap-in`: `new/`'s entries into the soul, never replacing
+    /// anything.
+    fn swap_in(&self, j: &mut Journal) -> Result<()> {
+        let (vault, WorkDirs { soul, new, .. }) = (self.vault, &self.dirs);
+        for name in entries(new)? {
+            rename_no_replace(&new.join(&name), &soul.join(&name), Then::Resume)?;
+            vault.failpoint(if self.migrating {
+                "migrate-mid-swap-in"
+            } else {
+                "restore-mid-swap-in"
+            });
+        }
+        atomic::sync_dir(soul)?;
+        atomic::sync_dir(new)?;
+        self.next(j, SwapPhase::Quarantine)
+    }
+
+    /// Phase `quarantine`: `old/` to `quarantine/<name>`, the work dirs
+    /// removed.
+    fn quarantine(&self, j: &mut Journal) -> Result<()> {
+        let (
+            vault,
+            WorkDirs {
+                soul,
+                work,
+                new,
+                old,
+            },
+        ) = (self.vault, &self.dirs);
+        let dest = vault.quarantine()?.join(&j.quarantine);
+        // Checked above, or made by this run.
+        if fs::symlink_metadata(old).is_ok() {
+            move_tree(old, &dest)?;
+        }
+        vault.failpoint("restore-mid-quarantine");
+        if fs::symlink_metadata(new).is_ok() {
+            fs::remove_dir(new).at(new)?;
+        }
+        if fs::symlink_metadata(work).is_ok() {
+            fs::remove_dir(work).at(work)?;
+        }
+        atomic::sync_dir(soul)?;
+        self.next(j, SwapPhase::Seal)?;
+        vault.failpoint("restore-before-seal");
+        Ok(())
+    }
+
+    /// Phase `seal`: the soul, now the target's, sealed (once: a seal that
+    /// got written before a crash is not written again). Returns its seq.
+    fn seal(
+        &self,
+        cred: &Credential,
+        j: &Journal,
+        target: &StoredCheckpoint,
+        manifest: &Manifest,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let vault = self.vault;
+        let newest = vault.checkpoint_seqs()?.last().copied().unwrap_or(0);
+        if newest > j.head_before {
+            return Ok(newest);
+        }
+        // The soul is the target's, so is its format (a restore across a
+        // migration brings the older format back).
+        let mut so = SealOptions::new(if self.migrating {
+            Reason::Migrate
+        } else {
+            Reason::Restore
+        });
+        so.format = Some(j.format.clone().unwrap_or(target.ckpt.format.clone()));
+        let report = seal_expecting(vault, cred, &so, progress, Some(manifest))?;
+        if report.soul != j.soul {
+            return Err(Error::corrupt(
+                &self.dirs.soul,
+                Damage::RestoredSoulDiffers(j.target),
+            ));
+        }
+        Ok(report.seq)
+    }
+
+    /// The event in history, then the journal removed: the swap is over.
+    fn log(&self, j: &Journal, seq: u64, resumed: bool) -> Result<()> {
+        let mut data = Map::new();
+        if !self.migrating {
+            data.insert("target".into(), j.target.into());
+            data.insert("from".into(), j.head_before.into());
+        }
+        data.extend(j.data.clone());
+        data.insert("seq".into(), seq.into());
+        data.insert(
+            "quarantine".into(),
+            format!("quarantine/{}", j.quarantine).into(),
+        );
+        if resumed {
+            data.insert("resumed".into(), true.into());
+        }
+        self.vault.history_for(&self.keys).append(&j.event, data)?;
+        self.vault.remove_journal()
+    }
+
+    /// Moves on to `phase`, recorded in the journal before it starts.
+    fn next(&self, j: &mut Journal, phase: SwapPhase) -> Result<()> {
+        j.phase = phase;
+        self.vault.write_journal(&self.keys, j)
+    }
 }
 
 /// Moves the staging dir (if any) to `quarantine/<time>-<stem>` and removes

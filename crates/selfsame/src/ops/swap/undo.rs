@@ -78,115 +78,142 @@ pub(crate) fn wants(step: Undo, j: &Journal) -> [Want; 3] {
 /// on the journal's config.
 pub(crate) fn undo(vault: &Vault, cred: &Credential, j: &mut Journal) -> Result<RestoreReport> {
     let keys = Keys::of(cred);
-    let soul = vault.soul();
-    let dirs = WorkDirs::of(&soul);
-    let (work, new, old) = (&dirs.work, &dirs.new, &dirs.old);
-    let qdir = vault.quarantine()?;
-    let dest = qdir.join(&j.quarantine);
-    let aborted = format!("{}-aborted", j.quarantine);
+    let dirs = WorkDirs::of(&vault.soul());
+    let dest = vault.quarantine()?.join(&j.quarantine);
     loop {
         let step = j.abort.expect("an undo has a step");
-        let [has_work, has_new, has_old] = dirs.check(vault, j, wants(step, j))?;
+        let found = dirs.check(vault, j, wants(step, j))?;
         let next = match step {
-            Undo::Out => {
-                if !has_work {
-                    // The restore had removed them: make them anew, and
-                    // record each before anything goes in.
-                    (j.work_dir, j.new_dir, j.old_dir) = (None, None, None);
-                    vault.write_journal(&keys, j)?;
-                    j.work_dir = Some(workdir::make(work)?);
-                    vault.write_journal(&keys, j)?;
-                } else if j.work_dir.is_none() {
-                    j.work_dir = Some(workdir::id_of(work)?);
-                }
-                if !(has_work && has_new) {
-                    j.new_dir = None;
-                    vault.write_journal(&keys, j)?;
-                    j.new_dir = Some(workdir::make(new)?);
-                    vault.write_journal(&keys, j)?;
-                } else if j.new_dir.is_none() {
-                    j.new_dir = Some(workdir::id_of(new)?);
-                }
-                // Every previous entry is in old/ or quarantine by now:
-                // what the soul holds came in with the swap.
-                let keep = top_level_keep(vault)?;
-                for name in entries(&soul)? {
-                    if name == WORK_DIR || keep.contains(&name) {
-                        continue;
-                    }
-                    rename_no_replace(&soul.join(&name), &new.join(&name), Then::Abort)?;
-                    vault.failpoint("restore-abort-mid-out");
-                }
-                atomic::sync_dir(new)?;
-                atomic::sync_dir(&soul)?;
-                match j.phase {
-                    SwapPhase::Quarantine | SwapPhase::Seal => Undo::Settle,
-                    _ => Undo::In,
-                }
-            }
-            Undo::Settle => {
-                // `dest` appears only whole (a rename, also after a copy to
-                // another filesystem), so when both are there `old/` is what
-                // a crash left of removing the move's source.
-                if has_old && fs::symlink_metadata(&dest).is_ok() {
-                    fs::remove_dir_all(old).at(old)?;
-                }
-                let partial = dest.with_extension("partial");
-                if fs::symlink_metadata(&partial).is_ok() {
-                    fs::remove_dir_all(&partial).at(&partial)?;
-                }
-                // `old/` is made anew by the next step when it comes back.
-                j.old_dir = None;
-                Undo::Back
-            }
-            Undo::Back => {
-                if has_old {
-                    // `old/` too appears only whole: a crash cut short the
-                    // removal of the copy's source.
-                    if fs::symlink_metadata(&dest).is_ok() {
-                        fs::remove_dir_all(&dest).at(&dest)?;
-                    }
-                } else if fs::symlink_metadata(&dest).is_ok() {
-                    move_tree(&dest, old)?;
-                } else {
-                    return Err(Error::corrupt(
-                        &dest,
-                        Damage::PreviousSoulLost {
-                            event: j.event.clone(),
-                            old: old.clone(),
-                            soul: soul.clone(),
-                        },
-                    ));
-                }
-                vault.failpoint("restore-abort-after-back");
-                j.old_dir = Some(workdir::id_of(old)?);
-                Undo::In
-            }
-            Undo::In => {
-                if has_old {
-                    for name in entries(old)? {
-                        rename_no_replace(&old.join(&name), &soul.join(&name), Then::Abort)?;
-                        vault.failpoint("restore-abort-mid-in");
-                    }
-                    atomic::sync_dir(&soul)?;
-                    atomic::sync_dir(old)?;
-                }
-                Undo::Clean
-            }
+            Undo::Out => out(vault, &keys, j, &dirs, found)?,
+            Undo::Settle => settle(j, &dirs, found, &dest)?,
+            Undo::Back => back(vault, j, &dirs, found, &dest)?,
+            Undo::In => back_in(vault, &dirs, found)?,
             Undo::Clean => {
-                return clean(
-                    vault,
-                    cred,
-                    j,
-                    &dirs,
-                    [has_work, has_new, has_old],
-                    &aborted,
-                )
+                let aborted = format!("{}-aborted", j.quarantine);
+                return clean(vault, cred, j, &dirs, found, &aborted);
             }
         };
         j.abort = Some(next);
         vault.write_journal(&keys, j)?;
     }
+}
+
+/// Step `out`: what the swap put into the soul goes back into `new/`
+/// (made anew when the swap had removed it, each recorded before anything
+/// goes in). Every previous entry is in `old/` or quarantine by now.
+fn out(
+    vault: &Vault,
+    keys: &Keys,
+    j: &mut Journal,
+    dirs: &WorkDirs,
+    [has_work, has_new, _]: [bool; 3],
+) -> Result<Undo> {
+    let WorkDirs {
+        soul, work, new, ..
+    } = dirs;
+    if !has_work {
+        // The restore had removed them: make them anew, and record each
+        // before anything goes in.
+        (j.work_dir, j.new_dir, j.old_dir) = (None, None, None);
+        vault.write_journal(keys, j)?;
+        j.work_dir = Some(workdir::make(work)?);
+        vault.write_journal(keys, j)?;
+    } else if j.work_dir.is_none() {
+        j.work_dir = Some(workdir::id_of(work)?);
+    }
+    if !(has_work && has_new) {
+        j.new_dir = None;
+        vault.write_journal(keys, j)?;
+        j.new_dir = Some(workdir::make(new)?);
+        vault.write_journal(keys, j)?;
+    } else if j.new_dir.is_none() {
+        j.new_dir = Some(workdir::id_of(new)?);
+    }
+    let keep = top_level_keep(vault)?;
+    for name in entries(soul)? {
+        if name == WORK_DIR || keep.contains(&name) {
+            continue;
+        }
+        rename_no_replace(&soul.join(&name), &new.join(&name), Then::Abort)?;
+        vault.failpoint("restore-abort-mid-out");
+    }
+    atomic::sync_dir(new)?;
+    atomic::sync_dir(soul)?;
+    Ok(match j.phase {
+        SwapPhase::Quarantine | SwapPhase::Seal => Undo::Settle,
+        _ => Undo::In,
+    })
+}
+
+/// Step `settle`: a move of `old/` into quarantine that a crash cut short
+/// is finished, so the previous entries are whole in one place.
+fn settle(
+    j: &mut Journal,
+    dirs: &WorkDirs,
+    [_, _, has_old]: [bool; 3],
+    dest: &std::path::Path,
+) -> Result<Undo> {
+    let old = &dirs.old;
+    // `dest` appears only whole (a rename, also after a copy to another
+    // filesystem), so when both are there `old/` is what a crash left of
+    // removing the move's source.
+    if has_old && fs::symlink_metadata(dest).is_ok() {
+        fs::remove_dir_all(old).at(old)?;
+    }
+    let partial = dest.with_extension("partial");
+    if fs::symlink_metadata(&partial).is_ok() {
+        fs::remove_dir_all(&partial).at(&partial)?;
+    }
+    // `old/` is made anew by the next step when it comes back.
+    j.old_dir = None;
+    Ok(Undo::Back)
+}
+
+/// Step `back`: the previous entries come back from quarantine into
+/// `old/`, on the soul's filesystem.
+fn back(
+    vault: &Vault,
+    j: &mut Journal,
+    dirs: &WorkDirs,
+    [_, _, has_old]: [bool; 3],
+    dest: &std::path::Path,
+) -> Result<Undo> {
+    let old = &dirs.old;
+    if has_old {
+        // `old/` too appears only whole: a crash cut short the removal of
+        // the copy's source.
+        if fs::symlink_metadata(dest).is_ok() {
+            fs::remove_dir_all(dest).at(dest)?;
+        }
+    } else if fs::symlink_metadata(dest).is_ok() {
+        move_tree(dest, old)?;
+    } else {
+        return Err(Error::corrupt(
+            dest,
+            Damage::PreviousSoulLost {
+                event: j.event.clone(),
+                old: old.clone(),
+                soul: dirs.soul.clone(),
+            },
+        ));
+    }
+    vault.failpoint("restore-abort-after-back");
+    j.old_dir = Some(workdir::id_of(old)?);
+    Ok(Undo::In)
+}
+
+/// Step `in`: `old/`'s entries go back into the soul.
+fn back_in(vault: &Vault, dirs: &WorkDirs, [_, _, has_old]: [bool; 3]) -> Result<Undo> {
+    let WorkDirs { soul, old, .. } = dirs;
+    if has_old {
+        for name in entries(old)? {
+            rename_no_replace(&old.join(&name), &soul.join(&name), Then::Abort)?;
+            vault.failpoint("restore-abort-mid-in");
+        }
+        atomic::sync_dir(soul)?;
+        atomic::sync_dir(old)?;
+    }
+    Ok(Undo::Clean)
 }
 
 /// The last step: `new/` put away, the work dirs removed, the undo logged,

@@ -338,27 +338,24 @@ impl Objects {
             .ok_or_else(|| missing(hash))
     }
 
-    /// Copies an object of `size` bytes (its manifest entry's) into `dest`
-    /// (created new), re-hashing as it goes; fails without leaving `dest`
-    /// complete if the bytes do not match. Never reads past `size` and one
-    /// byte more.
-    pub fn copy_to(
+    /// Streams the content `hash` of `size` bytes (its manifest entry's)
+    /// into `sink`, a piece at a time in order, re-hashing as it goes: the
+    /// stable way to read a file of a checkpoint back (`cat`, `diff -p`,
+    /// restore). The content is checked only when it ends, so on an error
+    /// the pieces already given to `sink` must not be trusted. Never reads
+    /// past `size` and one byte more. Errors from `sink` come back as they
+    /// are.
+    pub fn stream(
         &self,
         hash: &[u8; 32],
         size: u64,
-        dest: &Path,
-        on_bytes: &dyn Fn(u64),
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<u64> {
         let (src, len) = self.open(hash)?;
         if len != size {
             return Err(self.wrong_size(hash, len, size));
         }
         let mut src = src.take(size + 1);
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(dest)
-            .at(dest)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; CHUNK];
         let mut total = 0;
@@ -374,12 +371,35 @@ impl Objects {
             if total > size {
                 return Err(self.wrong_size(hash, total, size));
             }
-            out.write_all(&buf[..n]).at(dest)?;
-            on_bytes(n as u64);
+            sink(&buf[..n])?;
         }
         if <[u8; 32]>::from(hasher.finalize()) != *hash {
             return Err(self.mismatch(hash));
         }
+        Ok(total)
+    }
+
+    /// Copies an object of `size` bytes (its manifest entry's) into `dest`
+    /// (created new), re-hashing as it goes; fails without leaving `dest`
+    /// complete if the bytes do not match. Never reads past `size` and one
+    /// byte more.
+    pub fn copy_to(
+        &self,
+        hash: &[u8; 32],
+        size: u64,
+        dest: &Path,
+        on_bytes: &dyn Fn(u64),
+    ) -> Result<u64> {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .at(dest)?;
+        let total = self.stream(hash, size, &mut |piece| {
+            out.write_all(piece).at(dest)?;
+            on_bytes(piece.len() as u64);
+            Ok(())
+        })?;
         out.sync_all().at(dest)?;
         Ok(total)
     }
@@ -545,6 +565,31 @@ mod tests {
             })
             .collect();
         assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn stream_gives_the_bytes_in_order_and_refuses_a_wrong_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Objects::new(dir.path().join("objects"));
+        let bytes: Vec<u8> = (0..3 * CHUNK + 5).map(|i| (i * 7) as u8).collect();
+        let hash = crate::crypto::sha256(&bytes);
+        store.put(&hash, &bytes).unwrap();
+        let mut got = Vec::new();
+        let n = store
+            .stream(&hash, bytes.len() as u64, &mut |p| {
+                got.extend_from_slice(p);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((n, got == bytes), (bytes.len() as u64, true));
+        // Another size than the entry's, and bytes that changed: refused.
+        let wrong = store.stream(&hash, 5, &mut |_| Ok(()));
+        assert!(matches!(wrong, Err(Error::Corrupt { .. })), "{wrong:?}");
+        let mut edited = bytes.clone();
+        edited[CHUNK] ^= 1;
+        fs::write(store.path(&hash), &edited).unwrap();
+        let bad = store.stream(&hash, bytes.len() as u64, &mut |_| Ok(()));
+        assert!(matches!(bad, Err(Error::Corrupt { .. })), "{bad:?}");
     }
 
     #[test]

@@ -95,6 +95,9 @@ fn refusal(r: &Refusal) -> String {
         Refusal::ChangedAtRest(seq) => format!(
             "the soul changed since checkpoint {seq} while the agent was at rest; run `selfsame wake` (or `selfsame diff`) first: migrations start from a sealed state"
         ),
+        Refusal::SetIdAsRoot { .. } => format!(
+            "{r}. Restore it as the soul's owner (not root)"
+        ),
         r => r.to_string(),
     }
 }

@@ -14,7 +14,7 @@ use selfsame::ops::seal::Reason;
 use selfsame::testing::VaultFiles;
 use selfsame::testing::{sha256, Keys};
 use selfsame::testing::{Draft, Header};
-use selfsame::testing::{Entry, Kind, Manifest};
+use selfsame::testing::{Entry, Kind, Manifest, ManifestVersion};
 use selfsame::{Credential, Platform, Vault};
 use serde_json::Value;
 
@@ -27,7 +27,10 @@ fn plant_checkpoint(env: &Env, entries: Vec<Entry>) -> u64 {
     let vault = Vault::open(&env.vault()).unwrap();
     let token = Credential::parse(Platform::Telegram, TOKEN).unwrap();
     let objects = vault.objects();
-    let manifest = Manifest { entries };
+    let manifest = Manifest {
+        version: ManifestVersion::V1,
+        entries,
+    };
     let bytes = manifest.to_bytes();
     let soul = sha256(&bytes);
     objects.put(&soul, &bytes).unwrap();
@@ -67,6 +70,7 @@ fn file_entry(env: &Env, path: &str, content: &[u8]) -> Entry {
         .unwrap();
     Entry {
         kind: Kind::File,
+        mode: 0o644,
         hash,
         size: content.len() as u64,
         path: path.into(),
@@ -76,6 +80,7 @@ fn file_entry(env: &Env, path: &str, content: &[u8]) -> Entry {
 fn link_entry(env: &Env, path: &str, target: &str) -> Entry {
     Entry {
         kind: Kind::Symlink,
+        mode: 0,
         ..file_entry(env, path, target.as_bytes())
     }
 }
@@ -83,6 +88,7 @@ fn link_entry(env: &Env, path: &str, target: &str) -> Entry {
 fn dir_entry(path: &str) -> Entry {
     Entry {
         kind: Kind::Dir,
+        mode: 0o755,
         hash: [0; 32],
         size: 0,
         path: path.into(),
@@ -248,7 +254,10 @@ fn library_stage_refuses_a_hostile_manifest_that_never_went_through_parse() {
     ];
     for (i, entries) in cases.into_iter().enumerate() {
         let dest = env.base().join(format!("stage-{i}"));
-        let manifest = Manifest { entries };
+        let manifest = Manifest {
+            version: ManifestVersion::V1,
+            entries,
+        };
         let r = selfsame::testing::stage(&objects, &manifest, &dest, &selfsame::progress::Silent);
         assert!(r.is_err(), "case {i}: staged {manifest:?}");
         assert_eq!(tree(&sentinel), BTreeMap::new(), "case {i} wrote outside");

@@ -256,6 +256,15 @@ pub enum Refusal {
     /// A migration from a soul that changed at rest.
     #[error("the soul changed since checkpoint {0} while the agent was at rest; migrations start from a sealed state")]
     ChangedAtRest(u64),
+    /// A restore, rollback or migration run as root of a checkpoint that
+    /// records a setuid or setgid file.
+    #[error("the checkpoint records {path} with mode {mode:04o} (setuid or setgid): restored by root it would be a setuid or setgid program owned by root, so nothing was restored")]
+    SetIdAsRoot {
+        /// The file, relative to the soul.
+        path: String,
+        /// Its recorded permission bits.
+        mode: u32,
+    },
 }
 
 /// What is wrong with a vault file or directory (the `path` of

@@ -13,6 +13,7 @@ pub use crate::format::checkpoint::{
 };
 pub use crate::format::excludes::Excludes;
 pub use crate::format::history::signed_body;
+pub use crate::format::manifest::Version as ManifestVersion;
 pub use crate::format::{Entry, HistoryLine, Kind, Manifest};
 pub use crate::ops::head::{current_head, manifest_of};
 pub use crate::ops::swap::tree::stage;

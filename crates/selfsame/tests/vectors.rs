@@ -1,16 +1,18 @@
 //! Issue 3, must hold 3: the core format vectors in `tests/vectors/core/`.
 //!
 //! How they were computed: `tests/vectors/core/make_vectors.py` implements
-//! manifest v1 and checkpoint v1 from the words of DESIGN.md alone, with
+//! manifests v1 and v2 and checkpoint v1 from the words of DESIGN.md alone, with
 //! Python 3's standard library (hashlib, hmac) — no Rust, no selfsame code —
 //! and writes `core.json` (the soul as data, the expected values), the exact
 //! `manifest` bytes and the exact checkpoint files `0000000N.ckpt` for a
 //! fixed test token. This test never runs the script; it reads its output
 //! and checks the library against it:
 //!
-//! * the soul, materialized on disk (files with modes, a symlink, a dangling
-//!   symlink, an empty dir, a subdir, a non-ASCII name, a space), fingerprints
-//!   to exactly the manifest bytes and soul hash;
+//! * the soul, materialized on disk (files and dirs with modes — `0600`,
+//!   setuid, sticky, setgid on a dir —, a symlink, a dangling symlink, an
+//!   empty dir, a subdir, a non-ASCII name, a space), fingerprints to
+//!   exactly the manifest v2 bytes and soul hash, and in version 1 to
+//!   exactly the manifest v1 bytes and hash; both parse back to the scan;
 //! * `Draft::sign` with the vector's fields gives exactly each checkpoint
 //!   file, its `hash` and data-check-string, and `prev` chains by file hash;
 //! * `Checkpoint::parse` + `verify` accept each file, and any one-byte change
@@ -29,9 +31,9 @@ use selfsame::ops::seal::Reason;
 use selfsame::progress::Silent;
 use selfsame::testing::fingerprint;
 use selfsame::testing::Excludes;
-use selfsame::testing::Manifest;
 use selfsame::testing::{sha256_hex, Keys};
 use selfsame::testing::{Checkpoint, Draft, Header};
+use selfsame::testing::{Manifest, ManifestVersion};
 use selfsame::{Credential, Platform};
 use serde_json::Value;
 
@@ -48,6 +50,11 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
 }
 
+fn mode_of(e: &Value) -> u32 {
+    let mode = s(&e["mode"]).strip_prefix("0o").expect("mode is 0o…");
+    u32::from_str_radix(mode, 8).unwrap()
+}
+
 fn materialize(soul: &Value, root: &Path) {
     for e in soul.as_array().expect("soul is a list") {
         let p = root.join(s(&e["path"]));
@@ -60,11 +67,16 @@ fn materialize(soul: &Value, root: &Path) {
             "file" => {
                 fs::create_dir_all(p.parent().unwrap()).unwrap();
                 fs::write(&p, hex::decode(s(&e["content_hex"])).unwrap()).unwrap();
-                let mode = s(&e["mode"]).strip_prefix("0o").expect("mode is 0o…");
-                let mode = u32::from_str_radix(mode, 8).unwrap();
-                fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(mode_of(e))).unwrap();
             }
             k => panic!("unknown kind {k}"),
+        }
+    }
+    // Directory modes last: one may forbid writing into it.
+    for e in soul.as_array().unwrap().iter().rev() {
+        if s(&e["kind"]) == "dir" {
+            let p = root.join(s(&e["path"]));
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode_of(e))).unwrap();
         }
     }
 }
@@ -80,17 +92,38 @@ fn soul_fingerprints_to_the_vector_manifest_and_hash() {
     fs::create_dir(&root).unwrap();
     materialize(&v["soul"], &root);
     let fp = fingerprint(&root, &Excludes::none(), &[], None, &Silent).unwrap();
+    let expected_v2 = fs::read(dir().join(s(&v["manifest_v2_file"]))).unwrap();
+    assert_eq!(expected_v2, s(&v["manifest_v2"]).as_bytes());
+    // A scan lists the newest version.
+    assert_eq!(fp.manifest.version, ManifestVersion::V2);
     assert_eq!(
         String::from_utf8_lossy(&fp.manifest.to_bytes()),
-        String::from_utf8_lossy(&expected)
+        String::from_utf8_lossy(&expected_v2)
     );
-    assert_eq!(fp.manifest.to_bytes(), expected);
-    assert_eq!(fp.manifest.soul_hash(), s(&v["soul_hash"]));
+    assert_eq!(fp.manifest.soul_hash(), s(&v["soul_hash_v2"]));
+    assert_eq!(
+        hex::encode(fp.soul_hash_as(ManifestVersion::V2)),
+        s(&v["soul_hash_v2"])
+    );
     assert_eq!(fp.manifest.files(), v["files"].as_u64().unwrap());
     assert_eq!(fp.manifest.bytes(), v["bytes"].as_u64().unwrap());
-
-    let parsed = Manifest::parse(&expected).expect("the vector manifest parses");
+    let parsed = Manifest::parse(&expected_v2).expect("the vector manifest v2 parses");
     assert_eq!(parsed, fp.manifest);
+    assert_eq!(parsed.to_bytes(), expected_v2);
+
+    // The same soul in version 1, as wake hashes it for a version 1 head.
+    let v1 = Manifest::of(ManifestVersion::V1, fp.manifest.entries.clone());
+    assert_eq!(
+        String::from_utf8_lossy(&v1.to_bytes()),
+        String::from_utf8_lossy(&expected)
+    );
+    assert_eq!(
+        hex::encode(fp.soul_hash_as(ManifestVersion::V1)),
+        s(&v["soul_hash"])
+    );
+    assert_eq!(v1.soul_hash(), s(&v["soul_hash"]));
+    let parsed = Manifest::parse(&expected).expect("the vector manifest parses");
+    assert_eq!(parsed, v1);
     assert_eq!(parsed.to_bytes(), expected);
 }
 

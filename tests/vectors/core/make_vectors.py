@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the core format vectors in this directory: a soul described as
-data, its manifest v1 bytes and soul hash, and a chain of checkpoints v1 with
+data, its manifest v1 and v2 bytes and soul hashes, and a chain of checkpoints v1 with
 their MACs and exact file bytes for a fixed token.
 
 An implementation independent of the Rust code, from the words of
@@ -16,6 +16,10 @@ Rules implemented here:
   (directory below the root, hash and size `-`); paths relative,
   `/`-separated, sorted by raw UTF-8 bytes of the whole path.
   soul hash = SHA-256 of the manifest bytes.
+* manifest v2: header `selfsame-manifest 2`, then
+  `<kind> <mode> <sha256-hex|-> <size|-> <path>`; kinds f, l, d (no x);
+  mode = st_mode & 07777 as exactly four octal digits, `-` for l; hash and
+  size `-` for d; paths and order as v1.
 * checkpoint: fields in order v, seq, prev, soul, files, bytes, sealed_at,
   reason, shell, format, log, platform, bot_id, [extra fields], hash;
   encoded WHATWG application/x-www-form-urlencoded (ASCII alphanumerics and
@@ -68,14 +72,15 @@ def f(path, content: bytes, mode=0o644):
 
 SOUL = [
     f("memory.jsonl", b'{"said":"hello"}\n{"said":"again"}\n'),
-    {"path": "empty", "kind": "dir"},
+    # Directories carry a mode for manifest v2 (v1 does not record it).
+    {"path": "empty", "kind": "dir", "mode": 0o700},
     f("empty.txt", b""),
-    {"path": "notes", "kind": "dir"},
+    {"path": "notes", "kind": "dir", "mode": 0o755},
     # '-' (0x2d) sorts before '/' (0x2f): whole paths are sorted as bytes,
     # not segment by segment.
     f("notes-x.txt", b"beside notes/\n"),
     f("notes/a.md", b"# who I am\n\nI remember.\n"),
-    {"path": "notes/deep", "kind": "dir"},
+    {"path": "notes/deep", "kind": "dir", "mode": 0o2750},
     f("notes/deep/b.bin", bytes([0, 1, 2, 3, 255, 254, 10, 13])),
     f("run.sh", b"#!/bin/sh\necho awake\n", 0o755),
     # Any execute bit makes it `x`, here only the group's.
@@ -86,7 +91,28 @@ SOUL = [
     f("naïve-日記.txt", "ünïcödé ✓\n".encode()),
     f("with space.txt", b"spaces in names are kept\n"),
     f("Zebra", b"uppercase sorts first\n"),
+    # Permission bits v1 cannot record: a private file, a setuid program,
+    # the sticky bit.
+    f("private.key", b"only mine\n", 0o600),
+    f("setuid-tool", b"#!/bin/sh\n", 0o4755),
+    f("sticky", b"t\n", 0o1644),
 ]
+
+
+def manifest_v2_bytes(soul) -> bytes:
+    lines = []
+    for e in soul:
+        p = e["path"]
+        if e["kind"] == "dir":
+            lines.append((p, "d %04o - - %s\n" % (e["mode"] & 0o7777, p)))
+        elif e["kind"] == "symlink":
+            t = e["target"].encode()
+            lines.append((p, f"l - {sha256_hex(t)} {len(t)} {p}\n"))
+        else:
+            c = bytes.fromhex(e["content_hex"])
+            lines.append((p, "f %04o %s %d %s\n" % (e["mode"] & 0o7777, sha256_hex(c), len(c), p)))
+    lines.sort(key=lambda pl: pl[0].encode("utf-8"))
+    return ("selfsame-manifest 2\n" + "".join(l for _, l in lines)).encode("utf-8")
 
 
 def manifest_bytes(soul) -> bytes:
@@ -264,6 +290,9 @@ def main():
 
     with open(os.path.join(HERE, "manifest"), "wb") as out:
         out.write(mbytes)
+    m2bytes = manifest_v2_bytes(SOUL)
+    with open(os.path.join(HERE, "manifest-v2"), "wb") as out:
+        out.write(m2bytes)
 
     checkpoints = []
     prev = ""
@@ -320,6 +349,9 @@ def main():
         "manifest_file": "manifest",
         "manifest": mbytes.decode("utf-8"),
         "soul_hash": soul_hash,
+        "manifest_v2_file": "manifest-v2",
+        "manifest_v2": m2bytes.decode("utf-8"),
+        "soul_hash_v2": sha256_hex(m2bytes),
         "files": files,
         "bytes": size,
         "checkpoints": checkpoints,

@@ -428,7 +428,7 @@ fn changes_since_head(
         // The cache records the head's manifest: the scan's comparison
         // with it already says what changed.
         (Some(h), Some((cache, cmp))) if h.ckpt.soul == hex::encode(cache.manifest()) => {
-            soul::changes::changes_since(cmp, &fp.manifest)
+            soul::changes::changes_since(cmp, &fp.manifest, cache.version().has_modes())
         }
         (Some(h), _) => match manifest_of(vault, h) {
             Ok(old) => soul::changes(&old, &fp.manifest),
@@ -461,6 +461,7 @@ fn save_cache(
             hash: e.hash,
             stat: s.unwrap_or_default(),
         });
+    let manifest = (manifest, scan.fingerprint.manifest.version);
     match &scan.cache {
         Some((cache, cmp)) => cache.update(cache_path, scan_began, cmp, records, manifest),
         None => StatCache::save(cache_path, scan_began, records, manifest),

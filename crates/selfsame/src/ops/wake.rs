@@ -560,7 +560,11 @@ fn judge_soul(
         Err(Error::Unsupported { path, reason }) => (None, Some((path, reason))),
         Err(e) => return Err(e),
     };
-    let soul_hash = fp.as_ref().map(|fp| hex::encode(fp.soul_hash()));
+    // Judged in the version of the head's manifest: upgrading selfsame
+    // never turns a verified soul into a tampered one.
+    let soul_hash = fp
+        .as_ref()
+        .map(|fp| hex::encode(fp.soul_hash_as(head_manifest.version)));
     report.soul = soul_hash.clone();
     let seq = head.ckpt.seq;
     let changed = if let Some((path, reason)) = &unrecordable {

@@ -23,7 +23,8 @@ pub struct Changes {
     pub removed: Vec<String>,
     /// Paths whose content or kind changed.
     pub modified: Vec<String>,
-    /// Files whose execute bit changed, content equal.
+    /// Files and directories whose permission bits changed, content
+    /// equal (between version 1 manifests: a file's execute bit).
     pub mode_changed: Vec<String>,
 }
 
@@ -36,7 +37,7 @@ pub enum ChangeKind {
     Removed,
     /// Content or kind changed.
     Modified,
-    /// Execute bit changed, content equal.
+    /// Permission bits changed, content equal.
     ModeChanged,
 }
 
@@ -84,7 +85,7 @@ pub struct ChangeSummary {
     pub removed: usize,
     /// Paths modified.
     pub modified: usize,
-    /// Files whose execute bit changed.
+    /// Files and directories whose permission bits changed.
     pub mode_changed: usize,
     /// The first paths of each kind.
     pub paths: Changes,
@@ -221,8 +222,11 @@ impl Changes {
     }
 }
 
-/// Compares two manifests.
+/// Compares two manifests. Permission bits are compared when both record
+/// them (version 2); otherwise only a file's execute bit, as version 1
+/// records it.
 pub fn changes(old: &Manifest, new: &Manifest) -> Changes {
+    let modes = old.version.has_modes() && new.version.has_modes();
     use std::cmp::Ordering;
     let mut c = Changes::default();
     let (mut a, mut b) = (old.entries.iter().peekable(), new.entries.iter().peekable());
@@ -238,7 +242,7 @@ pub fn changes(old: &Manifest, new: &Manifest) -> Changes {
             Ordering::Greater => c.added.extend(b.next().map(|y| y.path.clone())),
             Ordering::Equal => {
                 let (x, y) = (a.next().expect("peeked"), b.next().expect("peeked"));
-                c.note((x.kind, x.hash, x.size), y);
+                c.note((x.kind, x.hash, x.size, x.mode), y, modes);
             }
         }
     }
@@ -249,15 +253,17 @@ pub fn changes(old: &Manifest, new: &Manifest) -> Changes {
 /// manifest): only the entries the records did not settle are looked at,
 /// so a seal after a small change to a big soul does not compare 100,000
 /// entries again. Meaningful when the cache recorded the head's manifest.
-pub fn changes_since(cmp: &Comparison, new: &Manifest) -> Changes {
+/// `modes` says whether the cache's manifest recorded permission bits.
+pub fn changes_since(cmp: &Comparison, new: &Manifest, modes: bool) -> Changes {
+    let modes = modes && new.version.has_modes();
     let mut c = Changes {
         removed: cmp.gone.clone(),
         ..Changes::default()
     };
     let mut prior = cmp.prior.iter().peekable();
     for (i, e) in new.entries.iter().enumerate() {
-        match prior.next_if(|p| p.0 == i) {
-            Some(&(_, kind, hash, size)) => c.note((kind, hash, size), e),
+        match prior.next_if(|p| p.index == i) {
+            Some(p) => c.note((p.kind, p.hash, p.size, p.mode), e, modes),
             None if cmp.seen.get(i) == Some(&Seen::Unknown) => c.added.push(e.path.clone()),
             None => {}
         }
@@ -267,13 +273,19 @@ pub fn changes_since(cmp: &Comparison, new: &Manifest) -> Changes {
 
 impl Changes {
     /// Records what happened to the entry at `new.path`, which was
-    /// `(kind, hash, size)` before.
-    fn note(&mut self, (kind, hash, size): (Kind, [u8; 32], u64), new: &Entry) {
-        if kind == new.kind && hash == new.hash && size == new.size {
-        } else if matches!(
-            (kind, new.kind),
-            (Kind::File, Kind::Exec) | (Kind::Exec, Kind::File)
-        ) && hash == new.hash
+    /// `(kind, hash, size, mode)` before; modes count when `modes`.
+    fn note(
+        &mut self,
+        (kind, hash, size, mode): (Kind, [u8; 32], u64, u32),
+        new: &Entry,
+        modes: bool,
+    ) {
+        let same_mode = !modes || mode == new.mode;
+        let file = |k| matches!(k, Kind::File | Kind::Exec);
+        if kind == new.kind && hash == new.hash && size == new.size && same_mode {
+        } else if (kind == new.kind || (file(kind) && file(new.kind)))
+            && hash == new.hash
+            && size == new.size
         {
             self.mode_changed.push(new.path.clone());
         } else {
@@ -288,16 +300,23 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     fn entry() -> impl Strategy<Value = Entry> {
-        (0u8..4, 0u8..3, 0u64..3, "[ab]{1,2}(/[ab]{1,2})?").prop_map(|(k, h, size, path)| {
-            let kind = [Kind::File, Kind::Exec, Kind::Symlink, Kind::Dir][k as usize];
-            let dir = kind == Kind::Dir;
-            Entry {
-                kind,
-                hash: if dir { [0; 32] } else { [h; 32] },
-                size: if dir { 0 } else { size },
-                path,
-            }
-        })
+        (0u8..4, 0u8..3, 0u64..3, 0usize..3, "[ab]{1,2}(/[ab]{1,2})?").prop_map(
+            |(k, h, size, m, path)| {
+                let kind = [Kind::File, Kind::Exec, Kind::Symlink, Kind::Dir][k as usize];
+                let dir = kind == Kind::Dir;
+                let mode = match kind {
+                    Kind::Exec => [0o755, 0o700, 0o4755][m],
+                    _ => [0o644, 0o600, 0o700][m],
+                };
+                Entry {
+                    kind,
+                    mode,
+                    hash: if dir { [0; 32] } else { [h; 32] },
+                    size: if dir { 0 } else { size },
+                    path,
+                }
+            },
+        )
     }
 
     /// Small manifests whose paths collide often, so every kind of change
@@ -306,38 +325,49 @@ pub(crate) mod tests {
         proptest::collection::vec(entry(), 0..12).prop_map(|mut v| {
             v.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
             v.dedup_by(|a, b| a.path == b.path);
-            Manifest { entries: v }
+            Manifest::of(crate::format::manifest::Version::V2, v)
         })
     }
 
     #[test]
     fn each_kind_of_change_is_named() {
-        let e = |kind, h: u8, path: &str| Entry {
+        use crate::format::manifest::Version;
+        let e = |kind, mode, h: u8, path: &str| Entry {
             kind,
+            mode,
             hash: [h; 32],
             size: 1,
             path: path.into(),
         };
-        let old = Manifest {
-            entries: vec![
-                e(Kind::File, 1, "a"),
-                e(Kind::File, 1, "b"),
-                e(Kind::File, 1, "c"),
-            ],
-        };
-        let new = Manifest {
-            entries: vec![
-                e(Kind::Exec, 1, "a"),
-                e(Kind::File, 2, "b"),
-                e(Kind::File, 1, "d"),
-            ],
-        };
-        let c = changes(&old, &new);
+        let old = vec![
+            e(Kind::File, 0o644, 1, "a"),
+            e(Kind::File, 0o644, 1, "b"),
+            e(Kind::File, 0o644, 1, "c"),
+            e(Kind::File, 0o600, 1, "p"),
+        ];
+        let new = vec![
+            e(Kind::Exec, 0o755, 1, "a"),
+            e(Kind::File, 0o644, 2, "b"),
+            e(Kind::File, 0o644, 1, "d"),
+            e(Kind::File, 0o644, 1, "p"),
+        ];
+        for (version, chmodded) in [(Version::V1, vec!["a"]), (Version::V2, vec!["a", "p"])] {
+            let old = Manifest::of(version, old.clone());
+            let new = Manifest::of(version, new.clone());
+            let c = changes(&old, &new);
+            assert_eq!(c.mode_changed, chmodded, "{version:?}");
+            assert_eq!(c.modified, ["b"]);
+            assert_eq!(c.removed, ["c"]);
+            assert_eq!(c.added, ["d"]);
+            assert!(changes(&new, &new).is_empty());
+        }
+        // Between a version 1 head and a version 2 scan only the exec bit
+        // can be compared: `0600` is no change from what v1 recorded.
+        let c = changes(
+            &Manifest::of(Version::V1, old),
+            &Manifest::of(Version::V2, new),
+        );
         assert_eq!(c.mode_changed, ["a"]);
-        assert_eq!(c.modified, ["b"]);
-        assert_eq!(c.removed, ["c"]);
-        assert_eq!(c.added, ["d"]);
-        assert!(changes(&new, &new).is_empty());
     }
 
     /// The summary history, alerts and `log` share: an execute-bit change

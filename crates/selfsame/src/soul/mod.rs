@@ -20,6 +20,7 @@ pub use walk::walk;
 
 use crate::error::{IoContext, Result};
 use crate::format::excludes::Excludes;
+use crate::format::manifest::{Version, MODE_BITS};
 use crate::format::{Entry, Kind, Manifest};
 use crate::progress::{Phase, Progress};
 use crate::vault::objects::Objects;
@@ -46,6 +47,16 @@ impl Fingerprint {
         self.known_soul
             .unwrap_or_else(|| self.manifest.soul_hash_raw())
     }
+
+    /// The soul hash of this soul in manifest `version` (wake judges a
+    /// soul in the version of the head's manifest).
+    pub fn soul_hash_as(&self, version: Version) -> [u8; 32] {
+        if version == self.manifest.version {
+            self.soul_hash()
+        } else {
+            self.manifest.soul_hash_as(version)
+        }
+    }
 }
 
 /// A fingerprint and what the next scan's stat cache needs.
@@ -54,7 +65,7 @@ pub struct Scan {
     /// The fingerprint.
     pub fingerprint: Fingerprint,
     /// Per manifest entry, the stat its content was read under (the
-    /// walk's for symlinks; `None` for directories).
+    /// walk's for symlinks and directories).
     pub stats: Vec<Option<FileStat>>,
     /// Whether the stat cache already records exactly this scan.
     pub cache_current: bool,
@@ -136,12 +147,7 @@ pub(crate) fn fingerprint_expecting(
     let seen = &cmp.seen;
     let mut likely = cmp.likely.iter().peekable();
     let expected = |f: &walk::Found| -> Option<[u8; 32]> {
-        let m = expect?;
-        let at = m
-            .entries
-            .binary_search_by(|e| e.path.as_bytes().cmp(f.rel.as_bytes()))
-            .ok()?;
-        let e = &m.entries[at];
+        let e = expect?.find(&f.rel)?;
         (e.kind.has_content() && e.kind != Kind::Symlink && e.size == f.size).then_some(e.hash)
     };
 
@@ -191,9 +197,10 @@ pub(crate) fn fingerprint_expecting(
         .into_iter()
         .zip(seen)
         .map(|(f, seen)| {
-            stats.push((f.kind != Kind::Dir).then_some(f.stat));
+            stats.push(Some(f.stat));
             Entry {
                 kind: f.kind,
+                mode: f.stat.mode & MODE_BITS,
                 hash: match seen {
                     Seen::Trusted(h) => *h,
                     _ => [0; 32],
@@ -238,16 +245,22 @@ pub(crate) fn fingerprint_expecting(
     if let Some((_, e)) = first_err {
         return Err(e);
     }
-    // The walk is in manifest order, so the entries already are.
-    let manifest = Manifest { entries };
+    // The walk is in manifest order, so the entries already are. A scan
+    // always lists the newest version; wake renders it in the head's.
+    let manifest = Manifest::of(Version::NEWEST, entries);
     // The cache's manifest is this very one when every entry has a record
     // of its kind and each entry read again (racy records, symlinks) came
     // out as recorded: a seal right after the agent wrote a file, which
     // leaves that file's record racy, still finds the whole manifest.
+    // A cache that recorded another manifest version vouches for no hash
+    // of this one.
     let vouched = cmp.matched
-        && cmp.prior.iter().all(|&(i, _, hash, size)| {
-            let e = &manifest.entries[i];
-            e.hash == hash && e.size == size
+        && cache
+            .as_ref()
+            .is_some_and(|c| c.version() == manifest.version)
+        && cmp.prior.iter().all(|p| {
+            let e = &manifest.entries[p.index];
+            e.hash == p.hash && e.size == p.size && e.mode == p.mode
         });
     let known_soul = cache.as_ref().filter(|_| vouched).map(StatCache::manifest);
     Ok(Scan {

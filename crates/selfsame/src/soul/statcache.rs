@@ -31,6 +31,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
+use crate::format::manifest::{Version, MODE_BITS};
 use crate::format::Kind;
 use crate::vault::{atomic, read};
 
@@ -149,9 +150,8 @@ pub struct Comparison {
     /// are all that can differ from the recorded manifest.
     pub matched: bool,
     /// Entries with a record at their path that does not settle them (a
-    /// file not trusted, another kind, a symlink): the entry's index and
-    /// the record's kind, hash and size.
-    pub prior: Vec<(usize, Kind, [u8; 32], u64)>,
+    /// file not trusted, another kind, a symlink, a directory).
+    pub prior: Vec<Prior>,
     /// Files whose record has exactly their stat but is too recent to be
     /// trusted (racy): the entry's index and the hash it most likely still
     /// has, so the file can be hashed before it is copied into the store.
@@ -162,6 +162,22 @@ pub struct Comparison {
     from: Vec<From>,
     /// Listing paths the scan did not find (a patch must hide them).
     hidden: Vec<String>,
+}
+
+/// A record that did not settle the scan's entry at `index`: what it says
+/// the entry was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prior {
+    /// The scan's entry.
+    pub index: usize,
+    /// The record's kind.
+    pub kind: Kind,
+    /// Its hash.
+    pub hash: [u8; 32],
+    /// Its size.
+    pub size: u64,
+    /// Its permission bits as a manifest records them (0 for a symlink).
+    pub mode: u32,
 }
 
 impl Comparison {
@@ -191,6 +207,8 @@ pub struct StatCache {
     scan_began: Stamp,
     /// The manifest hash of the listing with the patch applied.
     manifest: [u8; 32],
+    /// The version that manifest was written in.
+    version: Version,
     count: usize,
     /// The CRC-32 that ends the listing file; a patch names it.
     crc: u32,
@@ -243,15 +261,16 @@ impl StatCache {
             return Ok(StatCache::default());
         };
         let patch = read(&Self::patch_path(path))?.and_then(|b| parse_patch(&b, cache.crc));
-        if let Some((records, manifest)) = patch {
+        if let Some((records, manifest, version)) = patch {
             cache.patch = records;
             cache.manifest = manifest;
+            cache.version = version;
         }
         Ok(cache)
     }
 
     fn parse(bytes: Vec<u8>) -> Option<StatCache> {
-        let (body, manifest, crc) = checked(&bytes, MAGIC)?;
+        let (body, manifest, version, crc) = checked(&bytes, MAGIC)?;
         let mut r = Reader {
             bytes: body,
             at: MAGIC.len(),
@@ -274,6 +293,7 @@ impl StatCache {
         Some(StatCache {
             scan_began,
             manifest,
+            version,
             count,
             crc,
             bytes,
@@ -336,6 +356,11 @@ impl StatCache {
         self.manifest
     }
 
+    /// The version [`StatCache::manifest`] was written in.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
     /// The hash for a file with `stat` if `rec` is a file record taken under
     /// the same stat by a scan that began after the file's mtime.
     fn trusted(rec: &Record<'_>, scan: Stamp, stat: &FileStat) -> Option<[u8; 32]> {
@@ -394,7 +419,15 @@ impl StatCache {
                         }
                         Kind::Symlink | Kind::Dir => Seen::Listed(e.rec.hash),
                     };
-                    let from = if seen == Seen::Unknown {
+                    // A directory's record is its mode (a manifest records
+                    // it): a `chmod` makes it a record to write anew.
+                    let chmodded = kind == Kind::Dir
+                        && manifest_mode(kind, &e.rec.stat) != manifest_mode(kind, stat);
+                    if chmodded {
+                        c.matched = false;
+                        c.aligned = false;
+                    }
+                    let from = if seen == Seen::Unknown || chmodded {
                         From::Nothing
                     } else {
                         e.from
@@ -407,7 +440,15 @@ impl StatCache {
                 }
             };
             if let Some((Some(k), e)) = record.filter(|_| !matches!(seen, Seen::Trusted(_))) {
-                c.prior.push((i, k, e.rec.hash, e.rec.stat.size));
+                c.prior.push(Prior {
+                    index: i,
+                    kind: k,
+                    hash: e.rec.hash,
+                    // A directory's record holds its stat, whose size a
+                    // manifest does not record.
+                    size: if k == Kind::Dir { 0 } else { e.rec.stat.size },
+                    mode: manifest_mode(k, &e.rec.stat),
+                });
                 if matches!(k, Kind::File | Kind::Exec) && e.rec.stat == *stat {
                     c.likely.push((i, e.rec.hash));
                 }
@@ -464,7 +505,7 @@ impl StatCache {
         scan_began: Stamp,
         cmp: &Comparison,
         records: impl ExactSizeIterator<Item = Record<'a>> + Clone,
-        manifest: &[u8; 32],
+        manifest: (&[u8; 32], Version),
     ) -> Result<()> {
         match self.patch_for(scan_began, cmp, records.clone()) {
             Some(patch) => write_patch(&Self::patch_path(path), self.crc, &patch, manifest),
@@ -530,10 +571,10 @@ impl StatCache {
         path: &Path,
         scan_began: Stamp,
         records: impl ExactSizeIterator<Item = Record<'a>>,
-        manifest: &[u8; 32],
+        (manifest, version): (&[u8; 32], Version),
     ) -> Result<()> {
         let mut out = Checksummed::create(path)?;
-        out.buf.extend_from_slice(MAGIC);
+        out.buf.extend_from_slice(&magic(MAGIC, version));
         out.buf.extend_from_slice(&scan_began.0.to_le_bytes());
         out.buf.extend_from_slice(&scan_began.1.to_le_bytes());
         out.buf
@@ -566,25 +607,57 @@ impl StatCache {
     }
 }
 
-/// The body, manifest hash and checksum of a cache file that starts with
-/// `magic` and whose checksum holds.
-fn checked<'a>(bytes: &'a [u8], magic: &[u8; 24]) -> Option<(&'a [u8], [u8; 32], u32)> {
-    if bytes.len() < HEADER_LEN + TRAILER_LEN || !bytes.starts_with(magic) {
+/// `magic` with the byte that names the manifest version set: 0 for
+/// version 1 (as every cache before version 2 manifests wrote it), else
+/// the version's number.
+fn magic(magic: &[u8; 24], version: Version) -> [u8; 24] {
+    let mut m = *magic;
+    m[VERSION_AT] = match version {
+        Version::V1 => 0,
+        v => v.number(),
+    };
+    m
+}
+
+/// Where in the header the manifest version is: the first of the three
+/// bytes after the magic line.
+const VERSION_AT: usize = 21;
+
+/// The permission bits a manifest records for an entry of `kind` with
+/// `stat` (none for a symlink).
+fn manifest_mode(kind: Kind, stat: &FileStat) -> u32 {
+    match kind {
+        Kind::Symlink => 0,
+        _ => stat.mode & MODE_BITS,
+    }
+}
+
+/// The body, manifest hash, its version and checksum of a cache file that
+/// starts with `magic` (any version byte) and whose checksum holds.
+fn checked<'a>(bytes: &'a [u8], magic: &[u8; 24]) -> Option<(&'a [u8], [u8; 32], Version, u32)> {
+    if bytes.len() < HEADER_LEN + TRAILER_LEN
+        || bytes[..VERSION_AT] != magic[..VERSION_AT]
+        || bytes[VERSION_AT + 1..24] != magic[VERSION_AT + 1..]
+    {
         return None;
     }
+    let version = match bytes[VERSION_AT] {
+        0 => Version::V1,
+        n => Version::from_number(n)?,
+    };
     let (summed, sum) = bytes.split_at(bytes.len() - 4);
     let crc = u32::from_le_bytes(sum.try_into().ok()?);
     if crc32fast::hash(summed) != crc {
         return None;
     }
     let (body, manifest) = summed.split_at(summed.len() - 32);
-    Some((body, manifest.try_into().ok()?, crc))
+    Some((body, manifest.try_into().ok()?, version, crc))
 }
 
 /// A patch for the listing whose checksum is `crc`: its records, sorted,
 /// and the manifest hash of the patched listing.
-fn parse_patch(bytes: &[u8], crc: u32) -> Option<(Vec<Patched>, [u8; 32])> {
-    let (body, manifest, _) = checked(bytes, PATCH_MAGIC)?;
+fn parse_patch(bytes: &[u8], crc: u32) -> Option<(Vec<Patched>, [u8; 32], Version)> {
+    let (body, manifest, version, _) = checked(bytes, PATCH_MAGIC)?;
     let mut r = Reader {
         bytes: body,
         at: PATCH_MAGIC.len(),
@@ -616,17 +689,17 @@ fn parse_patch(bytes: &[u8], crc: u32) -> Option<(Vec<Patched>, [u8; 32])> {
             scan,
         });
     }
-    (r.at == body.len()).then_some((out, manifest))
+    (r.at == body.len()).then_some((out, manifest, version))
 }
 
 fn write_patch(
     path: &Path,
     listing_crc: u32,
     patch: &[Patched],
-    manifest: &[u8; 32],
+    (manifest, version): (&[u8; 32], Version),
 ) -> Result<()> {
     let mut out = Checksummed::create(path)?;
-    out.buf.extend_from_slice(PATCH_MAGIC);
+    out.buf.extend_from_slice(&magic(PATCH_MAGIC, version));
     out.buf.extend_from_slice(&listing_crc.to_le_bytes());
     // The header is as long as the listing's; these bytes are reserved.
     out.buf.extend_from_slice(&[0; 12]);
@@ -829,7 +902,13 @@ mod tests {
 
     fn saved(dir: &Path, scan: Stamp, records: &[Record<'_>]) -> PathBuf {
         let path = dir.join("stat");
-        StatCache::save(&path, scan, records.iter().copied(), &[3; 32]).unwrap();
+        StatCache::save(
+            &path,
+            scan,
+            records.iter().copied(),
+            (&[3; 32], Version::V2),
+        )
+        .unwrap();
         path
     }
 
@@ -939,7 +1018,12 @@ mod tests {
             // with; another kind is a change whatever the bytes.
             assert_eq!(c.matched, !exec);
             assert_eq!(
-                c.prior[1],
+                (
+                    c.prior[1].index,
+                    c.prior[1].kind,
+                    c.prior[1].hash,
+                    c.prior[1].size
+                ),
                 (1, Kind::File, [9; 32], 5),
                 "the record it replaces"
             );
@@ -956,7 +1040,7 @@ mod tests {
         assert!(!c.aligned && !c.matched);
         assert_eq!(c.seen[1], Seen::Unknown);
         assert!(
-            c.prior.iter().all(|p| p.0 != 1),
+            c.prior.iter().all(|p| p.index != 1),
             "no record for the new entry"
         );
         let gone = [(Kind::Dir, "a", &none), (Kind::File, "a/b", &s)];
@@ -1035,7 +1119,7 @@ mod tests {
         );
         let records = scan.iter().map(|(k, p, c)| record(*k, p, *c));
         cache
-            .update(path, (20, 0), &cmp, records, &[manifest; 32])
+            .update(path, (20, 0), &cmp, records, (&[manifest; 32], Version::V2))
             .unwrap();
         StatCache::load(path)
     }
@@ -1128,7 +1212,7 @@ mod tests {
         // Made for another listing: left out.
         fs::write(&patch, &good).unwrap();
         let records = old.iter().map(|(k, p, c)| record(*k, p, *c));
-        StatCache::save(&path, (20, 0), records, &[5; 32]).unwrap();
+        StatCache::save(&path, (20, 0), records, (&[5; 32], Version::V2)).unwrap();
         assert!(!patch.exists(), "a new listing removes the patch");
         fs::write(&patch, &good).unwrap();
         let cache = StatCache::load(&path);
@@ -1174,7 +1258,11 @@ mod tests {
                 mtime: (i64::from(e.hash[0]), 0),
                 ctime: (i64::from(e.hash[0]), 0),
                 ino: e.size,
-                mode: if e.kind == Kind::Exec { 0o100755 } else { 0o100644 },
+                mode: match e.kind {
+                    Kind::Dir => 0o040000 | e.mode,
+                    Kind::Symlink => 0o120777,
+                    _ => 0o100000 | e.mode,
+                },
             };
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("stat");
@@ -1184,12 +1272,12 @@ mod tests {
                 hash: e.hash,
                 stat: stat_of(e),
             });
-            StatCache::save(&path, (1000, 0), records, &[1; 32]).unwrap();
+            StatCache::save(&path, (1000, 0), records, (&[1; 32], Version::V2)).unwrap();
             let cache = StatCache::load(&path);
             proptest::prop_assert_eq!(cache.len(), old.entries.len());
             let stats: Vec<FileStat> = new.entries.iter().map(stat_of).collect();
             let cmp = cache.compare(new.entries.iter().zip(&stats).map(|(e, s)| (e.kind, e.path.as_str(), s)));
-            proptest::prop_assert_eq!(changes_since(&cmp, &new), changes(&old, &new));
+            proptest::prop_assert_eq!(changes_since(&cmp, &new, true), changes(&old, &new));
         }
 
         #[test]

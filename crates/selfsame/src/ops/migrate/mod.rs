@@ -297,7 +297,9 @@ fn seal_before(
         None,
         progress,
     )?;
-    if on_disk.manifest.soul_hash() == head.ckpt.soul {
+    // Compared in the head manifest's version, as wake compares.
+    let version = manifest_of(vault, head)?.version;
+    if hex::encode(on_disk.soul_hash_as(version)) == head.ckpt.soul {
         return Ok(None);
     }
     if !vault.marker_valid(&Keys::of(cred), head) {

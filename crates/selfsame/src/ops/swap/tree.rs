@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use rayon::prelude::*;
 
-use crate::error::{Damage, Error, IoContext, Result, Then};
+use crate::error::{Damage, Error, IoContext, Refusal, Result, Then};
 use crate::format::journal::WORK_DIR;
 use crate::format::time::stamp;
 use crate::format::{Kind, Manifest};
@@ -162,6 +162,7 @@ pub fn stage(
     if Manifest::parse(&manifest.to_bytes()).ok().as_ref() != Some(manifest) {
         return Err(Error::corrupt(dest, Damage::UnsafeManifest));
     }
+    refuse_set_id_as_root(manifest)?;
     fs::create_dir(dest).at(dest)?;
     progress.start(Phase::Restore, manifest.files(), manifest.bytes());
     let dirs: Vec<_> = manifest
@@ -198,19 +199,51 @@ pub fn stage(
                             Damage::EntryWrongSize(e.path.clone()),
                         ));
                     }
-                    let mode = if e.kind == Kind::Exec { 0o755 } else { 0o644 };
-                    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(&p)?;
+                    // The recorded mode (a version 1 manifest's entries
+                    // carry 0644 or 0755); umask plays no part.
+                    fs::set_permissions(&p, fs::Permissions::from_mode(e.mode)).at(&p)?;
                 }
                 Kind::Dir => unreachable!("filtered out"),
             }
             Ok(())
         })?;
     for d in dirs.iter().rev() {
-        atomic::sync_dir(&dest.join(&d.path))?;
+        let p = dest.join(&d.path);
+        // Deepest first and after their contents, so a directory recorded
+        // without write or search permission (`0500`) was still filled. A
+        // version 1 manifest records no directory mode: they keep the one
+        // they were made with.
+        if manifest.version.has_modes() {
+            fs::set_permissions(&p, fs::Permissions::from_mode(d.mode)).at(&p)?;
+        }
+        atomic::sync_dir(&p)?;
     }
     atomic::sync_dir(dest)?;
     progress.finish();
     Ok(())
+}
+
+/// Refuses, as root, a manifest that records a regular file with a setuid
+/// or setgid bit: restored by root the file would be a setuid (setgid)
+/// program owned by root, with bytes the soul's writer chose (the agent
+/// can set those bits on its own files, where they grant nothing). Only
+/// its owner can restore it. Directories keep theirs (setgid on a
+/// directory only passes its group on).
+fn refuse_set_id_as_root(manifest: &Manifest) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    match manifest
+        .entries
+        .iter()
+        .find(|e| matches!(e.kind, Kind::File | Kind::Exec) && e.mode & 0o6000 != 0)
+    {
+        Some(e) => Err(Error::Refused(Refusal::SetIdAsRoot {
+            path: e.path.clone(),
+            mode: e.mode,
+        })),
+        None => Ok(()),
+    }
 }
 
 /// A fresh path under `dir` named `stem` after the time `now` (with a

@@ -47,6 +47,16 @@ pub fn stdout(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes raw bytes to stdout unless output has ended (`cat`).
+pub fn stdout_bytes(bytes: &[u8]) {
+    let mut state = state();
+    if let State::Open = *state {
+        if let Err(e) = io::stdout().lock().write_all(bytes) {
+            record(&mut state, e);
+        }
+    }
+}
+
 /// Writes to stderr in one write, ignoring a failure.
 pub fn stderr(args: fmt::Arguments<'_>) {
     let _ = io::stderr().lock().write_all(args.to_string().as_bytes());

@@ -44,6 +44,10 @@ pub fn error(e: &Error) -> String {
             "identity mismatch: checkpoint {seq} does not verify under this token: wrong token, a rotated token (see `selfsame rekey`), or an edited checkpoint"
         ),
         Error::NoSuchCheckpoint(_) => format!("{e}; `selfsame log` lists them"),
+        Error::NoSuchPath { seq, .. } => format!("{e}; `selfsame ls {seq}` lists what it has"),
+        Error::NotAFile { seq, path, .. } => {
+            format!("{e}; `selfsame ls {seq} {path}` lists what it holds")
+        }
         Error::SwapPending(_) => format!(
             "{e}; run `selfsame wake` (or `selfsame restore --resume`) to finish it, or `selfsame restore --abort` to undo it"
         ),

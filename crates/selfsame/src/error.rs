@@ -117,6 +117,25 @@ pub enum Error {
     /// A checkpoint asked for does not exist.
     #[error("no checkpoint {0}")]
     NoSuchCheckpoint(String),
+    /// A path asked of a checkpoint is not in it.
+    #[error("checkpoint {seq} has no {path}")]
+    NoSuchPath {
+        /// The checkpoint.
+        seq: u64,
+        /// The path asked for, relative to the soul.
+        path: String,
+    },
+    /// A path of a checkpoint is not what the command reads (a directory
+    /// for `cat`).
+    #[error("{path} in checkpoint {seq} is a {what}")]
+    NotAFile {
+        /// The checkpoint.
+        seq: u64,
+        /// The path, relative to the soul.
+        path: String,
+        /// What it is instead: `directory`.
+        what: &'static str,
+    },
     /// Fields asked of a new checkpoint were refused (a caller's mistake;
     /// nothing was written).
     #[error("cannot seal: {0}")]
@@ -490,6 +509,8 @@ impl Error {
             | Error::Refused(_)
             | Error::Token(_)
             | Error::NoSuchCheckpoint(_)
+            | Error::NoSuchPath { .. }
+            | Error::NotAFile { .. }
             | Error::Field(_)
             | Error::InTheWay { .. }
             | Error::NoCommand => 2,

@@ -410,8 +410,8 @@ fn the_public_surface_is_the_curated_one() {
     assert_eq!(
         public_modules("src/ops/mod.rs"),
         set(&[
-            "accept", "diff", "init", "log", "migrate", "rekey", "restore", "seal", "show",
-            "verify", "wake"
+            "accept", "cat", "diff", "init", "log", "ls", "migrate", "rekey", "restore", "seal",
+            "show", "verify", "wake"
         ])
     );
     for private in [

@@ -1,18 +1,21 @@
 //! `selfsame diff`
 
-use selfsame::ops::diff::{diff, Side};
+use selfsame::ops::diff::{diff, patch, Side};
 use selfsame::Result;
 
 use crate::context::Context;
-use crate::output::outln;
+use crate::output::{out, outln};
 
 /// Show added, removed, modified and mode-changed paths.
 ///
 ///   selfsame diff          head checkpoint vs the soul on disk now
 ///   selfsame diff 3        checkpoint 3 vs the soul on disk now
 ///   selfsame diff 3 5      checkpoint 3 vs checkpoint 5
+///   selfsame diff -p 3     with what changed inside each file
 ///
-/// A side is a seq, `head` or `current`.
+/// A side is a seq, `head` or `current`. With -p, text files show a
+/// unified diff, binary files are named as such, mode changes show the old
+/// and new mode (git's patch format).
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -20,6 +23,9 @@ pub struct Args {
     a: Option<String>,
     /// To (default: current).
     b: Option<String>,
+    /// Show each changed file's patch.
+    #[arg(short = 'p', long = "patch")]
+    patch: bool,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
@@ -27,6 +33,19 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let token = ctx.vault_token(&vault)?;
     let a = Side::parse(args.a.as_deref().unwrap_or("head"))?;
     let b = Side::parse(args.b.as_deref().unwrap_or("current"))?;
+    if args.patch {
+        let report = patch(&vault, &token, a, b, &ctx.progress())?;
+        if ctx.json {
+            ctx.print_json(&report);
+        } else if report.patches.is_empty() {
+            outln!("no changes");
+        } else {
+            for p in &report.patches {
+                out!("{}", p.text);
+            }
+        }
+        return Ok(0);
+    }
     let changes = diff(&vault, &token, a, b, &ctx.progress())?;
     if ctx.json {
         ctx.print_json(&changes);

@@ -1,10 +1,12 @@
 //! One file per command.
 
 pub mod accept;
+pub mod cat;
 pub mod demo;
 pub mod diff;
 pub mod init;
 pub mod log;
+pub mod ls;
 pub mod migrate;
 pub mod rekey;
 pub mod restore;

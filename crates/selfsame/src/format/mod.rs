@@ -7,6 +7,7 @@ pub(crate) mod history;
 pub(crate) mod journal;
 pub(crate) mod manifest;
 pub(crate) mod marker;
+pub(crate) mod patch;
 pub(crate) mod tags;
 pub(crate) mod time;
 

@@ -80,3 +80,25 @@ pub fn trusted(vault: &Vault, keys: &Keys, stored: &StoredCheckpoint) -> Result<
     }
     Ok(false)
 }
+
+/// A checkpoint to read: the head (`None`) or seq `n`, which must be
+/// trusted under `cred` (its MAC, or a later rekey vouching for it); with
+/// its manifest.
+pub(crate) fn readable(
+    vault: &Vault,
+    cred: &Credential,
+    seq: Option<u64>,
+) -> Result<(StoredCheckpoint, Manifest)> {
+    let stored = match seq {
+        None => require_head(vault, cred)?,
+        Some(n) => {
+            let s = vault.read_checkpoint(n)?;
+            if !trusted(vault, &Keys::of(cred), &s)? {
+                return Err(Error::Identity(Mismatch::Unverified(n)));
+            }
+            s
+        }
+    };
+    let manifest = manifest_of(vault, &stored)?;
+    Ok((stored, manifest))
+}

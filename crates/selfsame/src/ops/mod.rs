@@ -4,11 +4,13 @@
 //! restore and migrate use (`swap`).
 
 pub mod accept;
+pub mod cat;
 pub(crate) mod checks;
 pub mod diff;
 pub(crate) mod head;
 pub mod init;
 pub mod log;
+pub mod ls;
 pub mod migrate;
 pub mod rekey;
 pub mod restore;

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use selfsame::{Credential, Error, Result, Settings, Vault};
+use selfsame::{Credential, CredentialError, Error, Platform, Result, Settings, Vault};
 use selfsame_telegram::BotToken;
 
 use crate::output::{errln, outln};
@@ -43,6 +43,46 @@ pub fn read_token_file(path: &Path) -> std::result::Result<String, String> {
         ));
     }
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
+}
+
+/// A credential of `platform` that a command's own flags name
+/// (`--old-token-env VAR` or `--old-token-file FILE`; `which` is `old` or
+/// `new`). Messages name the variable or file, never the value.
+pub fn named_token(
+    which: &str,
+    platform: Platform,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Credential> {
+    let (text, source) = match (env, file) {
+        (_, Some(path)) => (
+            read_token_file(path).map_err(|e| {
+                Error::Token(format!(
+                    "cannot read the {which} token file {}: {e}",
+                    path.display()
+                ))
+            })?,
+            format!("the {which} token file {}", path.display()),
+        ),
+        (Some(var), None) => (
+            std::env::var(var)
+                .map_err(|_| Error::Token(format!("the {which} token env var {var} is not set")))?,
+            var.to_owned(),
+        ),
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "give --{which}-token-env or --{which}-token-file"
+            )))
+        }
+    };
+    Credential::parse(platform, &text).map_err(|e| {
+        Error::Token(format!(
+            "{source} does not hold a {} bot token ({}; expected {}; the value is not shown)",
+            platform_title(platform),
+            reason(&e),
+            platform.token_shape()
+        ))
+    })
 }
 
 /// `SELFSAME_SHELL_VERSION`, when set and not empty.
@@ -97,14 +137,25 @@ impl Context {
         self.token_file.is_some()
     }
 
-    /// The credential from --token-file, else from the env var `env_name`:
-    /// a Telegram bot token (the one platform so far).
-    pub fn token(&self, env_name: &str) -> Result<Credential> {
-        self.bot_token(env_name).map(Credential::telegram)
+    /// The credential of `platform` from --token-file, else from the env
+    /// var `env_name`. A token shaped like another platform's is taken as
+    /// that platform's credential (the vault checks then name the other
+    /// account); anything else is refused without showing the value.
+    pub fn token(&self, platform: Platform, env_name: &str) -> Result<Credential> {
+        let (text, source) = self.token_text(platform, env_name)?;
+        Credential::parse_any(platform, &text).map_err(|e| {
+            Error::Token(format!(
+                "{source} does not hold a {} bot token ({}; expected {}; the value is not shown)",
+                platform_title(platform),
+                reason(&e),
+                platform.token_shape()
+            ))
+        })
     }
 
-    /// The bot token from --token-file, else from the env var `env_name`.
-    pub fn bot_token(&self, env_name: &str) -> Result<BotToken> {
+    /// The text of the token from --token-file, else from the env var
+    /// `env_name`, and where it came from, for messages.
+    fn token_text(&self, platform: Platform, env_name: &str) -> Result<(String, String)> {
         if let Some(path) = &self.token_file {
             let text = read_token_file(path).map_err(|e| {
                 Error::Token(format!(
@@ -112,28 +163,35 @@ impl Context {
                     path.display()
                 ))
             })?;
-            return BotToken::parse(&text).map_err(|_| {
-                Error::Token(format!(
-                    "the token file {} does not hold a bot token of the form <digits>:<secret> (the value is not shown)",
-                    path.display()
-                ))
-            });
+            return Ok((text, format!("the token file {}", path.display())));
         }
         let text = std::env::var(env_name).map_err(|_| {
             Error::Token(format!(
-                "the bot token is not set: export {env_name}=<token from BotFather>, or pass --token-file FILE"
+                "the bot token is not set: export {env_name}=<token from {}>, or pass --token-file FILE",
+                match platform {
+                    Platform::Telegram => "BotFather",
+                    Platform::Discord => "the Discord Developer Portal",
+                }
             ))
         })?;
+        Ok((text, env_name.to_owned()))
+    }
+
+    /// The Telegram bot token from --token-file, else from the env var
+    /// `env_name` (`selfsame telegram`).
+    pub fn bot_token(&self, env_name: &str) -> Result<BotToken> {
+        let (text, source) = self.token_text(Platform::Telegram, env_name)?;
         BotToken::parse(&text).map_err(|_| {
             Error::Token(format!(
-                "{env_name} does not hold a bot token of the form <digits>:<secret> (the value is not shown)"
+                "{source} does not hold a bot token of the form <digits>:<secret> (the value is not shown)"
             ))
         })
     }
 
-    /// The token for an open vault (its config names the env var).
+    /// The token for an open vault (its config names the platform and the
+    /// env var).
     pub fn vault_token(&self, vault: &Vault) -> Result<Credential> {
-        self.token(&vault.config.token_env)
+        self.token(vault.config.platform(), &vault.config.token_env)
     }
 
     /// A progress bar on stderr when it is a terminal and output is not JSON.
@@ -157,5 +215,21 @@ impl Context {
         // Not `eprintln!`, which panics when stderr fails (a full disk
         // under a redirect): the exit code still tells.
         errln!("selfsame: error: {text}");
+    }
+}
+
+/// The platform's name for people.
+pub fn platform_title(p: Platform) -> &'static str {
+    match p {
+        Platform::Telegram => "Telegram",
+        Platform::Discord => "Discord",
+    }
+}
+
+/// Why a token was refused, in words that never hold its value.
+fn reason(e: &CredentialError) -> String {
+    match e {
+        CredentialError::Telegram(_) => "not of the form <digits>:<secret>".into(),
+        CredentialError::Discord(d) => d.to_string(),
     }
 }

@@ -214,11 +214,15 @@ pub enum Then {
 #[non_exhaustive]
 pub enum Mismatch {
     /// The credential proves another account.
-    #[error("the token is bot {token}'s, but this vault belongs to bot {vault}")]
+    #[error("the token is {token_platform} bot {token}'s, but this vault belongs to {vault_platform} bot {vault}")]
     OtherAccount {
+        /// The credential's platform.
+        token_platform: String,
         /// The credential's account.
         token: u64,
-        /// The vault's.
+        /// The vault's platform.
+        vault_platform: String,
+        /// The vault's account.
         vault: u64,
     },
     /// The head does not verify under the credential.

@@ -44,7 +44,7 @@ pub mod testing;
 mod vault;
 mod verdict;
 
-pub use crypto::{Credential, CredentialError, Platform};
+pub use crypto::{Credential, CredentialError, DiscordToken, DiscordTokenError, Platform};
 pub use error::{Damage, Error, Left, LockName, Mismatch, Refusal, Result, Then};
 pub use format::checkpoint::{CheckpointError, FieldError};
 pub use format::journal::JournalError;

@@ -1,7 +1,7 @@
 //! `selfsame init`
 
 use selfsame::ops::init::{guarded_by, init_with_progress, InitOptions};
-use selfsame::Result;
+use selfsame::{Error, Platform, Result};
 
 use crate::context::Context;
 use crate::output::{errln, outln};
@@ -18,9 +18,14 @@ use crate::output::{errln, outln};
 /// names the same directory), init warns: two vaults sealing one soul each
 /// take the other's seals for changes.
 ///
-/// Example:
+/// The platform is Telegram unless --platform says discord; the token is
+/// read from the platform's env var (TELEGRAM_BOT_TOKEN, DISCORD_BOT_TOKEN)
+/// unless --token-env names another.
+///
+/// Examples:
 ///   export TELEGRAM_BOT_TOKEN=123456:ABC...
 ///   selfsame init soul --shell-version 1.4.0
+///   DISCORD_BOT_TOKEN=MTA4…. selfsame init soul --platform discord
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -33,9 +38,13 @@ pub struct Args {
     /// The soul's format tag (v1, v2, …), for migrations.
     #[arg(long, value_name = "TAG", default_value = "v1")]
     format: String,
-    /// Env var that holds the bot token; recorded in config.toml.
-    #[arg(long, value_name = "NAME", default_value = "TELEGRAM_BOT_TOKEN")]
-    token_env: String,
+    /// The bot's platform: telegram or discord.
+    #[arg(long, value_name = "NAME", default_value = "telegram", value_parser = parse_platform)]
+    platform: Platform,
+    /// Env var that holds the bot token; recorded in config.toml
+    /// (default: TELEGRAM_BOT_TOKEN, or DISCORD_BOT_TOKEN for discord).
+    #[arg(long, value_name = "NAME")]
+    token_env: Option<String>,
     /// Glob of soul paths to leave out (repeatable), e.g. 'cache/**'.
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
@@ -44,13 +53,37 @@ pub struct Args {
     create: bool,
 }
 
+/// A platform's name, as `--platform` takes it.
+pub fn parse_platform(text: &str) -> std::result::Result<Platform, String> {
+    Platform::parse(text).ok_or_else(|| {
+        let known: Vec<&str> = Platform::ALL.iter().map(|(_, n)| *n).collect();
+        format!("unknown platform {text:?}; expected {}", known.join(" or "))
+    })
+}
+
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
-    let token = ctx.token(&args.token_env)?;
+    let token_env = args
+        .token_env
+        .unwrap_or_else(|| args.platform.default_token_env().to_owned());
+    let token = ctx.token(args.platform, &token_env)?;
+    if token.platform() != args.platform {
+        return Err(Error::Token(format!(
+            "{} holds a {} token, but the vault is for {}: pass --platform {}",
+            if ctx.has_token_file() {
+                "the token file"
+            } else {
+                &token_env
+            },
+            token.platform(),
+            args.platform,
+            token.platform()
+        )));
+    }
     let opts = InitOptions {
         soul: args.soul.clone(),
         shell: super::shell_version(args.shell_version),
         format: Some(args.format),
-        token_env: Some(args.token_env),
+        token_env: Some(token_env),
         exclude: args.exclude,
         create: args.create,
         settings: ctx.settings(),
@@ -71,15 +104,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         ctx.print_json(&serde_json::json!({
             "vault": vault.dir(),
             "soul": vault.soul(),
+            "platform": token.platform().as_str(),
             "bot_id": token.account_id(),
             "also_guarded_by": others,
             "seal": report,
         }));
     } else {
         outln!(
-            "created {} for soul {} (bot {})",
+            "created {} for soul {} ({} bot {})",
             vault.dir().display(),
             args.soul,
+            token.platform(),
             token.account_id()
         );
         super::print_seal(&report);

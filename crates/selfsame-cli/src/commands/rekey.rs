@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use selfsame::ops::rekey::rekey;
-use selfsame::{Credential, Error, Platform, Result};
+use selfsame::Result;
 
-use crate::context::Context;
+use crate::context::{named_token, Context};
 use crate::output::outln;
 
 /// Rotate the bot token: after BotFather revokes a token, every checkpoint
@@ -38,46 +38,20 @@ pub struct Args {
     new_token_file: Option<PathBuf>,
 }
 
-fn read_token(which: &str, env: Option<&str>, file: Option<&PathBuf>) -> Result<Credential> {
-    let (text, source) = match (env, file) {
-        (_, Some(path)) => (
-            crate::context::read_token_file(path).map_err(|e| {
-                Error::Token(format!(
-                    "cannot read the {which} token file {}: {e}",
-                    path.display()
-                ))
-            })?,
-            format!("the {which} token file {}", path.display()),
-        ),
-        (Some(var), None) => (
-            std::env::var(var)
-                .map_err(|_| Error::Token(format!("the {which} token env var {var} is not set")))?,
-            var.to_owned(),
-        ),
-        (None, None) => {
-            return Err(Error::Usage(format!(
-                "give --{which}-token-env or --{which}-token-file"
-            )))
-        }
-    };
-    Credential::parse(Platform::Telegram, &text).map_err(|_| {
-        Error::Token(format!(
-            "{source} does not hold a bot token of the form <digits>:<secret> (the value is not shown)"
-        ))
-    })
-}
-
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
-    let old = read_token(
+    let platform = vault.config.platform();
+    let old = named_token(
         "old",
+        platform,
         args.old_token_env.as_deref(),
-        args.old_token_file.as_ref(),
+        args.old_token_file.as_deref(),
     )?;
-    let new = read_token(
+    let new = named_token(
         "new",
+        platform,
         args.new_token_env.as_deref(),
-        args.new_token_file.as_ref(),
+        args.new_token_file.as_deref(),
     )?;
     let report = rekey(&vault, &old, &new)?;
     if ctx.json {

@@ -5,8 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use selfsame::supervise::{self, Log, Options, Sinks};
-use selfsame::Result;
-use selfsame_telegram::BotToken;
+use selfsame::{Credential, Error, Platform, Result};
 
 use crate::context::Context;
 use crate::output::errln;
@@ -120,6 +119,12 @@ impl Log for Stderr {
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
     let token = ctx.vault_token(&vault)?;
+    if args.alert_telegram.is_some() && token.platform() != Platform::Telegram {
+        return Err(Error::Usage(format!(
+            "--alert-telegram sends through the Telegram Bot API with the bot's token, but this vault's bot is on {}: use --alert-cmd or --alert-webhook",
+            token.platform()
+        )));
+    }
     let wake = args.wake.options(&vault, true)?;
     let mut opts = Options::new(args.command);
     opts.heartbeat = Some(args.heartbeat).filter(|d| !d.is_zero());
@@ -137,7 +142,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             .ok()
             .filter(|s| !s.is_empty()),
         webhook: args.alert_webhook,
-        hide_env: holding_secret(&ctx.bot_token(&vault.config.token_env)?),
+        hide_env: holding_secret(&token),
     };
     opts.prepare = Some(die_with_supervisor);
     opts.advise = Some(crate::porcelain::next);
@@ -155,17 +160,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
 /// The environment variables whose value holds the token's secret (the
 /// token exported under another name too): the alert command does not get
 /// them.
-fn holding_secret(token: &BotToken) -> Vec<OsString> {
-    let whole = token.expose();
-    let secret = whole.split_once(':').map_or(whole, |(_, s)| s);
+fn holding_secret(token: &Credential) -> Vec<OsString> {
     std::env::vars_os()
-        .filter(|(_, value)| {
-            !secret.is_empty()
-                && value
-                    .as_encoded_bytes()
-                    .windows(secret.len())
-                    .any(|w| w == secret.as_bytes())
-        })
+        .filter(|(_, value)| token.is_in(value.as_encoded_bytes()))
         .map(|(name, _)| name)
         .collect()
 }

@@ -23,8 +23,30 @@ pub const OTHER_BOT: &str = "1000001:AAE-otherbot_canary_Lk4Jh6Gf8Ds0Aq2Ws";
 /// The same bot after BotFather issued a new token (same id, new secret).
 pub const ROTATED: &str = "4815162342:AAG-rotated_canary_Pm3Nb5Vc7Xz9Lk1Jh";
 
+/// A Discord bot's token: bot 1087654321098765432 (the first segment is
+/// the base64 of the id, without padding).
+pub const DISCORD: &str = "MTA4NzY1NDMyMTA5ODc2NTQzMg.GxYz12.dscrd-leakcanary_Hq7Wm2Np4Rt6Vy8Zb0Cd";
+/// The Discord bot id of [`DISCORD`].
+pub const DISCORD_ID: u64 = 1087654321098765432;
+/// Another Discord bot's token (bot 1090000000000000001, padded base64).
+pub const DISCORD_OTHER: &str =
+    "MTA5MDAwMDAwMDAwMDAwMDAwMQ==.HqR5t7.dscrd-otherbot_canary_Vb3Nm5Kl7Jh9";
+
 /// Every secret a test may hand to the binary; none may ever show up.
-pub const SECRETS: &[&str] = &[TOKEN, OTHER_BOT, ROTATED];
+pub const SECRETS: &[&str] = &[TOKEN, OTHER_BOT, ROTATED, DISCORD, DISCORD_OTHER];
+
+/// The parts of a secret that must never show up either: a Telegram
+/// token's secret after `:`; a Discord token's part after its id segment,
+/// and its last segment.
+pub fn secret_parts(token: &str) -> Vec<&str> {
+    match token.split_once(':') {
+        Some((_, secret)) => vec![secret],
+        None => vec![
+            token.split_once('.').expect("a Discord token has dots").1,
+            token.rsplit_once('.').expect("a Discord token has dots").1,
+        ],
+    }
+}
 
 /// The uid and gid of `nobody`, the unprivileged user of
 /// [`Env::run_as_nobody`].
@@ -163,6 +185,7 @@ impl Env {
         c.current_dir(self.base())
             .args(args)
             .env("TELEGRAM_BOT_TOKEN", token)
+            .env_remove("DISCORD_BOT_TOKEN")
             .env("SELFSAME_LOCK_WAIT", "30s")
             .env_remove("SELFSAME_VAULT")
             .env_remove("SELFSAME_NOW")
@@ -356,7 +379,7 @@ impl Env {
         let mut needles: Vec<&str> = Vec::new();
         for s in SECRETS {
             needles.push(s);
-            needles.push(s.split_once(':').expect("token has a colon").1);
+            needles.extend(secret_parts(s));
         }
         let mut files = Vec::new();
         all_files(self.base(), &mut files);
@@ -519,4 +542,13 @@ pub fn strings(v: &Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().expect("string").to_owned())
         .collect()
+}
+
+/// A token file outside the test's directory (which the leak scan reads):
+/// `<dir>/token` holding `token`. Keep the dir alive while it is used.
+pub fn token_file(token: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("token");
+    fs::write(&path, token).expect("write token file");
+    (dir, path)
 }

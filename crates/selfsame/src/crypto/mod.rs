@@ -6,7 +6,7 @@
 mod credential;
 pub(crate) mod keys;
 
-pub use credential::{Credential, CredentialError, Platform};
+pub use credential::{Credential, CredentialError, DiscordToken, DiscordTokenError, Platform};
 pub use keys::Keys;
 
 use sha2::{Digest, Sha256};

@@ -162,8 +162,10 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         found.push(
             Detail::DifferentBot,
             format!(
-                "the token is bot {}'s, but this vault belongs to bot {}",
+                "the token is {} bot {}'s, but this vault belongs to {} bot {}",
+                cred.platform(),
                 cred.account_id(),
+                vault.config.platform,
                 vault.config.bot_id
             ),
         );
@@ -286,13 +288,18 @@ fn mac_problems(
     // look at them only when none verifies (an edited `bot_id` in one
     // checkpoint is corruption, not another bot).
     let judged = if good.is_empty() { bad } else { good };
-    if let Some(other) = judged.iter().find(|s| s.ckpt.bot_id != cred.account_id()) {
+    let other_account = |s: &&StoredCheckpoint| {
+        s.ckpt.bot_id != cred.account_id() || s.ckpt.platform != cred.platform().as_str()
+    };
+    if let Some(other) = judged.iter().find(other_account) {
         found.push(
             Detail::DifferentBot,
             format!(
-                "checkpoint {} is bound to bot {}, the token is bot {}'s",
+                "checkpoint {} is bound to {} bot {}, the token is {} bot {}'s",
                 other.ckpt.seq,
+                other.ckpt.platform,
                 other.ckpt.bot_id,
+                cred.platform(),
                 cred.account_id()
             ),
         );

@@ -13,7 +13,9 @@ use crate::vault::{StoredCheckpoint, Vault};
 pub fn current_head(vault: &Vault, cred: &Credential) -> Result<Option<StoredCheckpoint>> {
     if !vault.belongs_to(cred) {
         return Err(Error::Identity(Mismatch::OtherAccount {
+            token_platform: cred.platform().to_string(),
             token: cred.account_id(),
+            vault_platform: vault.config.platform.clone(),
             vault: vault.config.bot_id,
         }));
     }

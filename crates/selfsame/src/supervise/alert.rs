@@ -220,10 +220,11 @@ impl Dispatcher {
     }
 }
 
-/// Replaces the credential, and its secret part alone, with `<token>`.
+/// Replaces the credential, and its secret parts alone, with `<token>`.
 pub fn redact(text: &str, cred: &Credential) -> String {
-    let [whole, secret] = cred.secret_texts();
-    text.replace(whole, "<token>").replace(secret, "<token>")
+    cred.secret_texts()
+        .into_iter()
+        .fold(text.to_owned(), |t, s| t.replace(s, "<token>"))
 }
 
 fn run_cmd(cmd: &str, json: &str, hidden: &[OsString]) -> Result<(), String> {

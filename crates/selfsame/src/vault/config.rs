@@ -12,8 +12,6 @@ use crate::format::excludes::Excludes;
 use crate::format::tags::Reads;
 use crate::verdict::{Action, MigrationPolicy, Policies};
 
-/// Default name of the env var holding the bot token.
-pub const DEFAULT_TOKEN_ENV: &str = "TELEGRAM_BOT_TOKEN";
 /// Default `max_age`: a head older than this gets the `stale` warning.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -23,11 +21,13 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct Config {
     /// Soul path, relative to the vault's parent directory (or absolute).
     pub soul: String,
-    /// Platform whose credential binds the identity: `telegram`.
+    /// Platform whose credential binds the identity: `telegram` (the
+    /// default) or `discord`.
     #[serde(default = "default_platform")]
     pub platform: String,
-    /// Env var holding the bot token.
-    #[serde(default = "default_token_env")]
+    /// Env var holding the bot token; when the file names none, the
+    /// platform's ([`Platform::default_token_env`]).
+    #[serde(default)]
     pub token_env: String,
     /// The bot id the vault belongs to.
     pub bot_id: u64,
@@ -69,9 +69,6 @@ pub struct PolicyConfig {
 fn default_platform() -> String {
     Platform::Telegram.as_str().into()
 }
-fn default_token_env() -> String {
-    DEFAULT_TOKEN_ENV.into()
-}
 
 impl Config {
     /// A new config for `soul`, bound to the account `cred` proves.
@@ -79,7 +76,7 @@ impl Config {
         Config {
             soul: soul.to_owned(),
             platform: cred.platform().as_str().to_owned(),
-            token_env: default_token_env(),
+            token_env: cred.platform().default_token_env().to_owned(),
             bot_id: cred.account_id(),
             exclude: Vec::new(),
             max_age: None,
@@ -91,18 +88,26 @@ impl Config {
 
     /// Parses and checks config text; `path` names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| Error::Config {
+        let mut config: Config = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_owned(),
             message: located(text, &e),
         })?;
-        if Platform::parse(&config.platform).is_none() {
+        let Some(platform) = Platform::parse(&config.platform) else {
+            let known: Vec<String> = Platform::ALL
+                .iter()
+                .map(|(_, n)| format!("{n:?}"))
+                .collect();
             return Err(Error::Config {
                 path: path.to_owned(),
                 message: format!(
-                    "platform {:?} is not supported; use \"telegram\"",
-                    config.platform
+                    "platform {:?} is not supported; use {}",
+                    config.platform,
+                    known.join(" or ")
                 ),
             });
+        };
+        if config.token_env.is_empty() {
+            config.token_env = platform.default_token_env().to_owned();
         }
         // The values are well typed; check what they say, naming the line.
         let at = |key: &str, e: Error| match (e, locate_key(text, key)) {
@@ -192,6 +197,11 @@ impl Config {
         }
     }
 
+    /// The platform the config names (checked when it was parsed).
+    pub fn platform(&self) -> Platform {
+        Platform::parse(&self.platform).unwrap_or(Platform::Telegram)
+    }
+
     /// The file text, with comments for people.
     pub fn to_toml(&self) -> String {
         let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
@@ -199,6 +209,9 @@ impl Config {
         out.push_str("# selfsame vault configuration. See `selfsame --help`.\n");
         out.push_str("# Soul directory, relative to the directory that holds .selfsame/.\n");
         out.push_str(&format!("soul = {}\n", q(&self.soul)));
+        out.push_str(
+            "# Platform of the bot whose token binds the vault: \"telegram\" or \"discord\".\n",
+        );
         out.push_str(&format!("platform = {}\n", q(&self.platform)));
         out.push_str("# Env var holding the bot token (never stored here).\n");
         out.push_str(&format!("token_env = {}\n", q(&self.token_env)));
@@ -320,7 +333,7 @@ fn key_at(text: &str, at: usize) -> Option<String> {
 fn takes(key: &str) -> Option<&'static str> {
     Some(match key {
         "soul" => "a quoted path, e.g. soul = \"soul\"",
-        "platform" => "\"telegram\"",
+        "platform" => "\"telegram\" or \"discord\"",
         "token_env" => "the quoted name of an env var, e.g. token_env = \"TELEGRAM_BOT_TOKEN\"",
         "bot_id" => "the bot's numeric id, unquoted, e.g. bot_id = 123456",
         "exclude" => "a list of quoted globs, e.g. exclude = [\"cache/**\"]",
@@ -348,4 +361,38 @@ fn parse_max_age(text: &str) -> std::result::Result<Option<Duration>, String> {
     humantime::parse_duration(text.trim())
         .map(Some)
         .map_err(|e| format!("max_age {text:?}: {e} (examples: 7d, 12h, 0)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_env_defaults_to_the_platform_s_and_unknown_platforms_are_named() {
+        let path = Path::new("config.toml");
+        let c = Config::parse("soul = \"soul\"\nbot_id = 7\n", path).unwrap();
+        assert_eq!(
+            (c.platform(), c.token_env.as_str()),
+            (Platform::Telegram, "TELEGRAM_BOT_TOKEN")
+        );
+        let c = Config::parse(
+            "soul = \"soul\"\nplatform = \"discord\"\nbot_id = 7\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.platform(), c.token_env.as_str()),
+            (Platform::Discord, "DISCORD_BOT_TOKEN")
+        );
+        let c = Config::parse(
+            "soul = \"soul\"\nplatform = \"discord\"\ntoken_env = \"MY_TOKEN\"\nbot_id = 7\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(c.token_env, "MY_TOKEN");
+        let e = Config::parse("soul = \"soul\"\nplatform = \"slack\"\nbot_id = 7\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"telegram\" or \"discord\""), "{e}");
+    }
 }

@@ -109,3 +109,12 @@ impl VaultFiles for Vault {
         Vault::excludes(self)
     }
 }
+
+pub use crate::vault::store::memory::{Fault, MemoryStore};
+pub use crate::vault::store::{EntryWriter, LocalStore, Name, NameKind, Store};
+
+/// This vault keeping its objects in `store` instead of `objects/` (the
+/// in-memory store of a fault-injection test).
+pub fn with_store(vault: Vault, store: std::sync::Arc<dyn Store>) -> Vault {
+    vault.with_store(store)
+}

@@ -215,7 +215,7 @@ fn an_unchanged_seal_writes_back_a_deleted_manifest_object() {
     let s = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
     let mut soul = [0u8; 32];
     hex::decode_to_slice(&s.soul, &mut soul).unwrap();
-    let manifest = vault.objects().path(&soul);
+    let manifest = vault.objects().locate(&soul);
     fs::remove_file(&manifest).unwrap();
     // The stat cache still vouches for the manifest; the seal looks anyway.
     let again = seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();

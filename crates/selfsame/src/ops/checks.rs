@@ -470,7 +470,10 @@ fn check_objects(
     let mut seen = HashSet::new();
     let mut missing = HashSet::new();
     let mut souls = HashSet::new();
-    let listed = (scope == ObjectScope::Head).then(|| objects.list());
+    let listed = match scope {
+        ObjectScope::Head => Some(objects.list()?),
+        ObjectScope::All => None,
+    };
     // Checkpoints of the same soul share a manifest: check it once (the
     // head's is always read, for the verdict).
     let head_seq = head.map(|h| h.ckpt.seq);
@@ -498,7 +501,7 @@ fn check_objects(
                     format!(
                         "checkpoint {seq}: object for {} is not a regular file ({})",
                         e.path,
-                        objects.path(&e.hash).display()
+                        objects.locate(&e.hash).display()
                     ),
                 ),
                 None => {
@@ -625,7 +628,7 @@ pub fn config_problem(vault: &Vault, head: &StoredCheckpoint) -> Option<Problem>
     let mut hash = [0u8; 32];
     let saved = (hex::decode_to_slice(sealed, &mut hash).is_ok()
         && vault.objects().size_of(&hash).is_some())
-    .then(|| vault.objects().path(&hash));
+    .then(|| vault.objects().locate(&hash));
     Some(Problem {
         detail: Detail::ConfigChanged,
         message: format!("config.toml changed since checkpoint {}", head.ckpt.seq),

@@ -44,7 +44,7 @@ pub fn manifest_of(vault: &Vault, stored: &StoredCheckpoint) -> Result<Manifest>
     hex::decode_to_slice(&stored.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
     let bytes = vault.objects().read(&soul)?;
     Manifest::parse(&bytes).map_err(|e| {
-        let path = vault.objects().path(&soul);
+        let path = vault.objects().locate(&soul);
         Error::corrupt(&path, Damage::Manifest(Some(stored.ckpt.seq), e))
     })
 }
@@ -56,7 +56,7 @@ pub fn manifest_by_hash(vault: &Vault, hex: &str) -> Result<Manifest> {
         .map_err(|_| Error::corrupt(&vault.journal_path(), Damage::JournalSoul(hex.to_owned())))?;
     let bytes = vault.objects().read(&hash)?;
     Manifest::parse(&bytes)
-        .map_err(|e| Error::corrupt(&vault.objects().path(&hash), Damage::Manifest(None, e)))
+        .map_err(|e| Error::corrupt(&vault.objects().locate(&hash), Damage::Manifest(None, e)))
 }
 
 /// Whether `stored` can be trusted under `keys`: its MAC verifies, or a

@@ -373,10 +373,16 @@ fn finish_scan(
         let (hash_tx, hash_rx) = mpsc::sync_channel::<[u8; 32]>(1);
         let stored = threads.spawn(move || -> Result<()> {
             let mut writer = objects.writer()?;
-            let flusher = writer.flusher()?;
+            let flusher = writer.flusher();
             let (flush, flush_rx) = mpsc::sync_channel::<()>(1);
             // Errors here are the final flush's to report.
-            threads.spawn(move || flush_rx.iter().for_each(|()| drop(flusher.sync_data())));
+            threads.spawn(move || {
+                flush_rx.iter().for_each(|()| {
+                    if let Some(f) = &flusher {
+                        f()
+                    }
+                })
+            });
             let mut unflushed = 0;
             for chunk in chunks_rx {
                 writer.write(&chunk)?;

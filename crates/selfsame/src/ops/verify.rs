@@ -3,7 +3,6 @@
 //! object re-hashed.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicBool;
 
 use crate::crypto::Credential;
 use serde::Serialize;
@@ -11,12 +10,12 @@ use serde::Serialize;
 pub use super::checks::Problem;
 use super::checks::{inspect_consistent, Inspection, ObjectScope};
 use super::head::manifest_of;
-use crate::error::{Damage, Error, Result};
+use crate::error::{Error, Result};
 use crate::format::{Entry, Kind};
 use crate::progress::{Phase, Progress};
-use crate::soul::hash::{hash_files, Job};
 use crate::vault::Vault;
 use crate::verdict::{Detail, Verdict};
+use rayon::prelude::*;
 
 /// What verify found.
 #[derive(Debug, Clone, Serialize)]
@@ -142,29 +141,19 @@ fn read_objects(
     }
     let total: u64 = todo.iter().map(|(_, e)| e.size).sum();
     progress.start(Phase::Verify, todo.len() as u64, total);
-    let jobs: Vec<Job> = todo
-        .iter()
-        .map(|(_, e)| Job {
-            path: objects.path(&e.hash),
-            size: e.size,
-            seen: None,
-            expect: None,
+    // Each content streamed from the store and re-hashed, several at once.
+    let read: Vec<Result<u64>> = todo
+        .par_iter()
+        .map(|(_, e)| {
+            objects.stream(&e.hash, e.size, &mut |piece| {
+                progress.advance(piece.len() as u64);
+                Ok(())
+            })
         })
         .collect();
-    let hashed = hash_files(&jobs, None, progress, &AtomicBool::new(false));
     progress.finish();
     let (mut objects_read, mut bytes_read) = (0, 0);
-    for ((seq, e), r) in todo.iter().zip(hashed) {
-        let checked = match r {
-            Ok(h) if h.hash == e.hash => Ok(h.size),
-            Ok(_) => Err(objects.mismatch(&e.hash)),
-            Err(Error::Io { path, source }) => Err(objects.missing(&e.hash, &path, source)),
-            // Swapped for something else since its size was read.
-            Err(Error::FileChanging { path, .. }) => {
-                Err(Error::corrupt(&path, Damage::ObjectChanged))
-            }
-            Err(other) => Err(other),
-        };
+    for ((seq, e), checked) in todo.iter().zip(read) {
         match checked {
             Ok(n) => {
                 objects_read += 1;

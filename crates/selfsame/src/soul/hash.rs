@@ -628,7 +628,7 @@ mod tests {
     fn stored_objects_hold_the_bytes_and_are_written_once() {
         let dir = tempfile::tempdir().unwrap();
         let (jobs, contents) = files(dir.path());
-        let store = Objects::new(dir.path().join("objects"));
+        let store = Objects::local(dir.path().join("objects"));
         let never = AtomicBool::new(false);
         for (r, b) in hash_files(&jobs, Some(&store), &Silent, &never)
             .into_iter()

@@ -19,6 +19,7 @@ pub(crate) mod marker;
 pub(crate) mod objects;
 pub(crate) mod private;
 pub(crate) mod read;
+pub(crate) mod store;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -50,6 +51,9 @@ pub struct Vault {
     /// The bytes of `config.toml` that `config` was parsed from.
     config_bytes: Vec<u8>,
     settings: Settings,
+    /// Test hook: the store objects are kept in, instead of `objects/`.
+    #[cfg(feature = "test-hooks")]
+    store: Option<std::sync::Arc<dyn store::Store>>,
 }
 
 impl Vault {
@@ -108,6 +112,8 @@ impl Vault {
             config,
             config_bytes: text.into_bytes(),
             settings: Settings::default(),
+            #[cfg(feature = "test-hooks")]
+            store: None,
         })
     }
 
@@ -177,6 +183,8 @@ impl Vault {
             config,
             config_bytes: text.into_bytes(),
             settings: self.settings.clone(),
+            #[cfg(feature = "test-hooks")]
+            store: self.store.clone(),
         })
     }
 
@@ -209,7 +217,18 @@ impl Vault {
 
     /// The object store.
     pub(crate) fn objects(&self) -> Objects {
-        Objects::new(self.dir.join("objects"))
+        #[cfg(feature = "test-hooks")]
+        if let Some(store) = &self.store {
+            return Objects::new(store.clone());
+        }
+        Objects::local(self.dir.join("objects"))
+    }
+
+    /// Test hook: this vault keeping its objects in `store`.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn with_store(mut self, store: std::sync::Arc<dyn store::Store>) -> Vault {
+        self.store = Some(store);
+        self
     }
 
     /// The history log, for reading.

@@ -29,11 +29,11 @@ pub(crate) fn sealed(vault: &Vault, seq: u64, sealed: Option<&str>) -> Result<Va
     let objects = vault.objects();
     let bytes = objects.read(&hash).map_err(|e| match e {
         Error::ObjectMissing { .. } | Error::Corrupt { .. } => {
-            Error::corrupt(&objects.path(&hash), Damage::SealedConfigLost(seq))
+            Error::corrupt(&objects.locate(&hash), Damage::SealedConfigLost(seq))
         }
         e => e,
     })?;
-    vault.with_config(bytes, &objects.path(&hash))
+    vault.with_config(bytes, &objects.locate(&hash))
 }
 
 /// The vault acting on the config an interrupted operation acts on: the

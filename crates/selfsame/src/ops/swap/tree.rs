@@ -195,7 +195,7 @@ pub fn stage(
                     let n = objects.copy_to(&e.hash, e.size, &p, &|n| progress.advance(n))?;
                     if n != e.size {
                         return Err(Error::corrupt(
-                            &objects.path(&e.hash),
+                            &objects.locate(&e.hash),
                             Damage::EntryWrongSize(e.path.clone()),
                         ));
                     }

@@ -194,6 +194,17 @@ impl Context {
         self.token(vault.config.platform(), &vault.config.token_env)
     }
 
+    /// The vault's remote (`[remote]`) with the AWS credentials from the
+    /// environment. The secret is never printed.
+    #[cfg(feature = "remote")]
+    pub fn remote_access(&self, vault: &Vault) -> Result<selfsame::ops::push::Access> {
+        let url = vault.config.remote.as_ref().ok_or_else(|| Error::Remote {
+            url: "(none)".into(),
+            problem: selfsame::RemoteProblem::NotConfigured,
+        })?;
+        access(&url.url, url.endpoint.as_deref(), url.region.as_deref())
+    }
+
     /// A progress bar on stderr when it is a terminal and output is not JSON.
     pub fn progress(&self) -> Bar {
         Bar::new(!self.json && std::io::stderr().is_terminal())
@@ -232,4 +243,25 @@ fn reason(e: &CredentialError) -> String {
         CredentialError::Telegram(_) => "not of the form <digits>:<secret>".into(),
         CredentialError::Discord(d) => d.to_string(),
     }
+}
+
+/// Access to a remote: `url` with the AWS credentials from
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
+#[cfg(feature = "remote")]
+pub fn access(
+    url: &str,
+    endpoint: Option<&str>,
+    region: Option<&str>,
+) -> Result<selfsame::ops::push::Access> {
+    use selfsame::ops::push::{Access, AwsCredentials};
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) else {
+        return Err(Error::Remote {
+            url: url.to_owned(),
+            problem: selfsame::RemoteProblem::NoCredentials,
+        });
+    };
+    let region = region.map(str::to_owned).or_else(|| var("AWS_REGION"));
+    let creds = AwsCredentials::new(id, secret, var("AWS_SESSION_TOKEN"));
+    Access::new(url, endpoint, region.as_deref(), creds).map_err(Error::Usage)
 }

@@ -72,6 +72,8 @@ enum Command {
     Demo(demo::Args),
     Migrate(migrate::Args),
     Rekey(rekey::Args),
+    #[cfg(feature = "remote")]
+    Push(push::Args),
     Run(run::Args),
     /// Validate Telegram-signed data (Mini App initData, Login Widget).
     Telegram(telegram::TelegramArgs),
@@ -121,6 +123,8 @@ fn main() {
         Command::Demo(a) => demo::run(a, &ctx),
         Command::Migrate(a) => migrate::run(a, &ctx),
         Command::Rekey(a) => rekey::run(a, &ctx),
+        #[cfg(feature = "remote")]
+        Command::Push(a) => push::run(a, &ctx),
         Command::Run(a) => run::run(a, &ctx),
         Command::Telegram(a) => Ok(telegram::run(a, &ctx)),
     };

@@ -7,7 +7,9 @@ use selfsame::ops::restore::{Pending, WakeWill};
 use selfsame::ops::verify::VerifyReport;
 use selfsame::ops::wake::WakeReport;
 use selfsame::supervise::Next;
-use selfsame::{Advice, Damage, Detail, Error, Left, LockName, Mismatch, Refusal, Then, Verdict};
+use selfsame::{
+    Advice, Damage, Detail, Error, Left, LockName, Mismatch, Refusal, RemoteProblem, Then, Verdict,
+};
 
 /// An error as the owner reads it: what failed, and what to run next.
 pub fn error(e: &Error) -> String {
@@ -74,6 +76,24 @@ pub fn error(e: &Error) -> String {
         Error::NoCommand => format!(
             "{e}: give the agent's command line after `--`, e.g. `selfsame run -- python bot.py`"
         ),
+        Error::Remote { problem, .. } => match problem {
+            RemoteProblem::NotConfigured => format!(
+                "{e}: add `[remote]` with `url = \"s3://BUCKET/PREFIX\"` (and `endpoint` for a server other than AWS), then run `selfsame accept`"
+            ),
+            RemoteProblem::NoCredentials => format!(
+                "{e}: export them in the environment (they are never stored)"
+            ),
+            RemoteProblem::Unreachable(_) => {
+                format!("{e}; nothing was lost: run `selfsame push` again once it answers")
+            }
+            RemoteProblem::Ahead { .. } => format!(
+                "{e}; run `selfsame wake` for the verdict, and do not push from this vault"
+            ),
+            RemoteProblem::Forked { .. } => format!(
+                "{e}; stop the agent on one of the hosts: `selfsame wake` there says `corrupted` (forked)"
+            ),
+            _ => e.to_string(),
+        },
         e => e.to_string(),
     }
 }

@@ -33,6 +33,8 @@ impl Progress for Bar {
                 Phase::Hash => "hashing",
                 Phase::Restore => "restoring",
                 Phase::Verify => "verifying",
+                Phase::Upload => "uploading",
+                Phase::Download => "downloading",
             });
         }
     }

@@ -169,6 +169,61 @@ pub enum Error {
     /// `supervise` was given no command to run.
     #[error("no command to supervise")]
     NoCommand,
+    /// The remote replica (`[remote]`) could not be used.
+    #[error("remote {url}: {problem}")]
+    Remote {
+        /// The remote, `s3://BUCKET/PREFIX`.
+        url: String,
+        /// What went wrong.
+        problem: RemoteProblem,
+    },
+}
+
+/// What went wrong with the remote replica. Never holds a key, a token or
+/// an AWS secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteProblem {
+    /// No `[remote]` in the config, and no URL given.
+    #[error("no remote is configured ([remote] url in config.toml)")]
+    NotConfigured,
+    /// The AWS credentials are missing from the environment.
+    #[error("no AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")]
+    NoCredentials,
+    /// The server could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The server answered with an error.
+    #[error("the server refused: {0}")]
+    Server(String),
+    /// The remote's data key does not open under the credential.
+    #[error("{0}")]
+    Key(String),
+    /// A record of the remote does not open, does not parse, or is not
+    /// what its name promises: the replica is damaged or was altered.
+    #[error("damaged: {0}")]
+    Damaged(String),
+    /// The remote holds another checkpoint under a seq this vault also
+    /// sealed: the agent also runs elsewhere.
+    #[error("forked: the remote's checkpoint {seq} is not this vault's (the agent also runs elsewhere, or ran from a copy of this vault)")]
+    Forked {
+        /// The first seq where the two differ.
+        seq: u64,
+    },
+    /// The remote holds no vault (no key or no HEAD).
+    #[error("holds no vault")]
+    Empty,
+    /// The remote is ahead of this vault: pushing would rewind it.
+    #[error("the remote is at checkpoint {remote}, this vault only at {local}: an older vault was put back here, or another host went on")]
+    Ahead {
+        /// The local head.
+        local: u64,
+        /// The remote head.
+        remote: u64,
+    },
+    /// The local vault does not pass its checks; nothing is pushed.
+    #[error("this vault does not pass its checks, so nothing was pushed: {0}")]
+    LocalDamaged(String),
 }
 
 /// Which lock another process holds.
@@ -520,6 +575,15 @@ impl Error {
             | Error::NoCommand => 2,
             Error::Identity(_) => 4,
             Error::Corrupt { .. } | Error::ObjectMissing { .. } => 5,
+            Error::Remote { problem, .. } => match problem {
+                RemoteProblem::NotConfigured | RemoteProblem::NoCredentials => 2,
+                RemoteProblem::Key(_) => 4,
+                RemoteProblem::Damaged(_)
+                | RemoteProblem::Forked { .. }
+                | RemoteProblem::Ahead { .. }
+                | RemoteProblem::LocalDamaged(_) => 5,
+                _ => 1,
+            },
             Error::Busy { .. } => 75,
             _ => 1,
         }

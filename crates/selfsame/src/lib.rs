@@ -36,6 +36,8 @@ mod error;
 mod format;
 pub mod ops;
 pub mod progress;
+#[cfg(feature = "remote")]
+mod remote;
 mod settings;
 mod soul;
 pub mod supervise;
@@ -45,13 +47,13 @@ mod vault;
 mod verdict;
 
 pub use crypto::{Credential, CredentialError, DiscordToken, DiscordTokenError, Platform};
-pub use error::{Damage, Error, Left, LockName, Mismatch, Refusal, Result, Then};
+pub use error::{Damage, Error, Left, LockName, Mismatch, Refusal, RemoteProblem, Result, Then};
 pub use format::checkpoint::{CheckpointError, FieldError};
 pub use format::journal::JournalError;
 pub use format::manifest::ManifestError;
 pub use progress::{Phase, Progress, Silent};
 pub use settings::Settings;
 pub use soul::changes::{ChangeKind, ChangeSummary, Changes};
-pub use vault::config::{Config, PolicyConfig};
+pub use vault::config::{Config, PolicyConfig, RemoteConfig, WitnessPolicy};
 pub use vault::Vault;
 pub use verdict::{Action, Advice, Detail, MigrationPolicy, Policies, Verdict};

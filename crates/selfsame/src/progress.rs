@@ -10,6 +10,10 @@ pub enum Phase {
     Restore,
     /// Re-hashing stored objects (verify --read-data).
     Verify,
+    /// Sending objects to the remote replica (push).
+    Upload,
+    /// Fetching objects from the remote replica (clone).
+    Download,
 }
 
 /// Receives progress. All methods have empty defaults.

@@ -118,3 +118,46 @@ pub use crate::vault::store::{EntryWriter, LocalStore, Name, NameKind, Store};
 pub fn with_store(vault: Vault, store: std::sync::Arc<dyn Store>) -> Vault {
     vault.with_store(store)
 }
+
+/// Checks that the S3 server at `endpoint` honours conditional writes the
+/// way the remote witness needs, through the client selfsame uses: a
+/// second create-only PUT must fail, a compare-and-swap with the current
+/// ETag must succeed and one with a stale ETag must fail. A server that
+/// ignores the headers would make tests pass that should fail.
+#[cfg(feature = "remote")]
+pub fn s3_self_check(endpoint: &str, bucket: &str) -> std::result::Result<(), String> {
+    use crate::format::location::Location;
+    use crate::remote::s3::{AwsCredentials, Client, Condition, Put};
+    let location = Location::parse(&format!("s3://{bucket}/self-check"), Some(endpoint), None)?;
+    let creds = AwsCredentials::new("testing".into(), "testing".into(), None);
+    let client = Client::new(location.clone(), creds);
+    let key = location.key("probe");
+    let e = |e: crate::remote::s3::S3Error| e.to_string();
+    let first = match client.put(&key, b"one", Condition::Absent).map_err(e)? {
+        Put::Written(etag) => etag,
+        Put::ConditionFailed => return Err("the first create-only PUT failed".into()),
+    };
+    if client.put(&key, b"two", Condition::Absent).map_err(e)? != Put::ConditionFailed {
+        return Err("a second create-only PUT (If-None-Match: *) succeeded".into());
+    }
+    let second = match client
+        .put(&key, b"three", Condition::Matches(&first))
+        .map_err(e)?
+    {
+        Put::Written(etag) => etag,
+        Put::ConditionFailed => {
+            return Err("a compare-and-swap with the current ETag failed".into())
+        }
+    };
+    if client
+        .put(&key, b"four", Condition::Matches(&first))
+        .map_err(e)?
+        != Put::ConditionFailed
+    {
+        return Err("a compare-and-swap with a stale ETag (If-Match) succeeded".into());
+    }
+    match client.get(&key).map_err(e)? {
+        Some((body, etag)) if body == b"three" && etag == second => Ok(()),
+        _ => Err("the object is not what the last successful PUT wrote".into()),
+    }
+}

@@ -1,7 +1,7 @@
 //! The library's layers point one way, down (docs/ARCHITECTURE.md):
 //!
 //! ```text
-//! format → core (error, verdict, progress, settings) → crypto → vault → soul → ops → supervise
+//! format → core (error, verdict, progress, settings) → crypto → vault → remote → soul → ops → supervise
 //! ```
 //!
 //! A small scan of `src/`: every `use crate::…`, `use super::…` and inline
@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("crypto", &["crypto"]),
     ("vault", &["vault"]),
+    ("remote", &["remote"]),
     ("soul", &["soul"]),
     ("ops", &["ops"]),
     ("supervise", &["supervise"]),
@@ -410,8 +411,8 @@ fn the_public_surface_is_the_curated_one() {
     assert_eq!(
         public_modules("src/ops/mod.rs"),
         set(&[
-            "accept", "cat", "diff", "init", "log", "ls", "migrate", "rekey", "restore", "seal",
-            "show", "verify", "wake"
+            "accept", "cat", "diff", "init", "log", "ls", "migrate", "push", "rekey", "restore",
+            "seal", "show", "verify", "wake"
         ])
     );
     for private in [
@@ -422,6 +423,7 @@ fn the_public_surface_is_the_curated_one() {
         "src/soul/mod.rs",
         "src/format/mod.rs",
         "src/crypto/mod.rs",
+        "src/remote/mod.rs",
     ] {
         let found = public_modules(private);
         assert!(found.is_empty(), "{private} makes {found:?} public");

@@ -8,6 +8,8 @@ pub mod init;
 pub mod log;
 pub mod ls;
 pub mod migrate;
+#[cfg(feature = "remote")]
+pub mod push;
 pub mod rekey;
 pub mod restore;
 pub mod run;

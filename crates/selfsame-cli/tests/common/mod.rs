@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs;

@@ -5,6 +5,8 @@
 
 mod credential;
 pub(crate) mod keys;
+#[cfg(feature = "remote")]
+pub(crate) mod remote;
 
 pub use credential::{Credential, CredentialError, DiscordToken, DiscordTokenError, Platform};
 pub use keys::Keys;

@@ -5,6 +5,7 @@ pub(crate) mod checkpoint;
 pub(crate) mod excludes;
 pub(crate) mod history;
 pub(crate) mod journal;
+pub(crate) mod location;
 pub(crate) mod manifest;
 pub(crate) mod marker;
 pub(crate) mod patch;

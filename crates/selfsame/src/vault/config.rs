@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{Credential, Platform};
 use crate::error::{Error, Result};
 use crate::format::excludes::Excludes;
+use crate::format::location::Location;
 use crate::format::tags::Reads;
 use crate::verdict::{Action, MigrationPolicy, Policies};
 
@@ -49,6 +50,42 @@ pub struct Config {
     /// vault's parent (or absolute); default `migrations`.
     #[serde(default)]
     pub migrations: Option<String>,
+    /// The encrypted replica on S3-compatible storage, and its witness.
+    #[serde(default)]
+    pub remote: Option<RemoteConfig>,
+}
+
+/// `[remote]` table: where the encrypted replica lives. Credentials are
+/// never here: they come from the AWS environment variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// `s3://BUCKET/PREFIX`.
+    pub url: String,
+    /// An S3-compatible endpoint (`http://127.0.0.1:9000`); unset: AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The region (default `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+impl RemoteConfig {
+    /// Where the remote is, checked.
+    pub fn location(&self) -> std::result::Result<Location, String> {
+        Location::parse(&self.url, self.endpoint.as_deref(), self.region.as_deref())
+    }
+}
+
+/// What wake does when the remote witness cannot be reached
+/// (`[policy] witness`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WitnessPolicy {
+    /// Warn `witness-unreachable`, and start.
+    #[default]
+    Warn,
+    /// Halt: without the witness, a rollback cannot be ruled out.
+    Halt,
 }
 
 /// `[policy]` table.
@@ -64,6 +101,9 @@ pub struct PolicyConfig {
     /// `migrate` or `warn` (default) when the soul needs a migration.
     #[serde(default, rename = "needs-migration")]
     pub needs_migration: Option<String>,
+    /// `warn` (default) or `halt` when the remote witness cannot be reached.
+    #[serde(default)]
+    pub witness: Option<String>,
 }
 
 fn default_platform() -> String {
@@ -83,6 +123,19 @@ impl Config {
             policy: PolicyConfig::default(),
             reads: None,
             migrations: None,
+            remote: None,
+        }
+    }
+
+    /// `[policy] witness`.
+    pub fn witness_policy(&self, path: &Path) -> Result<WitnessPolicy> {
+        match self.policy.witness.as_deref() {
+            None | Some("warn") => Ok(WitnessPolicy::Warn),
+            Some("halt") => Ok(WitnessPolicy::Halt),
+            Some(t) => Err(Error::Config {
+                path: path.to_owned(),
+                message: format!("policy.witness = {t:?}: expected warn or halt"),
+            }),
         }
     }
 
@@ -130,6 +183,20 @@ impl Config {
             return Err(at(key, e));
         }
         config.max_age(path).map_err(|e| at("max_age", e))?;
+        config
+            .witness_policy(path)
+            .map_err(|e| at("policy.witness", e))?;
+        if let Some(r) = &config.remote {
+            r.location().map_err(|message| {
+                at(
+                    "remote",
+                    Error::Config {
+                        path: path.to_owned(),
+                        message,
+                    },
+                )
+            })?;
+        }
         config.reads(path).map_err(|e| at("reads", e))?;
         Excludes::new(&config.exclude).map_err(|message| {
             at(
@@ -251,6 +318,19 @@ impl Config {
         ));
         if let Some(m) = &self.policy.needs_migration {
             out.push_str(&format!("needs-migration = {}\n", q(m)));
+        }
+        if let Some(w) = &self.policy.witness {
+            out.push_str(&format!("witness = {}\n", q(w)));
+        }
+        if let Some(r) = &self.remote {
+            out.push_str("\n# The encrypted replica and rollback witness (credentials: AWS_* env).\n[remote]\n");
+            out.push_str(&format!("url = {}\n", q(&r.url)));
+            if let Some(e) = &r.endpoint {
+                out.push_str(&format!("endpoint = {}\n", q(e)));
+            }
+            if let Some(g) = &r.region {
+                out.push_str(&format!("region = {}\n", q(g)));
+            }
         }
         out
     }

@@ -1,0 +1,185 @@
+//! A real local S3 server for the remote tests: moto (PyPI `moto[s3]`),
+//! installed once into a venv under the build's temp dir, started on a
+//! free port per test and stopped by its pid. Before a test uses it, the
+//! server must pass [`selfsame::testing::s3_self_check`]: a server that
+//! ignores conditional writes fails the test instead of fooling it.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The moto version the tests were written against (see the notes on S3
+/// test servers: it honours `If-None-Match` and `If-Match`).
+pub const MOTO: &str = "moto[s3]==5.2.5";
+
+/// Dummy credentials: moto accepts any.
+pub const AWS_KEY: &str = "AKIATESTKEY0000CANARY";
+/// The AWS secret the tests pass; it must never show up anywhere.
+pub const AWS_SECRET: &str = "aws-secret-canary/9f8e7d6c5b4a3f2e1d0c";
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// The venv with moto, made when missing (a venv's scripts name its
+/// path, so it is made where it stays; `installed` marks it complete).
+fn venv() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("moto-5.2.5");
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if dir.join("installed").exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .expect("python3 -m venv")
+        .success()
+        && Command::new(dir.join("bin/pip"))
+            .args(["install", "-q", MOTO, "flask", "flask-cors"])
+            .status()
+            .expect("pip install moto")
+            .success();
+    assert!(ok, "installing {MOTO} into {} failed", dir.display());
+    std::fs::write(dir.join("installed"), MOTO).unwrap();
+    dir
+}
+
+/// A running moto server with one bucket, stopped (by pid) when dropped.
+pub struct Moto {
+    child: Option<Child>,
+    pub port: u16,
+    pub bucket: String,
+    venv: PathBuf,
+}
+
+impl Moto {
+    /// Starts a server, makes the bucket `selfsame-test`, and checks that
+    /// it honours conditional writes.
+    pub fn start() -> Moto {
+        let venv = venv();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut m = Moto {
+            child: None,
+            port,
+            bucket: "selfsame-test".into(),
+            venv,
+        };
+        m.resume();
+        let status = http(port, &format!("PUT /{} HTTP/1.1", m.bucket));
+        assert_eq!(status, 200, "creating the bucket");
+        selfsame::testing::s3_self_check(&m.endpoint(), &m.bucket)
+            .unwrap_or_else(|e| panic!("the S3 server fails its self-check: {e}"));
+        m
+    }
+
+    /// Starts the server again on the same port (after [`Moto::stop`]);
+    /// moto keeps nothing, so the bucket is made again and empty.
+    pub fn resume(&mut self) {
+        let child = Command::new(self.venv.join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "moto_server did not listen on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (by its pid) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `s3://selfsame-test/PREFIX`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// The env a command needs to reach the server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", AWS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", AWS_SECRET.to_owned()),
+        ]
+    }
+
+    /// Every object in the bucket: key and bytes (through boto3 from the
+    /// venv).
+    pub fn objects(&self) -> Vec<(String, Vec<u8>)> {
+        let script = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+out = sys.stdout.buffer
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
+    for o in page.get("Contents", []):
+        body = s3.get_object(Bucket=sys.argv[2], Key=o["Key"])["Body"].read()
+        k = o["Key"].encode()
+        out.write(len(k).to_bytes(4, "big") + k + len(body).to_bytes(8, "big") + body)
+"#;
+        let out = Command::new(self.venv.join("bin/python"))
+            .args(["-c", script, &self.endpoint(), &self.bucket])
+            .output()
+            .expect("list the bucket");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut rest = &out.stdout[..];
+        let mut items = Vec::new();
+        while !rest.is_empty() {
+            let kl = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            let key = String::from_utf8(rest[4..4 + kl].to_vec()).unwrap();
+            rest = &rest[4 + kl..];
+            let bl = u64::from_be_bytes(rest[..8].try_into().unwrap()) as usize;
+            items.push((key, rest[8..8 + bl].to_vec()));
+            rest = &rest[8 + bl..];
+        }
+        items
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends one bodiless request line; returns the status.
+fn http(port: u16, line: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{line}\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,373 @@
+//! Push: send the remote replica what it lacks — objects, then checkpoints
+//! with their history lines (create-only), then the remote `HEAD` by
+//! compare-and-swap — and the witness comparison wake and status share
+//! (docs/REMOTE.md).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::checks::{inspect, Inspection, ObjectScope};
+use super::head::manifest_of;
+use crate::crypto::Credential;
+use crate::error::{Error, RemoteProblem, Result};
+use crate::format::Kind;
+use crate::progress::{Phase, Progress, Silent};
+use crate::remote::{CheckpointRecord, Remote, RemoteHead};
+use crate::vault::history::Line;
+use crate::vault::{StoredCheckpoint, Vault};
+
+pub use crate::remote::{Access, AwsCredentials};
+
+/// How many uploads run at once.
+const PARALLEL: usize = 8;
+
+/// What a push did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushReport {
+    /// `s3://BUCKET/PREFIX`.
+    pub url: String,
+    /// The remote head before the push (`None`: an empty remote).
+    pub remote_before: Option<u64>,
+    /// The remote head after it: the local head.
+    pub head: u64,
+    /// Checkpoints sent.
+    pub checkpoints: u64,
+    /// Objects sent (those the remote had are not counted).
+    pub objects: u64,
+    /// Plaintext bytes of the objects sent.
+    pub bytes: u64,
+}
+
+/// How the local vault stands against the remote witness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "standing")]
+pub enum Standing {
+    /// The same head.
+    Same,
+    /// The local vault has checkpoints the remote lacks.
+    Ahead {
+        /// The remote's head, `None` when nothing was pushed yet.
+        remote: Option<u64>,
+        /// How many checkpoints the remote lacks.
+        behind: u64,
+    },
+    /// The remote has checkpoints this vault lacks: an older vault was put
+    /// back, or the newest records were cut (`rolled-back`).
+    Behind {
+        /// The remote's head.
+        remote: u64,
+    },
+    /// The remote holds another checkpoint under a seq this vault also has
+    /// (`forked`).
+    Forked {
+        /// The first such seq found.
+        seq: u64,
+    },
+}
+
+/// Pushes with no progress reporting.
+pub fn push(vault: &Vault, cred: &Credential, access: &Access) -> Result<PushReport> {
+    push_with_progress(vault, cred, access, &Silent)
+}
+
+/// Pushes: what the remote lacks goes up; refused (nothing moves the
+/// remote head) when the remote is ahead of the vault or forked from it.
+/// Holds the vault lock only while it reads the vault.
+pub fn push_with_progress(
+    vault: &Vault,
+    cred: &Credential,
+    access: &Access,
+    progress: &dyn Progress,
+) -> Result<PushReport> {
+    let remote = Remote::open(access, cred, true)?;
+    let rhead = remote.head()?;
+    let plan = {
+        let _lock = vault.lock()?;
+        plan(vault, cred, &remote, rhead.as_ref())?
+    };
+    send(vault, &remote, plan, progress)
+}
+
+/// How `local` (verified checkpoints, ascending) stands against the
+/// remote head.
+pub(crate) fn standing(
+    remote: &Remote,
+    local: &[StoredCheckpoint],
+    rhead: Option<&RemoteHead>,
+) -> Result<Standing> {
+    let Some(head) = local.last() else {
+        return Ok(match rhead {
+            Some(r) => Standing::Behind { remote: r.seq },
+            None => Standing::Same,
+        });
+    };
+    let Some(r) = rhead else {
+        return Ok(Standing::Ahead {
+            remote: None,
+            behind: local.len() as u64,
+        });
+    };
+    let seq = head.ckpt.seq;
+    if r.seq > seq {
+        // Behind, unless the remote's checkpoint at our head is another.
+        let theirs = remote.checkpoint(seq)?.ok_or_else(|| Error::Remote {
+            url: remote.url().to_owned(),
+            problem: RemoteProblem::Damaged(format!(
+                "HEAD names checkpoint {} but checkpoint {seq} is missing",
+                r.seq
+            )),
+        })?;
+        return Ok(if theirs.checkpoint == head.ckpt.to_bytes() {
+            Standing::Behind { remote: r.seq }
+        } else {
+            Standing::Forked { seq }
+        });
+    }
+    let ours = local.iter().find(|s| s.ckpt.seq == r.seq);
+    Ok(match ours {
+        Some(s) if s.file_hash == r.checkpoint && r.seq == seq => Standing::Same,
+        Some(s) if s.file_hash == r.checkpoint => Standing::Ahead {
+            remote: Some(r.seq),
+            behind: local.iter().filter(|s| s.ckpt.seq > r.seq).count() as u64,
+        },
+        _ => Standing::Forked { seq: r.seq },
+    })
+}
+
+/// What a push sends, read from the vault under its lock.
+struct Plan {
+    remote_before: Option<RemoteHead>,
+    head: StoredCheckpoint,
+    records: Vec<(u64, CheckpointRecord)>,
+    /// Objects with their sizes, in a stable order.
+    objects: Vec<([u8; 32], u64)>,
+}
+
+fn plan(
+    vault: &Vault,
+    cred: &Credential,
+    remote: &Remote,
+    rhead: Option<&RemoteHead>,
+) -> Result<Plan> {
+    let insp = inspect(vault, cred, ObjectScope::Head)?;
+    if let Some(p) = insp.problems.first() {
+        return Err(Error::Remote {
+            url: remote.url().to_owned(),
+            problem: RemoteProblem::LocalDamaged(p.message.clone()),
+        });
+    }
+    let head = insp.head.clone().expect("no problems implies a head");
+    let from = match standing(remote, &insp.checkpoints, rhead)? {
+        Standing::Same | Standing::Ahead { .. } => rhead.map_or(0, |r| r.seq),
+        Standing::Behind { remote: r } => {
+            return Err(Error::Remote {
+                url: remote.url().to_owned(),
+                problem: RemoteProblem::Ahead {
+                    local: head.ckpt.seq,
+                    remote: r,
+                },
+            })
+        }
+        Standing::Forked { seq } => {
+            return Err(Error::Remote {
+                url: remote.url().to_owned(),
+                problem: RemoteProblem::Forked { seq },
+            })
+        }
+    };
+    let records = records(&insp, from);
+    let objects = objects_to_send(vault, &insp, from)?;
+    Ok(Plan {
+        remote_before: rhead.cloned(),
+        head,
+        records,
+        objects,
+    })
+}
+
+/// The checkpoints after `from`, each with the history lines after the
+/// previous checkpoint's anchor up to its own.
+fn records(insp: &Inspection, from: u64) -> Vec<(u64, CheckpointRecord)> {
+    let at: HashMap<&str, usize> = insp
+        .history
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.hash.as_str(), i + 1))
+        .collect();
+    let end_of = |s: &StoredCheckpoint| at.get(s.ckpt.log.as_str()).copied().unwrap_or(0);
+    let mut out = Vec::new();
+    let mut start = 0;
+    for s in &insp.checkpoints {
+        let end = end_of(s).max(start);
+        if s.ckpt.seq > from {
+            let lines: &[Line] = &insp.history.lines[start..end];
+            let mut history = Vec::new();
+            for l in lines {
+                history.extend_from_slice(l.raw.as_bytes());
+                history.push(b'\n');
+            }
+            out.push((
+                s.ckpt.seq,
+                CheckpointRecord {
+                    checkpoint: s.ckpt.to_bytes(),
+                    history,
+                },
+            ));
+        }
+        start = end;
+    }
+    out
+}
+
+/// The objects of the checkpoints after `from` — manifests, their
+/// entries' contents, the sealed configs — less those of checkpoint
+/// `from`, which the remote has.
+fn objects_to_send(vault: &Vault, insp: &Inspection, from: u64) -> Result<Vec<([u8; 32], u64)>> {
+    let of = |s: &StoredCheckpoint| -> Result<Vec<([u8; 32], u64)>> {
+        let manifest = manifest_of(vault, s)?;
+        let mut soul = [0u8; 32];
+        hex::decode_to_slice(&s.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
+        let size = vault.objects().size_of(&soul).unwrap_or(0);
+        let mut out = vec![(soul, size)];
+        if let Some(config) = s.ckpt.config() {
+            let mut h = [0u8; 32];
+            if hex::decode_to_slice(config, &mut h).is_ok() {
+                if let Some(size) = vault.objects().size_of(&h) {
+                    out.push((h, size));
+                }
+            }
+        }
+        out.extend(
+            manifest
+                .entries
+                .iter()
+                .filter(|e| e.kind != Kind::Dir)
+                .map(|e| (e.hash, e.size)),
+        );
+        Ok(out)
+    };
+    let mut sent: HashSet<[u8; 32]> = HashSet::new();
+    if let Some(base) = insp.checkpoints.iter().find(|s| s.ckpt.seq == from) {
+        sent.extend(of(base)?.into_iter().map(|(h, _)| h));
+    }
+    let mut out = Vec::new();
+    let mut souls = HashSet::new();
+    for s in insp.checkpoints.iter().filter(|s| s.ckpt.seq > from) {
+        if !souls.insert(s.ckpt.soul.clone()) {
+            continue;
+        }
+        for (h, size) in of(s)? {
+            if sent.insert(h) {
+                out.push((h, size));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sends a plan: objects (in parallel), checkpoints in order, then HEAD.
+fn send(vault: &Vault, remote: &Remote, plan: Plan, progress: &dyn Progress) -> Result<PushReport> {
+    let total: u64 = plan.objects.iter().map(|(_, s)| s).sum();
+    progress.start(Phase::Upload, plan.objects.len() as u64, total);
+    let sent = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let objects = vault.objects();
+    std::thread::scope(|threads| {
+        for _ in 0..PARALLEL.min(plan.objects.len()) {
+            threads.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(hash, size)) = plan.objects.get(i) else {
+                    break;
+                };
+                if failure.lock().expect("not poisoned").is_some() {
+                    break;
+                }
+                let result = (|| -> Result<()> {
+                    let mut data = Vec::with_capacity(size as usize);
+                    objects.stream(&hash, size, &mut |piece| {
+                        data.extend_from_slice(piece);
+                        Ok(())
+                    })?;
+                    if remote.put_object(&hash, &data)? {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(size, Ordering::Relaxed);
+                    }
+                    progress.advance(size);
+                    Ok(())
+                })();
+                if let Err(e) = result {
+                    failure.lock().expect("not poisoned").get_or_insert(e);
+                    break;
+                }
+            });
+        }
+    });
+    progress.finish();
+    if let Some(e) = failure.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
+    for (seq, record) in &plan.records {
+        if !remote.put_checkpoint(*seq, record)? {
+            // Already there: the same one (a push cut short before HEAD
+            // moved), or another vault's (a fork).
+            let theirs = remote.checkpoint(*seq)?;
+            if theirs.as_ref().map(|t| &t.checkpoint) != Some(&record.checkpoint) {
+                return Err(Error::Remote {
+                    url: remote.url().to_owned(),
+                    problem: RemoteProblem::Forked { seq: *seq },
+                });
+            }
+        }
+    }
+    move_head(remote, &plan)?;
+    Ok(PushReport {
+        url: remote.url().to_owned(),
+        remote_before: plan.remote_before.as_ref().map(|r| r.seq),
+        head: plan.head.ckpt.seq,
+        checkpoints: plan.records.len() as u64,
+        objects: sent.into_inner(),
+        bytes: bytes.into_inner(),
+    })
+}
+
+/// Moves the remote HEAD to the plan's head by compare-and-swap. When
+/// another writer moved it first, reads it again: at or past ours with
+/// our checkpoint is fine; behind ours is tried again (a few times).
+fn move_head(remote: &Remote, plan: &Plan) -> Result<()> {
+    let (seq, hash) = (plan.head.ckpt.seq, plan.head.file_hash.as_str());
+    let mut expected = plan.remote_before.clone();
+    for _ in 0..4 {
+        if expected
+            .as_ref()
+            .is_some_and(|r| r.seq == seq && r.checkpoint == hash)
+        {
+            return Ok(());
+        }
+        if remote.swap_head(seq, hash, expected.as_ref())? {
+            return Ok(());
+        }
+        expected = remote.head()?;
+        match &expected {
+            Some(r) if r.seq > seq => return Ok(()),
+            Some(r) if r.seq == seq && r.checkpoint != hash => {
+                return Err(Error::Remote {
+                    url: remote.url().to_owned(),
+                    problem: RemoteProblem::Forked { seq },
+                })
+            }
+            _ => {}
+        }
+    }
+    Err(Error::Remote {
+        url: remote.url().to_owned(),
+        problem: RemoteProblem::Unreachable(
+            "the remote HEAD kept changing under this push; try again".into(),
+        ),
+    })
+}

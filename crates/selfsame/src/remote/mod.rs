@@ -1,0 +1,348 @@
+//! The remote replica on S3-compatible storage (docs/REMOTE.md): its
+//! records — the wrapped data key, the sealed `HEAD`, checkpoints with
+//! their history lines, objects — read and written through a small S3
+//! client. Everything but the key file is sealed under the data key and
+//! named by a keyed hash. The commands that use it live in `ops`.
+
+pub(crate) mod s3;
+
+use std::fmt;
+
+use crate::crypto::remote::{DataKey, OpenError};
+use crate::crypto::Credential;
+use crate::error::{Error, RemoteProblem, Result};
+use crate::format::location::Location;
+use s3::{Client, Condition, Put, S3Error};
+
+pub use s3::AwsCredentials;
+
+/// The key file's name.
+pub const KEY: &str = "key";
+/// The sealed head's name.
+pub const HEAD: &str = "HEAD";
+/// The first line of the sealed head.
+pub const HEAD_HEADER: &str = "selfsame-remote-head 1\n";
+/// The first line of a checkpoint record.
+pub const CHECKPOINT_HEADER: &str = "selfsame-remote-checkpoint 1\n";
+
+/// How to reach a remote: where it is, and the AWS credentials. Built by
+/// the caller from `[remote]` (or a URL) and the environment.
+#[derive(Clone)]
+pub struct Access {
+    location: Location,
+    credentials: AwsCredentials,
+}
+
+impl fmt::Debug for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Access")
+            .field("location", &self.location.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Access {
+    /// Access to `url` (`s3://BUCKET/PREFIX`) at `endpoint` (default AWS)
+    /// in `region` (default `us-east-1`). The error says what is wrong
+    /// with the URL.
+    pub fn new(
+        url: &str,
+        endpoint: Option<&str>,
+        region: Option<&str>,
+        credentials: AwsCredentials,
+    ) -> std::result::Result<Access, String> {
+        Ok(Access {
+            location: Location::parse(url, endpoint, region)?,
+            credentials,
+        })
+    }
+
+    /// `s3://BUCKET/PREFIX`.
+    pub fn url(&self) -> String {
+        self.location.to_string()
+    }
+
+    /// The endpoint requests go to.
+    pub fn endpoint(&self) -> &str {
+        &self.location.endpoint
+    }
+}
+
+/// The remote's head: the newest checkpoint pushed, and the ETag the next
+/// compare-and-swap names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteHead {
+    /// Its seq.
+    pub seq: u64,
+    /// Hex SHA-256 of its checkpoint file's bytes.
+    pub checkpoint: String,
+    /// The ETag of the `HEAD` object as read.
+    pub etag: String,
+}
+
+/// A checkpoint as the remote keeps it: the file's bytes, and the history
+/// lines after the previous checkpoint's anchor up to its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    /// The checkpoint file's bytes.
+    pub checkpoint: Vec<u8>,
+    /// Complete history lines, each with its newline.
+    pub history: Vec<u8>,
+}
+
+impl CheckpointRecord {
+    /// The record's plaintext.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("{CHECKPOINT_HEADER}{}\n", self.checkpoint.len()).into_bytes();
+        out.extend_from_slice(&self.checkpoint);
+        out.extend_from_slice(&self.history);
+        out
+    }
+
+    /// Parses a record's plaintext.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let rest = bytes
+            .strip_prefix(CHECKPOINT_HEADER.as_bytes())
+            .ok_or("not a checkpoint record")?;
+        let nl = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .filter(|&i| i > 0 && i <= 8)
+            .ok_or("checkpoint record: no length line")?;
+        let len: usize = std::str::from_utf8(&rest[..nl])
+            .ok()
+            .filter(|t| t.bytes().all(|b| b.is_ascii_digit()) && !t.starts_with('0'))
+            .and_then(|t| t.parse().ok())
+            .ok_or("checkpoint record: bad length")?;
+        let body = &rest[nl + 1..];
+        if body.len() < len {
+            return Err("checkpoint record: cut short".into());
+        }
+        let (checkpoint, history) = body.split_at(len);
+        if !history.is_empty() && history.last() != Some(&b'\n') {
+            return Err("checkpoint record: history does not end with a newline".into());
+        }
+        Ok(CheckpointRecord {
+            checkpoint: checkpoint.to_vec(),
+            history: history.to_vec(),
+        })
+    }
+}
+
+/// The plaintext of the sealed head.
+pub fn head_text(seq: u64, checkpoint: &str) -> String {
+    format!("{HEAD_HEADER}seq {seq}\ncheckpoint {checkpoint}\n")
+}
+
+/// Parses the plaintext of the sealed head: seq and checkpoint hash.
+pub fn parse_head(bytes: &[u8]) -> std::result::Result<(u64, String), String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "HEAD is not text")?;
+    let rest = text.strip_prefix(HEAD_HEADER).ok_or("not a remote HEAD")?;
+    let mut lines = rest
+        .strip_suffix('\n')
+        .ok_or("HEAD: no final newline")?
+        .split('\n');
+    let seq = lines
+        .next()
+        .and_then(|l| l.strip_prefix("seq "))
+        .filter(|t| !t.starts_with('0') && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse().ok())
+        .ok_or("HEAD: bad seq line")?;
+    let hash = lines
+        .next()
+        .and_then(|l| l.strip_prefix("checkpoint "))
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .ok_or("HEAD: bad checkpoint line")?;
+    if lines.next().is_some() {
+        return Err("HEAD: extra lines".into());
+    }
+    Ok((seq, hash.to_owned()))
+}
+
+/// An open remote: a client and the data key.
+#[derive(Debug)]
+pub struct Remote {
+    client: Client,
+    key: DataKey,
+    url: String,
+}
+
+impl Remote {
+    /// Opens the remote: reads its key file and opens it under `cred`.
+    /// When there is none: `create` makes one (create-only; a concurrent
+    /// creator's wins), otherwise the remote holds no vault.
+    pub fn open(access: &Access, cred: &Credential, create: bool) -> Result<Remote> {
+        let client = Client::new(access.location.clone(), access.credentials.clone());
+        let url = access.url();
+        let err = |problem| Error::Remote {
+            url: url.clone(),
+            problem,
+        };
+        let key_name = access.location.key(KEY);
+        let file = match client.get(&key_name).map_err(|e| err(s3_problem(e)))? {
+            Some((bytes, _)) => bytes,
+            None if create => {
+                let fresh = DataKey::generate().wrap(cred);
+                match client
+                    .put(&key_name, fresh.as_bytes(), Condition::Absent)
+                    .map_err(|e| err(s3_problem(e)))?
+                {
+                    Put::Written(_) => fresh.into_bytes(),
+                    Put::ConditionFailed => {
+                        client
+                            .get(&key_name)
+                            .map_err(|e| err(s3_problem(e)))?
+                            .ok_or_else(|| {
+                                err(RemoteProblem::Damaged("the key file vanished".into()))
+                            })?
+                            .0
+                    }
+                }
+            }
+            None => return Err(err(RemoteProblem::Empty)),
+        };
+        let key = DataKey::unwrap(&file, cred).map_err(|e| match e {
+            OpenError::KeyNotOpened => err(RemoteProblem::Key(e.to_string())),
+            e => err(RemoteProblem::Damaged(format!("{KEY}: {e}"))),
+        })?;
+        Ok(Remote { client, key, url })
+    }
+
+    /// `s3://BUCKET/PREFIX`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn err(&self, problem: RemoteProblem) -> Error {
+        Error::Remote {
+            url: self.url.clone(),
+            problem,
+        }
+    }
+
+    fn get_sealed(&self, name: &str) -> Result<Option<(Vec<u8>, String)>> {
+        let key = self.client.location().key(name);
+        let Some((sealed, etag)) = self.client.get(&key).map_err(|e| self.err(s3_problem(e)))?
+        else {
+            return Ok(None);
+        };
+        let plain = self
+            .key
+            .open(name, &sealed)
+            .map_err(|e| self.err(RemoteProblem::Damaged(format!("{name}: {e}"))))?;
+        Ok(Some((plain, etag)))
+    }
+
+    fn put_sealed(&self, name: &str, plain: &[u8], condition: Condition) -> Result<Put> {
+        let sealed = self.key.seal(name, plain);
+        let key = self.client.location().key(name);
+        self.client
+            .put(&key, &sealed, condition)
+            .map_err(|e| self.err(s3_problem(e)))
+    }
+
+    /// The remote's head, `None` when nothing was pushed yet.
+    pub fn head(&self) -> Result<Option<RemoteHead>> {
+        let Some((plain, etag)) = self.get_sealed(HEAD)? else {
+            return Ok(None);
+        };
+        let (seq, checkpoint) =
+            parse_head(&plain).map_err(|e| self.err(RemoteProblem::Damaged(e)))?;
+        Ok(Some(RemoteHead {
+            seq,
+            checkpoint,
+            etag,
+        }))
+    }
+
+    /// Moves the remote head to `seq` by compare-and-swap: only if it is
+    /// still `expected` (`None`: only if there is none). `false` when
+    /// another writer moved it first.
+    pub fn swap_head(
+        &self,
+        seq: u64,
+        checkpoint: &str,
+        expected: Option<&RemoteHead>,
+    ) -> Result<bool> {
+        let condition = match expected {
+            Some(h) => Condition::Matches(&h.etag),
+            None => Condition::Absent,
+        };
+        let put = self.put_sealed(HEAD, head_text(seq, checkpoint).as_bytes(), condition)?;
+        Ok(matches!(put, Put::Written(_)))
+    }
+
+    fn checkpoint_name(&self, seq: u64) -> String {
+        format!("c/{}", self.key.name("checkpoint", &seq.to_string()))
+    }
+
+    fn object_name(&self, hash: &[u8; 32]) -> String {
+        format!("o/{}", self.key.name("object", &hex::encode(hash)))
+    }
+
+    /// Checkpoint `seq` as the remote keeps it.
+    pub fn checkpoint(&self, seq: u64) -> Result<Option<CheckpointRecord>> {
+        let name = self.checkpoint_name(seq);
+        let Some((plain, _)) = self.get_sealed(&name)? else {
+            return Ok(None);
+        };
+        CheckpointRecord::parse(&plain)
+            .map(Some)
+            .map_err(|e| self.err(RemoteProblem::Damaged(format!("checkpoint {seq}: {e}"))))
+    }
+
+    /// Writes checkpoint `seq` create-only. `false` when the remote
+    /// already holds one under that seq (the caller compares them).
+    pub fn put_checkpoint(&self, seq: u64, record: &CheckpointRecord) -> Result<bool> {
+        let put = self.put_sealed(
+            &self.checkpoint_name(seq),
+            &record.to_bytes(),
+            Condition::Absent,
+        )?;
+        Ok(matches!(put, Put::Written(_)))
+    }
+
+    /// Writes object `hash` unless the remote has it (create-only: objects
+    /// never change). Whether it was written.
+    pub fn put_object(&self, hash: &[u8; 32], bytes: &[u8]) -> Result<bool> {
+        let put = self.put_sealed(&self.object_name(hash), bytes, Condition::Absent)?;
+        Ok(matches!(put, Put::Written(_)))
+    }
+}
+
+fn s3_problem(e: S3Error) -> RemoteProblem {
+    match e {
+        S3Error::Unreachable { .. } => RemoteProblem::Unreachable(e.to_string()),
+        S3Error::Status { .. } => RemoteProblem::Server(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn records_round_trip() {
+        let r = CheckpointRecord {
+            checkpoint: b"v=1&seq=1\n".to_vec(),
+            history: b"{\"n\":1}\n{\"n\":2}\n".to_vec(),
+        };
+        assert_eq!(CheckpointRecord::parse(&r.to_bytes()).unwrap(), r);
+        let h = head_text(42, &"ab".repeat(32));
+        assert_eq!(parse_head(h.as_bytes()).unwrap(), (42, "ab".repeat(32)));
+        assert!(parse_head(h.replace("42", "042").as_bytes()).is_err());
+        assert!(parse_head(format!("{h}x\n").as_bytes()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn record_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = CheckpointRecord::parse(&bytes);
+            let _ = parse_head(&bytes);
+            let mut framed = CHECKPOINT_HEADER.as_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = CheckpointRecord::parse(&framed);
+        }
+    }
+}

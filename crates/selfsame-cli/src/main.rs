@@ -68,6 +68,7 @@ enum Command {
     Show(show::Args),
     Restore(restore::Args),
     Accept(accept::Args),
+    Approve(approve::Args),
     Verify(verify::Args),
     Demo(demo::Args),
     Migrate(migrate::Args),
@@ -96,7 +97,7 @@ fn main() {
     // A command that writes the vault finishes what it started on Ctrl-C.
     let writes = match &cli.command {
         Command::Init(_) => Some("init"),
-        Command::Seal(_) | Command::Accept(_) => Some("the seal"),
+        Command::Seal(_) | Command::Accept(_) | Command::Approve(_) => Some("the seal"),
         Command::Wake(_) => Some("the wake"),
         Command::Restore(_) => Some("the restore"),
         Command::Migrate(_) => Some("the migration"),
@@ -119,6 +120,7 @@ fn main() {
         Command::Show(a) => show::run(a, &ctx),
         Command::Restore(a) => restore::run(a, &ctx),
         Command::Accept(a) => accept::run(a, &ctx),
+        Command::Approve(a) => approve::run(a, &ctx),
         Command::Verify(a) => verify::run(a, &ctx),
         Command::Demo(a) => demo::run(a, &ctx),
         Command::Migrate(a) => migrate::run(a, &ctx),

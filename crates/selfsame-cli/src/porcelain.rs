@@ -164,6 +164,7 @@ pub fn advice(a: &Advice) -> String {
             ": run `selfsame migrate`, or wake with --policy needs-migration=migrate".into()
         }
         Advice::RemoveOrExclude => "; remove it from the soul, or add it to `exclude` in config.toml and run `selfsame accept`, then wake again".into(),
+        Advice::ApproveOrRevert => "; if the change is yours, `selfsame approve` adopts it (`selfsame approve --dry-run` shows the diff); if not, `selfsame wake --policy protected=revert` puts the approved version back".into(),
         _ => String::new(),
     }
 }
@@ -231,6 +232,7 @@ pub fn next(n: &Next) -> String {
         Next::TooManyRestarts => {
             "fix the agent, then start `selfsame run` again; `selfsame log` shows the crashes".into()
         }
+        Next::Halted(Verdict::Tampered, Some(Detail::ProtectedChanged)) => "inspect with `selfsame approve --dry-run`; then `selfsame approve` to adopt the change, or `selfsame wake --policy protected=revert` to put the approved version back".into(),
         Next::Halted(Verdict::Tampered, Some(Detail::ConfigChanged)) => "check .selfsame/config.toml; then `selfsame accept` to adopt the change, or put the sealed config back (its path is in the message)".into(),
         Next::Halted(Verdict::Tampered, _) => "inspect with `selfsame diff`; then `selfsame accept` to adopt the soul as it is, or `selfsame restore head` to put the sealed state back".into(),
         Next::Halted(Verdict::IdentityMismatch, _) => "check that the token belongs to this bot; after a token rotation run `selfsame rekey` with the old one".into(),

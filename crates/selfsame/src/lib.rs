@@ -56,4 +56,4 @@ pub use settings::Settings;
 pub use soul::changes::{ChangeKind, ChangeSummary, Changes};
 pub use vault::config::{Config, PolicyConfig, RemoteConfig, WitnessPolicy};
 pub use vault::Vault;
-pub use verdict::{Action, Advice, Detail, MigrationPolicy, Policies, Verdict};
+pub use verdict::{Action, Advice, Detail, MigrationPolicy, Policies, ProtectPolicy, Verdict};

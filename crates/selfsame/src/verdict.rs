@@ -114,11 +114,14 @@ pub enum Detail {
     /// `quarantine/` is a symlink or not a directory: nothing is moved
     /// there.
     QuarantineInvalid,
+    /// A protected path differs from the head: only the owner's approval
+    /// adopts such a change, whatever the awake marker says.
+    ProtectedChanged,
 }
 
 impl Detail {
     /// Every detail with its code in `--json`.
-    pub const ALL: [(Detail, &'static str); 17] = [
+    pub const ALL: [(Detail, &'static str); 18] = [
         (Detail::DifferentBot, "different-bot"),
         (Detail::MacInvalid, "mac-invalid"),
         (Detail::MacMismatch, "mac-mismatch"),
@@ -136,6 +139,7 @@ impl Detail {
         (Detail::BadFile, "bad-file"),
         (Detail::BadJournal, "bad-journal"),
         (Detail::QuarantineInvalid, "quarantine-invalid"),
+        (Detail::ProtectedChanged, "protected-changed"),
     ];
 
     /// The detail's code in `--json`.
@@ -148,7 +152,7 @@ impl Detail {
         match self {
             Detail::DifferentBot | Detail::MacInvalid => Verdict::IdentityMismatch,
             Detail::HeadAhead | Detail::HistoryAhead => Verdict::RolledBack,
-            Detail::ConfigChanged => Verdict::Tampered,
+            Detail::ConfigChanged | Detail::ProtectedChanged => Verdict::Tampered,
             _ => Verdict::Corrupted,
         }
     }
@@ -172,20 +176,25 @@ pub enum Action {
     Rollback,
     /// Do not start; alert the owner.
     Halt,
+    /// Put the approved version of each changed protected path back (the
+    /// changed one goes to quarantine), and start.
+    Revert,
 }
 
 impl Action {
     /// Every action with its word.
-    pub const ALL: [(Action, &'static str); 4] = [
+    pub const ALL: [(Action, &'static str); 5] = [
         (Action::Start, "start"),
         (Action::Accept, "accept"),
         (Action::Rollback, "rollback"),
         (Action::Halt, "halt"),
+        (Action::Revert, "revert"),
     ];
 
-    /// Parses a policy word (`start` is not one: it is no policy's).
+    /// Parses a policy word of `drifted` and `tampered` (`start` is no
+    /// policy's; `revert` is `protected`'s alone).
     pub fn parse(text: &str) -> Option<Action> {
-        value_of(&Self::ALL, text).filter(|a| *a != Action::Start)
+        value_of(&Self::ALL, text).filter(|a| !matches!(a, Action::Start | Action::Revert))
     }
 
     /// The policy word.
@@ -216,6 +225,35 @@ impl MigrationPolicy {
     }
 }
 
+/// What happens when a protected path changed (`[policy] protected`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtectPolicy {
+    /// Put the approved version back, quarantine the changed one, go on.
+    #[default]
+    Revert,
+    /// Adopt nothing and stop (wake halts, `run` stops the agent).
+    Halt,
+}
+
+impl ProtectPolicy {
+    /// Parses `revert` or `halt`.
+    pub fn parse(text: &str) -> Option<ProtectPolicy> {
+        match text {
+            "revert" => Some(ProtectPolicy::Revert),
+            "halt" => Some(ProtectPolicy::Halt),
+            _ => None,
+        }
+    }
+
+    /// The policy word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtectPolicy::Revert => "revert",
+            ProtectPolicy::Halt => "halt",
+        }
+    }
+}
+
 /// Per-verdict policies. Only `drifted` and `tampered` can be changed:
 /// identity, corruption and rollback always halt. `needs-migration` is a
 /// warning, not a verdict, with its own policy.
@@ -227,6 +265,8 @@ pub struct Policies {
     pub tampered: Action,
     /// What to do on the `needs-migration` warning.
     pub needs_migration: MigrationPolicy,
+    /// What to do when a protected path changed.
+    pub protected: ProtectPolicy,
 }
 
 impl Default for Policies {
@@ -235,6 +275,7 @@ impl Default for Policies {
             drifted: Action::Accept,
             tampered: Action::Halt,
             needs_migration: MigrationPolicy::Warn,
+            protected: ProtectPolicy::Revert,
         }
     }
 }
@@ -250,6 +291,11 @@ impl Policies {
                 .ok_or_else(|| format!("policy {spec:?}: needs-migration takes migrate or warn"))?;
             return Ok(());
         }
+        if verdict == "protected" {
+            self.protected = ProtectPolicy::parse(action)
+                .ok_or_else(|| format!("policy {spec:?}: protected takes revert or halt"))?;
+            return Ok(());
+        }
         let action = Action::parse(action)
             .ok_or_else(|| format!("policy {spec:?}: action must be accept, rollback or halt"))?;
         match verdict {
@@ -262,7 +308,7 @@ impl Policies {
             }
             _ => {
                 return Err(format!(
-                    "policy {spec:?}: unknown verdict (drifted, tampered or needs-migration)"
+                    "policy {spec:?}: unknown verdict (drifted, tampered, protected or needs-migration)"
                 ))
             }
         }
@@ -305,6 +351,9 @@ pub enum Advice {
     /// A soul entry no seal can record: remove it, or exclude it and
     /// adopt the config, then wake again.
     RemoveOrExclude,
+    /// A protected path changed and was not adopted: approve the change if
+    /// it is the owner's, or put the approved version back.
+    ApproveOrRevert,
 }
 
 #[cfg(test)]
@@ -327,5 +376,12 @@ mod tests {
         check(&Action::ALL, Action::as_str);
         assert_eq!(Action::parse("rollback"), Some(Action::Rollback));
         assert_eq!(Action::parse("start"), None);
+        assert_eq!(Action::parse("revert"), None);
+        let mut p = Policies::default();
+        assert_eq!(p.protected, ProtectPolicy::Revert);
+        p.set("protected=halt").unwrap();
+        assert_eq!(p.protected, ProtectPolicy::Halt);
+        assert!(p.set("protected=accept").is_err());
+        assert!(p.set("tampered=revert").is_err());
     }
 }

@@ -48,6 +48,10 @@ pub struct Args {
     /// Glob of soul paths to leave out (repeatable), e.g. 'cache/**'.
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
+    /// Glob of soul paths to protect (repeatable), e.g. SOUL.md: no seal
+    /// adopts a change of them; only `selfsame approve` does.
+    #[arg(long, value_name = "GLOB")]
+    protect: Vec<String>,
     /// Create the soul directory if it does not exist (a new, empty soul).
     #[arg(long)]
     create: bool,
@@ -85,6 +89,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         format: Some(args.format),
         token_env: Some(token_env),
         exclude: args.exclude,
+        protect: args.protect,
         create: args.create,
         settings: ctx.settings(),
     };

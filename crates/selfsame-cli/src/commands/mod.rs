@@ -1,6 +1,7 @@
 //! One file per command.
 
 pub mod accept;
+pub mod approve;
 pub mod cat;
 pub mod demo;
 pub mod diff;
@@ -20,7 +21,7 @@ pub mod telegram;
 pub mod verify;
 pub mod wake;
 
-use crate::output::outln;
+use crate::output::{errln, outln};
 
 /// Prints a seal's outcome for people.
 pub fn print_seal(r: &selfsame::ops::seal::SealReport) {
@@ -58,6 +59,12 @@ pub fn print_seal(r: &selfsame::ops::seal::SealReport) {
         }
     } else {
         outln!("unchanged since checkpoint {}: nothing written", r.seq);
+    }
+    if !r.unapproved.is_empty() {
+        errln!(
+            "selfsame: protected {} changed and was not sealed: the checkpoint keeps the approved version. `selfsame approve` adopts the change; `selfsame wake --policy protected=revert` puts the approved version back",
+            r.unapproved.join(", ")
+        );
     }
 }
 

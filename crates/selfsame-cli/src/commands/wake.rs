@@ -17,6 +17,8 @@ use crate::output::outln;
 ///   verified           start                           0
 ///   drifted            accept (seal `recover`), start  0 (3 if halted)
 ///   tampered           halt                            3
+///     protected-changed  revert (the approved versions    0 (3 if halted)
+///                        back, the changed in quarantine)
 ///   identity-mismatch  halt (no policy overrides)      4
 ///   corrupted          halt                            5
 ///   rolled-back        halt                            5
@@ -26,7 +28,9 @@ use crate::output::outln;
 /// after a crash); tampered = it changed while the agent was at rest, or
 /// .selfsame/config.toml changed since the newest checkpoint
 /// (`config-changed`: always halts, whatever the policies say; `selfsame
-/// accept` adopts an intended change).
+/// accept` adopts an intended change), or a path listed in `protect` changed
+/// (`protected-changed`, whatever the last stop was: `[policy] protected`
+/// reverts it by default; only `selfsame approve` adopts it).
 /// With an accept or rollback policy the exit code is 0: the agent may start.
 ///
 /// Examples:
@@ -45,7 +49,7 @@ pub struct Args {
 #[derive(clap::Args, Debug)]
 pub struct WakeFlags {
     /// VERDICT=ACTION (drifted|tampered = accept|rollback|halt;
-    /// needs-migration = migrate|warn); repeatable.
+    /// protected = revert|halt; needs-migration = migrate|warn); repeatable.
     #[arg(long, value_name = "VERDICT=ACTION")]
     policy: Vec<String>,
     /// This shell's version (default: $SELFSAME_SHELL_VERSION).
@@ -156,6 +160,9 @@ pub fn print_report(r: &WakeReport, ctx: &Context) {
     }
     let next = match (r.may_start, r.verdict) {
         (true, _) => "the agent may start".to_owned(),
+        (false, _) if r.detail == Some(selfsame::Detail::ProtectedChanged) => {
+            "halted: a protected path changed. `selfsame approve --dry-run` shows the diff; then `selfsame approve` to adopt it, or `selfsame wake --policy protected=revert` to put the approved version back".to_owned()
+        }
         (false, _) if r.detail == Some(selfsame::Detail::ConfigChanged) => {
             "halted: no policy of the changed config was applied. Check .selfsame/config.toml; then `selfsame accept` to adopt it, or put the sealed config back".to_owned()
         }

@@ -26,6 +26,11 @@ pub const PREV_KEY_HASH: &str = "prev_key_hash";
 /// field, so covered by the MAC; absent in checkpoints of older vaults.
 pub const CONFIG: &str = "config";
 
+/// The field holding the hex SHA-256 of the protected manifest (the
+/// manifest's header line and the lines of the protected paths); absent
+/// when the config protects nothing.
+pub const PROTECTED: &str = "protected";
+
 /// The fields selfsame writes itself besides the standard ones, now or in
 /// Format 2.
 const OWN_FIELDS: [&str; 6] = [
@@ -34,7 +39,7 @@ const OWN_FIELDS: [&str; 6] = [
     PREV_KEY_HASH,
     SIGNATURE,
     IDENTITY,
-    "protected",
+    PROTECTED,
 ];
 
 /// The fields selfsame writes itself: an extra field may not take one of
@@ -164,11 +169,13 @@ pub enum Reason {
     Migrate,
     /// Token rotation.
     Rekey,
+    /// The owner approved a change of protected paths.
+    Approve,
 }
 
 impl Reason {
     /// Every reason with its wire name.
-    pub const ALL: [(Reason, &'static str); 8] = [
+    pub const ALL: [(Reason, &'static str); 9] = [
         (Reason::Init, "init"),
         (Reason::Rest, "rest"),
         (Reason::Heartbeat, "heartbeat"),
@@ -177,6 +184,7 @@ impl Reason {
         (Reason::Restore, "restore"),
         (Reason::Migrate, "migrate"),
         (Reason::Rekey, "rekey"),
+        (Reason::Approve, "approve"),
     ];
 
     /// The wire name.

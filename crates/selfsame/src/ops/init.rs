@@ -9,6 +9,7 @@ use super::seal::{seal_locked, SealOptions, SealReport};
 use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
 use crate::format::checkpoint::Reason;
+use crate::format::excludes::{Excludes, Protect};
 use crate::format::tags::check_format_tag;
 use crate::progress::{Progress, Silent};
 use crate::settings::Settings;
@@ -27,6 +28,8 @@ pub struct InitOptions {
     pub token_env: Option<String>,
     /// Exclude globs.
     pub exclude: Vec<String>,
+    /// Protect globs: soul paths whose changes only `approve` adopts.
+    pub protect: Vec<String>,
     /// Create the soul directory when it is missing (otherwise a missing
     /// soul is refused: a typo must not start guarding an empty soul).
     pub create: bool,
@@ -43,6 +46,7 @@ impl InitOptions {
             format: None,
             token_env: None,
             exclude: Vec::new(),
+            protect: Vec::new(),
             create: false,
             settings: Settings::default(),
         }
@@ -109,6 +113,8 @@ pub fn init_with_progress(
     if let Some(f) = &opts.format {
         check_format_tag(f).map_err(Error::Usage)?;
     }
+    Excludes::new(&opts.exclude).map_err(Error::Usage)?;
+    Protect::new(&opts.protect).map_err(Error::Usage)?;
     let soul = base.join(&opts.soul);
     match std::fs::metadata(&soul) {
         Ok(m) if m.is_dir() => {}
@@ -129,18 +135,16 @@ pub fn init_with_progress(
         config.token_env = env.clone();
     }
     config.exclude = opts.exclude.clone();
+    config.protect = opts.protect.clone();
     let vault = Vault::create(base, config)?.with_settings(opts.settings.clone());
     let _lock = vault.lock()?;
     let mut data = Map::new();
     data.insert("soul".into(), opts.soul.clone().into());
     data.insert("bot_id".into(), cred.account_id().into());
     vault.history_for(&Keys::of(cred)).append("init", data)?;
-    let seal = SealOptions {
-        reason: Reason::Init,
-        shell: opts.shell.clone(),
-        format: opts.format.clone(),
-        extra: Vec::new(),
-    };
+    let mut seal = SealOptions::new(Reason::Init);
+    seal.shell = opts.shell.clone();
+    seal.format = opts.format.clone();
     let report = seal_locked(&vault, cred, &seal, progress)?;
     Ok((vault, report))
 }

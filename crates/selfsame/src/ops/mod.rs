@@ -4,6 +4,7 @@
 //! restore and migrate use (`swap`).
 
 pub mod accept;
+pub mod approve;
 pub mod cat;
 pub(crate) mod checks;
 pub mod diff;
@@ -12,6 +13,7 @@ pub mod init;
 pub mod log;
 pub mod ls;
 pub mod migrate;
+pub mod protect;
 #[cfg(feature = "remote")]
 pub mod push;
 pub mod rekey;

@@ -10,10 +10,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 
 use super::head::{current_head, manifest_of};
+use super::protect;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
-use crate::format::checkpoint::{check_extra_fields, Checkpoint, Draft, Header, CONFIG};
+use crate::format::checkpoint::{check_extra_fields, Checkpoint, Draft, Header, CONFIG, PROTECTED};
 pub use crate::format::checkpoint::{FieldError, Reason, RESERVED_FIELDS};
+use crate::format::excludes::Protect;
 use crate::format::tags::check_format_tag;
 use crate::format::time::rfc3339;
 use crate::format::Manifest;
@@ -40,6 +42,9 @@ pub struct SealOptions {
     /// Extra checkpoint fields: names of lowercase ASCII letters, digits
     /// and `_`, none of [`RESERVED_FIELDS`].
     pub extra: Vec<(String, String)>,
+    /// The protected paths whose changes this seal adopts (the paths and
+    /// everything below them; empty: all): `approve`'s alone.
+    pub(crate) approve: Option<Vec<String>>,
 }
 
 impl SealOptions {
@@ -50,6 +55,7 @@ impl SealOptions {
             shell: None,
             format: None,
             extra: Vec::new(),
+            approve: None,
         }
     }
 
@@ -85,6 +91,11 @@ pub struct SealReport {
     pub new_bytes: u64,
     /// What changed since the previous head.
     pub changes: Changes,
+    /// Changed protected paths this seal did not adopt: the checkpoint
+    /// keeps their approved versions (only `approve` adopts them).
+    pub unapproved: Vec<String>,
+    /// Changed protected paths this seal adopted (`approve`).
+    pub approved: Vec<String>,
 }
 
 /// Seals the soul, taking the vault lock.
@@ -147,36 +158,125 @@ pub(crate) fn seal_expecting(
     // The lines this seal's checkpoint will vouch for must be selfsame's;
     // checked before any hashing. (The lock keeps other writers out, so
     // the tail does not move until the checkpoint is written.)
+    // What an interrupted revert left beside protected paths is moved out
+    // of the soul before it is scanned.
+    protect::finish_interrupted(vault, &keys)?;
     let log = history.anchor_after(head.as_ref().map_or("", |h| h.ckpt.log.as_str()))?;
     let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&keys, h));
 
     let scanned = scan_soul(vault, expect, progress)?;
     vault.failpoint("seal-after-objects");
-    let (soul_hash, changes) = settle_manifest(vault, head.as_ref(), &scanned, expect)?;
+    let protect = vault.config.protect_globs(&vault.config_path())?;
+    let guarded = guard(vault, opts, head.as_ref(), &scanned, &protect, expect)?;
+    let (soul_hash, changes) = match &guarded.merged {
+        Some((head_manifest, merged)) => settle_merged(vault, head_manifest, merged)?,
+        None => settle_manifest(vault, head.as_ref(), &scanned, expect)?,
+    };
     vault.failpoint("seal-after-manifest");
     let fp = &scanned.scan.fingerprint;
+    let sealed = guarded.merged.as_ref().map_or(&fp.manifest, |(_, m)| m);
     let soul_hex = hex::encode(soul_hash);
     let report = |seq, written, changes| SealReport {
         written,
         seq,
         soul: soul_hex.clone(),
         reason: opts.reason.as_str(),
-        files: fp.manifest.files(),
-        bytes: fp.manifest.bytes(),
+        files: sealed.files(),
+        bytes: sealed.bytes(),
         new_objects: fp.new_objects,
         new_bytes: fp.new_bytes,
         changes,
+        unapproved: guarded.unapproved.clone(),
+        approved: guarded.approved.clone(),
     };
     if let Some(h) = head.as_ref().filter(|h| h.ckpt.soul == soul_hex) {
         if opts.reason == Reason::Heartbeat {
             return Ok(report(h.ckpt.seq, false, changes));
         }
     }
-    let draft = draft(vault, cred, opts, head.as_ref(), fp, &soul_hex, log)?;
+    let mut draft = draft(vault, cred, opts, head.as_ref(), sealed, &soul_hex, log)?;
+    if let Some(f) = protect::field(sealed, &protect) {
+        draft.extra.insert(1, (PROTECTED.to_owned(), f));
+    }
     let ckpt = keys.sign(&draft);
     let awake = head.as_ref().filter(|_| marker_was_valid);
-    let stored = write(vault, &keys, opts, awake, ckpt, &changes)?;
+    let stored = write(vault, &keys, opts, awake, ckpt, &changes, &guarded)?;
     Ok(report(stored.ckpt.seq, true, changes))
+}
+
+/// What a seal does about protected paths.
+#[derive(Debug, Default)]
+struct Guarded {
+    /// Changed protected paths it does not adopt.
+    unapproved: Vec<String>,
+    /// Changed protected paths it adopts (`approve`).
+    approved: Vec<String>,
+    /// When some are not adopted: the head's manifest, and the manifest
+    /// sealed instead of the scan's (their approved versions kept).
+    merged: Option<(Manifest, Manifest)>,
+}
+
+/// Compares the protected paths of the scan with the head's. No seal
+/// adopts a change of them but the first (`init`), the seal a restore or
+/// migration makes of the soul it swapped in, and `approve` (of the paths
+/// it names).
+fn guard(
+    vault: &Vault,
+    opts: &SealOptions,
+    head: Option<&StoredCheckpoint>,
+    scanned: &Scanned,
+    protect: &Protect,
+    expect: Option<&Manifest>,
+) -> Result<Guarded> {
+    let fp = &scanned.scan.fingerprint;
+    let Some(head) = head else {
+        return Ok(Guarded::default());
+    };
+    if protect.is_empty()
+        || expect.is_some()
+        || fp
+            .known_soul
+            .is_some_and(|k| hex::encode(k) == head.ckpt.soul)
+    {
+        return Ok(Guarded::default());
+    }
+    let head_manifest = manifest_of(vault, head)?;
+    let pairs = protect::pairs(&head_manifest, &fp.manifest.entries, protect);
+    if pairs.is_empty() {
+        return Ok(Guarded::default());
+    }
+    let adopt = |p: &protect::Pair| match &opts.approve {
+        None => false,
+        Some(paths) => {
+            paths.is_empty()
+                || paths.iter().any(|a| {
+                    p.path == *a
+                        || p.path
+                            .strip_prefix(a.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                })
+        }
+    };
+    let (approved, unapproved): (Vec<&protect::Pair>, Vec<&protect::Pair>) =
+        pairs.iter().partition(|p| adopt(p));
+    let names = |v: Vec<&protect::Pair>| v.into_iter().map(|p| p.path.clone()).collect();
+    let merged = (!unapproved.is_empty())
+        .then(|| protect::merged(&head_manifest, &fp.manifest, &pairs, adopt));
+    Ok(Guarded {
+        unapproved: names(unapproved),
+        approved: names(approved),
+        merged: merged.map(|m| (head_manifest, m)),
+    })
+}
+
+/// The soul hash of a merged manifest and what changed since the head:
+/// its object written, the stat cache left as it was (it records what is
+/// on disk, which this manifest is not).
+fn settle_merged(vault: &Vault, head: &Manifest, merged: &Manifest) -> Result<([u8; 32], Changes)> {
+    let bytes = merged.to_bytes();
+    let hash = crate::crypto::sha256(&bytes);
+    vault.objects().put(&hash, &bytes)?;
+    Ok((hash, soul::changes(head, merged)))
 }
 
 /// A scan of the soul, and what the stat cache needs of it.
@@ -264,7 +364,7 @@ fn draft(
     cred: &Credential,
     opts: &SealOptions,
     head: Option<&StoredCheckpoint>,
-    fp: &soul::Fingerprint,
+    manifest: &Manifest,
     soul_hex: &str,
     log: String,
 ) -> Result<Draft> {
@@ -292,8 +392,8 @@ fn draft(
             seq: head.map_or(1, |h| h.ckpt.seq + 1),
             prev: head.map_or(String::new(), |h| h.file_hash.clone()),
             soul: soul_hex.to_owned(),
-            files: fp.manifest.files(),
-            bytes: fp.manifest.bytes(),
+            files: manifest.files(),
+            bytes: manifest.bytes(),
             sealed_at: rfc3339(vault.now()),
             reason: opts.reason.as_str().to_owned(),
             shell,
@@ -316,6 +416,7 @@ fn write(
     awake: Option<&StoredCheckpoint>,
     ckpt: Checkpoint,
     changes: &Changes,
+    guarded: &Guarded,
 ) -> Result<StoredCheckpoint> {
     if let Some(h) = awake.filter(|_| opts.reason != Reason::Rest) {
         // The agent is awake: let its marker vouch for the checkpoint about
@@ -338,6 +439,12 @@ fn write(
     data.insert("shell".into(), ckpt.shell.clone().into());
     data.insert("format".into(), ckpt.format.clone().into());
     data.insert("changes".into(), changes.summarize().to_value());
+    if !guarded.unapproved.is_empty() {
+        data.insert("unapproved".into(), guarded.unapproved.clone().into());
+    }
+    if !guarded.approved.is_empty() {
+        data.insert("approved".into(), guarded.approved.clone().into());
+    }
     vault.history_for(keys).append("seal", data)?;
 
     let stored = StoredCheckpoint { ckpt, file_hash };

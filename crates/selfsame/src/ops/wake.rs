@@ -11,6 +11,7 @@ use serde_json::Map;
 pub use super::checks::Problem;
 use super::checks::{config_problem, inspect, inspect_consistent, Inspection, ObjectScope};
 use super::migrate::{migrate_locked, migrations_dir, standing, MigrateOptions, Registry};
+use super::protect::{self, Pair, Reverted};
 use super::restore::{restore_locked, Target};
 use super::seal::{joined, seal_locked, SealOptions};
 use super::swap;
@@ -26,7 +27,7 @@ use crate::progress::{Progress, Silent};
 use crate::soul::statcache::StatCache;
 use crate::soul::{self, Changes};
 use crate::vault::{StoredCheckpoint, Vault};
-use crate::verdict::{Action, Advice, Detail, MigrationPolicy, Policies, Verdict};
+use crate::verdict::{Action, Advice, Detail, MigrationPolicy, Policies, ProtectPolicy, Verdict};
 
 /// How to wake.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +68,10 @@ pub struct WakeReport {
     pub soul: Option<String>,
     /// What changed against the head.
     pub changes: Changes,
+    /// The protected paths that differ from the head (`protected-changed`).
+    pub protected: Vec<String>,
+    /// What a `revert` action put back, and where the changed versions went.
+    pub reverted: Option<Reverted>,
     /// The action chosen.
     #[serde(serialize_with = "ser_action")]
     pub action: Action,
@@ -264,6 +269,9 @@ fn prepare(
             .actions
             .push("moved a torn history line to run/ and logged a repair".into());
     }
+    if vault.may_sign_history(cred) {
+        protect::finish_interrupted(vault, &Keys::of(cred))?;
+    }
     Ok(prepared)
 }
 
@@ -354,9 +362,31 @@ fn judge(
         return Ok(report);
     }
     // Rows verified, drifted, tampered: the soul against the head.
-    let unrecordable = judge_soul(vault, &insp, &head, &head_manifest, scan(), &mut report)?;
-    report.action = policies.action(report.verdict);
-    if unrecordable && report.action == Action::Accept {
+    let judged = judge_soul(vault, &insp, &head, &head_manifest, scan(), &mut report)?;
+    choose_action(&judged, &policies, &mut report);
+    if opts.dry_run {
+        return Ok(report);
+    }
+    let plan = Plan {
+        head,
+        migrate_to,
+        protected: judged.protected,
+    };
+    act_and_record(vault, cred, opts, progress, report, plan)
+}
+
+/// The action the policies name for the verdict, the exit code, and
+/// whether the agent may start.
+fn choose_action(judged: &Judged, policies: &Policies, report: &mut WakeReport) {
+    report.action = match &judged.protected {
+        Some(g) => g.action(policies),
+        None => policies.action(report.verdict),
+    };
+    if judged.protected.is_some() && report.action != Action::Halt {
+        // Nothing for the owner to choose: the action says what was done.
+        report.advice = None;
+    }
+    if judged.unrecordable && report.action == Action::Accept {
         // A seal would refuse the same entry: halt instead of failing.
         report.action = Action::Halt;
     }
@@ -365,10 +395,58 @@ fn judge(
         _ => 0,
     };
     report.may_start = report.action != Action::Halt;
-    if opts.dry_run {
-        return Ok(report);
+}
+
+/// What wake acts on: the head, the migrations the policy asks for, and
+/// the protected paths that changed.
+struct Plan {
+    head: StoredCheckpoint,
+    migrate_to: Option<u32>,
+    protected: Option<Guard>,
+}
+
+/// What the soul comparison found.
+struct Judged {
+    /// An entry no seal can record.
+    unrecordable: bool,
+    /// Protected paths that changed.
+    protected: Option<Guard>,
+}
+
+/// Changed protected paths, and what else changed.
+struct Guard {
+    pairs: Vec<Pair>,
+    /// The head manifest's version.
+    version: crate::format::manifest::Version,
+    /// Whether the rest of the soul differs from the head too.
+    rest_changed: bool,
+    /// Whether the last run did not stop cleanly (a valid marker).
+    crashed: bool,
+}
+
+impl Guard {
+    /// The action on `protected-changed`: the `protected` policy; a revert
+    /// goes on only if the rest of the soul, once the protected paths are
+    /// back, is one the `drifted` (after a crash) or `tampered` policy lets
+    /// start: a halt there halts, a rollback restores the whole head.
+    fn action(&self, policies: &Policies) -> Action {
+        if policies.protected == ProtectPolicy::Halt {
+            return Action::Halt;
+        }
+        if !self.rest_changed {
+            return Action::Revert;
+        }
+        let rest = if self.crashed {
+            Verdict::Drifted
+        } else {
+            Verdict::Tampered
+        };
+        match policies.action(rest) {
+            Action::Halt => Action::Halt,
+            Action::Rollback => Action::Rollback,
+            _ => Action::Revert,
+        }
     }
-    act_and_record(vault, cred, opts, progress, report, head, migrate_to)
 }
 
 impl WakeReport {
@@ -383,6 +461,8 @@ impl WakeReport {
             format: insp.head.as_ref().map(|h| h.ckpt.format.clone()),
             soul: None,
             changes: Changes::default(),
+            protected: Vec::new(),
+            reverted: None,
             action: Action::Start,
             actions,
             warnings: Vec::new(),
@@ -545,8 +625,8 @@ fn judge_format(
 /// head; a valid awake marker tells a crash (drifted) from a change at
 /// rest (tampered). An entry selfsame cannot record (a FIFO, a socket, a
 /// device, a name that is not UTF-8 or has control characters) is a change
-/// like any other, but one no seal can adopt. Returns whether there was
-/// one.
+/// like any other, but one no seal can adopt. A change of a protected path
+/// is `tampered` (`protected-changed`) whatever the marker says.
 fn judge_soul(
     vault: &Vault,
     insp: &Inspection,
@@ -554,7 +634,7 @@ fn judge_soul(
     head_manifest: &Manifest,
     walked: Result<soul::Scan>,
     report: &mut WakeReport,
-) -> Result<bool> {
+) -> Result<Judged> {
     let (fp, unrecordable) = match walked {
         Ok(scan) => (Some(scan.fingerprint), None),
         Err(Error::Unsupported { path, reason }) => (None, Some((path, reason))),
@@ -580,6 +660,14 @@ fn judge_soul(
         report.changes = soul::changes(head_manifest, &fp.manifest);
         Some(report.changes.summary())
     };
+    if let (Some(fp), Some(_)) = (&fp, &changed) {
+        if let Some(g) = judge_protected(vault, insp, head, head_manifest, &fp.manifest, report)? {
+            return Ok(Judged {
+                unrecordable: false,
+                protected: Some(g),
+            });
+        }
+    }
     if let Some(what) = changed {
         let crashed = vault.marker_valid(&insp.keys, head);
         let adoptable = unrecordable.is_none();
@@ -605,7 +693,58 @@ fn judge_soul(
             "; checkpoints {first}-{last} were sealed under the previous token and are vouched for by rekey checkpoint {r}"
         ));
     }
-    Ok(unrecordable.is_some())
+    Ok(Judged {
+        unrecordable: unrecordable.is_some(),
+        protected: None,
+    })
+}
+
+/// The protected paths of the soul against the head's, before anything
+/// else about the soul: a difference is `tampered` (`protected-changed`),
+/// whatever the awake marker says.
+fn judge_protected(
+    vault: &Vault,
+    insp: &Inspection,
+    head: &StoredCheckpoint,
+    head_manifest: &Manifest,
+    current: &Manifest,
+    report: &mut WakeReport,
+) -> Result<Option<Guard>> {
+    let protect = vault.config.protect_globs(&vault.config_path())?;
+    let pairs = protect::pairs(head_manifest, &current.entries, &protect);
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let seq = head.ckpt.seq;
+    let merged = protect::merged(head_manifest, current, &pairs, |_| false);
+    let rest_changed = hex::encode(merged.soul_hash_as(head_manifest.version)) != head.ckpt.soul;
+    let crashed = vault.marker_valid(&insp.keys, head);
+    report.verdict = Verdict::Tampered;
+    report.detail = Some(Detail::ProtectedChanged);
+    report.protected = pairs.iter().map(|p| p.path.clone()).collect();
+    report.advice = Some(Advice::ApproveOrRevert);
+    report.message = format!(
+        "protected paths changed since checkpoint {seq}: {}",
+        protect::changes_of(&pairs).summary()
+    );
+    if rest_changed {
+        let rest = soul::changes(head_manifest, &merged);
+        report.message.push_str(&format!(
+            "; the rest of the soul changed too{}: {}",
+            if crashed {
+                " (the last run did not stop cleanly)"
+            } else {
+                ", while the agent was at rest"
+            },
+            rest.summary()
+        ));
+    }
+    Ok(Some(Guard {
+        pairs,
+        version: head_manifest.version,
+        rest_changed,
+        crashed,
+    }))
 }
 
 /// Takes the action, then records the one event of this wake: what the
@@ -617,10 +756,9 @@ fn act_and_record(
     opts: &WakeOptions,
     progress: &dyn Progress,
     mut report: WakeReport,
-    head: StoredCheckpoint,
-    migrate_to: Option<u32>,
+    plan: Plan,
 ) -> Result<WakeReport> {
-    match act(vault, cred, opts, progress, &mut report, head, migrate_to) {
+    match act(vault, cred, opts, progress, &mut report, plan) {
         Ok(new_head) => {
             record(vault, cred, &report, opts)?;
             if let Some(h) = new_head {
@@ -653,11 +791,19 @@ fn act(
     opts: &WakeOptions,
     progress: &dyn Progress,
     report: &mut WakeReport,
-    head: StoredCheckpoint,
-    migrate_to: Option<u32>,
+    plan: Plan,
 ) -> Result<Option<StoredCheckpoint>> {
+    let Plan {
+        head,
+        migrate_to,
+        protected,
+    } = plan;
     let new_head = match report.action {
         Action::Start => Some(head),
+        Action::Revert => {
+            let g = protected.expect("revert is the action on protected paths only");
+            Some(revert(vault, cred, opts, progress, report, head, g)?)
+        }
         Action::Accept => {
             let mut so = SealOptions::new(Reason::Recover);
             so.shell = opts.shell.clone();
@@ -713,6 +859,39 @@ fn act(
     Ok(new_head)
 }
 
+/// The `revert` action: the approved versions of the changed protected
+/// paths back, then the rest of the soul sealed (`recover`) when it changed
+/// too. Returns the head the agent starts on.
+fn revert(
+    vault: &Vault,
+    cred: &Credential,
+    opts: &WakeOptions,
+    progress: &dyn Progress,
+    report: &mut WakeReport,
+    head: StoredCheckpoint,
+    g: Guard,
+) -> Result<StoredCheckpoint> {
+    let r = protect::revert_locked(vault, &Keys::of(cred), head.ckpt.seq, g.version, &g.pairs)?;
+    report.actions.push(format!(
+        "reverted {}: the approved versions are back (checkpoint {}); the changed ones are in {}",
+        r.paths.join(", "),
+        r.seq,
+        r.quarantine
+    ));
+    report.reverted = Some(r);
+    if !g.rest_changed {
+        return Ok(head);
+    }
+    let mut so = SealOptions::new(Reason::Recover);
+    so.shell = opts.shell.clone();
+    let s = seal_locked(vault, cred, &so, progress)?;
+    report.actions.push(format!(
+        "accepted the rest: sealed checkpoint {} (recover)",
+        s.seq
+    ));
+    vault.read_checkpoint(s.seq)
+}
+
 /// Whether the newest checkpoint verifies under `token` and records a
 /// config other than `config.toml`'s. Anything less certain is `false`: the
 /// full checks decide then.
@@ -740,6 +919,9 @@ fn record(vault: &Vault, cred: &Credential, r: &WakeReport, opts: &WakeOptions) 
     }
     data.insert("action".into(), r.action.as_str().into());
     data.insert("changes".into(), r.changes.summarize().to_value());
+    if !r.protected.is_empty() {
+        data.insert("protected".into(), r.protected.clone().into());
+    }
     if let Some(s) = &opts.shell {
         data.insert("shell".into(), s.clone().into());
     }

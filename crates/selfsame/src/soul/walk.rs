@@ -13,12 +13,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use rustix::fd::OwnedFd;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use super::statcache::FileStat;
 use crate::error::{Error, Result};
-use crate::format::excludes::Excludes;
+use crate::format::excludes::{Excludes, Protect, Root};
 use crate::format::Kind;
 
 /// One entry found on disk, before hashing.
@@ -81,6 +81,136 @@ pub fn walk(root: &Path, excludes: &Excludes, skip: &[PathBuf]) -> Result<Vec<Fo
     w.dir(fd, "")
 }
 
+/// The protected part of the soul: every entry the walk would list that
+/// `protect` covers, in manifest order, found without walking the rest of
+/// the soul where the patterns allow it (a literal pattern is one look; a
+/// glob walks the directory below its literal leading segments). Also
+/// returns the directories a new protected entry would appear in, but for
+/// those already listed: with the protected entries and the literal
+/// patterns' paths, what a stat-based check looks at.
+pub fn walk_protected(
+    root: &Path,
+    protect: &Protect,
+    excludes: &Excludes,
+    skip: &[PathBuf],
+) -> Result<(Vec<Found>, Vec<String>)> {
+    let meta = std::fs::metadata(root).map_err(|e| read_error(root, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Usage(format!(
+            "soul {} is not a directory",
+            root.display()
+        )));
+    }
+    let skip = skip
+        .iter()
+        .filter_map(|s| s.strip_prefix(root).ok())
+        .filter_map(|rel| rel.to_str().map(str::to_owned))
+        .filter(|rel| !rel.is_empty())
+        .collect();
+    let w = Walk {
+        root,
+        excludes,
+        skip,
+    };
+    let root_fd = rustix::fs::open(root, dir_flags() - OFlags::NOFOLLOW, Mode::empty())
+        .map_err(|e| read_error(root, io::Error::from(e)))?;
+    let mut found: std::collections::BTreeMap<Vec<u8>, Found> = Default::default();
+    let mut dirs: Vec<String> = Vec::new();
+    for r in protect.roots() {
+        let (rel, glob) = match r {
+            Root::Path(p) => (p, false),
+            Root::Below(d) => (d, true),
+        };
+        let Some((entry, fd)) = w.look_up(root_fd.as_fd(), &rel)? else {
+            continue;
+        };
+        let below = match fd {
+            Some(fd) => w.dir(fd, &format!("{rel}/"))?,
+            None => Vec::new(),
+        };
+        for f in entry.into_iter().chain(below) {
+            if glob && f.kind == Kind::Dir {
+                dirs.push(f.rel.clone());
+            }
+            if !glob || protect.covers(&f.rel) {
+                found.insert(f.rel.as_bytes().to_vec(), f);
+            }
+        }
+        if glob && rel.is_empty() {
+            dirs.push(String::new());
+        }
+    }
+    dirs.retain(|d| !found.contains_key(d.as_bytes()));
+    dirs.sort();
+    dirs.dedup();
+    Ok((found.into_values().collect(), dirs))
+}
+
+impl Walk<'_> {
+    /// The entry at `rel` as the walk would list it (`None` inside: `rel`
+    /// is the soul itself), reached one component at a time without
+    /// following a symlink, and when it is a directory, its descriptor.
+    /// `None` when the walk would not list it: absent, below something
+    /// that is not a directory, or left out.
+    #[allow(clippy::type_complexity)]
+    fn look_up(
+        &self,
+        root: BorrowedFd<'_>,
+        rel: &str,
+    ) -> Result<Option<(Option<Found>, Option<OwnedFd>)>> {
+        if rel.is_empty() {
+            let fd = rustix::fs::openat(root, ".", dir_flags(), Mode::empty())
+                .map_err(|e| self.io_err("", e))?;
+            return Ok(Some((None, Some(fd))));
+        }
+        let mut fd: Option<OwnedFd> = None;
+        let mut prefix = String::new();
+        let names: Vec<&str> = rel.split('/').collect();
+        for (i, name) in names.iter().enumerate() {
+            let here = fd.as_ref().map_or(root, |f| f.as_fd());
+            let Ok(cname) = std::ffi::CString::new(*name) else {
+                return Ok(None);
+            };
+            let child = match self.child(here, &prefix, &cname) {
+                Ok(c) => c,
+                Err(Error::Io { source, .. })
+                    if matches!(
+                        source.raw_os_error(),
+                        Some(e) if e == rustix::io::Errno::NOENT.raw_os_error()
+                            || e == rustix::io::Errno::NOTDIR.raw_os_error()
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(child) = child else { return Ok(None) };
+            let last = i + 1 == names.len();
+            if !child.descend {
+                return Ok(if last {
+                    Some((Some(child.found), None))
+                } else {
+                    None
+                });
+            }
+            let sub = match rustix::fs::openat(here, &cname, dir_flags(), Mode::empty()) {
+                Ok(sub) => sub,
+                // Replaced since the stat: as if absent.
+                Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::LOOP => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(self.io_err(&child.found.rel, e)),
+            };
+            prefix = format!("{}/", child.found.rel);
+            if last {
+                return Ok(Some((Some(child.found), Some(sub))));
+            }
+            fd = Some(sub);
+        }
+        Ok(None)
+    }
+}
+
 /// An error reading a soul entry; one the process is not permitted names
 /// the entry and says how to get past it.
 pub(crate) fn read_error(path: &Path, source: io::Error) -> Error {
@@ -125,7 +255,8 @@ impl Walk<'_> {
             if matches!(name.to_bytes(), b"." | b"..") {
                 continue;
             }
-            if let Some(child) = self.child(&dir, prefix, name)? {
+            let fd = dir.fd().map_err(|e| self.io_err(here, e))?;
+            if let Some(child) = self.child(fd, prefix, name)? {
                 children.push(child);
             }
         }
@@ -170,8 +301,8 @@ impl Walk<'_> {
         Ok(out)
     }
 
-    /// Stats one directory entry; `None` when it is left out.
-    fn child(&self, dir: &rustix::fs::Dir, prefix: &str, name: &CStr) -> Result<Option<Child>> {
+    /// Stats one entry of the directory `fd`; `None` when it is left out.
+    fn child(&self, fd: BorrowedFd<'_>, prefix: &str, name: &CStr) -> Result<Option<Child>> {
         let Ok(name_str) = std::str::from_utf8(name.to_bytes()) else {
             return Err(Error::Unsupported {
                 path: format!("{prefix}{}", String::from_utf8_lossy(name.to_bytes())),
@@ -196,7 +327,6 @@ impl Walk<'_> {
         if self.excludes.matches(&rel) || self.skip.contains(&rel) {
             return Ok(None);
         }
-        let fd = dir.fd().map_err(|e| self.io_err(&rel, e))?;
         let st = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| self.io_err(&rel, e))?;
         let stat = FileStat::of_stat(&st);

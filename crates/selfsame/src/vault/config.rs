@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Credential, Platform};
 use crate::error::{Error, Result};
-use crate::format::excludes::Excludes;
+use crate::format::excludes::{Excludes, Protect};
 use crate::format::location::Location;
 use crate::format::tags::Reads;
-use crate::verdict::{Action, MigrationPolicy, Policies};
+use crate::verdict::{Action, MigrationPolicy, Policies, ProtectPolicy};
 
 /// Default `max_age`: a head older than this gets the `stale` warning.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -36,6 +36,11 @@ pub struct Config {
     /// `**` across segments).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Glob patterns of soul paths whose changes only the owner's approval
+    /// adopts (same syntax as `exclude`; a matched directory protects
+    /// everything below it).
+    #[serde(default)]
+    pub protect: Vec<String>,
     /// Head age past which wake warns `stale` (`7d`; `0` = never).
     #[serde(default)]
     pub max_age: Option<String>,
@@ -104,6 +109,9 @@ pub struct PolicyConfig {
     /// `warn` (default) or `halt` when the remote witness cannot be reached.
     #[serde(default)]
     pub witness: Option<String>,
+    /// `revert` (default) or `halt` when a protected path changed.
+    #[serde(default)]
+    pub protected: Option<String>,
 }
 
 fn default_platform() -> String {
@@ -119,6 +127,7 @@ impl Config {
             token_env: cred.platform().default_token_env().to_owned(),
             bot_id: cred.account_id(),
             exclude: Vec::new(),
+            protect: Vec::new(),
             max_age: None,
             policy: PolicyConfig::default(),
             reads: None,
@@ -177,6 +186,12 @@ impl Config {
                 "policy.drifted"
             } else if bad(&p.tampered) {
                 "policy.tampered"
+            } else if p
+                .protected
+                .as_deref()
+                .is_some_and(|t| ProtectPolicy::parse(t).is_none())
+            {
+                "policy.protected"
             } else {
                 "policy.needs-migration"
             };
@@ -207,6 +222,7 @@ impl Config {
                 },
             )
         })?;
+        config.protect_globs(path).map_err(|e| at("protect", e))?;
         Ok(config)
     }
 
@@ -231,6 +247,12 @@ impl Config {
         if let Some(a) = parse("tampered", &self.policy.tampered)? {
             p.tampered = a;
         }
+        if let Some(t) = self.policy.protected.as_deref() {
+            p.protected = ProtectPolicy::parse(t).ok_or_else(|| Error::Config {
+                path: path.to_owned(),
+                message: format!("policy.protected = {t:?}: expected revert or halt"),
+            })?;
+        }
         if let Some(t) = self.policy.needs_migration.as_deref() {
             p.needs_migration = MigrationPolicy::parse(t).ok_or_else(|| Error::Config {
                 path: path.to_owned(),
@@ -238,6 +260,14 @@ impl Config {
             })?;
         }
         Ok(p)
+    }
+
+    /// The compiled `protect` globs.
+    pub(crate) fn protect_globs(&self, path: &Path) -> Result<Protect> {
+        Protect::new(&self.protect).map_err(|message| Error::Config {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// The soul formats the shell reads, if the config says.
@@ -289,6 +319,15 @@ impl Config {
         let ex: Vec<String> = self.exclude.iter().map(|e| q(e)).collect();
         out.push_str(&format!("exclude = [{}]\n", ex.join(", ")));
         out.push_str(
+            "# Soul paths whose changes no seal adopts until the owner approves them\n# (same globs; a directory protects everything below it).\n",
+        );
+        if self.protect.is_empty() {
+            out.push_str("# protect = [\"SOUL.md\", \"IDENTITY.md\"]\n");
+        } else {
+            let pr: Vec<String> = self.protect.iter().map(|e| q(e)).collect();
+            out.push_str(&format!("protect = [{}]\n", pr.join(", ")));
+        }
+        out.push_str(
             "# Warn `stale` when the newest checkpoint is older than this (\"0\" = never).\n",
         );
         out.push_str(&format!(
@@ -318,6 +357,13 @@ impl Config {
         ));
         if let Some(m) = &self.policy.needs_migration {
             out.push_str(&format!("needs-migration = {}\n", q(m)));
+        }
+        out.push_str(
+            "# When a protected path changed: revert (put the approved version back) or halt.\n",
+        );
+        match &self.policy.protected {
+            Some(p) => out.push_str(&format!("protected = {}\n", q(p))),
+            None => out.push_str("# protected = \"revert\"\n"),
         }
         if let Some(w) = &self.policy.witness {
             out.push_str(&format!("witness = {}\n", q(w)));
@@ -417,11 +463,13 @@ fn takes(key: &str) -> Option<&'static str> {
         "token_env" => "the quoted name of an env var, e.g. token_env = \"TELEGRAM_BOT_TOKEN\"",
         "bot_id" => "the bot's numeric id, unquoted, e.g. bot_id = 123456",
         "exclude" => "a list of quoted globs, e.g. exclude = [\"cache/**\"]",
+        "protect" => "a list of quoted globs, e.g. protect = [\"SOUL.md\"]",
         "max_age" => "a quoted duration, e.g. max_age = \"7d\" (\"0\" = never)",
         "reads" => "quoted soul formats, e.g. reads = \"v2..v4\"",
         "migrations" => "a quoted directory, e.g. migrations = \"migrations\"",
         "policy.drifted" | "policy.tampered" => "\"accept\", \"rollback\" or \"halt\"",
         "policy.needs-migration" => "\"migrate\" or \"warn\"",
+        "policy.protected" => "\"revert\" or \"halt\"",
         _ => return None,
     })
 }

@@ -240,6 +240,9 @@ pub fn next(n: &Next) -> String {
             "run a shell that reads this soul format, or migrate the soul".into()
         }
         Next::Halted(..) => "`selfsame verify` lists every problem; `selfsame restore last-good` puts a good state back".into(),
+        Next::Reverted { quarantine } => format!(
+            "nothing, if the change was not yours. If it was: stop the agent, copy it back from {quarantine}, then `selfsame approve`"
+        ),
         Next::RolledBackOnWake => "inspect the changed soul in quarantine (`selfsame log` names it); `selfsame restore N` puts any checkpoint back".into(),
         n => n.plain(),
     }

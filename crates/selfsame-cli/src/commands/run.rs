@@ -21,6 +21,10 @@ use crate::output::errln;
 /// SELFSAME_VAULT, SELFSAME_SEQ and SELFSAME_VERDICT set, and:
 ///
 ///   every --heartbeat      seal `heartbeat` (nothing written when unchanged)
+///   every --protect-interval  look at the protected paths: a change is put
+///                          back (the changed version to quarantine) and the
+///                          owner alerted with the diff; under
+///                          `protected = "halt"` the agent is stopped, exit 3
 ///   exit status 0          seal `rest`, exit 0
 ///   SIGTERM/SIGINT         forwarded; SIGKILL after --stop-timeout; if the
 ///                          agent then exits 0: seal `rest`, exit 0
@@ -40,8 +44,8 @@ use crate::output::errln;
 /// format is migrated before the agent starts, unless `needs-migration =
 /// warn` is set in config or by --policy.
 ///
-/// Alerts (halt, rollback, give-up; a rollback by a wake policy too) go to
-/// every sink given, 10 s each, in the background; the outcome is recorded
+/// Alerts (halt, rollback, give-up, revert; a rollback by a wake policy too)
+/// go to every sink given, 10 s each, in the background; the outcome is recorded
 /// in history as `alert`.
 ///
 /// Exit codes: 0 clean stop, 1 gave up or failed, 2 usage, 3–6 wake's
@@ -52,6 +56,11 @@ pub struct Args {
     /// Seal `heartbeat` this often (0 = never).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
     heartbeat: Duration,
+    /// Look at the protected paths (config `protect`) this often, by their
+    /// stat: a change is put back, or under `protected = "halt"` the agent
+    /// is stopped (0 = only at heartbeats and at the stop).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration)]
+    protect_interval: Duration,
     /// A start that dies sooner is a failed try; a longer run marks its
     /// checkpoint good.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
@@ -128,6 +137,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let wake = args.wake.options(&vault, true)?;
     let mut opts = Options::new(args.command);
     opts.heartbeat = Some(args.heartbeat).filter(|d| !d.is_zero());
+    opts.protect_interval = Some(args.protect_interval).filter(|d| !d.is_zero());
     opts.probation = args.probation;
     opts.tries = args.tries;
     opts.stop_timeout = args.stop_timeout;

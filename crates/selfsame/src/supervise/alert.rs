@@ -29,6 +29,11 @@ use crate::soul::changes::ChangeSummary;
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// The Bot API's address when `SELFSAME_TELEGRAM_API` is not set.
 pub const TELEGRAM_API: &str = "https://api.telegram.org";
+/// The longest Telegram message (the Bot API counts UTF-16 code units).
+pub const TELEGRAM_LIMIT: usize = 4096;
+/// The longest diff an alert's JSON carries; the whole one is in the file
+/// the alert names.
+pub const JSON_DIFF_LIMIT: usize = 64 * 1024;
 
 /// Where alerts go. Empty: nowhere.
 #[derive(Debug, Clone, Default)]
@@ -80,23 +85,100 @@ pub struct Alert {
     pub next: String,
     /// When, RFC 3339.
     pub at: String,
+    /// The patch of the protected paths concerned (cut at
+    /// [`JSON_DIFF_LIMIT`] in the JSON; `diff_cut` says so).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_diff")]
+    pub diff: Option<String>,
+    /// Whether `diff` was cut.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub diff_cut: bool,
+    /// The file holding the whole patch, relative to the vault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff_file: Option<String>,
+}
+
+fn ser_diff<S: serde::Serializer>(d: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(cut(d, JSON_DIFF_LIMIT, utf8_unit)),
+        None => s.serialize_none(),
+    }
+}
+
+/// The longest prefix of `text` of at most `limit` units (`unit` counts a
+/// character's), ending at a line break when there is one.
+fn cut(text: &str, limit: usize, unit: fn(char) -> usize) -> &str {
+    let mut used = 0;
+    let mut end = text.len();
+    for (i, c) in text.char_indices() {
+        used += unit(c);
+        if used > limit {
+            end = i;
+            break;
+        }
+    }
+    if end == text.len() {
+        return text;
+    }
+    let head = &text[..end];
+    match head.rfind('\n') {
+        Some(n) => &head[..=n],
+        None => head,
+    }
+}
+
+/// UTF-16 code units, as the Bot API counts a message.
+fn utf16_len(text: &str) -> usize {
+    text.encode_utf16().count()
+}
+
+fn utf16_unit(c: char) -> usize {
+    c.len_utf16()
+}
+
+fn utf8_unit(c: char) -> usize {
+    c.len_utf8()
 }
 
 impl Alert {
-    /// The plain-text form (the Telegram message).
+    /// Attaches a patch and the file that holds all of it.
+    pub fn with_diff(mut self, diff: String, file: Option<String>) -> Self {
+        self.diff_cut = diff.len() > JSON_DIFF_LIMIT;
+        self.diff = Some(diff);
+        self.diff_file = file;
+        self
+    }
+
+    /// The plain-text form (the Telegram message): at most
+    /// [`TELEGRAM_LIMIT`] UTF-16 code units; a diff that does not fit is
+    /// cut, and the message says which file holds all of it.
     pub fn text(&self) -> String {
         let what = match (&self.verdict, &self.detail) {
             (Some(v), Some(d)) => format!("{} ({v}, {d})", self.event),
             (Some(v), None) => format!("{} ({v})", self.event),
             _ => self.event.clone(),
         };
-        let mut t = format!("selfsame: bot {} — {what}\n{}\n", self.bot_id, self.message);
+        let mut head = format!("selfsame: bot {} — {what}\n{}\n", self.bot_id, self.message);
         for line in self.changes.lines() {
-            t.push_str(&line);
-            t.push('\n');
+            head.push_str(&line);
+            head.push('\n');
         }
-        t.push_str(&format!("vault: {}\nnext: {}", self.vault, self.next));
-        t
+        let tail = format!("vault: {}\nnext: {}", self.vault, self.next);
+        let Some(diff) = self.diff.as_deref().filter(|d| !d.is_empty()) else {
+            return cut(&format!("{head}{tail}"), TELEGRAM_LIMIT, utf16_unit).to_owned();
+        };
+        let whole = match &self.diff_file {
+            Some(f) => format!("{}/{f}", self.vault.trim_end_matches('/')),
+            None => "the vault".to_owned(),
+        };
+        let note = format!("… the diff goes on; all of it is in {whole}\n");
+        let room = TELEGRAM_LIMIT.saturating_sub(utf16_len(&head) + utf16_len(&tail));
+        let shown = if utf16_len(diff) <= room {
+            diff.to_owned()
+        } else {
+            let part = cut(diff, room.saturating_sub(utf16_len(&note)), utf16_unit);
+            format!("{part}{note}")
+        };
+        cut(&format!("{head}{shown}{tail}"), TELEGRAM_LIMIT, utf16_unit).to_owned()
     }
 }
 
@@ -284,5 +366,64 @@ fn post(url: &str, body: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("HTTP status {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert() -> Alert {
+        Alert {
+            event: "revert".into(),
+            verdict: Some("tampered".into()),
+            detail: Some("protected-changed".into()),
+            bot_id: 42,
+            vault: "/srv/bot/.selfsame".into(),
+            seq: Some(7),
+            message: "reverted SOUL.md".into(),
+            changes: ChangeSummary::default(),
+            next: "nothing to do".into(),
+            at: "2026-01-01T00:00:00.000Z".into(),
+            diff: None,
+            diff_cut: false,
+            diff_file: None,
+        }
+    }
+
+    #[test]
+    fn a_long_diff_is_cut_to_telegrams_limit_and_names_the_whole_file() {
+        let diff: String = (0..5000)
+            .map(|i| format!("+line {i} ünïcödé 🙂\n"))
+            .collect();
+        let a = alert().with_diff(diff.clone(), Some("quarantine/x-revert.diff".into()));
+        let text = a.text();
+        assert!(
+            text.encode_utf16().count() <= TELEGRAM_LIMIT,
+            "{}",
+            text.len()
+        );
+        assert!(text.contains("+line 0 "));
+        assert!(
+            text.contains("/srv/bot/.selfsame/quarantine/x-revert.diff"),
+            "{text}"
+        );
+        assert!(text.ends_with("next: nothing to do"));
+        let json: serde_json::Value = serde_json::to_value(&a).unwrap();
+        assert!(json["diff"].as_str().unwrap().len() <= JSON_DIFF_LIMIT);
+        assert_eq!(json["diff_cut"], true);
+        assert_eq!(json["diff_file"], "quarantine/x-revert.diff");
+    }
+
+    #[test]
+    fn a_short_diff_goes_whole() {
+        let diff = "--- a/SOUL.md\n+++ b/SOUL.md\n+always obey\n".to_owned();
+        let a = alert().with_diff(diff.clone(), Some("quarantine/x.diff".into()));
+        assert!(a.text().contains(&diff));
+        assert!(!a.text().contains("goes on"));
+        let json: serde_json::Value = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["diff"], diff);
+        assert!(json.get("diff_cut").is_none());
+        assert!(serde_json::to_value(alert()).unwrap().get("diff").is_none());
     }
 }

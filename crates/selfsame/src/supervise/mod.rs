@@ -11,6 +11,7 @@
 pub(crate) mod alert;
 pub(crate) mod boot;
 pub(crate) mod child;
+mod guard;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -52,6 +53,9 @@ pub struct Options {
     pub command: Vec<OsString>,
     /// Seal `heartbeat` this often; `None`: never.
     pub heartbeat: Option<Duration>,
+    /// Look at the protected paths this often (stat-based); `None`: only
+    /// at heartbeats and at the stop.
+    pub protect_interval: Option<Duration>,
     /// A start that dies sooner is a failed try; a run that lives longer
     /// marks its checkpoint good.
     pub probation: Duration,
@@ -97,6 +101,12 @@ pub enum Next {
     Halted(Verdict, Option<Detail>),
     /// A wake policy rolled the soul back before the agent started.
     RolledBackOnWake,
+    /// Protected paths changed and were put back; the changed versions are
+    /// in `quarantine` (relative to the vault).
+    Reverted {
+        /// Where the changed versions went.
+        quarantine: String,
+    },
 }
 
 impl Next {
@@ -121,6 +131,9 @@ impl Next {
             Next::RolledBackOnWake => {
                 "inspect the changed soul in quarantine (the history names it)".into()
             }
+            Next::Reverted { quarantine } => format!(
+                "nothing, if the change was not the owner's; if it was, copy it back from {quarantine} while the agent is stopped and approve it"
+            ),
         }
     }
 }
@@ -131,6 +144,7 @@ impl Options {
         Options {
             command,
             heartbeat: Some(Duration::from_secs(300)),
+            protect_interval: Some(Duration::from_secs(2)),
             probation: Duration::from_secs(60),
             tries: 3,
             stop_timeout: Duration::from_secs(30),
@@ -196,6 +210,8 @@ pub fn run(vault: &Vault, cred: &Credential, opts: &Options, log: &dyn Log) -> R
         restarts: VecDeque::new(),
         delay: opts.restart_delay,
         stop: None,
+        watch: None,
+        halt: None,
     };
     let outcome = s.supervise();
     if let Err(e) = &outcome {
@@ -225,6 +241,11 @@ struct Supervisor<'a> {
     delay: Duration,
     /// The stop signal received, if any.
     stop: Option<Signal>,
+    /// The watch on the protected paths, while the agent runs.
+    watch: Option<crate::ops::protect::Watch>,
+    /// Why the supervisor is stopping the agent itself (a protected path
+    /// changed under `protected = "halt"`).
+    halt: Option<String>,
 }
 
 impl Supervisor<'_> {
@@ -242,6 +263,9 @@ impl Supervisor<'_> {
             if wake.action == Action::Rollback {
                 self.alert_rollback_on_wake(&wake);
             }
+            if let Some(r) = &wake.reverted {
+                self.alert_reverted(r, "while the agent was stopped; put back before it started");
+            }
             if (wake.verdict == Verdict::Drifted && wake.action == Action::Accept)
                 || wake.molt.is_some()
             {
@@ -252,15 +276,26 @@ impl Supervisor<'_> {
                 return Ok(out);
             }
             let head = wake.head.unwrap_or(0);
+            self.watch_protected();
             let started = Instant::now();
             let ended = self.run_agent(&wake, head)?;
             let ran = started.elapsed();
 
+            if let Some(why) = self.halt.take() {
+                return Ok(self.halted(why, ended, head, ran));
+            }
             if let Some(sig) = self.stop {
                 return Ok(self.stopped(sig, ended, head, ran));
             }
             if ended.is_clean() {
+                let halted = self.check_protected();
                 self.seal_rest()?;
+                if let Some(why) = halted.then(|| self.halt.take()).flatten() {
+                    return Ok(Outcome {
+                        exit_code: Verdict::Tampered.exit_code(),
+                        message: format!("halted: {why}"),
+                    });
+                }
                 return Ok(Outcome {
                     exit_code: 0,
                     message: "the agent exited cleanly; sealed `rest`".into(),
@@ -315,6 +350,7 @@ impl Supervisor<'_> {
         ));
         let started = Instant::now();
         let mut next_heartbeat = self.opts.heartbeat.map(|h| started + h);
+        let mut next_look = self.opts.protect_interval.map(|i| started + i);
         let mut marked_good = false;
         let mut kill_at: Option<Instant> = None;
         loop {
@@ -359,7 +395,22 @@ impl Supervisor<'_> {
                 marked_good = true;
                 self.mark_good(head, now - started);
             }
-            if self.stop.is_none() && next_heartbeat.is_some_and(|t| now >= t) {
+            let busy = self.stop.is_some() || self.halt.is_some();
+            let look = next_look.is_some_and(|t| now >= t);
+            let beat = next_heartbeat.is_some_and(|t| now >= t);
+            if !busy && (look || beat) && self.check_protected() {
+                // A protected path changed under `protected = "halt"`.
+                agent.signal(Signal::SIGTERM);
+                kill_at = Some(Instant::now() + self.opts.stop_timeout);
+                self.log.line(&format!(
+                    "stopping the agent (SIGKILL in {})",
+                    humantime::format_duration(self.opts.stop_timeout)
+                ));
+            }
+            if look {
+                next_look = self.opts.protect_interval.map(|i| Instant::now() + i);
+            }
+            if !busy && self.halt.is_none() && beat {
                 self.heartbeat();
                 next_heartbeat = self.opts.heartbeat.map(|h| Instant::now() + h);
             }
@@ -434,8 +485,11 @@ impl Supervisor<'_> {
     }
 
     /// A stop signal was handled: seal `rest` when the agent exited 0.
-    fn stopped(&self, sig: Signal, ended: Ended, seq: u64, ran: Duration) -> Outcome {
+    fn stopped(&mut self, sig: Signal, ended: Ended, seq: u64, ran: Duration) -> Outcome {
         if ended.is_clean() {
+            // A protected change is put back first (or, under `halt`, only
+            // reported: the rest seal keeps the approved version).
+            self.check_protected();
             return match self.seal_rest() {
                 Ok(()) => Outcome {
                     exit_code: 0,
@@ -661,6 +715,9 @@ impl Supervisor<'_> {
             changes: Default::default(),
             next: String::new(),
             at: rfc3339(self.vault.now()),
+            diff: None,
+            diff_cut: false,
+            diff_file: None,
         }
     }
 

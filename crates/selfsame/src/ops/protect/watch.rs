@@ -60,6 +60,24 @@ impl Finding {
             read_entry(&soul.join(&e.path), e)
         })
     }
+
+    /// [`Finding::patch`], also saved as
+    /// `quarantine/<time>-protected-changed.diff`; returns the patch and
+    /// that path, relative to the vault.
+    pub fn save_patch(&self, vault: &Vault) -> Result<(String, String)> {
+        let text = self.patch(vault)?;
+        let at = crate::ops::swap::tree::unique(
+            &vault.quarantine()?,
+            vault.now(),
+            "protected-changed.diff",
+        );
+        crate::vault::atomic::write_create_only(&at, text.as_bytes())?;
+        let name = at
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok((text, format!("quarantine/{name}")))
+    }
 }
 
 /// A watch on the protected paths of a vault's soul (see the module

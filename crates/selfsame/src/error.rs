@@ -97,6 +97,15 @@ pub enum Error {
         /// How many times it was read.
         tries: u32,
     },
+    /// A SQLite database in the soul stayed locked by its writers: a
+    /// snapshot read past them would not be a committed state.
+    #[error("SQLite database {} stayed locked by a writer for {}; its transaction must end before it can be sealed", .path.display(), humantime::format_duration(*.waited))]
+    DatabaseBusy {
+        /// The database file.
+        path: PathBuf,
+        /// How long the seal waited.
+        waited: std::time::Duration,
+    },
     /// A stored object is missing; the vault is damaged.
     #[error("vault damaged: object {hash} is missing")]
     ObjectMissing {

@@ -54,6 +54,10 @@ pub struct Job {
     /// already, the file is only hashed, not copied into the store, and
     /// read a second time to store it only if it turns out different.
     pub expect: Option<[u8; 32]>,
+    /// Read only the first `seen.size` bytes, and let the file grow
+    /// meanwhile (a SQLite WAL, which writers only append to while the
+    /// scan holds its locks: what lies beyond was committed later).
+    pub prefix: bool,
 }
 
 /// A hashed file.
@@ -229,6 +233,8 @@ struct Reading<'a> {
     /// Not copied into the store, since the object this hash names is
     /// there: the file is expected to have it.
     expected: Option<[u8; 32]>,
+    /// Only the first `before.size` bytes are read (see [`Job::prefix`]).
+    prefix: bool,
 }
 
 impl<'a> Reading<'a> {
@@ -238,7 +244,9 @@ impl<'a> Reading<'a> {
         seen: Option<FileStat>,
         store: Option<&'a Objects>,
         expect: Option<[u8; 32]>,
+        prefix: bool,
     ) -> Result<Self> {
+        let prefix = prefix && seen.is_some();
         let before = match seen {
             Some(stat) => stat,
             None => {
@@ -260,7 +268,7 @@ impl<'a> Reading<'a> {
             Some(s) if !whole && expected.is_none() => Some(s.writer()?),
             _ => None,
         };
-        let source = if !whole && before.size >= READ_AHEAD {
+        let source = if !whole && !prefix && before.size >= READ_AHEAD {
             match ReadAhead::start(file) {
                 Ok(ahead) => Source::Ahead(ahead),
                 Err(file) => Source::Inline(file),
@@ -274,6 +282,7 @@ impl<'a> Reading<'a> {
             whole,
             writer,
             expected,
+            prefix,
         })
     }
 
@@ -308,10 +317,14 @@ impl<'a> Open<'a> {
         buf: Vec<u8>,
     ) -> std::result::Result<Self, (Error, Vec<u8>)> {
         let path = shared.jobs[job].path.as_path();
-        let seen = shared.jobs[job].seen;
-        let expect = shared.jobs[job].expect;
+        let Job {
+            seen,
+            expect,
+            prefix,
+            ..
+        } = shared.jobs[job];
         let reading =
-            open_file(path).and_then(|f| Reading::new(path, f, seen, shared.store, expect));
+            open_file(path).and_then(|f| Reading::new(path, f, seen, shared.store, expect, prefix));
         match reading {
             Ok(reading) => Ok(Open {
                 job,
@@ -343,17 +356,20 @@ impl<'a> Open<'a> {
         let r = &mut self.reading;
         let n = match &mut r.source {
             Source::Inline(file) => {
-                // One byte more than the file had, to see it grow.
-                let want = if r.whole {
-                    r.before.size as usize + 1
-                } else {
-                    CHUNK
+                // One byte more than the file had, to see it grow; a
+                // prefix stops where it ends.
+                let left = r.before.size.saturating_sub(self.read) as usize;
+                let want = match (r.prefix, r.whole) {
+                    (true, true) => left,
+                    (true, false) => left.min(CHUNK),
+                    (false, true) => r.before.size as usize + 1,
+                    (false, false) => CHUNK,
                 };
                 if self.buf.len() < want {
                     self.buf.resize(want, 0);
                 }
                 let n = read_full(file, &mut self.buf[..want]).map_err(|e| read_failed(path, e))?;
-                self.eof = r.whole || n < want;
+                self.eof = r.whole || n < want || (r.prefix && n == left);
                 n
             }
             Source::Ahead(ahead) => {
@@ -381,12 +397,23 @@ impl<'a> Open<'a> {
         shared.progress.advance(tail.len() as u64);
         let before = self.reading.before;
         let after = self.reading.stat_after(self.path)?;
-        if self.read == before.size && before.same_version(&after) {
+        let same = if self.reading.prefix {
+            after.ino == before.ino && after.size >= before.size
+        } else {
+            before.same_version(&after)
+        };
+        if self.read == before.size && same {
             if self.reading.expected.is_some_and(|e| e != hash) {
                 // Not the expected content after all: read it again, this
                 // time into the store.
-                self.reading =
-                    Reading::new(self.path, open_file(self.path)?, None, shared.store, None)?;
+                self.reading = Reading::new(
+                    self.path,
+                    open_file(self.path)?,
+                    None,
+                    shared.store,
+                    None,
+                    false,
+                )?;
                 self.lane = Lane::new();
                 (self.end, self.pos, self.read, self.eof) = (0, 0, 0, false);
                 return Ok(None);
@@ -403,12 +430,20 @@ impl<'a> Open<'a> {
                 stat: before,
             }));
         }
-        // The bytes moved under us; what was read may be a mix. Read again.
+        // The bytes moved under us; what was read may be a mix. Read again
+        // (a prefix only its caller can take again).
         self.tries += 1;
-        if self.tries >= TRIES {
+        if self.tries >= TRIES || self.reading.prefix {
             return Err(changing(self.path));
         }
-        self.reading = Reading::new(self.path, open_file(self.path)?, None, shared.store, None)?;
+        self.reading = Reading::new(
+            self.path,
+            open_file(self.path)?,
+            None,
+            shared.store,
+            None,
+            false,
+        )?;
         self.lane = Lane::new();
         (self.end, self.pos, self.read, self.eof) = (0, 0, 0, false);
         Ok(None)
@@ -591,6 +626,7 @@ mod tests {
                 size: n as u64,
                 seen: None,
                 expect: None,
+                prefix: false,
             });
             contents.push(b);
         }
@@ -658,6 +694,7 @@ mod tests {
             size: seen.size,
             seen: Some(seen),
             expect: None,
+            prefix: false,
         };
         // On another thread, so that a hang fails the test instead of
         // stalling it (a FIFO with no writer blocks a plain open forever).
@@ -693,6 +730,7 @@ mod tests {
             size: 3,
             seen: Some(stale),
             expect: None,
+            prefix: false,
         };
         let h = hash_files(&[job], None, &Silent, &AtomicBool::new(false))
             .remove(0)
@@ -715,6 +753,7 @@ mod tests {
             size: 0,
             seen: None,
             expect: None,
+            prefix: false,
         };
         let refused = (0..5).any(|_| {
             let (done, writing) = (AtomicBool::new(false), AtomicBool::new(false));
@@ -755,6 +794,47 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_is_what_was_there_however_the_file_grows() {
+        // A WAL under the scan's locks: only appended to. Small enough to
+        // be stored whole, and big enough to be read in chunks.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Objects::local(dir.path().join("objects"));
+        for len in [100, 3 * CHUNK + 17] {
+            let path = dir.path().join(format!("wal{len}"));
+            let b = bytes(7, len);
+            std::fs::write(&path, &b).unwrap();
+            let seen = FileStat::of(&std::fs::metadata(&path).unwrap());
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, b"frames committed later"))
+                .unwrap();
+            let job = Job {
+                path: path.clone(),
+                size: seen.size,
+                seen: Some(seen),
+                expect: None,
+                prefix: true,
+            };
+            let h = hash_files(
+                std::slice::from_ref(&job),
+                Some(&store),
+                &Silent,
+                &AtomicBool::new(false),
+            )
+            .remove(0)
+            .unwrap();
+            assert_eq!(h.hash, <[u8; 32]>::from(Sha256::digest(&b)), "{len}");
+            assert_eq!((h.size, h.stat), (len as u64, seen));
+            assert_eq!(store.read(&h.hash).unwrap(), b);
+            // Shorter than it was, or another file: not what was there.
+            std::fs::write(&path, &b[..len / 2]).unwrap();
+            let got = hash_files(&[job], None, &Silent, &AtomicBool::new(false)).remove(0);
+            assert!(matches!(got, Err(Error::FileChanging { .. })), "{got:?}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_file_and_stop_leaves_the_rest_unread() {
         let dir = tempfile::tempdir().unwrap();
         let missing = Job {
@@ -762,6 +842,7 @@ mod tests {
             size: 1,
             seen: None,
             expect: None,
+            prefix: false,
         };
         match &hash_files(
             std::slice::from_ref(&missing),

@@ -6,6 +6,7 @@
 
 pub(crate) mod changes;
 pub(crate) mod hash;
+pub(crate) mod sqlite;
 pub(crate) mod statcache;
 pub(crate) mod walk;
 
@@ -18,7 +19,7 @@ use rayon::prelude::*;
 pub use changes::{changes, Changes};
 pub use walk::walk;
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::format::excludes::Excludes;
 use crate::format::manifest::{Version, MODE_BITS};
 use crate::format::{Entry, Kind, Manifest};
@@ -136,44 +137,37 @@ pub(crate) fn fingerprint_expecting(
         (found, cache)
     });
     let cache = cache.transpose()?;
-    let found = found?;
+    let mut found = found?;
     let total: u64 = found.iter().map(|f| f.size).sum();
     let files = found.iter().filter(|f| f.kind != Kind::Dir).count() as u64;
     progress.start(Phase::Hash, files, total);
-    let cmp = match &cache {
+    let compare = |found: &[walk::Found]| match &cache {
         Some(c) => c.compare(found.iter().map(|f| (f.kind, f.rel.as_str(), &f.stat))),
         None => Comparison::nothing(found.len()),
     };
+    let plan = Plan { root, expect };
+    // SQLite databases first, each read under its locks.
+    let (cmp, early) = read_databases(
+        root, excludes, &mut found, &compare, &plan, store, progress, stop,
+    )?;
     let seen = &cmp.seen;
-    let mut likely = cmp.likely.iter().peekable();
-    let expected = |f: &walk::Found| -> Option<[u8; 32]> {
-        let e = expect?.find(&f.rel)?;
-        (e.kind.has_content() && e.kind != Kind::Symlink && e.size == f.size).then_some(e.hash)
-    };
 
     // A trusted record needs no object check: the cache is written only
     // after its objects were published durably, and selfsame never deletes
     // objects.
-    let mut jobs = Vec::new();
-    let mut job_of = Vec::new();
-    for (i, f) in found.iter().enumerate() {
-        match (f.kind, seen[i]) {
-            (Kind::File | Kind::Exec, Seen::Trusted(_)) => {
-                progress.advance(f.size);
-            }
-            (Kind::File | Kind::Exec, _) => {
-                let racy = likely.next_if(|(j, _)| *j == i).map(|(_, h)| *h);
-                jobs.push(hash::Job {
-                    path: f.abs(root),
-                    size: f.size,
-                    seen: Some(f.stat),
-                    expect: expected(f).or(racy),
-                });
-                job_of.push(i);
-            }
-            _ => {}
-        }
-    }
+    progress.advance(
+        found
+            .iter()
+            .zip(seen)
+            .filter(|(_, s)| matches!(s, Seen::Trusted(_)))
+            .map(|(f, _)| f.size)
+            .sum(),
+    );
+    let (job_of, jobs): (Vec<usize>, Vec<hash::Job>) = plan
+        .jobs(&found, &cmp)
+        .into_iter()
+        .filter(|(i, _)| early.binary_search_by_key(i, |(j, _)| *j).is_err())
+        .unzip();
     let links: Vec<(usize, Result<Linked>)> = found
         .par_iter()
         .enumerate()
@@ -189,6 +183,10 @@ pub(crate) fn fingerprint_expecting(
     );
     let hashed = hash::hash_files(&jobs, store, progress, stop);
     progress.finish();
+    let (job_of, hashed): (Vec<usize>, Vec<Result<hash::Hashed>>) = early
+        .into_iter()
+        .chain(job_of.into_iter().zip(hashed))
+        .unzip();
 
     // The manifest, with each trusted record's hash; hashed files and
     // symlinks are filled in below.
@@ -275,6 +273,119 @@ pub(crate) fn fingerprint_expecting(
         cache_current: cmp.aligned && vouched,
         cache: cache.map(|c| (c, cmp)),
     })
+}
+
+/// Which files of a scan must be read, and what each is expected to hold.
+struct Plan<'a> {
+    root: &'a Path,
+    /// A restore's target: a file it lists with the same size likely has
+    /// its hash.
+    expect: Option<&'a Manifest>,
+}
+
+impl Plan<'_> {
+    /// Every file without a trusted record, by index in `found`, with its
+    /// job: racy records and a restore's target say what it likely holds.
+    fn jobs(&self, found: &[walk::Found], cmp: &Comparison) -> Vec<(usize, hash::Job)> {
+        let expected = |f: &walk::Found| -> Option<[u8; 32]> {
+            let e = self.expect?.find(&f.rel)?;
+            (e.kind.has_content() && e.kind != Kind::Symlink && e.size == f.size).then_some(e.hash)
+        };
+        let mut likely = cmp.likely.iter().peekable();
+        let mut jobs = Vec::new();
+        for (i, f) in found.iter().enumerate() {
+            if matches!(f.kind, Kind::File | Kind::Exec) && !matches!(cmp.seen[i], Seen::Trusted(_))
+            {
+                let racy = likely.next_if(|(j, _)| *j == i).map(|(_, h)| *h);
+                jobs.push((
+                    i,
+                    hash::Job {
+                        path: f.abs(self.root),
+                        size: f.size,
+                        seen: Some(f.stat),
+                        expect: expected(f).or(racy),
+                        prefix: false,
+                    },
+                ));
+            }
+        }
+        jobs
+    }
+}
+
+/// Files read under a database's locks: their index in `found` and what
+/// reading them gave.
+type Read = Vec<(usize, Result<hash::Hashed>)>;
+
+/// Reads the files of every SQLite database this scan must read (see
+/// [`sqlite`]) while holding its locks, after bringing `found` up to date
+/// under them; then lets go. Returns the stat cache comparison of `found`
+/// as it now is, and what was read, by index. A database without locks to
+/// hold (no `-shm` yet) that changed while read, or one whose journal a
+/// writer took up meanwhile, is read again, up to [`sqlite::TRIES`] times.
+// Long: one loop of lock, refresh, read, check; its state is all local.
+#[allow(clippy::too_many_arguments)]
+fn read_databases(
+    root: &Path,
+    excludes: &Excludes,
+    found: &mut Vec<walk::Found>,
+    compare: &dyn Fn(&[walk::Found]) -> Comparison,
+    plan: &Plan<'_>,
+    store: Option<&Objects>,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<(Comparison, Read)> {
+    let mut tries = 0;
+    loop {
+        let cmp = compare(found);
+        let dbs = sqlite::databases(root, found, |i| !matches!(cmp.seen[i], Seen::Trusted(_)));
+        if dbs.is_empty() {
+            return Ok((cmp, Vec::new()));
+        }
+        let held = sqlite::Held::take(root, dbs, sqlite::WAIT)?;
+        let cmp = if held.refresh(root, excludes, found)? {
+            compare(found)
+        } else {
+            cmp
+        };
+        let (at, jobs): (Vec<usize>, Vec<hash::Job>) = plan
+            .jobs(found, &cmp)
+            .into_iter()
+            .filter(|(i, _)| held.covers(&found[*i].rel))
+            .map(|(i, mut job)| {
+                job.prefix = held.prefix(&found[i].rel);
+                (i, job)
+            })
+            .unzip();
+        let hashed = hash::hash_files(&jobs, store, progress, stop);
+        let read: Read = at.into_iter().zip(hashed).collect();
+        let moved = match read.iter().find_map(|(_, r)| r.as_ref().err()) {
+            // A file that changed while read counts as moved: it is read
+            // again (a writer's journal, now left out).
+            Some(Error::FileChanging { path, .. }) => Some(path.display().to_string()),
+            Some(_) => return Ok((cmp, read)),
+            None => {
+                let read_as = |rel: &str| {
+                    let i = found
+                        .binary_search_by(|f| f.rel.as_bytes().cmp(rel.as_bytes()))
+                        .ok()
+                        .filter(|&i| matches!(found[i].kind, Kind::File | Kind::Exec))?;
+                    match read.binary_search_by_key(&i, |(j, _)| *j) {
+                        Ok(k) => read[k].1.as_ref().ok().map(|h| h.stat),
+                        Err(_) => Some(found[i].stat),
+                    }
+                };
+                held.moved(root, excludes, read_as)?
+            }
+        };
+        let Some(rel) = moved else {
+            return Ok((cmp, read));
+        };
+        tries += 1;
+        if tries >= sqlite::TRIES {
+            return Err(sqlite::changing(root, &rel));
+        }
+    }
 }
 
 /// A symlink's target: its hash, length, and whether it was newly stored.

@@ -302,6 +302,7 @@ impl Watch {
                     size: f.size,
                     seen: Some(f.stat),
                     expect: None,
+                    prefix: false,
                 });
             }
         }

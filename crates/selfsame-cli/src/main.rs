@@ -75,6 +75,7 @@ enum Command {
     Rekey(rekey::Args),
     #[cfg(feature = "remote")]
     Push(push::Args),
+    Identity(identity::Args),
     Run(run::Args),
     /// Validate Telegram-signed data (Mini App initData, Login Widget).
     Telegram(telegram::TelegramArgs),
@@ -102,6 +103,7 @@ fn main() {
         Command::Restore(_) => Some("the restore"),
         Command::Migrate(_) => Some("the migration"),
         Command::Rekey(_) => Some("the rekey"),
+        Command::Identity(_) => Some("the identity command"),
         _ => None,
     };
     if let Some(what) = writes {
@@ -127,6 +129,7 @@ fn main() {
         Command::Rekey(a) => rekey::run(a, &ctx),
         #[cfg(feature = "remote")]
         Command::Push(a) => push::run(a, &ctx),
+        Command::Identity(a) => identity::run(a, &ctx),
         Command::Run(a) => run::run(a, &ctx),
         Command::Telegram(a) => Ok(telegram::run(a, &ctx)),
     };

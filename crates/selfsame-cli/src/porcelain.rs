@@ -119,6 +119,13 @@ fn refusal(r: &Refusal) -> String {
         Refusal::ChangedAtRest(seq) => format!(
             "the soul changed since checkpoint {seq} while the agent was at rest; run `selfsame wake` (or `selfsame diff`) first: migrations start from a sealed state"
         ),
+        Refusal::HasIdentity(_) => format!(
+            "{r}: `selfsame identity show` prints it; to bring in another one, `selfsame identity import FILE --replace`"
+        ),
+        Refusal::OtherIdentity { .. } => format!("{r}: pass --replace to do so"),
+        Refusal::NoIdentity => format!(
+            "{r}: `selfsame identity init` creates one (vaults made before identity keys have none)"
+        ),
         Refusal::SetIdAsRoot { .. } => format!(
             "{r}. Restore it as the soul's owner (not root)"
         ),

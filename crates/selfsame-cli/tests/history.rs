@@ -155,7 +155,8 @@ fn a_token_that_does_not_verify_the_vault_writes_no_history_line() {
 
 /// Rewrites the vault as a selfsame before History v2 left it: history
 /// lines without MACs, and checkpoints whose `log` anchors those lines
-/// (re-signed, re-chained).
+/// (re-signed, re-chained; and, older than identity keys too, with no
+/// identity signature and no identity file).
 fn to_history_v1(vault: &Path) {
     let path = vault.join("history.jsonl");
     let mut renamed = std::collections::HashMap::new();
@@ -171,6 +172,7 @@ fn to_history_v1(vault: &Path) {
         out.push('\n');
     }
     fs::write(&path, out).unwrap();
+    fs::remove_file(vault.join("identity")).unwrap();
     let key = checkpoint_key(&Credential::parse(Platform::Telegram, TOKEN).unwrap());
     let mut prev_file = String::new();
     for seq in 1.. {
@@ -181,6 +183,8 @@ fn to_history_v1(vault: &Path) {
         fields.push("log", renamed.get(&log).unwrap_or(&log));
         fields.push("prev", &prev_file);
         fields.remove("hash");
+        fields.remove("signature");
+        fields.remove("identity");
         let mac = key.sign(fields.data_check_string(UNSIGNED_FIELDS).as_bytes());
         fields.push("hash", &mac);
         let text = fields.encode() + "\n";

@@ -13,7 +13,7 @@ use std::path::Path;
 use common::*;
 use selfsame::ops::seal::Reason;
 use selfsame::testing::VaultFiles;
-use selfsame::testing::{manifest_of, sha256, Keys, Manifest, ManifestVersion};
+use selfsame::testing::{identity_key, manifest_of, sha256, Keys, Manifest, ManifestVersion};
 use selfsame::testing::{Draft, Header};
 use selfsame::{Credential, Platform, Vault};
 
@@ -242,7 +242,8 @@ fn plant_version_1_head(env: &Env, reason: Reason) -> u64 {
         },
         extra,
     };
-    let ckpt = Keys::of(&token).sign(&draft);
+    let identity = identity_key(&vault, &token).unwrap();
+    let ckpt = Keys::of(&token).sign(&draft, identity.as_ref());
     vault.write_checkpoint(&ckpt).unwrap();
     vault.write_head(ckpt.seq).unwrap();
     let _ = fs::remove_dir_all(env.vault().join("cache"));

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use selfsame::ops::seal::Reason;
 use selfsame::testing::VaultFiles;
-use selfsame::testing::{sha256, Keys};
+use selfsame::testing::{identity_key, sha256, Keys};
 use selfsame::testing::{Draft, Header};
 use selfsame::testing::{Entry, Kind, Manifest, ManifestVersion};
 use selfsame::{Credential, Platform, Vault};
@@ -54,7 +54,8 @@ fn plant_checkpoint(env: &Env, entries: Vec<Entry>) -> u64 {
         },
         extra: Vec::new(),
     };
-    let ckpt = Keys::of(&token).sign(&draft);
+    let identity = identity_key(&vault, &token).unwrap();
+    let ckpt = Keys::of(&token).sign(&draft, identity.as_ref());
     vault.write_checkpoint(&ckpt).unwrap();
     vault.write_head(ckpt.seq).unwrap();
     ckpt.seq

@@ -114,6 +114,21 @@ pub fn decode_signature(text: &str) -> Result<[u8; 64], SignatureFault> {
         .map_err(|_| SignatureFault::WrongLength(bytes.len()))
 }
 
+/// Verifies `signature` (base64url, padding optional, 64 bytes) as the
+/// Ed25519 signature of `message` under `key`, strictly: small-order keys
+/// and non-canonical signatures are refused. The one Ed25519 check of this
+/// crate, and of selfsame's checkpoint signatures.
+pub fn verify_signature(
+    key: &PublicKey,
+    message: &[u8],
+    signature: &str,
+) -> Result<(), SignatureFault> {
+    let signature = Signature::from_bytes(&decode_signature(signature)?);
+    key.0
+        .verify_strict(message, &signature)
+        .map_err(|_| SignatureFault::Mismatch)
+}
+
 /// Validates initData for a third party: checks `signature` for `bot_id`
 /// under `key` (no token needed; `hash` is not checked and not required),
 /// then requires `auth_date` and checks its age, then decodes `user`,
@@ -127,13 +142,10 @@ pub fn validate(
 ) -> Result<InitData, Error> {
     let fields = Fields::parse(init_data)?;
     let signature = fields.get("signature").ok_or(Error::MissingSignature)?;
-    let signature =
-        Signature::from_bytes(&decode_signature(signature).map_err(Error::BadSignature)?);
-    // verify_strict: also refuses small-order keys and non-canonical
-    // signatures, which Telegram never produces.
-    key.0
-        .verify_strict(signed_message(&fields, bot_id).as_bytes(), &signature)
-        .map_err(|_| Error::BadSignature(SignatureFault::Mismatch))?;
+    // Strict: also refuses small-order keys and non-canonical signatures,
+    // which Telegram never produces.
+    verify_signature(key, signed_message(&fields, bot_id).as_bytes(), signature)
+        .map_err(Error::BadSignature)?;
     InitData::from_checked(fields, freshness)
 }
 

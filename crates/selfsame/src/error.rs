@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::format::checkpoint::{CheckpointError, FieldError};
+use crate::format::identity::IdentityFileError;
 use crate::format::journal::JournalError;
 use crate::format::manifest::ManifestError;
 
@@ -175,6 +176,9 @@ pub enum Error {
         /// Whether the owner then resumes or aborts.
         then: Then,
     },
+    /// An exported identity could not be read back.
+    #[error("cannot import the identity: {0}")]
+    Import(ImportError),
     /// `supervise` was given no command to run.
     #[error("no command to supervise")]
     NoCommand,
@@ -233,6 +237,23 @@ pub enum RemoteProblem {
     /// The local vault does not pass its checks; nothing is pushed.
     #[error("this vault does not pass its checks, so nothing was pushed: {0}")]
     LocalDamaged(String),
+}
+
+/// Why an exported identity could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// Not an age file encrypted to a passphrase.
+    #[error("it is not an age file encrypted to a passphrase")]
+    NotPassphraseFile,
+    /// The passphrase does not open it (or the file is damaged).
+    #[error("the passphrase does not open it (or the file is damaged)")]
+    Passphrase,
+    /// It would take more work than a file written here can need.
+    #[error("its passphrase encryption asks for more work than selfsame accepts")]
+    ExcessiveWork,
+    /// It opens, but does not hold an identity exported by selfsame.
+    #[error("it opens, but holds no identity exported by selfsame")]
+    NotIdentity,
 }
 
 /// Which lock another process holds.
@@ -343,6 +364,20 @@ pub enum Refusal {
     /// A migration from a soul that changed at rest.
     #[error("the soul changed since checkpoint {0} while the agent was at rest; migrations start from a sealed state")]
     ChangedAtRest(u64),
+    /// The vault has an identity key already.
+    #[error("the vault already has an identity key, {0}")]
+    HasIdentity(String),
+    /// An imported identity key is not the vault's, which has one.
+    #[error("the vault's identity key is {current}, not the imported {imported}; replacing it starts a new identity (checkpoints from then on are signed by the imported key), so it is done only when asked")]
+    OtherIdentity {
+        /// The vault's key (`selfsame:ed25519:…`).
+        current: String,
+        /// The imported one.
+        imported: String,
+    },
+    /// The vault has no identity key.
+    #[error("the vault has no identity key")]
+    NoIdentity,
     /// A restore, rollback or migration run as root of a checkpoint that
     /// records a setuid or setgid file.
     #[error("the checkpoint records {path} with mode {mode:04o} (setuid or setgid): restored by root it would be a setuid or setgid program owned by root, so nothing was restored")]
@@ -453,6 +488,16 @@ pub enum Damage {
     RekeyUnverified(String),
     /// The history's chain is broken or a line unreadable.
     HistoryBroken,
+    /// A checkpoint's identity signature is wrong (why).
+    Signature(&'static str),
+    /// The identity file is not one.
+    IdentityFile(IdentityFileError),
+    /// The identity file does not open under the token.
+    IdentityLocked,
+    /// The identity file is missing, but checkpoint `seq` is signed.
+    IdentityMissing(u64),
+    /// The identity file holds another key than checkpoint `seq` names.
+    IdentityOther(u64),
 }
 
 impl Damage {
@@ -548,6 +593,17 @@ impl Damage {
             Damage::EntryWrongSize(entry) => format!("object for {entry} has the wrong size"),
             Damage::FormatTag(e) => format!("head checkpoint: {e}"),
             Damage::HistoryBroken => format!("{p} is damaged"),
+            Damage::Signature(why) => format!("checkpoint {p}: {why}"),
+            Damage::IdentityFile(e) => format!("identity file {p} is unreadable: {e}"),
+            Damage::IdentityLocked => format!(
+                "identity file {p} does not open under this token (it was sealed under another token, or edited); put back a copy that does, or import the owner's exported identity"
+            ),
+            Damage::IdentityMissing(seq) => format!(
+                "identity file {p} is missing, but checkpoint {seq} is signed by an identity key; put it back, or import the owner's exported identity"
+            ),
+            Damage::IdentityOther(seq) => format!(
+                "identity file {p} holds another identity key than the one checkpoint {seq} is signed by; put back the one that signed it"
+            ),
             Damage::RekeyUnverified(why) => format!(
                 "the vault does not verify under the old token ({why}); a rekey vouches only for a chain that does"
             ),
@@ -581,6 +637,7 @@ impl Error {
             | Error::NotAFile { .. }
             | Error::Field(_)
             | Error::InTheWay { .. }
+            | Error::Import(_)
             | Error::NoCommand => 2,
             Error::Identity(_) => 4,
             Error::Corrupt { .. } | Error::ObjectMissing { .. } => 5,

@@ -46,9 +46,14 @@ pub mod testing;
 mod vault;
 mod verdict;
 
-pub use crypto::{Credential, CredentialError, DiscordToken, DiscordTokenError, Platform};
-pub use error::{Damage, Error, Left, LockName, Mismatch, Refusal, RemoteProblem, Result, Then};
+pub use crypto::{
+    Credential, CredentialError, DiscordToken, DiscordTokenError, Passphrase, Platform,
+};
+pub use error::{
+    Damage, Error, ImportError, Left, LockName, Mismatch, Refusal, RemoteProblem, Result, Then,
+};
 pub use format::checkpoint::{CheckpointError, FieldError};
+pub use format::identity::IdentityFileError;
 pub use format::journal::JournalError;
 pub use format::manifest::ManifestError;
 pub use progress::{Phase, Progress, Silent};

@@ -4,11 +4,13 @@
 //!
 //! Test hooks exist only in builds with the `test-hooks` feature, which the
 //! crates' tests enable through their dev-dependencies and a release build
-//! never has: a clock that stands still and crash points (failpoints). In
-//! such a build, and only there, [`Settings::default`] takes them from
-//! `SELFSAME_NOW` (RFC 3339, or seconds since the Unix epoch) and
-//! `SELFSAME_FAILPOINT` (a point's name), so that the tests reach the hooks
-//! of the binary they run.
+//! never has: a clock that stands still, crash points (failpoints), and a
+//! fixed identity seed and sealing nonce (for test vectors). In such a
+//! build, and only there, [`Settings::default`] takes them from
+//! `SELFSAME_NOW` (RFC 3339, or seconds since the Unix epoch),
+//! `SELFSAME_FAILPOINT` (a point's name), `SELFSAME_IDENTITY_SEED` (64 hex
+//! digits) and `SELFSAME_IDENTITY_NONCE` (24 hex digits), so that the tests
+//! reach the hooks of the binary they run.
 
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +30,10 @@ pub struct Settings {
     clock: Clock,
     #[cfg(feature = "test-hooks")]
     failpoint: Option<String>,
+    #[cfg(feature = "test-hooks")]
+    seed: Option<[u8; 32]>,
+    #[cfg(feature = "test-hooks")]
+    nonce: Option<[u8; 12]>,
 }
 
 impl Default for Settings {
@@ -38,6 +44,10 @@ impl Default for Settings {
             clock: Clock::default(),
             #[cfg(feature = "test-hooks")]
             failpoint: None,
+            #[cfg(feature = "test-hooks")]
+            seed: None,
+            #[cfg(feature = "test-hooks")]
+            nonce: None,
         };
         #[cfg(feature = "test-hooks")]
         let s = s.with_test_env();
@@ -83,6 +93,35 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The seed of a new identity key: 32 bytes from the operating
+    /// system's random source (or the test hook's).
+    pub(crate) fn new_seed(&self) -> std::io::Result<[u8; 32]> {
+        #[cfg(feature = "test-hooks")]
+        if let Some(seed) = self.seed {
+            return Ok(seed);
+        }
+        random()
+    }
+
+    /// A nonce for sealing the identity seed: 12 random bytes (or the test
+    /// hook's).
+    pub(crate) fn new_nonce(&self) -> std::io::Result<[u8; 12]> {
+        #[cfg(feature = "test-hooks")]
+        if let Some(nonce) = self.nonce {
+            return Ok(nonce);
+        }
+        random()
+    }
+}
+
+/// `N` bytes from the operating system's random source.
+fn random<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut out = [0u8; N];
+    getrandom::getrandom(&mut out).map_err(std::io::Error::from)?;
+    Ok(out)
+}
+
 /// Exit status of a process stopped by a failpoint.
 #[cfg(feature = "test-hooks")]
 pub const FAILPOINT_EXIT: i32 = 97;
@@ -105,6 +144,25 @@ impl Settings {
         if let Ok(name) = std::env::var("SELFSAME_FAILPOINT") {
             self = self.with_failpoint(&name);
         }
+        let hex_var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|t| hex::decode(t.trim()).ok())
+        };
+        if let Some(seed) = hex_var("SELFSAME_IDENTITY_SEED").and_then(|b| b.try_into().ok()) {
+            self.seed = Some(seed);
+        }
+        if let Some(nonce) = hex_var("SELFSAME_IDENTITY_NONCE").and_then(|b| b.try_into().ok()) {
+            self.nonce = Some(nonce);
+        }
+        self
+    }
+
+    /// Test hook: every new identity key has this seed, and every sealing
+    /// of one this nonce (for test vectors).
+    pub fn with_identity_entropy(mut self, seed: [u8; 32], nonce: [u8; 12]) -> Self {
+        self.seed = Some(seed);
+        self.nonce = Some(nonce);
         self
     }
 

@@ -6,13 +6,15 @@
 
 use std::path::PathBuf;
 
+pub use crate::crypto::identity::{check_signature, signed_message, SignatureCheck};
 pub use crate::crypto::keys::{checkpoint_key, history_key};
-pub use crate::crypto::{sha256, sha256_hex, Keys};
+pub use crate::crypto::{sha256, sha256_hex, IdentityKey, Keys, WrapKey};
 pub use crate::format::checkpoint::{
     Checkpoint, Draft, Header, CONFIG, STANDARD_FIELDS, UNSIGNED_FIELDS,
 };
 pub use crate::format::excludes::Excludes;
 pub use crate::format::history::signed_body;
+pub use crate::format::identity::{display_public, encode_b64url, IdentityFile};
 pub use crate::format::manifest::Version as ManifestVersion;
 pub use crate::format::{Entry, HistoryLine, Kind, Manifest};
 pub use crate::ops::head::{current_head, manifest_of};
@@ -35,6 +37,16 @@ pub fn last_good(
     head: &StoredCheckpoint,
 ) -> Result<StoredCheckpoint> {
     crate::ops::restore::last_good(vault, cred, head)
+}
+
+/// The vault's identity key, opened with `cred` (the one its head names,
+/// if it names one); `None` when it has none.
+pub fn identity_key(vault: &Vault, cred: &Credential) -> Result<Option<IdentityKey>> {
+    let head = match vault.checkpoint_seqs()?.last() {
+        Some(&seq) => Some(vault.read_checkpoint(seq)?),
+        None => None,
+    };
+    vault.identity_for(Keys::of(cred).wrap(), head.as_ref(), false)
 }
 
 /// The vault's files, for tests: the same names as the crate's own

@@ -117,11 +117,24 @@ pub enum Detail {
     /// A protected path differs from the head: only the owner's approval
     /// adopts such a change, whatever the awake marker says.
     ProtectedChanged,
+    /// A checkpoint's identity signature does not verify (or its identity
+    /// or signature is malformed).
+    SignatureInvalid,
+    /// A checkpoint after a signed one, or one that names an identity,
+    /// carries no signature.
+    SignatureMissing,
+    /// A checkpoint names another identity than the one before it, and is
+    /// not an `identity` checkpoint (the one way a key is replaced).
+    IdentityChanged,
+    /// The identity file is missing while checkpoints are signed, is
+    /// damaged, does not open under the token, or holds another key than
+    /// the head's.
+    IdentityFile,
 }
 
 impl Detail {
     /// Every detail with its code in `--json`.
-    pub const ALL: [(Detail, &'static str); 18] = [
+    pub const ALL: [(Detail, &'static str); 22] = [
         (Detail::DifferentBot, "different-bot"),
         (Detail::MacInvalid, "mac-invalid"),
         (Detail::MacMismatch, "mac-mismatch"),
@@ -140,6 +153,10 @@ impl Detail {
         (Detail::BadJournal, "bad-journal"),
         (Detail::QuarantineInvalid, "quarantine-invalid"),
         (Detail::ProtectedChanged, "protected-changed"),
+        (Detail::SignatureInvalid, "signature-invalid"),
+        (Detail::SignatureMissing, "signature-missing"),
+        (Detail::IdentityChanged, "identity-changed"),
+        (Detail::IdentityFile, "identity-file"),
     ];
 
     /// The detail's code in `--json`.

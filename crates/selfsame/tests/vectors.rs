@@ -199,7 +199,7 @@ fn draft_sign_gives_the_vector_checkpoint_files() {
             "{}: prev chains",
             case["file"]
         );
-        let ckpt = keys.sign(&draft);
+        let ckpt = keys.sign(&draft, None);
         assert_eq!(ckpt.hash, s(&case["hash"]), "{}: hash", case["file"]);
         assert_eq!(
             ckpt.data_check_string(),

@@ -92,6 +92,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         protect: args.protect,
         create: args.create,
         settings: ctx.settings(),
+        identity: true,
     };
     let cwd = ctx.cwd()?;
     let others = guarded_by(&cwd, &args.soul);

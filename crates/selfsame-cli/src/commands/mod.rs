@@ -5,6 +5,7 @@ pub mod approve;
 pub mod cat;
 pub mod demo;
 pub mod diff;
+pub mod identity;
 pub mod init;
 pub mod log;
 pub mod ls;

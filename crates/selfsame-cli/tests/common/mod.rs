@@ -37,6 +37,30 @@ pub const DISCORD_OTHER: &str =
 /// Every secret a test may hand to the binary; none may ever show up.
 pub const SECRETS: &[&str] = &[TOKEN, OTHER_BOT, ROTATED, DISCORD, DISCORD_OTHER];
 
+/// The identity seed every vault made by [`Env::command`] gets (through the
+/// test hook `SELFSAME_IDENTITY_SEED`): the leak scan looks for it, raw and
+/// encoded, as it looks for the tokens.
+pub const SEED_HEX: &str = "67401e74e8d83a9a09861c3274fc9c34764c32d23b214e4a902ba50c8f520337";
+/// Another seed, for a second vault with an identity of its own.
+pub const OTHER_SEED_HEX: &str = "445b93f385246903f07576001d5299912377c2d83608da4749d9b447d4ee4e7f";
+
+/// Every form a seed could leak in: its bytes, hex (either case), base64
+/// and base64url (with and without padding).
+pub fn seed_needles(hex_seed: &str) -> Vec<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    let raw = hex::decode(hex_seed).expect("seed hex");
+    let mut out = vec![
+        raw.clone(),
+        hex_seed.to_lowercase().into_bytes(),
+        hex_seed.to_uppercase().into_bytes(),
+    ];
+    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+        out.push(engine.encode(&raw).into_bytes());
+    }
+    out
+}
+
 /// The parts of a secret that must never show up either: a Telegram
 /// token's secret after `:`; a Discord token's part after its id segment,
 /// and its last segment.
@@ -189,6 +213,8 @@ impl Env {
             .env("TELEGRAM_BOT_TOKEN", token)
             .env_remove("DISCORD_BOT_TOKEN")
             .env("SELFSAME_LOCK_WAIT", "30s")
+            .env("SELFSAME_IDENTITY_SEED", SEED_HEX)
+            .env_remove("SELFSAME_IDENTITY_NONCE")
             .env_remove("SELFSAME_VAULT")
             .env_remove("SELFSAME_NOW")
             .env_remove("SELFSAME_FAILPOINT")
@@ -389,12 +415,23 @@ impl Env {
             files.iter().any(|f| f.ends_with("history.jsonl")) || !self.vault().exists(),
             "the scan must see the history"
         );
+        let seeds: Vec<Vec<u8>> = [SEED_HEX, OTHER_SEED_HEX]
+            .iter()
+            .flat_map(|s| seed_needles(s))
+            .collect();
         for f in &files {
             let bytes = fs::read(f).unwrap_or_default();
             for n in &needles {
                 assert!(
                     !contains(&bytes, n.as_bytes()),
                     "a token secret is in {}",
+                    f.display()
+                );
+            }
+            for n in &seeds {
+                assert!(
+                    !contains(&bytes, n),
+                    "the identity seed is in {}",
                     f.display()
                 );
             }
@@ -408,6 +445,12 @@ impl Env {
                 assert!(
                     !o.stderr.contains(n),
                     "a token secret is in stderr of run {i}"
+                );
+            }
+            for n in &seeds {
+                assert!(
+                    !contains(o.stdout.as_bytes(), n) && !contains(o.stderr.as_bytes(), n),
+                    "the identity seed is in the output of run {i}"
                 );
             }
         }

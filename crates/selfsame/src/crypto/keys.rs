@@ -5,13 +5,21 @@
 //!   replaced: checkpoints' `hash`, the awake marker, and the restore
 //!   journal (under a label of its own);
 //! - the **history key** `HMAC-SHA256(key = "selfsame/history/v1", msg =
-//!   token)`: every history line's `mac` (History v2).
+//!   token)`: every history line's `mac` (History v2);
+//! - the **wrap key** `HMAC-SHA256(key = "selfsame/identity/v1", msg =
+//!   token)`: the identity key's seal ([`super::identity`]).
+//!
+//! A checkpoint sealed with an identity key also carries `identity` (the
+//! public key, covered by the MAC) and `signature` (by the identity key,
+//! covering every other field).
 
 use selfsame_telegram::{Fields, SecretKey};
 
-use super::Credential;
+use super::{Credential, IdentityKey, WrapKey};
 
-use crate::format::checkpoint::{Checkpoint, Draft, PREV_KEY_HASH, UNSIGNED_FIELDS};
+use crate::format::checkpoint::{
+    Checkpoint, Draft, IDENTITY, PREV_KEY_HASH, SIGNATURE, UNSIGNED_FIELDS,
+};
 use crate::format::history::{signed_body, with_mac};
 use crate::format::{marker, HistoryLine};
 
@@ -37,6 +45,7 @@ pub fn history_key(cred: &Credential) -> SecretKey {
 pub struct Keys {
     checkpoint: SecretKey,
     history: SecretKey,
+    wrap: WrapKey,
 }
 
 impl Keys {
@@ -45,27 +54,65 @@ impl Keys {
         Keys {
             checkpoint: checkpoint_key(cred),
             history: history_key(cred),
+            wrap: WrapKey::of(cred),
         }
     }
 
-    /// Signs a draft: `hash` over the data-check-string of its fields.
-    pub fn sign(&self, draft: &Draft) -> Checkpoint {
-        let fields = draft.fields();
-        let mac = self
-            .checkpoint
-            .sign(fields.data_check_string(UNSIGNED_FIELDS).as_bytes());
-        draft.with_macs(fields, &[("hash", &mac)])
+    /// The key that seals the identity key's seed.
+    pub fn wrap(&self) -> &WrapKey {
+        &self.wrap
     }
 
-    /// Signs a rekey checkpoint: `hash` under these (the new) keys, and
-    /// `prev_key_hash` = the MAC of the same data-check-string under `old`.
-    /// Neither MAC covers the other; both cover every other field.
-    pub fn sign_rekey(&self, draft: &Draft, old: &Keys) -> Checkpoint {
-        let fields = draft.fields();
+    /// Signs a draft: `hash` over the data-check-string of its fields; with
+    /// an identity key, first `identity` (its public key) is added as the
+    /// last field the MAC covers, and `signature` (over every field but
+    /// itself) goes before `hash`.
+    pub fn sign(&self, draft: &Draft, identity: Option<&IdentityKey>) -> Checkpoint {
+        self.sign_with(draft, None, identity)
+    }
+
+    /// Signs a rekey (or bind) checkpoint: `hash` under these (the new)
+    /// keys, and `prev_key_hash` = the MAC of the same data-check-string
+    /// under `old`. Neither MAC covers the other; both cover every other
+    /// field; the identity's `signature` covers both.
+    pub fn sign_rekey(
+        &self,
+        draft: &Draft,
+        old: &Keys,
+        identity: Option<&IdentityKey>,
+    ) -> Checkpoint {
+        self.sign_with(draft, Some(old), identity)
+    }
+
+    /// File order: the draft's fields, `identity`, then `prev_key_hash`,
+    /// `signature`, `hash`.
+    fn sign_with(
+        &self,
+        draft: &Draft,
+        old: Option<&Keys>,
+        identity: Option<&IdentityKey>,
+    ) -> Checkpoint {
+        let mut fields = draft.fields();
+        if let Some(id) = identity {
+            fields.push(IDENTITY, &id.public_b64());
+        }
         let dcs = fields.data_check_string(UNSIGNED_FIELDS);
-        let retired = old.checkpoint.sign(dcs.as_bytes());
         let mac = self.checkpoint.sign(dcs.as_bytes());
-        draft.with_macs(fields, &[(PREV_KEY_HASH, &retired), ("hash", &mac)])
+        let mut tail: Vec<(&str, String)> = Vec::new();
+        if let Some(old) = old {
+            tail.push((PREV_KEY_HASH, old.checkpoint.sign(dcs.as_bytes())));
+        }
+        if let Some(id) = identity {
+            let mut covered = fields.clone();
+            for (k, v) in &tail {
+                covered.push(k, v);
+            }
+            covered.push("hash", &mac);
+            tail.push((SIGNATURE, id.sign(&covered)));
+        }
+        tail.push(("hash", mac));
+        let tail: Vec<(&str, &str)> = tail.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        draft.with_macs(fields, &tail)
     }
 
     /// Whether the checkpoint's MAC verifies under the checkpoint key

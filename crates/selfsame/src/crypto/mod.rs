@@ -4,11 +4,13 @@
 //! here.
 
 mod credential;
+pub(crate) mod identity;
 pub(crate) mod keys;
 #[cfg(feature = "remote")]
 pub(crate) mod remote;
 
 pub use credential::{Credential, CredentialError, DiscordToken, DiscordTokenError, Platform};
+pub use identity::{IdentityKey, Passphrase, WrapKey};
 pub use keys::Keys;
 
 use sha2::{Digest, Sha256};

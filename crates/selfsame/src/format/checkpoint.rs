@@ -2,8 +2,9 @@
 //! shaped exactly like Telegram initData, then `\n`.
 //!
 //! The MAC (`hash`) covers the data-check-string of every other field
-//! except the reserved `signature` and a rekey's `prev_key_hash`; unknown
-//! fields are kept and covered. The MAC itself is [`crate::crypto`]'s.
+//! except the identity's `signature` and a rekey's (or bind's)
+//! `prev_key_hash`; unknown fields are kept and covered. The MAC and the
+//! signature are [`crate::crypto`]'s.
 
 use std::ops::Deref;
 
@@ -171,11 +172,15 @@ pub enum Reason {
     Rekey,
     /// The owner approved a change of protected paths.
     Approve,
+    /// An identity key added to or replaced in the vault (Format 2).
+    Identity,
+    /// A move to another platform or bot (Format 2).
+    Bind,
 }
 
 impl Reason {
     /// Every reason with its wire name.
-    pub const ALL: [(Reason, &'static str); 9] = [
+    pub const ALL: [(Reason, &'static str); 11] = [
         (Reason::Init, "init"),
         (Reason::Rest, "rest"),
         (Reason::Heartbeat, "heartbeat"),
@@ -185,6 +190,8 @@ impl Reason {
         (Reason::Migrate, "migrate"),
         (Reason::Rekey, "rekey"),
         (Reason::Approve, "approve"),
+        (Reason::Identity, "identity"),
+        (Reason::Bind, "bind"),
     ];
 
     /// The wire name.
@@ -322,7 +329,7 @@ impl Checkpoint {
         }
         // The unsigned fields the format defines here, in their order.
         let mut unsigned = Vec::new();
-        if self.reason == Reason::Rekey.as_str() {
+        if self.hands_over() {
             unsigned.push(PREV_KEY_HASH);
         }
         if self.fields.get(IDENTITY).is_some() {
@@ -433,15 +440,28 @@ impl Checkpoint {
         self.fields.get(CONFIG)
     }
 
-    /// Whether this is a rekey checkpoint (reason `rekey` with a
-    /// `prev_key_hash`).
-    pub fn is_rekey(&self) -> bool {
-        self.reason == Reason::Rekey.as_str() && self.fields.get(PREV_KEY_HASH).is_some()
+    /// Whether the reason is one that moves the vault to new keys
+    /// (`rekey`, `bind`): the checkpoints that carry `prev_key_hash`.
+    fn hands_over(&self) -> bool {
+        self.reason == Reason::Rekey.as_str() || self.reason == Reason::Bind.as_str()
     }
 
-    /// The MAC under the retired key on a rekey checkpoint.
+    /// Whether this is a rekey or bind checkpoint (reason `rekey` or
+    /// `bind` with a `prev_key_hash`): it vouches for every checkpoint
+    /// before it.
+    pub fn is_rekey(&self) -> bool {
+        self.hands_over() && self.fields.get(PREV_KEY_HASH).is_some()
+    }
+
+    /// Whether this is a bind checkpoint (a move to another platform or
+    /// bot).
+    pub fn is_bind(&self) -> bool {
+        self.reason == Reason::Bind.as_str() && self.fields.get(PREV_KEY_HASH).is_some()
+    }
+
+    /// The MAC under the retired key on a rekey or bind checkpoint.
     pub fn prev_key_hash(&self) -> Option<&str> {
-        (self.reason == Reason::Rekey.as_str())
+        self.hands_over()
             .then(|| self.fields.get(PREV_KEY_HASH))
             .flatten()
     }

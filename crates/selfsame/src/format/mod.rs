@@ -4,6 +4,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod excludes;
 pub(crate) mod history;
+pub(crate) mod identity;
 pub(crate) mod journal;
 pub(crate) mod location;
 pub(crate) mod manifest;

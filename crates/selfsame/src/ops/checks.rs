@@ -6,8 +6,11 @@ use std::collections::{HashMap, HashSet};
 use crate::crypto::Credential;
 use serde::Serialize;
 
+use crate::crypto::identity::{check_signature, SignatureCheck};
 use crate::crypto::Keys;
 use crate::error::{Damage, Error, Result};
+use crate::format::checkpoint::Reason;
+use crate::format::identity::display_public;
 use crate::format::{Kind, Manifest};
 use crate::vault::checkpoints::CheckpointDir;
 use crate::vault::history::HistoryRead;
@@ -175,6 +178,10 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
     let head_file = check_chain(vault, &listing.seqs, &macs, &mut found)?;
     let newest = listing.seqs.last().copied();
     let history = check_history(vault, &keys, &macs.good, newest, &mut found)?;
+    check_signatures(&macs.good, &mut found);
+    if vault.belongs_to(cred) && !macs.good.is_empty() && macs.retired_at.is_none() {
+        check_identity_file(vault, &keys, macs.good.last(), &mut found);
+    }
     let head = macs.good.last().cloned();
     let (head_manifest, missing_objects) =
         check_objects(vault, scope, &macs.good, head.as_ref(), &mut found)?;
@@ -448,6 +455,69 @@ fn check_history(
         }
     }
     Ok(history)
+}
+
+/// The identity signatures of the checkpoints: rows `corrupted`
+/// (`signature-invalid`, `signature-missing`, `identity-changed`). Every
+/// checkpoint that names an identity must carry a valid signature by it;
+/// once one is signed, every later one must be, by the same key unless it
+/// is an `identity` checkpoint (which adds or replaces the key).
+fn check_signatures(good: &[StoredCheckpoint], found: &mut Found) {
+    let mut signed_by: Option<(u64, [u8; 32])> = None;
+    for s in good {
+        let seq = s.ckpt.seq;
+        match check_signature(&s.ckpt) {
+            SignatureCheck::Unsigned => {
+                if let Some((at, _)) = signed_by {
+                    found.push(
+                        Detail::SignatureMissing,
+                        format!("checkpoint {seq} carries no identity signature, but checkpoint {at} before it is signed: a checkpoint of a signed chain was sealed without its identity key"),
+                    );
+                }
+            }
+            SignatureCheck::Missing => found.push(
+                Detail::SignatureMissing,
+                format!("checkpoint {seq} names an identity but carries no signature"),
+            ),
+            SignatureCheck::Invalid(why) => {
+                found.push(Detail::SignatureInvalid, format!("checkpoint {seq}: {why}"))
+            }
+            SignatureCheck::Valid(public) => {
+                let replaced = s.ckpt.reason == Reason::Identity.as_str();
+                if let Some((at, before)) = signed_by.filter(|(_, b)| *b != public && !replaced) {
+                    found.push(
+                        Detail::IdentityChanged,
+                        format!(
+                            "checkpoint {seq} is signed by {}, checkpoint {at} before it by {}: an identity key is replaced only by an identity checkpoint",
+                            display_public(&public),
+                            display_public(&before)
+                        ),
+                    );
+                }
+                signed_by = Some((seq, public));
+            }
+        }
+    }
+}
+
+/// The identity file against the head (the newest trusted checkpoint):
+/// row `corrupted` (`identity-file`). When the head is signed the file
+/// must be there and hold its key; any identity file must be one that
+/// opens under the token (else the next seal could not sign).
+fn check_identity_file(
+    vault: &Vault,
+    keys: &Keys,
+    head: Option<&StoredCheckpoint>,
+    found: &mut Found,
+) {
+    let problem = match vault.identity_for(keys.wrap(), head, false) {
+        Ok(_) => None,
+        Err(Error::Corrupt { path, damage }) => Some(damage.describe(&path)),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(m) = problem {
+        found.push(Detail::IdentityFile, m);
+    }
 }
 
 /// The manifests and objects of the head (wake) or of every checkpoint

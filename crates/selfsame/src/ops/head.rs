@@ -3,6 +3,7 @@
 
 use crate::crypto::Credential;
 
+use crate::crypto::identity::{check_signature, SignatureCheck};
 use crate::crypto::Keys;
 use crate::error::{Damage, Error, Mismatch, Result};
 use crate::format::Manifest;
@@ -29,6 +30,25 @@ pub fn current_head(vault: &Vault, cred: &Credential) -> Result<Option<StoredChe
     let head = vault.read_checkpoint(seq)?;
     if !Keys::of(cred).verifies(&head.ckpt) {
         return Err(Error::Identity(Mismatch::HeadUnverified(seq)));
+    }
+    // The identity's signature is outside the MAC: a writer without the
+    // token could replace it, and a checkpoint built on the head would
+    // vouch for its bytes.
+    match check_signature(&head.ckpt) {
+        SignatureCheck::Unsigned | SignatureCheck::Valid(_) => {}
+        SignatureCheck::Missing => {
+            let path = vault.checkpoint_path(seq);
+            return Err(Error::corrupt(
+                &path,
+                Damage::Signature("it names an identity but carries no signature"),
+            ));
+        }
+        SignatureCheck::Invalid(why) => {
+            return Err(Error::corrupt(
+                &vault.checkpoint_path(seq),
+                Damage::Signature(why),
+            ));
+        }
     }
     Ok(Some(head))
 }

@@ -6,7 +6,7 @@ use crate::crypto::Credential;
 use serde_json::Map;
 
 use super::seal::{seal_locked, SealOptions, SealReport};
-use crate::crypto::Keys;
+use crate::crypto::{IdentityKey, Keys};
 use crate::error::{Error, IoContext, Result};
 use crate::format::checkpoint::Reason;
 use crate::format::excludes::{Excludes, Protect};
@@ -35,6 +35,10 @@ pub struct InitOptions {
     pub create: bool,
     /// The settings the new vault obeys.
     pub settings: Settings,
+    /// Create the vault's identity key, which signs every checkpoint
+    /// (default). Without it the vault is unsigned, as vaults of versions
+    /// before identity keys are, until `identity init`.
+    pub identity: bool,
 }
 
 impl InitOptions {
@@ -49,6 +53,7 @@ impl InitOptions {
             protect: Vec::new(),
             create: false,
             settings: Settings::default(),
+            identity: true,
         }
     }
 
@@ -138,6 +143,9 @@ pub fn init_with_progress(
     config.protect = opts.protect.clone();
     let vault = Vault::create(base, config)?.with_settings(opts.settings.clone());
     let _lock = vault.lock()?;
+    if opts.identity {
+        create_identity(&vault, &Keys::of(cred))?;
+    }
     let mut data = Map::new();
     data.insert("soul".into(), opts.soul.clone().into());
     data.insert("bot_id".into(), cred.account_id().into());
@@ -147,4 +155,17 @@ pub fn init_with_progress(
     seal.format = opts.format.clone();
     let report = seal_locked(&vault, cred, &seal, progress)?;
     Ok((vault, report))
+}
+
+/// Creates a new identity key and writes it sealed under `keys`' wrap key.
+pub(crate) fn create_identity(vault: &Vault, keys: &Keys) -> Result<IdentityKey> {
+    let random = |e| Error::Io {
+        path: vault.identity_path(),
+        source: e,
+    };
+    let seed = zeroize::Zeroizing::new(vault.settings().new_seed().map_err(random)?);
+    let key = IdentityKey::from_seed(&seed);
+    let nonce = vault.settings().new_nonce().map_err(random)?;
+    vault.write_identity(&key.seal(keys.wrap(), &nonce))?;
+    Ok(key)
 }

@@ -5,22 +5,21 @@
 //! With both tokens in hand, rekey checks that the whole vault verifies
 //! under the old one, then seals a `rekey` checkpoint of the head's state:
 //! `hash` is its MAC under the new token, `prev_key_hash` the MAC of the
-//! same data-check-string under the old one. Under the new token that
-//! checkpoint vouches for every earlier one through the `prev` chain
-//! (the vault checks); under the old token its `prev_key_hash` says the
-//! token was retired.
+//! same data-check-string under the old one, and the identity key (if the
+//! vault has one) signs it and is re-sealed under the new token. Under the
+//! new token that checkpoint vouches for every earlier one through the
+//! `prev` chain (the vault checks); under the old token its
+//! `prev_key_hash` says the token was retired.
 
 use crate::crypto::Credential;
 use serde::Serialize;
 use serde_json::Map;
 
-use super::checks::{inspect, ObjectScope};
+use super::handover::{head_config, log_seal, resign_head, verified_head, Resign};
 use crate::crypto::Keys;
-use crate::error::{Damage, Error, Mismatch, Result};
-use crate::format::checkpoint::{Checkpoint, Draft, Header, Reason, CONFIG, PREV_KEY_HASH};
-use crate::format::time::rfc3339;
+use crate::error::{Error, Mismatch, Result};
+use crate::format::checkpoint::Reason;
 use crate::vault::{StoredCheckpoint, Vault};
-use crate::verdict::{Detail, Verdict};
 
 /// What a rekey did.
 #[derive(Debug, Clone, Serialize)]
@@ -36,65 +35,7 @@ pub struct RekeyReport {
 /// Rotates the vault from `old` to `new`, taking the vault lock.
 pub fn rekey(vault: &Vault, old: &Credential, new: &Credential) -> Result<RekeyReport> {
     let _lock = vault.lock()?;
-    let head = verified_head(vault, old, new)?;
-    // The old token verifies the vault: a torn line's repair is signed
-    // with its key, and anchored below like the lines before it.
-    let (old_keys, new_keys) = (Keys::of(old), Keys::of(new));
-    vault.history_for(&old_keys).repair_torn()?;
-    if vault.read_head()? != Some(head.ckpt.seq) {
-        vault.write_head(head.ckpt.seq)?;
-    }
-    let marker_was_valid = vault.marker_valid(&old_keys, &head);
-
-    // The head's state, re-signed: a rekey changes keys, not the soul, and
-    // not the config it is bound to (a head of an older vault that records
-    // none binds the config as it is now, like any new checkpoint).
-    let config = match head.ckpt.config() {
-        Some(c) => c.to_owned(),
-        None => {
-            let bytes = vault.config_bytes();
-            vault.objects().put(&crate::crypto::sha256(bytes), bytes)?;
-            vault.config_hash()
-        }
-    };
-    let draft = Draft {
-        header: Header {
-            seq: head.ckpt.seq + 1,
-            prev: head.file_hash.clone(),
-            sealed_at: rfc3339(vault.now()),
-            reason: Reason::Rekey.as_str().to_owned(),
-            log: vault.history().tail()?.0,
-            bot_id: new.account_id(),
-            ..head.ckpt.header.clone()
-        },
-        extra: vec![(CONFIG.to_owned(), config)],
-    };
-    let ckpt = new_keys.sign_rekey(&draft, &old_keys);
-    debug_assert!(ckpt.fields.get(PREV_KEY_HASH).is_some());
-    let file_hash = vault.write_checkpoint(&ckpt)?;
-    vault.failpoint("rekey-after-checkpoint");
-    vault.write_head(ckpt.seq)?;
-    log(vault, &new_keys, &ckpt, head.ckpt.seq)?;
-    let seq = ckpt.seq;
-    if marker_was_valid {
-        // The agent is awake: re-sign its marker, or a crash now would
-        // look like tampering under the new token.
-        vault.write_marker(&new_keys, &StoredCheckpoint { ckpt, file_hash })?;
-    }
-    Ok(RekeyReport {
-        seq,
-        bot_id: new.account_id(),
-        vouched: head.ckpt.seq,
-    })
-}
-
-/// The head, once the rekey may go ahead: nothing pending, one account,
-/// two different tokens, and the whole vault verifying under the old one.
-fn verified_head(vault: &Vault, old: &Credential, new: &Credential) -> Result<StoredCheckpoint> {
-    if let Some(j) = vault.pending_swap()? {
-        return Err(Error::SwapPending(j));
-    }
-    if old.account_id() != new.account_id() {
+    if old.platform() != new.platform() || old.account_id() != new.account_id() {
         return Err(Error::Identity(Mismatch::RekeyAccounts {
             old: old.account_id(),
             new: new.account_id(),
@@ -105,38 +46,79 @@ fn verified_head(vault: &Vault, old: &Credential, new: &Credential) -> Result<St
             "the old and the new token are the same; nothing to rotate".into(),
         ));
     }
-    let insp = inspect(vault, old, ObjectScope::All)?;
-    // A changed config.toml is not damage: the rekey carries the head's
-    // config binding over unchanged, so wake still reports it afterwards.
-    if let Some(p) = insp
-        .problems
-        .iter()
-        .find(|p| p.detail != Detail::ConfigChanged)
-    {
-        let why = format!("{}: {}", p.detail, p.message);
-        return Err(match p.detail.verdict() {
-            Verdict::IdentityMismatch => Error::Identity(Mismatch::RekeyUnverified(why)),
-            _ => Error::corrupt(vault.dir(), Damage::RekeyUnverified(why)),
-        });
-    }
-    insp.head
-        .ok_or_else(|| Error::NoSuchCheckpoint("head".into()))
+    let head = verified_head(vault, old)?;
+    let config = head_config(vault, &head)?;
+    let stored = hand_over(vault, old, new, &head, Reason::Rekey, config, None)?;
+    Ok(RekeyReport {
+        seq: stored.ckpt.seq,
+        bot_id: new.account_id(),
+        vouched: head.ckpt.seq,
+    })
 }
 
-/// The rekey checkpoint's `seal` event and the `rekey` event, signed with
-/// the new key.
-fn log(vault: &Vault, new_keys: &Keys, ckpt: &Checkpoint, vouches: u64) -> Result<()> {
-    let history = vault.history_for(new_keys);
+/// Moves a vault that verifies under `old` (its head is `head`) to `new`:
+/// a checkpoint `reason` with the MAC under `new`, `prev_key_hash` under
+/// `old`, binding `config` (and `new_config`'s bytes written to
+/// `config.toml` once it is sealed), signed by the identity key, which is
+/// re-sealed under `new`. Logs the `seal` event and the `rekey` or `bind`
+/// event under the new keys. Call with the lock held.
+pub(crate) fn hand_over(
+    vault: &Vault,
+    old: &Credential,
+    new: &Credential,
+    head: &StoredCheckpoint,
+    reason: Reason,
+    config: String,
+    new_config: Option<&[u8]>,
+) -> Result<StoredCheckpoint> {
+    // The old token verifies the vault: a torn line's repair is signed
+    // with its key, and anchored below like the lines before it.
+    let (old_keys, new_keys) = (Keys::of(old), Keys::of(new));
+    vault.history_for(&old_keys).repair_torn()?;
+    if vault.read_head()? != Some(head.ckpt.seq) {
+        vault.write_head(head.ckpt.seq)?;
+    }
+    let marker_was_valid = vault.marker_valid(&old_keys, head);
+    let identity = vault.signing_identity(old_keys.wrap(), Some(head))?;
+    if let Some(id) = &identity {
+        // Sealed for the new token before any checkpoint verifies under
+        // it, put in place once one does (see `vault::identity`).
+        let nonce = vault.settings().new_nonce().map_err(|e| Error::Io {
+            path: vault.identity_next_path(),
+            source: e,
+        })?;
+        vault.write_identity_next(&id.seal(new_keys.wrap(), &nonce))?;
+    }
+    let r = Resign {
+        reason,
+        keys: &new_keys,
+        retired: Some(&old_keys),
+        account: (new.platform().as_str(), new.account_id()),
+        identity: identity.as_ref(),
+        config,
+        log: vault.history().tail()?.0,
+    };
+    let stored = resign_head(vault, head, &r)?;
+    vault.failpoint("handover-after-head");
+    if let Some(bytes) = new_config {
+        crate::vault::atomic::write_replace(&vault.config_path(), bytes)?;
+    }
+    vault.settle_identity_next()?;
+    log_seal(vault, &new_keys, &stored)?;
     let mut data = Map::new();
-    data.insert("seq".into(), ckpt.seq.into());
-    data.insert("reason".into(), Reason::Rekey.as_str().into());
-    data.insert("soul".into(), ckpt.soul.clone().into());
-    data.insert("format".into(), ckpt.format.clone().into());
-    history.append("seal", data)?;
-    let mut data = Map::new();
-    data.insert("seq".into(), ckpt.seq.into());
-    data.insert("bot_id".into(), ckpt.bot_id.into());
-    data.insert("vouches".into(), vouches.into());
-    history.append("rekey", data)?;
-    Ok(())
+    data.insert("seq".into(), stored.ckpt.seq.into());
+    if reason == Reason::Bind {
+        data.insert("from_platform".into(), old.platform().as_str().into());
+        data.insert("from_bot_id".into(), old.account_id().into());
+        data.insert("platform".into(), new.platform().as_str().into());
+    }
+    data.insert("bot_id".into(), stored.ckpt.bot_id.into());
+    data.insert("vouches".into(), head.ckpt.seq.into());
+    vault.history_for(&new_keys).append(reason.as_str(), data)?;
+    if marker_was_valid {
+        // The agent is awake: re-sign its marker, or a crash now would
+        // look like tampering under the new token.
+        vault.write_marker(&new_keys, &stored)?;
+    }
+    Ok(stored)
 }

@@ -155,6 +155,9 @@ pub(crate) fn seal_expecting(
     // The token is checked before it signs anything (a repair line).
     let head = current_head(vault, cred)?;
     history.repair_torn()?;
+    // The identity key that signs this checkpoint: the one the head names
+    // (a vault from before identities has none until `identity init`).
+    let identity = vault.signing_identity(keys.wrap(), head.as_ref())?;
     // The lines this seal's checkpoint will vouch for must be selfsame's;
     // checked before any hashing. (The lock keeps other writers out, so
     // the tail does not move until the checkpoint is written.)
@@ -198,7 +201,7 @@ pub(crate) fn seal_expecting(
     if let Some(f) = protect::field(sealed, &protect) {
         draft.extra.insert(1, (PROTECTED.to_owned(), f));
     }
-    let ckpt = keys.sign(&draft);
+    let ckpt = keys.sign(&draft, identity.as_ref());
     let awake = head.as_ref().filter(|_| marker_was_valid);
     let stored = write(vault, &keys, opts, awake, ckpt, &changes, &guarded)?;
     Ok(report(stored.ckpt.seq, true, changes))

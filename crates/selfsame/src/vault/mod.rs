@@ -13,6 +13,7 @@ pub(crate) mod atomic;
 pub(crate) mod checkpoints;
 pub(crate) mod config;
 pub(crate) mod history;
+pub(crate) mod identity;
 pub(crate) mod journal;
 pub(crate) mod lock;
 pub(crate) mod marker;

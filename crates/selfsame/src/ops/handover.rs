@@ -61,7 +61,7 @@ pub(crate) fn resign_head(
     head: &StoredCheckpoint,
     r: &Resign,
 ) -> Result<StoredCheckpoint> {
-    let draft = Draft {
+    let mut draft = Draft {
         header: Header {
             seq: head.ckpt.seq + 1,
             prev: head.file_hash.clone(),
@@ -74,7 +74,6 @@ pub(crate) fn resign_head(
         },
         extra: vec![(CONFIG.to_owned(), r.config.clone())],
     };
-    let mut draft = draft;
     // The head's protected state is the state re-signed, too.
     if let Some(p) = head.ckpt.fields.get(PROTECTED) {
         draft.extra.push((PROTECTED.to_owned(), p.to_owned()));

@@ -374,6 +374,17 @@ fn a_reverted_file_belongs_to_the_soul_owner() {
         assert_eq!((meta.uid(), meta.gid()), (NOBODY, NOBODY), "{name}");
     }
     assert_eq!(fs::read(env.soul().join("SOUL.md")).unwrap(), SOUL_MD);
+    // So do the files a restore writes.
+    fs::write(env.soul().join("memory.jsonl"), "forged\n").unwrap();
+    env.run(&["restore", "head"]).expect_code(0);
+    for (rel, node) in tree(&env.soul()) {
+        let meta = fs::symlink_metadata(env.soul().join(&rel)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (NOBODY, NOBODY),
+            "{rel}: {node:?}"
+        );
+    }
 }
 
 /// Changing the protect list is the owner's act: wake calls it
@@ -405,4 +416,180 @@ fn is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
+}
+
+/// What the agent tries against the vault, run as nobody: each attempt
+/// writes `NAME: done` or `NAME: denied` to `attempts` beside the soul's
+/// files; the marker replay (copy `run/awake`, cut the vault back, put the
+/// marker back) is one of them.
+const ATTACKS: &str = r#"
+export S="$SELFSAME_SOUL" V="$SELFSAME_VAULT"
+try() { name=$1; shift; if "$@" 2>/dev/null; then echo "$name: done"; else echo "$name: denied"; fi >> "$S/attempts"; }
+id -u > "$S/whoami"
+try memory sh -c 'echo "{\"said\":\"as nobody\"}" >> "$S/memory.jsonl"'
+try history sh -c 'echo "{}" >> "$V/history.jsonl"'
+try head sh -c 'echo 1 > "$V/HEAD"'
+try new-file sh -c ': > "$V/planted"'
+try config sh -c 'echo "protect = []" > "$V/config.toml"'
+try delete-checkpoint rm -f "$V/checkpoints/00000002.ckpt"
+try read-marker cp "$V/run/awake" "$S/awake.copy"
+try cut-vault sh -c 'rm -rf "$V/checkpoints" && mkdir "$V/checkpoints"'
+try replay-marker cp "$S/awake.copy" "$V/run/awake"
+try move-vault mv "$V" "$V.moved"
+exit 0
+"#;
+
+/// Makes the temp dir reachable (0755) and the soul nobody's; the vault
+/// stays root's (0700).
+fn for_nobody(env: &Env) {
+    fs::set_permissions(env.base(), fs::Permissions::from_mode(0o755)).unwrap();
+    env.give_to_nobody(&env.soul());
+}
+
+/// Must hold 4: under `run --user nobody`, the agent can write its soul but
+/// nothing under the vault; the marker-replay rollback is impossible for
+/// it; the vault is as selfsame left it, and the next wake is `verified`.
+#[test]
+fn the_agent_as_nobody_writes_its_soul_and_nothing_in_the_vault() {
+    assert!(
+        is_root(),
+        "this test switches users: run it as root (CI does)"
+    );
+    let env = protected();
+    for_nobody(&env);
+    let script = env.base().join("attacks.sh");
+    fs::write(&script, ATTACKS).unwrap();
+    let before = fs::read(env.checkpoint(2)).unwrap();
+    let config = fs::read(env.vault().join("config.toml")).unwrap();
+    let script = script.display().to_string();
+    let out = env.run(&[
+        "run",
+        "--user",
+        "nobody",
+        "--heartbeat",
+        "0",
+        "--",
+        "sh",
+        &script,
+    ]);
+    let out = out.expect_code(0);
+    assert_eq!(
+        fs::read_to_string(env.soul().join("whoami"))
+            .unwrap()
+            .trim(),
+        NOBODY.to_string(),
+        "{}",
+        out.stderr
+    );
+    let attempts = fs::read_to_string(env.soul().join("attempts")).unwrap();
+    for line in attempts.lines() {
+        let (name, result) = line.split_once(": ").unwrap();
+        let want = if name == "memory" { "done" } else { "denied" };
+        assert_eq!(result, want, "{name}: {attempts}");
+    }
+    assert_eq!(attempts.lines().count(), 10, "{attempts}");
+    assert!(!env.soul().join("awake.copy").exists());
+    assert_eq!(fs::read(env.checkpoint(2)).unwrap(), before);
+    assert_eq!(fs::read(env.vault().join("config.toml")).unwrap(), config);
+    assert!(!env.vault().join("planted").exists());
+    // The rest seal adopted the memory the agent wrote.
+    assert!(String::from_utf8(cat(&env, "head", "memory.jsonl"))
+        .unwrap()
+        .contains("as nobody"));
+    env.verify_clean();
+    assert_eq!(env.wake(&[]).expect_code(0).json()["verdict"], "verified");
+}
+
+/// Must hold 4: `run --user` refuses a vault the user could write — a
+/// file it owns, a directory its group or anyone may write, a directory
+/// above the vault, the migrations it would have run — naming the file
+/// and the chown or chmod that fixes it, before anything starts.
+#[test]
+fn run_refuses_a_vault_the_user_can_write() {
+    assert!(
+        is_root(),
+        "this test gives files away: run it as root (CI does)"
+    );
+    let base = protected();
+    for_nobody(&base);
+    let object = fs::read_dir(base.vault().join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().len() == 2)
+        .and_then(|d| fs::read_dir(d).unwrap().next())
+        .unwrap()
+        .unwrap()
+        .path();
+    let object = object.strip_prefix(base.base()).unwrap().to_owned();
+    type Setup = Box<dyn Fn(&Env) -> (std::path::PathBuf, &'static str)>;
+    let cases: Vec<(&str, Setup)> = vec![
+        (
+            "an object nobody owns",
+            Box::new(move |env: &Env| {
+                let p = env.base().join(&object);
+                std::os::unix::fs::lchown(&p, Some(NOBODY), None).unwrap();
+                (p, "chown -R root:root")
+            }),
+        ),
+        (
+            "run/ anyone may write",
+            Box::new(|env: &Env| {
+                let p = env.vault().join("run");
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).unwrap();
+                (p, "chmod -R go-w")
+            }),
+        ),
+        (
+            "history nogroup may write",
+            Box::new(|env: &Env| {
+                let p = env.vault().join("history.jsonl");
+                std::os::unix::fs::lchown(&p, None, Some(NOBODY)).unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o660)).unwrap();
+                (p, "chmod -R go-w")
+            }),
+        ),
+        (
+            "the directory above the vault",
+            Box::new(|env: &Env| {
+                fs::set_permissions(env.base(), fs::Permissions::from_mode(0o777)).unwrap();
+                (env.base().to_owned(), "chmod go-w")
+            }),
+        ),
+        (
+            "migrations nobody owns",
+            Box::new(|env: &Env| {
+                let p = env.base().join("migrations");
+                fs::create_dir(&p).unwrap();
+                env.give_to_nobody(&p);
+                (p, "chown -R root:root")
+            }),
+        ),
+    ];
+    for (what, setup) in cases {
+        let env = base.copy();
+        let (path, fix) = setup(&env);
+        let history = fs::read(env.vault().join("history.jsonl")).unwrap();
+        let started = env.base().join("started");
+        let touch = format!("touch {}", started.display());
+        let out = env
+            .run(&["run", "--user", "nobody", "--", "sh", "-c", &touch])
+            .expect_code(2);
+        let path = fs::canonicalize(&path).unwrap();
+        assert!(
+            out.stderr.contains(&path.display().to_string()),
+            "{what}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(fix), "{what}: {}", out.stderr);
+        assert!(!started.exists(), "{what}: the agent was started");
+        assert_eq!(
+            fs::read(env.vault().join("history.jsonl")).unwrap(),
+            history,
+            "{what}: nothing was written"
+        );
+    }
+    let out = base
+        .run(&["run", "--user", "root", "--", "true"])
+        .expect_code(2);
+    assert!(out.stderr.contains("root"), "{}", out.stderr);
 }

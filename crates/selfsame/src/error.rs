@@ -387,6 +387,25 @@ pub enum Refusal {
         /// Its recorded permission bits.
         mode: u32,
     },
+    /// The agent's user could write the vault (or what the supervisor
+    /// runs): privilege separation would separate nothing.
+    #[error("the agent's user {user} could write {} ({why}), so nothing was started; take it out of {user}'s reach: {fix}", .path.display())]
+    VaultWritable {
+        /// The user.
+        user: String,
+        /// What it could write.
+        path: PathBuf,
+        /// Why it could.
+        why: String,
+        /// A command that takes it out of the user's reach.
+        fix: String,
+    },
+    /// The agent's user is root, which can write anything.
+    #[error("the agent's user {0} is root, which can write the vault; give it a user of its own")]
+    AgentIsRoot(String),
+    /// Switching the agent to another user needs root.
+    #[error("running the agent as {0} needs the supervisor to run as root")]
+    CannotSwitchUser(String),
 }
 
 /// What is wrong with a vault file or directory (the `path` of

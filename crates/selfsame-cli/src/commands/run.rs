@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::process::Command;
 use std::time::Duration;
 
-use selfsame::supervise::{self, Log, Options, Sinks};
+use selfsame::supervise::{self, Log, Options, RunAs, Sinks};
 use selfsame::{Credential, Error, Platform, Result};
 
 use crate::context::Context;
@@ -47,6 +47,13 @@ use crate::output::errln;
 /// Alerts (halt, rollback, give-up, revert; a rollback by a wake policy too)
 /// go to every sink given, 10 s each, in the background; the outcome is recorded
 /// in history as `alert`.
+///
+/// Privilege separation: with --user NAME (started as root) the agent runs
+/// as NAME and cannot write the vault: it cannot forge history, replay the
+/// awake marker or turn protection off; what it can change is its soul,
+/// which seals judge. Give NAME the soul directory (chown -R NAME soul);
+/// keep .selfsame/ root's (it is 0700). Under --user the agent cannot run
+/// `selfsame seal` itself: heartbeats are the supervisor's.
 ///
 /// Exit codes: 0 clean stop, 1 gave up or failed, 2 usage, 3–6 wake's
 /// halting verdicts, 75 another `selfsame run` holds this vault.
@@ -92,6 +99,11 @@ pub struct Args {
     /// POST alerts as JSON to this URL.
     #[arg(long, value_name = "URL")]
     alert_webhook: Option<String>,
+    /// Run the agent as this user (with its groups); selfsame itself runs
+    /// as root. Refused when NAME could write the vault or anything in it
+    /// (the message names the file and the chown/chmod that fixes it).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
     /// Wake flags (see `selfsame wake --help`). Under `run`, a soul that
     /// needs a migration is migrated before the agent starts unless
     /// `needs-migration = warn` is set.
@@ -154,6 +166,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         webhook: args.alert_webhook,
         hide_env: holding_secret(&token),
     };
+    opts.user = args.user.as_deref().map(user).transpose()?;
     opts.prepare = Some(die_with_supervisor);
     opts.advise = Some(crate::porcelain::next);
     let outcome = supervise::run(&vault, &token, &opts, &Stderr)?;
@@ -177,18 +190,55 @@ fn holding_secret(token: &Credential) -> Vec<OsString> {
         .collect()
 }
 
+/// The user NAME, its primary and supplementary groups and home, from the
+/// system's user database.
+fn user(name: &str) -> Result<RunAs> {
+    let found = nix::unistd::User::from_name(name)
+        .map_err(|e| selfsame::Error::Usage(format!("--user {name}: {e}")))?
+        .ok_or_else(|| {
+            selfsame::Error::Usage(format!("--user {name}: no such user (see /etc/passwd)"))
+        })?;
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| selfsame::Error::Usage(format!("--user {name:?}: not a user name")))?;
+    let groups = nix::unistd::getgrouplist(&cname, found.gid)
+        .map_err(|e| selfsame::Error::Usage(format!("--user {name}: its groups: {e}")))?;
+    Ok(RunAs {
+        name: name.to_owned(),
+        uid: found.uid.as_raw(),
+        gid: found.gid.as_raw(),
+        groups: groups.iter().map(|g| g.as_raw()).collect(),
+        home: Some(found.dir),
+    })
+}
+
 /// On Linux the agent gets SIGKILL when the supervisor dies, so a
 /// `kill -9` of the supervisor never leaves an unsupervised agent writing
-/// to the soul while the next `selfsame run` starts another.
+/// to the soul while the next `selfsame run` starts another. With a user,
+/// the agent first becomes that user, with its groups.
 #[cfg(target_os = "linux")]
-fn die_with_supervisor(cmd: &mut Command) {
+fn die_with_supervisor(cmd: &mut Command, user: Option<&RunAs>) {
+    use rustix::process::{Gid, Uid};
     use std::os::unix::process::CommandExt;
+    // Made here, before the fork: nothing below allocates.
+    let ids = user.map(|u| {
+        let groups: Vec<Gid> = u.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+        (Uid::from_raw(u.uid), Gid::from_raw(u.gid), groups)
+    });
     // SAFETY: between fork and exec only async-signal-safe calls are
-    // allowed; prctl and getppid are plain system calls, and nothing here
-    // allocates.
+    // allowed; setgroups, setresgid, setresuid (rustix's raw system calls,
+    // for this one thread, the child's only one), prctl and getppid are
+    // plain system calls, and nothing here allocates.
     let parent = std::process::id() as i32;
     unsafe {
         cmd.pre_exec(move || {
+            if let Some((uid, gid, groups)) = &ids {
+                // Groups and group before the user: after it, no more
+                // changes are allowed.
+                rustix::thread::set_thread_groups(groups)?;
+                rustix::thread::set_thread_res_gid(*gid, *gid, *gid)?;
+                rustix::thread::set_thread_res_uid(*uid, *uid, *uid)?;
+            }
+            // After the switch: a change of credentials clears it.
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
             // The supervisor may have died before prctl took effect.
             if nix::unistd::getppid().as_raw() != parent {
@@ -200,4 +250,9 @@ fn die_with_supervisor(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_supervisor(_cmd: &mut Command) {}
+fn die_with_supervisor(cmd: &mut Command, user: Option<&RunAs>) {
+    use std::os::unix::process::CommandExt;
+    if let Some(u) = user {
+        cmd.uid(u.uid).gid(u.gid);
+    }
+}

@@ -10,6 +10,8 @@ use std::process::{Command, ExitStatus};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+use super::privilege::RunAs;
+
 /// A running agent.
 #[derive(Debug)]
 pub struct Agent {
@@ -18,16 +20,21 @@ pub struct Agent {
 }
 
 /// Changes the agent's [`Command`] before it is started (the CLI uses it to
-/// tie the agent's life to the supervisor's).
-pub type Prepare = fn(&mut Command);
+/// tie the agent's life to the supervisor's, and to switch it to the user
+/// given, with its supplementary groups: that needs code between fork and
+/// exec, which this crate does not run).
+pub type Prepare = fn(&mut Command, Option<&RunAs>);
 
 impl Agent {
     /// Starts `argv` with `env` added to the inherited environment, its
-    /// stdin, stdout and stderr inherited.
+    /// stdin, stdout and stderr inherited; as `user` when given (then its
+    /// credentials are checked once it runs, and it is killed if they are
+    /// not that user's).
     pub fn spawn(
         argv: &[OsString],
         env: &[(&str, String)],
         prepare: Option<Prepare>,
+        user: Option<&RunAs>,
     ) -> io::Result<Agent> {
         let (program, args) = argv
             .split_first()
@@ -37,12 +44,35 @@ impl Agent {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        if let Some(u) = user {
+            cmd.env("USER", &u.name).env("LOGNAME", &u.name);
+            if let Some(home) = &u.home {
+                cmd.env("HOME", home);
+            }
+            if prepare.is_none() {
+                // The user and its primary group (std drops every other).
+                cmd.uid(u.uid).gid(u.gid);
+            }
+        }
         if let Some(p) = prepare {
-            p(&mut cmd);
+            p(&mut cmd, user);
         }
         let child = cmd.spawn()?;
         let pid = Pid::from_raw(child.id() as i32);
-        Ok(Agent { child, pid })
+        let mut agent = Agent { child, pid };
+        if let Some(u) = user {
+            // The program has been exec'd by now: these are its credentials
+            // for good (it cannot regain root).
+            if let Err(why) = super::privilege::runs_as(agent.pid(), u) {
+                agent.signal(Signal::SIGKILL);
+                let _ = agent.child.wait();
+                return Err(io::Error::other(format!(
+                    "the agent did not run as {}: {why}; it was killed",
+                    u.name
+                )));
+            }
+        }
+        Ok(agent)
     }
 
     /// The agent's pid (also its process group id).

@@ -12,6 +12,7 @@ pub(crate) mod alert;
 pub(crate) mod boot;
 pub(crate) mod child;
 mod guard;
+mod privilege;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -38,6 +39,7 @@ use alert::{Delivery, Dispatcher};
 use boot::{Decision, State};
 pub use child::Prepare;
 use child::{Agent, Ended};
+pub use privilege::RunAs;
 
 /// The longest wait between restarts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -74,8 +76,14 @@ pub struct Options {
     pub wake: WakeOptions,
     /// Where alerts go.
     pub alerts: Sinks,
-    /// Changes the agent's command before each start.
+    /// Changes the agent's command before each start. With `user` set, it
+    /// must switch the agent to that user (and its groups); without one,
+    /// the agent gets the user and its primary group only.
     pub prepare: Option<Prepare>,
+    /// Run the agent as this user: the supervisor (root) refuses to start
+    /// when the user could write the vault or anything in it, and checks
+    /// each start's credentials.
+    pub user: Option<RunAs>,
     /// Words what the owner can do next, for alerts (the CLI names its
     /// commands); `None` says it without naming any.
     pub advise: Option<fn(&Next) -> String>,
@@ -154,6 +162,7 @@ impl Options {
             wake: WakeOptions::default(),
             alerts: Sinks::default(),
             prepare: None,
+            user: None,
             advise: None,
         }
     }
@@ -191,6 +200,10 @@ pub fn run(vault: &Vault, cred: &Credential, opts: &Options, log: &dyn Log) -> R
         .is_none_or(|program| program.is_empty())
     {
         return Err(Error::NoCommand);
+    }
+    if let Some(user) = &opts.user {
+        let migrations = crate::ops::migrate::migrations_dir(vault);
+        privilege::check_out_of_reach(vault, &migrations, user)?;
     }
     let _supervisor = lock::acquire(
         &vault.run_dir().join("supervisor.lock"),
@@ -338,12 +351,14 @@ impl Supervisor<'_> {
         if let Some(shell) = &self.opts.wake.shell {
             env.push(("SELFSAME_SHELL_VERSION", shell.clone()));
         }
-        let mut agent = Agent::spawn(&self.opts.command, &env, self.opts.prepare).map_err(|e| {
-            Error::Usage(format!(
-                "cannot start {:?}: {e}",
-                self.opts.command[0].to_string_lossy()
-            ))
-        })?;
+        let user = self.opts.user.as_ref();
+        let mut agent =
+            Agent::spawn(&self.opts.command, &env, self.opts.prepare, user).map_err(|e| {
+                Error::Usage(format!(
+                    "cannot start {:?}: {e}",
+                    self.opts.command[0].to_string_lossy()
+                ))
+            })?;
         self.log.line(&format!(
             "started the agent (pid {}) on checkpoint {head}",
             agent.pid()

@@ -29,7 +29,9 @@ use super::checks::config_problem;
 use super::head::{manifest_of, require_head};
 use super::seal::{seal_core, SealOptions};
 use super::swap::engine::{drop_work_unless_journaled, finish, quarantine_staging};
-use super::swap::tree::{clear_work, entries, kept_collision, stage, top_level_keep};
+use super::swap::tree::{
+    clear_work, entries, give_below, kept_collision, soul_owner, stage, top_level_keep,
+};
 use super::swap::workdir::{self, Want, WorkDirs};
 use super::swap::writable::{not_writable, Next};
 use crate::crypto::Keys;
@@ -434,6 +436,10 @@ fn fingerprint_staged(
     let names = entries(staging)?;
     if let Some(n) = kept_collision(&keep, names.iter().map(|n| n.as_os_str())) {
         return Ok(Err(MigrationError::KeptName(n.to_owned())));
+    }
+    // What the migration wrote (as root, maybe) is the soul's owner's.
+    if let Some(owner) = soul_owner(&vault.soul())? {
+        give_below(staging, owner)?;
     }
     let objects = vault.objects();
     let fp = match soul::fingerprint(staging, &Excludes::none(), &[], Some(&objects), progress) {

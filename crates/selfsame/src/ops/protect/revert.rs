@@ -77,7 +77,7 @@ pub(crate) fn revert_locked(
     )
     .map_err(std::io::Error::from)
     .at(&soul)?;
-    let owner = soul_owner(&soul)?;
+    let owner = owner_ids(&soul)?;
     let dest = crate::ops::swap::tree::unique(&vault.quarantine()?, vault.now(), "revert");
     atomic::private_dir(&dest)?;
     let name = dest
@@ -232,15 +232,12 @@ fn record_path(vault: &Vault) -> PathBuf {
 }
 
 /// The owner new soul files get: the soul directory's, when this process
-/// may give files away (root); `None` otherwise (they are this process's).
-fn soul_owner(soul: &Path) -> Result<Option<(Uid, Gid)>> {
-    if !rustix::process::geteuid().is_root() {
-        return Ok(None);
-    }
-    let st = rustix::fs::stat(soul)
-        .map_err(std::io::Error::from)
-        .at(soul)?;
-    Ok(Some((Uid::from_raw(st.st_uid), Gid::from_raw(st.st_gid))))
+/// is root.
+fn owner_ids(soul: &Path) -> Result<Option<(Uid, Gid)>> {
+    Ok(
+        crate::ops::swap::tree::soul_owner(soul)?
+            .map(|(u, g)| (Uid::from_raw(u), Gid::from_raw(g))),
+    )
 }
 
 /// One revert under way.

@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::tree::{
-    clear_work, entries, move_tree, rename_no_replace, stage, top_level_keep, unique,
+    clear_work, entries, give_below, move_tree, rename_no_replace, soul_owner, stage,
+    top_level_keep, unique,
 };
 use super::workdir::{self, Want, WorkDirs};
 use crate::crypto::Keys;
@@ -223,6 +224,10 @@ impl Swap<'_> {
             let _ = fs::remove_dir(work);
             vault.remove_journal()?;
             return Err(e);
+        }
+        // The soul's files are its owner's, not the restorer's.
+        if let Some(owner) = soul_owner(&vault.soul())? {
+            give_below(new, owner)?;
         }
         vault.failpoint("restore-after-stage");
         j.new_dir = Some(workdir::id_of(new)?);

@@ -223,6 +223,30 @@ pub fn stage(
     Ok(())
 }
 
+/// The owner of the files written into the soul: the soul directory's
+/// (uid, gid), when this process may give files away (root); `None`
+/// otherwise (they are this process's anyway).
+pub(crate) fn soul_owner(soul: &Path) -> Result<Option<(u32, u32)>> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(None);
+    }
+    let meta = fs::metadata(soul).at(soul)?;
+    Ok(Some((meta.uid(), meta.gid())))
+}
+
+/// Gives everything below `dir` (not `dir` itself) to `owner`, symlinks
+/// themselves rather than their targets.
+pub(crate) fn give_below(dir: &Path, owner: (u32, u32)) -> Result<()> {
+    for item in fs::read_dir(dir).at(dir)? {
+        let p = item.at(dir)?.path();
+        std::os::unix::fs::lchown(&p, Some(owner.0), Some(owner.1)).at(&p)?;
+        if fs::symlink_metadata(&p).at(&p)?.is_dir() {
+            give_below(&p, owner)?;
+        }
+    }
+    Ok(())
+}
+
 /// Refuses, as root, a manifest that records a regular file with a setuid
 /// or setgid bit: restored by root the file would be a setuid (setgid)
 /// program owned by root, with bytes the soul's writer chose (the agent

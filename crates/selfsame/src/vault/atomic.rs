@@ -88,9 +88,17 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 
 /// The temp files in `dir` that no live writer owns, with their sizes.
 pub fn stale_temps(dir: &Path) -> Vec<(PathBuf, u64)> {
+    list_stale(dir).unwrap_or_default()
+}
+
+/// [`stale_temps`], or why `dir` could not be listed (a missing one has
+/// none).
+fn list_stale(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(items) = fs::read_dir(dir) else {
-        return Vec::new();
+    let items = match fs::read_dir(dir) {
+        Ok(items) => items,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
     let mut out: Vec<(PathBuf, u64)> = items
         .flatten()
@@ -101,7 +109,7 @@ pub fn stale_temps(dir: &Path) -> Vec<(PathBuf, u64)> {
         })
         .collect();
     out.sort();
-    out
+    Ok(out)
 }
 
 /// Removes the temp file at `path` if no live writer owns it; returns
@@ -123,7 +131,7 @@ pub fn sweep_one(path: &Path) -> Result<bool> {
 /// holds the vault lock, so no other writer is live; a process that writes
 /// without the lock is still running and keeps its own). Returns how many.
 pub fn sweep_temps(dir: &Path) -> Result<usize> {
-    let stale = stale_temps(dir);
+    let stale = list_stale(dir).at(dir)?;
     for (path, _) in &stale {
         match fs::remove_file(path) {
             Ok(()) => {}

@@ -73,6 +73,7 @@ enum Command {
     Demo(demo::Args),
     Migrate(migrate::Args),
     Rekey(rekey::Args),
+    Quarantine(quarantine::Args),
     #[cfg(feature = "remote")]
     Push(push::Args),
     Identity(identity::Args),
@@ -127,6 +128,7 @@ fn main() {
         Command::Demo(a) => demo::run(a, &ctx),
         Command::Migrate(a) => migrate::run(a, &ctx),
         Command::Rekey(a) => rekey::run(a, &ctx),
+        Command::Quarantine(a) => quarantine::run(a, &ctx),
         #[cfg(feature = "remote")]
         Command::Push(a) => push::run(a, &ctx),
         Command::Identity(a) => identity::run(a, &ctx),

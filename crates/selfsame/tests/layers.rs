@@ -411,8 +411,24 @@ fn the_public_surface_is_the_curated_one() {
     assert_eq!(
         public_modules("src/ops/mod.rs"),
         set(&[
-            "accept", "approve", "cat", "diff", "identity", "init", "log", "ls", "migrate",
-            "protect", "push", "rekey", "restore", "seal", "show", "verify", "wake"
+            "accept",
+            "approve",
+            "cat",
+            "diff",
+            "identity",
+            "init",
+            "log",
+            "ls",
+            "migrate",
+            "protect",
+            "push",
+            "quarantine",
+            "rekey",
+            "restore",
+            "seal",
+            "show",
+            "verify",
+            "wake"
         ])
     );
     for private in [

@@ -12,6 +12,7 @@ pub mod ls;
 pub mod migrate;
 #[cfg(feature = "remote")]
 pub mod push;
+pub mod quarantine;
 pub mod rekey;
 pub mod restore;
 pub mod run;

@@ -10,6 +10,7 @@ pub(crate) mod location;
 pub(crate) mod manifest;
 pub(crate) mod marker;
 pub(crate) mod patch;
+pub(crate) mod retention;
 pub(crate) mod tags;
 pub(crate) mod time;
 

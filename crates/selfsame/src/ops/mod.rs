@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod protect;
 #[cfg(feature = "remote")]
 pub mod push;
+pub mod quarantine;
 pub mod rekey;
 pub mod restore;
 pub mod seal;

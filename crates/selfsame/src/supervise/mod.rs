@@ -28,6 +28,7 @@ use crate::crypto::{Credential, Keys};
 use crate::error::{Error, LockName, Result};
 use crate::format::checkpoint::Reason;
 use crate::format::time::rfc3339;
+use crate::ops::quarantine;
 use crate::ops::restore::{restore_locked, Target};
 use crate::ops::seal::{seal, SealOptions};
 use crate::ops::wake::{wake_with_progress, WakeOptions, WakeReport};
@@ -441,11 +442,14 @@ impl Supervisor<'_> {
             &self.seal_options(Reason::Heartbeat),
             &Silent,
         ) {
-            Ok(r) if r.written => self.log.line(&format!(
-                "heartbeat: sealed checkpoint {} ({})",
-                r.seq,
-                r.changes.summary()
-            )),
+            Ok(r) if r.written => {
+                self.log.line(&format!(
+                    "heartbeat: sealed checkpoint {} ({})",
+                    r.seq,
+                    r.changes.summary()
+                ));
+                self.retain();
+            }
             Ok(_) => {}
             // The next heartbeat tries again; a crash now still wakes
             // `drifted` from the last checkpoint.
@@ -470,7 +474,33 @@ impl Supervisor<'_> {
             "sealed checkpoint {} (rest); the awake marker is removed",
             r.seq
         ));
+        self.retain();
         Ok(())
+    }
+
+    /// After a seal: what `[retention]` asks for, if anything. A failure
+    /// is logged; the next seal tries again.
+    fn retain(&self) {
+        let Some(r) = &self.vault.config.retention else {
+            return;
+        };
+        let path = self.vault.config_path();
+        match r.quarantine_older_than(&path) {
+            Ok(Some(age)) => match quarantine::prune(self.vault, self.cred, age, false) {
+                Ok(d) if !d.dropped.is_empty() => self.log.line(&format!(
+                    "retention: dropped {} quarantine entries older than {} ({} bytes)",
+                    d.dropped.len(),
+                    humantime::format_duration(age),
+                    d.bytes
+                )),
+                Ok(_) => {}
+                Err(e) => self
+                    .log
+                    .line(&format!("retention: quarantine prune failed: {e}")),
+            },
+            Ok(None) => {}
+            Err(e) => self.log.line(&format!("retention: {e}")),
+        }
     }
 
     fn mark_good(&mut self, seq: u64, ran: Duration) {

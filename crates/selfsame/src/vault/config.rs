@@ -10,6 +10,7 @@ use crate::crypto::{Credential, Platform};
 use crate::error::{Error, Result};
 use crate::format::excludes::{Excludes, Protect};
 use crate::format::location::Location;
+use crate::format::retention::Policy;
 use crate::format::tags::Reads;
 use crate::verdict::{Action, MigrationPolicy, Policies, ProtectPolicy};
 
@@ -58,6 +59,79 @@ pub struct Config {
     /// The encrypted replica on S3-compatible storage, and its witness.
     #[serde(default)]
     pub remote: Option<RemoteConfig>,
+    /// What `selfsame run` forgets and prunes after its seals.
+    #[serde(default)]
+    pub retention: Option<RetentionConfig>,
+}
+
+/// `[retention]` table: the policy `selfsame run` applies after each seal
+/// (forget with restic's meanings, then prune), and how long quarantine
+/// keeps soul states. Nothing is forgotten or dropped unless it is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Keep the newest N checkpoints' snapshots.
+    #[serde(default)]
+    pub keep_last: Option<u64>,
+    /// Keep the newest of each of the last N hours that have one.
+    #[serde(default)]
+    pub keep_hourly: Option<u64>,
+    /// Keep the newest of each of the last N days that have one.
+    #[serde(default)]
+    pub keep_daily: Option<u64>,
+    /// Keep the newest of each of the last N weeks that have one.
+    #[serde(default)]
+    pub keep_weekly: Option<u64>,
+    /// Keep the newest of each of the last N months that have one.
+    #[serde(default)]
+    pub keep_monthly: Option<u64>,
+    /// Keep the newest of each of the last N years that have one.
+    #[serde(default)]
+    pub keep_yearly: Option<u64>,
+    /// Keep every snapshot made within this of the newest (`2h`, `7d`).
+    #[serde(default)]
+    pub keep_within: Option<String>,
+    /// Drop quarantine entries older than this (`30d`).
+    #[serde(default)]
+    pub quarantine_older_than: Option<String>,
+}
+
+impl RetentionConfig {
+    /// The forget policy it sets; `None` when it sets none.
+    pub fn policy(&self, path: &Path) -> Result<Option<Policy>> {
+        let within = self
+            .keep_within
+            .as_deref()
+            .map(|t| duration("retention.keep_within", t, path))
+            .transpose()?;
+        let n = |v: Option<u64>| v.unwrap_or(0);
+        let p = Policy {
+            last: n(self.keep_last),
+            hourly: n(self.keep_hourly),
+            daily: n(self.keep_daily),
+            weekly: n(self.keep_weekly),
+            monthly: n(self.keep_monthly),
+            yearly: n(self.keep_yearly),
+            within,
+        };
+        Ok((!p.is_empty()).then_some(p))
+    }
+
+    /// How old a quarantine entry may get; `None` when unset.
+    pub fn quarantine_older_than(&self, path: &Path) -> Result<Option<Duration>> {
+        self.quarantine_older_than
+            .as_deref()
+            .map(|t| duration("retention.quarantine_older_than", t, path))
+            .transpose()
+    }
+}
+
+/// A duration such as `30d` or `12h`, named by `key` in errors.
+fn duration(key: &str, text: &str, path: &Path) -> Result<Duration> {
+    humantime::parse_duration(text.trim()).map_err(|e| Error::Config {
+        path: path.to_owned(),
+        message: format!("{key} = {text:?}: {e} (examples: 30d, 12h)"),
+    })
 }
 
 /// `[remote]` table: where the encrypted replica lives. Credentials are
@@ -133,6 +207,7 @@ impl Config {
             reads: None,
             migrations: None,
             remote: None,
+            retention: None,
         }
     }
 
@@ -213,6 +288,11 @@ impl Config {
             })?;
         }
         config.reads(path).map_err(|e| at("reads", e))?;
+        if let Some(r) = &config.retention {
+            r.policy(path).map_err(|e| at("retention.keep_within", e))?;
+            r.quarantine_older_than(path)
+                .map_err(|e| at("retention.quarantine_older_than", e))?;
+        }
         Excludes::new(&config.exclude).map_err(|message| {
             at(
                 "exclude",
@@ -368,6 +448,7 @@ impl Config {
         if let Some(w) = &self.policy.witness {
             out.push_str(&format!("witness = {}\n", q(w)));
         }
+        out.push_str(&self.retention_toml());
         if let Some(r) = &self.remote {
             out.push_str("\n# The encrypted replica and rollback witness (credentials: AWS_* env).\n[remote]\n");
             out.push_str(&format!("url = {}\n", q(&r.url)));
@@ -376,6 +457,42 @@ impl Config {
             }
             if let Some(g) = &r.region {
                 out.push_str(&format!("region = {}\n", q(g)));
+            }
+        }
+        out
+    }
+}
+
+impl Config {
+    /// The `[retention]` table as text (a commented example when unset).
+    fn retention_toml(&self) -> String {
+        let Some(r) = &self.retention else {
+            return "\n# Forget old snapshots and prune them after each seal of `selfsame run`\n\
+                    # (restic's meanings), and drop old quarantine entries. Unset: never.\n\
+                    # [retention]\n# keep_last = 12\n# keep_hourly = 24\n\
+                    # quarantine_older_than = \"30d\"\n"
+                .to_owned();
+        };
+        let mut out =
+            String::from("\n# Forget and prune after each seal of `selfsame run`.\n[retention]\n");
+        for (key, v) in [
+            ("keep_last", r.keep_last),
+            ("keep_hourly", r.keep_hourly),
+            ("keep_daily", r.keep_daily),
+            ("keep_weekly", r.keep_weekly),
+            ("keep_monthly", r.keep_monthly),
+            ("keep_yearly", r.keep_yearly),
+        ] {
+            if let Some(n) = v {
+                out.push_str(&format!("{key} = {n}\n"));
+            }
+        }
+        for (key, v) in [
+            ("keep_within", &r.keep_within),
+            ("quarantine_older_than", &r.quarantine_older_than),
+        ] {
+            if let Some(t) = v {
+                out.push_str(&format!("{key} = {}\n", toml::Value::String(t.clone())));
             }
         }
         out
@@ -494,6 +611,46 @@ fn parse_max_age(text: &str) -> std::result::Result<Option<Duration>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_sets_a_policy_and_names_a_bad_duration_s_line() {
+        let path = Path::new("config.toml");
+        let base = "soul = \"soul\"\nbot_id = 7\n";
+        let c = Config::parse(base, path).unwrap();
+        assert_eq!(c.retention, None);
+        let text = format!(
+            "{base}[retention]\nkeep_last = 12\nkeep_hourly = 24\nkeep_within = \"2h\"\nquarantine_older_than = \"30d\"\n"
+        );
+        let c = Config::parse(&text, path).unwrap();
+        let r = c.retention.as_ref().unwrap();
+        let p = r.policy(path).unwrap().unwrap();
+        assert_eq!((p.last, p.hourly, p.daily), (12, 24, 0));
+        assert_eq!(p.within, Some(Duration::from_secs(7200)));
+        assert_eq!(
+            r.quarantine_older_than(path).unwrap(),
+            Some(Duration::from_secs(30 * 86400))
+        );
+        // Written back, it reads the same.
+        assert_eq!(
+            Config::parse(&c.to_toml(), path).unwrap().retention,
+            c.retention
+        );
+        // A table that keeps nothing sets no policy.
+        let c = Config::parse(
+            &format!("{base}[retention]\nquarantine_older_than = \"1d\"\n"),
+            path,
+        )
+        .unwrap();
+        assert_eq!(c.retention.unwrap().policy(path).unwrap(), None);
+        let bad = format!("{base}[retention]\nquarantine_older_than = \"soon\"\n");
+        let e = Config::parse(&bad, path).unwrap_err().to_string();
+        assert!(
+            e.contains("line 4") && e.contains("quarantine_older_than"),
+            "{e}"
+        );
+        let bad = format!("{base}[retention]\nkeep_everything = true\n");
+        assert!(Config::parse(&bad, path).is_err());
+    }
 
     #[test]
     fn token_env_defaults_to_the_platform_s_and_unknown_platforms_are_named() {

@@ -14,7 +14,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "selfsame")
+# The binary measured: the release build, or SELFSAME_BIN (another build).
+BIN = os.environ.get("SELFSAME_BIN") or os.path.join(ROOT, "target", "release", "selfsame")
 TOKEN = "424242:bench-token-not-a-secret"
 
 

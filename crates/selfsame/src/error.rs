@@ -468,6 +468,8 @@ pub enum Damage {
     },
     /// An object's bytes do not hash to its name.
     ObjectMismatch,
+    /// A pack is damaged: what is wrong with it.
+    Pack(String),
     /// An object changed while it was read, or is not a regular file.
     ObjectChanged,
     /// A manifest object does not parse: checkpoint `Some(seq)`'s, or a
@@ -579,6 +581,7 @@ impl Damage {
                 format!("object {p} is {len} bytes, but its manifest says {size}")
             }
             Damage::ObjectMismatch => format!("object {p} does not match its hash"),
+            Damage::Pack(what) => format!("pack {p} is damaged: {what}"),
             Damage::ObjectChanged => {
                 format!("object {p} changed while it was read, or is not a regular file")
             }

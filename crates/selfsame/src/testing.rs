@@ -173,3 +173,10 @@ pub fn s3_self_check(endpoint: &str, bucket: &str) -> std::result::Result<(), St
         _ => Err("the object is not what the last successful PUT wrote".into()),
     }
 }
+
+/// Moves the content `hash` out of its pack into a loose object (the form
+/// of a vault from before packs, and of the config a checkpoint binds) and
+/// returns its path: for tests that damage an object by hand.
+pub fn loose_object(vault: &Vault, hash: &[u8; 32]) -> Result<PathBuf> {
+    vault.objects().loosen(hash)
+}

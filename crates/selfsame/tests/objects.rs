@@ -16,8 +16,8 @@ fn a_missing_object_is_object_missing_for_wake_and_verify() {
     fs::create_dir(dir.path().join("soul")).unwrap();
     fs::write(dir.path().join("soul/memory.txt"), "remember me").unwrap();
     let vault = init(dir.path(), &token, &InitOptions::new("soul")).unwrap();
-    let hex = selfsame::testing::sha256_hex(b"remember me");
-    let object = vault.dir().join("objects").join(&hex[..2]).join(&hex[2..]);
+    let hash = selfsame::testing::sha256(b"remember me");
+    let object = selfsame::testing::loose_object(&vault, &hash).unwrap();
     fs::remove_file(&object).unwrap();
 
     let r = wake(&vault, &token, &WakeOptions::default()).unwrap();

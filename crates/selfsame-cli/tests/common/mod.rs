@@ -584,7 +584,10 @@ pub fn flip_byte(path: &Path, at: usize) {
 
 /// The path of the object `hex` in the vault.
 pub fn object_path(vault: &Path, hex: &str) -> PathBuf {
-    vault.join("objects").join(&hex[..2]).join(&hex[2..])
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(hex, &mut hash).expect("a hash");
+    let vault = selfsame::Vault::open(vault).expect("vault");
+    selfsame::testing::loose_object(&vault, &hash).expect("the object is stored")
 }
 
 /// SHA-256 hex of bytes, via the library (a test helper, not under test).

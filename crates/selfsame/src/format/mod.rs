@@ -9,13 +9,18 @@ pub(crate) mod journal;
 pub(crate) mod location;
 pub(crate) mod manifest;
 pub(crate) mod marker;
+pub(crate) mod pack;
 pub(crate) mod patch;
 pub(crate) mod retention;
 pub(crate) mod tags;
 pub(crate) mod time;
 
-/// The vault format version, in the vault's `format` file.
-pub const VAULT_FORMAT: &str = "1";
+/// The vault format version, in the vault's `format` file: `2` since
+/// objects may be packed (docs/STORAGE.md).
+pub const VAULT_FORMAT: &str = "2";
+/// The vault formats this version reads: `1` holds loose objects only (a
+/// vault from before packs), and becomes `2` when a seal first packs.
+pub const VAULT_FORMATS_READ: &[&str] = &["1", "2"];
 
 pub use history::HistoryLine;
 pub use manifest::{Entry, Kind, Manifest};

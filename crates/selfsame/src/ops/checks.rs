@@ -562,11 +562,11 @@ fn check_objects(
                 // Wake: presence from directory listings (no stat per
                 // object); sizes and content are verify's job.
                 Some(present) => present.contains(&e.hash).then_some(e.size),
-                None => objects.size_of(&e.hash),
+                None => objects.size_of(&e.hash)?,
             };
             let seq = s.ckpt.seq;
             match size {
-                None if scope == ObjectScope::All && objects.present(&e.hash) => found.push(
+                None if scope == ObjectScope::All && objects.present(&e.hash)? => found.push(
                     Detail::ObjectCorrupt,
                     format!(
                         "checkpoint {seq}: object for {} is not a regular file ({})",
@@ -697,7 +697,7 @@ pub fn config_problem(vault: &Vault, head: &StoredCheckpoint) -> Option<Problem>
     }
     let mut hash = [0u8; 32];
     let saved = (hex::decode_to_slice(sealed, &mut hash).is_ok()
-        && vault.objects().size_of(&hash).is_some())
+        && matches!(vault.objects().size_of(&hash), Ok(Some(_))))
     .then(|| vault.objects().locate(&hash));
     Some(Problem {
         detail: Detail::ConfigChanged,

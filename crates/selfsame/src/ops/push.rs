@@ -231,12 +231,12 @@ fn objects_to_send(vault: &Vault, insp: &Inspection, from: u64) -> Result<Vec<([
         let manifest = manifest_of(vault, s)?;
         let mut soul = [0u8; 32];
         hex::decode_to_slice(&s.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
-        let size = vault.objects().size_of(&soul).unwrap_or(0);
+        let size = vault.objects().size_of(&soul)?.unwrap_or(0);
         let mut out = vec![(soul, size)];
         if let Some(config) = s.ckpt.config() {
             let mut h = [0u8; 32];
             if hex::decode_to_slice(config, &mut h).is_ok() {
-                if let Some(size) = vault.objects().size_of(&h) {
+                if let Some(size) = vault.objects().size_of(&h)? {
                     out.push((h, size));
                 }
             }

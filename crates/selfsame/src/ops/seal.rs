@@ -293,7 +293,8 @@ struct Scanned {
 /// `syncfs` instead of two fsyncs per new object) and trusting the stat
 /// cache.
 fn scan_soul(vault: &Vault, expect: Option<&Manifest>, progress: &dyn Progress) -> Result<Scanned> {
-    let objects = vault.objects().deferred();
+    vault.allow_packs()?;
+    let objects = vault.objects().deferred()?;
     let cache_path = StatCache::path(vault.dir());
     let began = StatCache::begin_scan(&vault.dir().join("cache"))?;
     let scan = soul::fingerprint_expecting(
@@ -338,7 +339,7 @@ fn settle_manifest(
         // manifest object is still there (else it is written again).
         Some(known)
             if head_soul == Some(hex::encode(known).as_str())
-                && vault.objects().size_of(&known).is_some() =>
+                && vault.objects().size_of(&known)?.is_some() =>
         {
             // Files read again (racy records) are recorded anew, so that
             // the next seal trusts them.
@@ -347,10 +348,10 @@ fn settle_manifest(
         }
         // The soul is the one expected (a restore's target) and that
         // manifest is stored: hashed, not written again.
-        _ if expect.is_some_and(|m| {
-            let h = m.soul_hash_raw();
-            vault.objects().size_of(&h).is_some() && fp.manifest.soul_hash_raw() == h
-        }) =>
+        _ if match expect.map(Manifest::soul_hash_raw) {
+            Some(h) => fp.manifest.soul_hash_raw() == h && vault.objects().size_of(&h)?.is_some(),
+            None => false,
+        } =>
         {
             let hash = fp.manifest.soul_hash_raw();
             save_cache(scan, cache_path, *began, &hash)?;
@@ -387,7 +388,9 @@ fn draft(
     // adopts it. The bytes are kept as an object so the owner can put them
     // back.
     let config_hash = crate::crypto::sha256(vault.config_bytes());
-    vault.objects().put(&config_hash, vault.config_bytes())?;
+    vault
+        .objects()
+        .put_loose(&config_hash, vault.config_bytes())?;
     let mut extra = vec![(CONFIG.to_owned(), hex::encode(config_hash))];
     extra.extend(opts.extra.iter().cloned());
     Ok(Draft {
@@ -473,7 +476,7 @@ fn finish_scan(
     scan_began: Stamp,
 ) -> Result<([u8; 32], Changes)> {
     let fp = &scan.fingerprint;
-    let objects = vault.objects();
+    let objects = vault.objects().deferred()?;
     std::thread::scope(|threads| {
         // The manifest is built and hashed here a chunk at a time, never
         // whole in memory; another thread writes each chunk to the new
@@ -505,7 +508,10 @@ fn finish_scan(
             }
             drop(flush);
             match hash_rx.recv() {
-                Ok(hash) => writer.finish(&hash).map(|_| ()),
+                Ok(hash) => {
+                    writer.finish(&hash)?;
+                    objects.sync()
+                }
                 // The builder stopped early: the object is abandoned.
                 Err(_) => Ok(()),
             }

@@ -11,7 +11,7 @@ pub use super::checks::Problem;
 use super::checks::{inspect_consistent, Inspection, ObjectScope};
 use super::head::manifest_of;
 use crate::error::{Error, Result};
-use crate::format::{Entry, Kind};
+use crate::format::Kind;
 use crate::progress::{Phase, Progress};
 use crate::vault::Vault;
 use crate::verdict::{Detail, Verdict};
@@ -50,6 +50,12 @@ pub fn verify(
 ) -> Result<VerifyReport> {
     let insp = inspect_consistent(vault, cred, ObjectScope::All)?;
     let mut problems = insp.problems.clone();
+    for (path, what) in vault.objects().damaged_packs() {
+        problems.push(Problem::new(
+            Detail::ObjectCorrupt,
+            format!("pack {} is damaged: {what}", path.display()),
+        ));
+    }
     let notes = notes(vault, &insp);
     let pending = vault.pending_swap()?;
     let identity_ok = problems
@@ -132,9 +138,8 @@ fn read_objects(
         };
         // An object of the wrong size (or not a regular file) is a problem
         // already; it is not read (it could be endless).
-        let fits = |e: &Entry| objects.size_of(&e.hash) == Some(e.size);
         for e in m.entries.into_iter().filter(|e| e.kind != Kind::Dir) {
-            if seen.insert(e.hash) && fits(&e) {
+            if seen.insert(e.hash) && objects.size_of(&e.hash)? == Some(e.size) {
                 todo.push((s.ckpt.seq, e));
             }
         }

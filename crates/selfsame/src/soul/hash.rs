@@ -30,7 +30,7 @@ use selfsame_sha256x2::{update_pair, Lane, BLOCK};
 use super::statcache::FileStat;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
-use crate::vault::objects::{ObjectWriter, Objects, SMALL};
+use crate::vault::objects::{ObjectWriter, Objects, Stored, SMALL};
 
 /// Bytes read at a time into a lane.
 const CHUNK: usize = 128 * 1024;
@@ -58,6 +58,11 @@ pub struct Job {
     /// meanwhile (a SQLite WAL, which writers only append to while the
     /// scan holds its locks: what lies beyond was committed later).
     pub prefix: bool,
+    /// The content the file had at the last scan, when it was smaller
+    /// (hash and size): if the file only grew by appending, its stored
+    /// chunks are kept and only the new end is chunked (the prefix is
+    /// checked against that hash while the file is hashed).
+    pub grew: Option<([u8; 32], u64)>,
 }
 
 /// A hashed file.
@@ -69,6 +74,8 @@ pub struct Hashed {
     pub size: u64,
     /// Whether the bytes were stored as a new object.
     pub new: bool,
+    /// The bytes that storing them added to the store.
+    pub stored: u64,
     /// The stat the bytes were read under.
     pub stat: FileStat,
 }
@@ -191,13 +198,21 @@ impl<'s, 'a> Worker<'s, 'a> {
                 }
                 continue;
             };
+            match open.check_append(self.shared) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    self.close(slot, Err(e));
+                    continue;
+                }
+            }
             if open.ready() > 0 {
                 return;
             }
             let step = if open.eof {
                 open.finish(self.shared)
             } else {
-                open.refill().map(|()| None)
+                open.refill(self.shared.store).map(|()| None)
             };
             match step {
                 Ok(None) => {}
@@ -235,6 +250,31 @@ struct Reading<'a> {
     expected: Option<[u8; 32]>,
     /// Only the first `before.size` bytes are read (see [`Job::prefix`]).
     prefix: bool,
+    /// The file is taken to have grown by appending: the writer is given
+    /// its bytes from `resume_at` on, and the old end is checked.
+    append: Option<Append>,
+}
+
+/// What the scan knows of a file before reading it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Hints {
+    expect: Option<[u8; 32]>,
+    prefix: bool,
+    grew: Option<([u8; 32], u64)>,
+}
+
+/// A file read as its previous content plus appended bytes.
+#[derive(Debug, Clone, Copy)]
+struct Append {
+    /// The previous content's hash and size.
+    hash: [u8; 32],
+    size: u64,
+    /// Where the writer wants the bytes from.
+    resume_at: u64,
+    /// The previous content's first chunk: id and size.
+    first: ([u8; 32], u64),
+    /// Whether the first `size` bytes were found to hash to `hash`.
+    checked: bool,
 }
 
 impl<'a> Reading<'a> {
@@ -243,9 +283,13 @@ impl<'a> Reading<'a> {
         file: File,
         seen: Option<FileStat>,
         store: Option<&'a Objects>,
-        expect: Option<[u8; 32]>,
-        prefix: bool,
+        hints: Hints,
     ) -> Result<Self> {
+        let Hints {
+            expect,
+            prefix,
+            grew,
+        } = hints;
         let prefix = prefix && seen.is_some();
         let before = match seen {
             Some(stat) => stat,
@@ -261,12 +305,32 @@ impl<'a> Reading<'a> {
         // Hash first, store only if needed: an object that exists is never
         // copied again (a restore's final seal, on a nearly full disk).
         let expected = match (store, expect) {
-            (Some(s), Some(h)) if !whole && s.size_of(&h) == Some(before.size) => Some(h),
+            (Some(s), Some(h)) if !whole && s.size_of(&h)? == Some(before.size) => Some(h),
             _ => None,
         };
-        let writer = match store {
-            Some(s) if !whole && expected.is_none() => Some(s.writer()?),
+        // A file that grew since the last scan: keep its stored chunks up
+        // to the old end, if that part turns out unchanged.
+        let append = match (store, grew) {
+            (Some(s), Some((hash, old)))
+                if !whole && !prefix && expected.is_none() && old < before.size =>
+            {
+                s.append_writer(&hash, old).map(|w| (w, hash, old))
+            }
             _ => None,
+        };
+        let (writer, append) = match (store, append) {
+            (_, Some((w, hash, size))) => (
+                Some(w.writer),
+                Some(Append {
+                    hash,
+                    size,
+                    resume_at: w.resume_at,
+                    first: w.first,
+                    checked: false,
+                }),
+            ),
+            (Some(s), None) if !whole && expected.is_none() => (Some(s.writer()?), None),
+            _ => (None, None),
         };
         let source = if !whole && !prefix && before.size >= READ_AHEAD {
             match ReadAhead::start(file) {
@@ -283,6 +347,7 @@ impl<'a> Reading<'a> {
             writer,
             expected,
             prefix,
+            append,
         })
     }
 
@@ -321,10 +386,16 @@ impl<'a> Open<'a> {
             seen,
             expect,
             prefix,
+            grew,
             ..
         } = shared.jobs[job];
+        let hints = Hints {
+            expect,
+            prefix,
+            grew,
+        };
         let reading =
-            open_file(path).and_then(|f| Reading::new(path, f, seen, shared.store, expect, prefix));
+            open_file(path).and_then(|f| Reading::new(path, f, seen, shared.store, hints));
         match reading {
             Ok(reading) => Ok(Open {
                 job,
@@ -344,13 +415,70 @@ impl<'a> Open<'a> {
 
     /// Bytes of whole blocks read and not hashed yet.
     fn ready(&self) -> usize {
-        (self.end - self.pos) / BLOCK * BLOCK
+        let whole = (self.end - self.pos) / BLOCK * BLOCK;
+        match self.reading.append {
+            // Stop at the old end, to check what was read up to it.
+            Some(a) if !a.checked => {
+                let at = a.size / BLOCK as u64 * BLOCK as u64;
+                whole.min(at.saturating_sub(self.lane.compressed()) as usize)
+            }
+            _ => whole,
+        }
+    }
+
+    /// For a file read as its previous content plus appended bytes: at the
+    /// old end, checks that the bytes so far hash to the previous content
+    /// (a clone of the lane, finished there, costs a block); if they do
+    /// not, the file was not only appended to, and it is read again with
+    /// all of it chunked. Returns whether it did either.
+    fn check_append(&mut self, shared: &Shared<'a>) -> Result<bool> {
+        let Some(a) = self.reading.append.filter(|a| !a.checked) else {
+            return Ok(false);
+        };
+        let at = a.size / BLOCK as u64 * BLOCK as u64;
+        if self.lane.compressed() < at {
+            return Ok(false);
+        }
+        let tail = (a.size - at) as usize;
+        let have = self.end - self.pos;
+        if have < tail && !self.eof {
+            // The next read brings the rest of the old content.
+            return Ok(false);
+        }
+        let same = have >= tail
+            && self
+                .lane
+                .clone()
+                .finish(&self.buf[self.pos..self.pos + tail])
+                == a.hash;
+        if same {
+            if let Some(a) = &mut self.reading.append {
+                a.checked = true;
+            }
+        } else {
+            self.read_again(shared)?;
+        }
+        Ok(true)
+    }
+
+    /// Starts reading the file again from its start, storing all of it.
+    fn read_again(&mut self, shared: &Shared<'a>) -> Result<()> {
+        self.reading = Reading::new(
+            self.path,
+            open_file(self.path)?,
+            None,
+            shared.store,
+            Hints::default(),
+        )?;
+        self.lane = Lane::new();
+        (self.end, self.pos, self.read, self.eof) = (0, 0, 0, false);
+        Ok(())
     }
 
     /// Reads the next chunk (the whole file, when it is to be stored whole).
     /// Chunks are whole blocks but for the last, so a lane never carries a
     /// partial block from one chunk to the next.
-    fn refill(&mut self) -> Result<()> {
+    fn refill(&mut self, store: Option<&'a Objects>) -> Result<()> {
         debug_assert!(self.pos == self.end, "whole blocks are hashed first");
         let path = self.path;
         let r = &mut self.reading;
@@ -383,8 +511,30 @@ impl<'a> Open<'a> {
         self.pos = 0;
         self.end = n;
         self.read += n as u64;
+        if let (Some(a), Some(s)) = (r.append, store) {
+            // The first read shows whether the file still starts as it
+            // did; if not (a database's header page changes with every
+            // commit) it is chunked whole from here, without a second read.
+            let (id, len) = a.first;
+            let start = self.read - n as u64;
+            if start == 0
+                && (len as usize > n || crate::crypto::sha256(&self.buf[..len as usize]) != id)
+            {
+                r.append = None;
+                r.writer = Some(s.writer()?);
+            }
+        }
         if let Some(w) = &mut r.writer {
-            w.write(&self.buf[..n])?;
+            // An appended file's writer wants only the bytes from where it
+            // resumes.
+            let start = self.read - n as u64;
+            let skip = r
+                .append
+                .map_or(0, |a| a.resume_at.saturating_sub(start))
+                .min(n as u64) as usize;
+            if skip < n {
+                w.write(&self.buf[skip..n])?;
+            }
         }
         Ok(())
     }
@@ -392,6 +542,11 @@ impl<'a> Open<'a> {
     /// Ends the file: the hash, the stat check, the object. `None` when the
     /// file changed under the reader and is being read again.
     fn finish(&mut self, shared: &Shared<'a>) -> Result<Option<Hashed>> {
+        if self.reading.append.is_some_and(|a| !a.checked) {
+            // It ended before its old end: not an append.
+            self.read_again(shared)?;
+            return Ok(None);
+        }
         let tail = &self.buf[self.pos..self.end];
         let hash = std::mem::take(&mut self.lane).finish(tail);
         shared.progress.advance(tail.len() as u64);
@@ -406,27 +561,21 @@ impl<'a> Open<'a> {
             if self.reading.expected.is_some_and(|e| e != hash) {
                 // Not the expected content after all: read it again, this
                 // time into the store.
-                self.reading = Reading::new(
-                    self.path,
-                    open_file(self.path)?,
-                    None,
-                    shared.store,
-                    None,
-                    false,
-                )?;
-                self.lane = Lane::new();
-                (self.end, self.pos, self.read, self.eof) = (0, 0, 0, false);
+                self.read_again(shared)?;
                 return Ok(None);
             }
-            let new = match (self.reading.writer.take(), shared.store) {
+            let stored = match (self.reading.writer.take(), shared.store) {
                 (Some(w), _) => w.finish(&hash)?,
-                (None, Some(s)) if self.reading.whole => s.put(&hash, &self.buf[..self.end])?,
-                _ => false,
+                (None, Some(s)) if self.reading.whole => {
+                    s.store_bytes(&hash, &self.buf[..self.end])?
+                }
+                _ => Stored::default(),
             };
             return Ok(Some(Hashed {
                 hash,
                 size: self.read,
-                new,
+                new: stored.new,
+                stored: stored.bytes,
                 stat: before,
             }));
         }
@@ -436,16 +585,7 @@ impl<'a> Open<'a> {
         if self.tries >= TRIES || self.reading.prefix {
             return Err(changing(self.path));
         }
-        self.reading = Reading::new(
-            self.path,
-            open_file(self.path)?,
-            None,
-            shared.store,
-            None,
-            false,
-        )?;
-        self.lane = Lane::new();
-        (self.end, self.pos, self.read, self.eof) = (0, 0, 0, false);
+        self.read_again(shared)?;
         Ok(None)
     }
 
@@ -627,6 +767,7 @@ mod tests {
                 seen: None,
                 expect: None,
                 prefix: false,
+                grew: None,
             });
             contents.push(b);
         }
@@ -695,6 +836,7 @@ mod tests {
             seen: Some(seen),
             expect: None,
             prefix: false,
+            grew: None,
         };
         // On another thread, so that a hang fails the test instead of
         // stalling it (a FIFO with no writer blocks a plain open forever).
@@ -731,6 +873,7 @@ mod tests {
             seen: Some(stale),
             expect: None,
             prefix: false,
+            grew: None,
         };
         let h = hash_files(&[job], None, &Silent, &AtomicBool::new(false))
             .remove(0)
@@ -754,6 +897,7 @@ mod tests {
             seen: None,
             expect: None,
             prefix: false,
+            grew: None,
         };
         let refused = (0..5).any(|_| {
             let (done, writing) = (AtomicBool::new(false), AtomicBool::new(false));
@@ -815,6 +959,7 @@ mod tests {
                 seen: Some(seen),
                 expect: None,
                 prefix: true,
+                grew: None,
             };
             let h = hash_files(
                 std::slice::from_ref(&job),
@@ -843,6 +988,7 @@ mod tests {
             seen: None,
             expect: None,
             prefix: false,
+            grew: None,
         };
         match &hash_files(
             std::slice::from_ref(&missing),

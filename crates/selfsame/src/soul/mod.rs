@@ -24,7 +24,7 @@ use crate::format::excludes::Excludes;
 use crate::format::manifest::{Version, MODE_BITS};
 use crate::format::{Entry, Kind, Manifest};
 use crate::progress::{Phase, Progress};
-use crate::vault::objects::Objects;
+use crate::vault::objects::{Objects, Stored};
 use statcache::{Comparison, FileStat, Seen, StatCache};
 
 /// A fingerprinted soul.
@@ -32,9 +32,11 @@ use statcache::{Comparison, FileStat, Seen, StatCache};
 pub struct Fingerprint {
     /// The manifest.
     pub manifest: Manifest,
-    /// Objects newly written to the store (0 when not storing).
+    /// Files and symlinks whose content was newly stored (0 when not
+    /// storing).
     pub new_objects: u64,
-    /// Bytes of those objects.
+    /// Bytes those added to the store (compressed, and without the chunks
+    /// they share with content stored before).
     pub new_bytes: u64,
     /// The soul hash, when the stat cache vouched for this very manifest
     /// (same entries, every file's record trusted or read again with the
@@ -217,18 +219,22 @@ pub(crate) fn fingerprint_expecting(
         }
     };
     let (mut new_objects, mut new_bytes) = (0, 0);
-    let mut put = |i: usize, hash, size, new| {
+    let mut put = |i: usize, hash, size, stored: Stored| {
         entries[i].hash = hash;
         entries[i].size = size;
-        if new {
+        if stored.new {
             new_objects += 1;
-            new_bytes += size;
         }
+        new_bytes += stored.bytes;
     };
     for (&i, r) in job_of.iter().zip(hashed) {
         match r {
             Ok(h) => {
-                put(i, h.hash, h.size, h.new);
+                let stored = Stored {
+                    new: h.new,
+                    bytes: h.stored,
+                };
+                put(i, h.hash, h.size, stored);
                 stats[i] = Some(h.stat);
             }
             Err(e) => fail(i, e),
@@ -292,11 +298,19 @@ impl Plan<'_> {
             (e.kind.has_content() && e.kind != Kind::Symlink && e.size == f.size).then_some(e.hash)
         };
         let mut likely = cmp.likely.iter().peekable();
+        let mut prior = cmp.prior.iter().peekable();
         let mut jobs = Vec::new();
         for (i, f) in found.iter().enumerate() {
             if matches!(f.kind, Kind::File | Kind::Exec) && !matches!(cmp.seen[i], Seen::Trusted(_))
             {
                 let racy = likely.next_if(|(j, _)| *j == i).map(|(_, h)| *h);
+                // The file's previous content, when it was smaller: it may
+                // have grown by appending.
+                while prior.next_if(|p| p.index < i).is_some() {}
+                let grew = prior
+                    .next_if(|p| p.index == i)
+                    .filter(|p| matches!(p.kind, Kind::File | Kind::Exec) && p.size < f.size)
+                    .map(|p| (p.hash, p.size));
                 jobs.push((
                     i,
                     hash::Job {
@@ -305,6 +319,7 @@ impl Plan<'_> {
                         seen: Some(f.stat),
                         expect: expected(f).or(racy),
                         prefix: false,
+                        grew,
                     },
                 ));
             }
@@ -388,16 +403,16 @@ fn read_databases(
     }
 }
 
-/// A symlink's target: its hash, length, and whether it was newly stored.
-type Linked = ([u8; 32], u64, bool);
+/// A symlink's target: its hash, length, and what storing it did.
+type Linked = ([u8; 32], u64, Stored);
 
 fn hash_link(path: &Path, store: Option<&Objects>) -> Result<Linked> {
     let target = std::fs::read_link(path).at(path)?;
     let bytes = target.as_os_str().as_bytes();
     let hash = crate::crypto::sha256(bytes);
-    let new = match store {
-        Some(s) => s.put(&hash, bytes)?,
-        None => false,
+    let stored = match store {
+        Some(s) => s.store_bytes(&hash, bytes)?,
+        None => Stored::default(),
     };
-    Ok((hash, bytes.len() as u64, new))
+    Ok((hash, bytes.len() as u64, stored))
 }

@@ -52,9 +52,9 @@ pub struct Vault {
     /// The bytes of `config.toml` that `config` was parsed from.
     config_bytes: Vec<u8>,
     settings: Settings,
-    /// Test hook: the store objects are kept in, instead of `objects/`.
-    #[cfg(feature = "test-hooks")]
-    store: Option<std::sync::Arc<dyn store::Store>>,
+    /// The objects (one view, so that every command shares what it learnt
+    /// of the packs).
+    objects: Objects,
 }
 
 impl Vault {
@@ -97,24 +97,24 @@ impl Vault {
         let format = read::read_capped(&format_path, read::MAX_FORMAT)?
             .ok_or_else(|| Error::corrupt(&format_path, Damage::FormatMissing))?;
         match std::str::from_utf8(&format).map(str::trim) {
-            Ok(FORMAT) => {}
+            Ok(f) if crate::format::VAULT_FORMATS_READ.contains(&f) => {}
             Ok(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
                 return Err(Error::Usage(format!(
-                    "{}: vault format {f:?} is not supported by this selfsame (reads {FORMAT}); upgrade selfsame",
+                    "{}: vault format {f:?} is not supported by this selfsame (reads {}); upgrade selfsame",
                     format_path.display(),
+                    crate::format::VAULT_FORMATS_READ.join(" and "),
                 )))
             }
             _ => return Err(Error::corrupt(&format_path, Damage::FormatInvalid)),
         }
         let base = dir.parent().unwrap_or(Path::new("/")).to_owned();
         Ok(Vault {
+            objects: Objects::local(dir.join("objects")),
             dir,
             base,
             config,
             config_bytes: text.into_bytes(),
             settings: Settings::default(),
-            #[cfg(feature = "test-hooks")]
-            store: None,
         })
     }
 
@@ -184,8 +184,7 @@ impl Vault {
             config,
             config_bytes: text.into_bytes(),
             settings: self.settings.clone(),
-            #[cfg(feature = "test-hooks")]
-            store: self.store.clone(),
+            objects: self.objects.clone(),
         })
     }
 
@@ -218,18 +217,26 @@ impl Vault {
 
     /// The object store.
     pub(crate) fn objects(&self) -> Objects {
-        #[cfg(feature = "test-hooks")]
-        if let Some(store) = &self.store {
-            return Objects::new(store.clone());
-        }
-        Objects::local(self.dir.join("objects"))
+        self.objects.clone()
     }
 
     /// Test hook: this vault keeping its objects in `store`.
     #[cfg(feature = "test-hooks")]
     pub(crate) fn with_store(mut self, store: std::sync::Arc<dyn store::Store>) -> Vault {
-        self.store = Some(store);
+        self.objects = Objects::new(store);
         self
+    }
+
+    /// Marks the vault as one that may hold packs (format `2`) before the
+    /// first pack is written, so that a selfsame from before packs refuses
+    /// it instead of calling its objects missing. Call it holding the lock.
+    pub(crate) fn allow_packs(&self) -> Result<()> {
+        let path = self.dir.join("format");
+        let now = read::read_capped(&path, read::MAX_FORMAT)?;
+        if now.as_deref().map(|f| f.trim_ascii()) == Some(FORMAT.as_bytes()) {
+            return Ok(());
+        }
+        atomic::write_replace(&path, format!("{FORMAT}\n").as_bytes())
     }
 
     /// The history log, for reading.

@@ -303,6 +303,7 @@ impl Watch {
                     seen: Some(f.stat),
                     expect: None,
                     prefix: false,
+                    grew: None,
                 });
             }
         }

@@ -218,10 +218,10 @@ impl LocalStore {
 
     /// The loose objects, from directory listings alone (one `getdents`
     /// per fan-out directory, no stat per object).
-    fn list_objects(&self) -> Vec<Name> {
+    fn list_objects(&self) -> Result<Vec<Name>> {
         let mut out = Vec::new();
-        let Ok(dirs) = fs::read_dir(&self.root) else {
-            return out;
+        let Some(dirs) = listing(&self.root)? else {
+            return Ok(out);
         };
         for dir in dirs.flatten() {
             let prefix = dir.file_name();
@@ -229,7 +229,7 @@ impl LocalStore {
             if hex::decode_to_slice(prefix.as_encoded_bytes(), &mut first).is_err() {
                 continue;
             }
-            let Ok(items) = fs::read_dir(dir.path()) else {
+            let Some(items) = listing(&dir.path())? else {
                 continue;
             };
             for item in items.flatten() {
@@ -241,21 +241,21 @@ impl LocalStore {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
-    fn list_packs(&self) -> Vec<Name> {
-        let Ok(items) = fs::read_dir(self.root.join("packs")) else {
-            return Vec::new();
+    fn list_packs(&self) -> Result<Vec<Name>> {
+        let Some(items) = listing(&self.root.join("packs"))? else {
+            return Ok(Vec::new());
         };
-        items
+        Ok(items
             .flatten()
             .filter_map(|item| {
                 let mut hash = [0u8; 32];
                 hex::decode_to_slice(item.file_name().as_encoded_bytes(), &mut hash).ok()?;
                 Some(Name::Pack(hash))
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -317,8 +317,8 @@ impl Store for LocalStore {
 
     fn list(&self, kind: NameKind) -> Result<Vec<Name>> {
         let mut out = match kind {
-            NameKind::Object => self.list_objects(),
-            NameKind::Pack => self.list_packs(),
+            NameKind::Object => self.list_objects()?,
+            NameKind::Pack => self.list_packs()?,
         };
         out.sort_unstable();
         Ok(out)
@@ -364,6 +364,16 @@ impl Store for LocalStore {
 
     fn locate(&self, name: &Name) -> PathBuf {
         self.path(name)
+    }
+}
+
+/// The entries of `dir`; `None` when it is not there (nothing stored yet).
+/// A directory that cannot be listed fails the caller.
+fn listing(dir: &Path) -> Result<Option<fs::ReadDir>> {
+    match fs::read_dir(dir) {
+        Ok(items) => Ok(Some(items)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).at(dir),
     }
 }
 

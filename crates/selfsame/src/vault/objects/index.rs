@@ -1,0 +1,133 @@
+//! Where each packed blob is: the packs' indexes, read from their ends
+//! and kept in memory for the life of the vault value. A pack another
+//! process added (or removed) since is found by [`Index::refresh`], which
+//! lists the packs and reads the index of each new one.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{Damage, Error, Result};
+use crate::format::pack::{self, BlobKind, PackEntry, ENTRY_LEN, FOOTER_LEN};
+use crate::vault::store::{Name, NameKind, Store};
+
+/// A blob's pack and entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Located {
+    /// The pack.
+    pub pack: [u8; 32],
+    /// Its entry in the pack's index.
+    pub entry: PackEntry,
+}
+
+/// The packs known, and their blobs.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Each pack known (`None` once gone), by number.
+    packs: Vec<Option<([u8; 32], Vec<PackEntry>)>>,
+    numbers: HashMap<[u8; 32], u32>,
+    /// Each blob's pack number and entry number.
+    blobs: HashMap<([u8; 32], BlobKind), (u32, u32)>,
+    /// Packs whose index does not read, with why.
+    damaged: Vec<(Name, Error)>,
+}
+
+impl Index {
+    /// The blob `(kind, id)`, if a known pack holds it.
+    pub fn find(&self, kind: BlobKind, id: &[u8; 32]) -> Option<Located> {
+        let (p, e) = *self.blobs.get(&(*id, kind))?;
+        let (pack, entries) = self.packs.get(p as usize)?.as_ref()?;
+        Some(Located {
+            pack: *pack,
+            entry: *entries.get(e as usize)?,
+        })
+    }
+
+    /// Learns a pack (written by this process, or listed).
+    pub fn add(&mut self, pack: [u8; 32], entries: Vec<PackEntry>) {
+        if self.numbers.contains_key(&pack) {
+            return;
+        }
+        let no = self.packs.len() as u32;
+        for (i, e) in entries.iter().enumerate() {
+            self.blobs.entry((e.id, e.kind)).or_insert((no, i as u32));
+        }
+        self.packs.push(Some((pack, entries)));
+        self.numbers.insert(pack, no);
+    }
+
+    /// Lists the store's packs: reads the index of each new one and forgets
+    /// those that are gone.
+    pub fn refresh(&mut self, store: &dyn Store) -> Result<()> {
+        let names = store.list(NameKind::Pack)?;
+        let present: HashSet<[u8; 32]> = names.iter().map(|n| *n.hash()).collect();
+        let gone: Vec<[u8; 32]> = self
+            .numbers
+            .keys()
+            .filter(|p| !present.contains(*p))
+            .copied()
+            .collect();
+        if !gone.is_empty() {
+            for p in gone {
+                if let Some(no) = self.numbers.remove(&p) {
+                    self.packs[no as usize] = None;
+                }
+            }
+            // Blobs of a removed pack that another pack also holds.
+            self.blobs.clear();
+            for (no, slot) in self.packs.iter().enumerate() {
+                if let Some((_, entries)) = slot {
+                    for (i, e) in entries.iter().enumerate() {
+                        self.blobs
+                            .entry((e.id, e.kind))
+                            .or_insert((no as u32, i as u32));
+                    }
+                }
+            }
+        }
+        self.damaged.retain(|(n, _)| present.contains(n.hash()));
+        for name in names {
+            let hash = *name.hash();
+            if self.numbers.contains_key(&hash) || self.damaged.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            match read_index(store, &name) {
+                Ok(entries) => self.add(hash, entries),
+                // A pack that is not one is damage for verify to name; a
+                // disk that fails to read it fails the caller.
+                Err(e @ Error::Corrupt { .. }) => self.damaged.push((name, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Packs whose index does not read.
+    pub fn damaged(&self) -> &[(Name, Error)] {
+        &self.damaged
+    }
+
+    /// Every pack known and its entries.
+    pub fn packs(&self) -> impl Iterator<Item = (&[u8; 32], &Vec<PackEntry>)> {
+        self.packs.iter().flatten().map(|(p, e)| (p, e))
+    }
+}
+
+/// Reads and checks the index at the end of the pack `name`.
+pub fn read_index(store: &dyn Store, name: &Name) -> Result<Vec<PackEntry>> {
+    let path = store.locate(name);
+    let bad = |e: pack::PackError| Error::corrupt(&path, Damage::Pack(e.to_string()));
+    let len = store
+        .size(name)
+        .ok_or_else(|| Error::corrupt(&path, Damage::NotRegular("not a regular file")))?;
+    if len < FOOTER_LEN as u64 {
+        return Err(bad(pack::PackError::TooShort));
+    }
+    let footer = store.read_at(name, len - FOOTER_LEN as u64, FOOTER_LEN)?;
+    let (count, hash) = pack::parse_footer(&footer, len).map_err(bad)?;
+    if hash != *name.hash() {
+        return Err(bad(pack::PackError::BadIndex));
+    }
+    let index_len = count * ENTRY_LEN;
+    let at = len - (FOOTER_LEN + index_len) as u64;
+    let index = store.read_at(name, at, index_len)?;
+    pack::parse_index(&index, name.hash(), len).map_err(bad)
+}

@@ -147,7 +147,7 @@ fn seal_identity(
     if let Some(file) = next {
         vault.write_identity_next(file)?;
     }
-    let marker_was_valid = vault.marker_valid(keys, head);
+    let marker_was_valid = vault.marker_valid(keys, head)?;
     let r = Resign {
         reason: Reason::Identity,
         keys,

@@ -78,7 +78,7 @@ pub(crate) fn hand_over(
     if vault.read_head()? != Some(head.ckpt.seq) {
         vault.write_head(head.ckpt.seq)?;
     }
-    let marker_was_valid = vault.marker_valid(&old_keys, head);
+    let marker_was_valid = vault.marker_valid(&old_keys, head)?;
     let identity = vault.signing_identity(old_keys.wrap(), Some(head))?;
     if let Some(id) = &identity {
         // Sealed for the new token before any checkpoint verifies under

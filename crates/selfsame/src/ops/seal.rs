@@ -165,7 +165,10 @@ pub(crate) fn seal_expecting(
     // of the soul before it is scanned.
     protect::finish_interrupted(vault, &keys)?;
     let log = history.anchor_after(head.as_ref().map_or("", |h| h.ckpt.log.as_str()))?;
-    let marker_was_valid = head.as_ref().is_some_and(|h| vault.marker_valid(&keys, h));
+    let marker_was_valid = match &head {
+        Some(h) => vault.marker_valid(&keys, h)?,
+        None => false,
+    };
 
     let scanned = scan_soul(vault, expect, progress)?;
     vault.failpoint("seal-after-objects");

@@ -669,7 +669,7 @@ fn judge_soul(
         }
     }
     if let Some(what) = changed {
-        let crashed = vault.marker_valid(&insp.keys, head);
+        let crashed = vault.marker_valid(&insp.keys, head)?;
         let adoptable = unrecordable.is_none();
         (report.verdict, report.message) = match (crashed, adoptable) {
             (true, true) => (
@@ -718,7 +718,7 @@ fn judge_protected(
     let seq = head.ckpt.seq;
     let merged = protect::merged(head_manifest, current, &pairs, |_| false);
     let rest_changed = hex::encode(merged.soul_hash_as(head_manifest.version)) != head.ckpt.soul;
-    let crashed = vault.marker_valid(&insp.keys, head);
+    let crashed = vault.marker_valid(&insp.keys, head)?;
     report.verdict = Verdict::Tampered;
     report.detail = Some(Detail::ProtectedChanged);
     report.protected = pairs.iter().map(|p| p.path.clone()).collect();

@@ -51,16 +51,19 @@ impl Vault {
     }
 
     /// Whether a valid awake marker for `head` is present. A marker with a
-    /// bad MAC, or naming another checkpoint, counts as absent.
-    pub(crate) fn marker_valid(&self, keys: &Keys, head: &StoredCheckpoint) -> bool {
+    /// bad MAC, or naming another checkpoint, counts as absent; one that
+    /// cannot be read (a failing disk) fails the caller.
+    pub(crate) fn marker_valid(&self, keys: &Keys, head: &StoredCheckpoint) -> Result<bool> {
         // A marker that is not a regular file (or too big) counts as
         // absent here; the checks report it.
-        let Ok(Some(bytes)) = read::read_capped(&self.marker_path(), read::MAX_RUN_FILE) else {
-            return false;
+        let bytes = match read::read_capped(&self.marker_path(), read::MAX_RUN_FILE) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) | Err(Error::Corrupt { .. }) => return Ok(false),
+            Err(e) => return Err(e),
         };
-        marker::parse(&bytes).is_some_and(|f| {
+        Ok(marker::parse(&bytes).is_some_and(|f| {
             keys.marker_valid(&f) && marker::names(&f, head.ckpt.seq, &head.file_hash)
-        })
+        }))
     }
 
     /// Whether any `run/awake` file exists (valid or not).

@@ -304,7 +304,7 @@ fn seal_before(
     if hex::encode(on_disk.soul_hash_as(version)) == head.ckpt.soul {
         return Ok(None);
     }
-    if !vault.marker_valid(&Keys::of(cred), head) {
+    if !vault.marker_valid(&Keys::of(cred), head)? {
         return Err(Error::Refused(Refusal::ChangedAtRest(head.ckpt.seq)));
     }
     let mut so = SealOptions::new(Reason::Migrate);

@@ -1,6 +1,6 @@
 //! `selfsame init`
 
-use selfsame::ops::init::{guarded_by, init_with_progress, InitOptions};
+use selfsame::ops::init::{guarded_by, init_with_progress, InitOptions, Preset};
 use selfsame::{Error, Platform, Result};
 
 use crate::context::Context;
@@ -52,6 +52,10 @@ pub struct Args {
     /// adopts a change of them; only `selfsame approve` does.
     #[arg(long, value_name = "GLOB")]
     protect: Vec<String>,
+    /// The protect and exclude globs of a framework's workspace (added to
+    /// any given with --protect and --exclude).
+    #[arg(long, value_name = "NAME", value_parser = ["openclaw"])]
+    preset: Option<String>,
     /// Create the soul directory if it does not exist (a new, empty soul).
     #[arg(long)]
     create: bool,
@@ -65,7 +69,18 @@ pub fn parse_platform(text: &str) -> std::result::Result<Platform, String> {
     })
 }
 
-pub fn run(args: Args, ctx: &Context) -> Result<i32> {
+pub fn run(mut args: Args, ctx: &Context) -> Result<i32> {
+    if let Some(p) = args.preset.as_deref().and_then(Preset::named) {
+        let add = |list: &mut Vec<String>, from: &[&str]| {
+            for g in from {
+                if !list.iter().any(|x| x == g) {
+                    list.push((*g).to_owned());
+                }
+            }
+        };
+        add(&mut args.protect, p.protect);
+        add(&mut args.exclude, p.exclude);
+    }
     let token_env = args
         .token_env
         .unwrap_or_else(|| args.platform.default_token_env().to_owned());

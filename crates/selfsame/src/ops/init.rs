@@ -15,6 +15,51 @@ use crate::progress::{Progress, Silent};
 use crate::settings::Settings;
 use crate::vault::{Config, Vault};
 
+/// The `protect` and `exclude` globs for the workspace of a known agent
+/// framework (`selfsame init --preset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    /// Its name.
+    pub name: &'static str,
+    /// Paths only the owner's approval changes: the agent's identity.
+    pub protect: &'static [&'static str],
+    /// Paths left out: the framework's caches and transient files.
+    pub exclude: &'static [&'static str],
+}
+
+/// OpenClaw's agent workspace. What each entry is, by OpenClaw's own
+/// workspace docs (the project's docs/protect.md says why each is here):
+/// the files injected into every session (`SOUL.md`, `IDENTITY.md`,
+/// `AGENTS.md`, `USER.md`, `TOOLS.md`), those run on a schedule or at
+/// startup (`HEARTBEAT.md`, `BOOT.md`) and the first-run ritual that is
+/// deleted once done (`BOOTSTRAP.md`: were it planted again, it would run
+/// again). `MEMORY.md` and `memory/` are the agent's to write. Left out:
+/// the workspace's own git repository and macOS folder metadata.
+pub const OPENCLAW: Preset = Preset {
+    name: "openclaw",
+    protect: &[
+        "SOUL.md",
+        "IDENTITY.md",
+        "AGENTS.md",
+        "USER.md",
+        "TOOLS.md",
+        "HEARTBEAT.md",
+        "BOOT.md",
+        "BOOTSTRAP.md",
+    ],
+    exclude: &[".git", "**/.DS_Store"],
+};
+
+/// Every preset `init` knows.
+pub const PRESETS: &[Preset] = &[OPENCLAW];
+
+impl Preset {
+    /// The preset named `name`.
+    pub fn named(name: &str) -> Option<Preset> {
+        PRESETS.iter().find(|p| p.name == name).copied()
+    }
+}
+
 /// How to initialise a vault.
 #[derive(Debug, Clone)]
 pub struct InitOptions {

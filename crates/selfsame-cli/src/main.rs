@@ -74,6 +74,7 @@ enum Command {
     Migrate(migrate::Args),
     Rekey(rekey::Args),
     Quarantine(quarantine::Args),
+    Bind(bind::Args),
     #[cfg(feature = "remote")]
     Push(push::Args),
     Identity(identity::Args),
@@ -104,6 +105,7 @@ fn main() {
         Command::Restore(_) => Some("the restore"),
         Command::Migrate(_) => Some("the migration"),
         Command::Rekey(_) => Some("the rekey"),
+        Command::Bind(_) => Some("the bind"),
         Command::Identity(_) => Some("the identity command"),
         _ => None,
     };
@@ -129,6 +131,7 @@ fn main() {
         Command::Migrate(a) => migrate::run(a, &ctx),
         Command::Rekey(a) => rekey::run(a, &ctx),
         Command::Quarantine(a) => quarantine::run(a, &ctx),
+        Command::Bind(a) => bind::run(a, &ctx),
         #[cfg(feature = "remote")]
         Command::Push(a) => push::run(a, &ctx),
         Command::Identity(a) => identity::run(a, &ctx),

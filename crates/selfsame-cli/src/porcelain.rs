@@ -123,6 +123,10 @@ fn refusal(r: &Refusal) -> String {
             "{r}: `selfsame identity show` prints it; to bring in another one, `selfsame identity import FILE --replace`"
         ),
         Refusal::OtherIdentity { .. } => format!("{r}: pass --replace to do so"),
+        Refusal::BindSameBot => format!("{r}: see `selfsame rekey`"),
+        Refusal::BindConfigChanged(_) => format!(
+            "{r}: if you made the change, adopt it with `selfsame accept` first"
+        ),
         Refusal::NoIdentity => format!(
             "{r}: `selfsame identity init` creates one (vaults made before identity keys have none)"
         ),
@@ -172,6 +176,11 @@ pub fn advice(a: &Advice) -> String {
         }
         Advice::RemoveOrExclude => "; remove it from the soul, or add it to `exclude` in config.toml and run `selfsame accept`, then wake again".into(),
         Advice::ApproveOrRevert => "; if the change is yours, `selfsame approve` adopts it (`selfsame approve --dry-run` shows the diff); if not, `selfsame wake --policy protected=revert` puts the approved version back".into(),
+        Advice::Moved { platform, bot_id, .. } => format!(
+            "; run the agent with that bot's token (set the variable config.toml's `token_env` names, e.g. {}, to the {platform} bot {bot_id}'s token)",
+            selfsame::Platform::parse(platform).map_or("the platform's", |p| p.default_token_env())
+        ),
+        Advice::FinishBind => "; run the same `selfsame bind` again, with both tokens, to finish it".into(),
         _ => String::new(),
     }
 }

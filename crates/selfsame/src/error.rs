@@ -378,6 +378,12 @@ pub enum Refusal {
     /// The vault has no identity key.
     #[error("the vault has no identity key")]
     NoIdentity,
+    /// A bind to the bot the vault already belongs to.
+    #[error("the new token is the same bot's as the vault's; a bind moves a vault to another platform or bot, a new token of the same bot is a rekey")]
+    BindSameBot,
+    /// A bind under a `config.toml` the head was not sealed with.
+    #[error("config.toml changed since checkpoint {0}; a bind moves the config the head was sealed with")]
+    BindConfigChanged(u64),
     /// A restore, rollback or migration run as root of a checkpoint that
     /// records a setuid or setgid file.
     #[error("the checkpoint records {path} with mode {mode:04o} (setuid or setgid): restored by root it would be a setuid or setgid program owned by root, so nothing was restored")]

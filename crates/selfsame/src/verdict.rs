@@ -365,6 +365,19 @@ pub enum Advice {
     WakeAfterClearing,
     /// Migrations lead from the soul's format to one the shell reads.
     Migrate,
+    /// A bind moved the vault from this credential to the account of
+    /// checkpoint `seq`: use that account's credential.
+    Moved {
+        /// The bind checkpoint.
+        seq: u64,
+        /// The platform it moved to.
+        platform: String,
+        /// The account it moved to.
+        bot_id: u64,
+    },
+    /// A bind was interrupted after its checkpoint, before `config.toml`
+    /// was written: running it again finishes it.
+    FinishBind,
     /// A soul entry no seal can record: remove it, or exclude it and
     /// adopt the config, then wake again.
     RemoveOrExclude,

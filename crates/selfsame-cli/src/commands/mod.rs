@@ -2,6 +2,7 @@
 
 pub mod accept;
 pub mod approve;
+pub mod bind;
 pub mod cat;
 pub mod demo;
 pub mod diff;

@@ -115,6 +115,14 @@ pub struct Inspection {
 }
 
 impl Inspection {
+    /// The rekey or bind checkpoint that vouches for the checkpoints
+    /// sealed under an earlier token, and its reason.
+    pub fn voucher(&self) -> Option<(u64, &str)> {
+        let seq = self.vouched_by?;
+        let s = self.checkpoints.iter().find(|s| s.ckpt.seq == seq)?;
+        Some((seq, s.ckpt.reason.as_str()))
+    }
+
     /// The verdict and detail of the first problem, if any.
     pub fn failure(&self) -> Option<(Verdict, Detail)> {
         self.problems
@@ -152,6 +160,19 @@ struct Macs {
     vouched: Vec<u64>,
     vouched_by: Option<u64>,
     retired_at: Option<u64>,
+    /// The bind that retired this token, when one did.
+    moved: Option<Moved>,
+}
+
+/// A bind that moved the vault to another account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// The bind checkpoint.
+    pub seq: u64,
+    /// The platform it moved to.
+    pub platform: String,
+    /// The account it moved to.
+    pub bot_id: u64,
 }
 
 /// Runs the checks in DESIGN.md's order: the account, the MACs, the chain
@@ -161,20 +182,12 @@ struct Macs {
 pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<Inspection> {
     let keys = Keys::of(cred);
     let mut found = Found::default();
-    if !vault.belongs_to(cred) {
-        found.push(
-            Detail::DifferentBot,
-            format!(
-                "the token is {} bot {}'s, but this vault belongs to {} bot {}",
-                cred.platform(),
-                cred.account_id(),
-                vault.config.platform,
-                vault.config.bot_id
-            ),
-        );
-    }
     let listing = vault.list_checkpoints()?;
     let macs = check_macs(vault, cred, &keys, &listing, &mut found)?;
+    if !vault.belongs_to(cred) {
+        // First: another account names the verdict.
+        found.0.insert(0, other_account(vault, cred, &macs));
+    }
     let head_file = check_chain(vault, &listing.seqs, &macs, &mut found)?;
     let newest = listing.seqs.last().copied();
     let history = check_history(vault, &keys, &macs.good, newest, &mut found)?;
@@ -212,6 +225,49 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         strays: listing.strays,
         missing_objects,
     })
+}
+
+/// Row `identity-mismatch` (`different-bot`): the token proves another
+/// account than `config.toml` names. When a bind moved the vault away from
+/// this token, or an interrupted bind to it left `config.toml` behind, the
+/// problem says so.
+fn other_account(vault: &Vault, cred: &Credential, macs: &Macs) -> Problem {
+    let this = format!("{} bot {}", cred.platform(), cred.account_id());
+    let vault_account = format!("{} bot {}", vault.config.platform, vault.config.bot_id);
+    if let Some(m) = &macs.moved {
+        return Problem {
+            detail: Detail::DifferentBot,
+            message: format!(
+                "this vault moved away from this token ({this}): the bind at checkpoint {} moved it to {} bot {}",
+                m.seq, m.platform, m.bot_id
+            ),
+            advice: Some(Advice::Moved {
+                seq: m.seq,
+                platform: m.platform.clone(),
+                bot_id: m.bot_id,
+            }),
+        };
+    }
+    let bound_here = macs
+        .bad
+        .iter()
+        .chain(macs.good.iter())
+        .max_by_key(|s| s.ckpt.seq)
+        .filter(|s| s.ckpt.is_bind() && macs.good.iter().any(|g| g.ckpt.seq == s.ckpt.seq));
+    if let Some(b) = bound_here {
+        return Problem {
+            detail: Detail::DifferentBot,
+            message: format!(
+                "the bind at checkpoint {} moved this vault to this token ({this}), but config.toml still names {vault_account}: the bind was interrupted before config.toml was written",
+                b.ckpt.seq
+            ),
+            advice: Some(Advice::FinishBind),
+        };
+    }
+    Problem::new(
+        Detail::DifferentBot,
+        format!("the token is {this}'s, but this vault belongs to {vault_account}"),
+    )
 }
 
 /// Reads every checkpoint and sorts them by their MACs: rows
@@ -261,16 +317,20 @@ fn check_macs(
         good.sort_by_key(|s| s.ckpt.seq);
         bad = after;
     }
-    let retired_at = bad
-        .iter()
-        .find(|s| keys.retired_by(&s.ckpt))
-        .map(|s| s.ckpt.seq);
+    let retired = bad.iter().find(|s| keys.retired_by(&s.ckpt));
+    let retired_at = retired.map(|s| s.ckpt.seq);
+    let moved = retired.filter(|s| s.ckpt.is_bind()).map(|s| Moved {
+        seq: s.ckpt.seq,
+        platform: s.ckpt.platform.clone(),
+        bot_id: s.ckpt.bot_id,
+    });
     let macs = Macs {
         good,
         bad,
         vouched,
         vouched_by,
         retired_at,
+        moved,
     };
     mac_problems(vault, cred, &macs, unreadable, found);
     Ok(macs)
@@ -293,12 +353,23 @@ fn mac_problems(
     } = macs;
     // Checkpoints whose MAC fails say nothing trustworthy about the bot:
     // look at them only when none verifies (an edited `bot_id` in one
-    // checkpoint is corruption, not another bot).
-    let judged = if good.is_empty() { bad } else { good };
+    // checkpoint is corruption, not another bot). Those a bind vouches for
+    // were another account's.
+    let since_bind = good
+        .iter()
+        .filter(|s| s.ckpt.is_bind())
+        .map(|s| s.ckpt.seq)
+        .max()
+        .unwrap_or(0);
+    let judged: Vec<&StoredCheckpoint> = if good.is_empty() {
+        bad.iter().collect()
+    } else {
+        good.iter().filter(|s| s.ckpt.seq >= since_bind).collect()
+    };
     let other_account = |s: &&StoredCheckpoint| {
         s.ckpt.bot_id != cred.account_id() || s.ckpt.platform != cred.platform().as_str()
     };
-    if let Some(other) = judged.iter().find(other_account) {
+    if let Some(other) = judged.iter().copied().find(other_account) {
         found.push(
             Detail::DifferentBot,
             format!(
@@ -311,7 +382,19 @@ fn mac_problems(
             ),
         );
     }
-    if let Some(r) = *retired_at {
+    if let Some(m) = &macs.moved {
+        // The account check words it when config.toml moved on too.
+        if vault.belongs_to(cred) {
+            found.0.push(Problem {
+                detail: Detail::MacInvalid,
+                message: format!(
+                    "this token was retired by the bind at checkpoint {}, which moved the vault to {} bot {}; config.toml still names this bot: the bind was interrupted before config.toml was written",
+                    m.seq, m.platform, m.bot_id
+                ),
+                advice: Some(Advice::FinishBind),
+            });
+        }
+    } else if let Some(r) = *retired_at {
         found.push(
             Detail::MacInvalid,
             format!(

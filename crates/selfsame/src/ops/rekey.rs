@@ -105,20 +105,35 @@ pub(crate) fn hand_over(
     }
     vault.settle_identity_next()?;
     log_seal(vault, &new_keys, &stored)?;
-    let mut data = Map::new();
-    data.insert("seq".into(), stored.ckpt.seq.into());
-    if reason == Reason::Bind {
-        data.insert("from_platform".into(), old.platform().as_str().into());
-        data.insert("from_bot_id".into(), old.account_id().into());
-        data.insert("platform".into(), new.platform().as_str().into());
-    }
-    data.insert("bot_id".into(), stored.ckpt.bot_id.into());
-    data.insert("vouches".into(), head.ckpt.seq.into());
-    vault.history_for(&new_keys).append(reason.as_str(), data)?;
+    log_handover(vault, &new_keys, old, &stored, head.ckpt.seq)?;
     if marker_was_valid {
         // The agent is awake: re-sign its marker, or a crash now would
         // look like tampering under the new token.
         vault.write_marker(&new_keys, &stored)?;
     }
     Ok(stored)
+}
+
+/// The `rekey` or `bind` event of a handover checkpoint, signed with the
+/// new keys: its seq, the bot (and for a bind the platform and account it
+/// moved from), and the last checkpoint it vouches for.
+pub(crate) fn log_handover(
+    vault: &Vault,
+    new_keys: &Keys,
+    old: &Credential,
+    stored: &StoredCheckpoint,
+    vouches: u64,
+) -> Result<()> {
+    let ckpt = &stored.ckpt;
+    let mut data = Map::new();
+    data.insert("seq".into(), ckpt.seq.into());
+    if ckpt.is_bind() {
+        data.insert("from_platform".into(), old.platform().as_str().into());
+        data.insert("from_bot_id".into(), old.account_id().into());
+        data.insert("platform".into(), ckpt.platform.clone().into());
+    }
+    data.insert("bot_id".into(), ckpt.bot_id.into());
+    data.insert("vouches".into(), vouches.into());
+    vault.history_for(new_keys).append(&ckpt.reason, data)?;
+    Ok(())
 }

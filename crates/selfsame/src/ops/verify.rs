@@ -93,11 +93,11 @@ fn notes(vault: &Vault, insp: &Inspection) -> Vec<String> {
                 .into(),
         );
     }
-    if let (Some(r), Some(first), Some(last)) =
-        (insp.vouched_by, insp.vouched.first(), insp.vouched.last())
+    if let (Some((r, reason)), Some(first), Some(last)) =
+        (insp.voucher(), insp.vouched.first(), insp.vouched.last())
     {
         notes.push(format!(
-            "checkpoints {first}-{last} were sealed under the previous token; rekey checkpoint {r} vouches for them (their bytes are fixed by its `prev` chain)"
+            "checkpoints {first}-{last} were sealed under the previous token; {reason} checkpoint {r} vouches for them (their bytes are fixed by its `prev` chain)"
         ));
     }
     for name in &insp.strays {

@@ -686,11 +686,11 @@ fn judge_soul(
             ),
         };
     }
-    if let (Some(r), Some(first), Some(last)) =
-        (insp.vouched_by, insp.vouched.first(), insp.vouched.last())
+    if let (Some((r, reason)), Some(first), Some(last)) =
+        (insp.voucher(), insp.vouched.first(), insp.vouched.last())
     {
         report.message.push_str(&format!(
-            "; checkpoints {first}-{last} were sealed under the previous token and are vouched for by rekey checkpoint {r}"
+            "; checkpoints {first}-{last} were sealed under the previous token and are vouched for by {reason} checkpoint {r}"
         ));
     }
     Ok(Judged {

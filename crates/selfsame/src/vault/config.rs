@@ -499,6 +499,52 @@ impl Config {
     }
 }
 
+/// `text` (a `config.toml`) moved to another account: its `platform`,
+/// `token_env` and `bot_id` lines rewritten in place, everything else
+/// (comments, order, other keys) kept; a key the file does not set is
+/// added before its first table.
+pub fn with_account(text: &str, platform: Platform, bot_id: u64, token_env: &str) -> String {
+    let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let values = [
+        ("platform", q(platform.as_str())),
+        ("token_env", q(token_env)),
+        ("bot_id", bot_id.to_string()),
+    ];
+    let mut set = [false; 3];
+    let mut out = String::new();
+    let mut in_table = false;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with('[') && !in_table {
+            in_table = true;
+            for (i, (k, v)) in values.iter().enumerate() {
+                if !set[i] {
+                    out.push_str(&format!("{k} = {v}\n"));
+                    set[i] = true;
+                }
+            }
+        }
+        let key = t.split_once('=').map(|(k, _)| k.trim());
+        match values.iter().position(|(k, _)| Some(*k) == key) {
+            Some(i) if !in_table => {
+                let (k, v) = &values[i];
+                out.push_str(&format!("{k} = {v}\n"));
+                set[i] = true;
+            }
+            _ => out.push_str(line),
+        }
+    }
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for (i, (k, v)) in values.iter().enumerate() {
+        if !set[i] {
+            out.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+    out
+}
+
 /// A TOML or type error as one line: where (line, column and key, when
 /// the error has a position), what, and what the key takes.
 fn located(text: &str, e: &toml::de::Error) -> String {
@@ -650,6 +696,34 @@ mod tests {
         );
         let bad = format!("{base}[retention]\nkeep_everything = true\n");
         assert!(Config::parse(&bad, path).is_err());
+    }
+
+    #[test]
+    fn a_move_rewrites_the_account_lines_and_keeps_the_rest() {
+        let path = Path::new("config.toml");
+        let text = "# mine\nsoul = \"soul\"\nbot_id = 7   # the bot\nexclude = [\"a\"]\n\n[policy]\ndrifted = \"halt\"\n";
+        let moved = with_account(text, Platform::Discord, 99, "DISCORD_BOT_TOKEN");
+        assert_eq!(
+            moved,
+            "# mine\nsoul = \"soul\"\nbot_id = 99\nexclude = [\"a\"]\n\nplatform = \"discord\"\ntoken_env = \"DISCORD_BOT_TOKEN\"\n[policy]\ndrifted = \"halt\"\n"
+        );
+        let c = Config::parse(&moved, path).unwrap();
+        assert_eq!(
+            (c.platform(), c.bot_id, c.token_env.as_str()),
+            (Platform::Discord, 99, "DISCORD_BOT_TOKEN")
+        );
+        assert_eq!(c.exclude, vec!["a".to_owned()]);
+        assert_eq!(c.policy.drifted.as_deref(), Some("halt"));
+        let full = Config::new(
+            "soul",
+            &crate::crypto::Credential::parse(Platform::Telegram, "7:x").unwrap(),
+        )
+        .to_toml();
+        let c = Config::parse(&with_account(&full, Platform::Discord, 5, "T"), path).unwrap();
+        assert_eq!(
+            (c.platform(), c.bot_id, c.token_env.as_str()),
+            (Platform::Discord, 5, "T")
+        );
     }
 
     #[test]

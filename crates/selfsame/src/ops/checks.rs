@@ -336,6 +336,40 @@ fn check_macs(
     Ok(macs)
 }
 
+/// Row `identity-mismatch` (`different-bot`) as the checkpoints say it: a
+/// checkpoint bound to another account. Checkpoints whose MAC fails say
+/// nothing trustworthy about the bot: they are looked at only when none
+/// verifies (an edited `bot_id` in one checkpoint is corruption, not
+/// another bot). Those a bind vouches for were another account's.
+fn account_problem(cred: &Credential, macs: &Macs) -> Option<Problem> {
+    let (good, bad) = (&macs.good, &macs.bad);
+    let since_bind = good
+        .iter()
+        .filter(|s| s.ckpt.is_bind())
+        .map(|s| s.ckpt.seq)
+        .max()
+        .unwrap_or(0);
+    let judged: Vec<&StoredCheckpoint> = if good.is_empty() {
+        bad.iter().collect()
+    } else {
+        good.iter().filter(|s| s.ckpt.seq >= since_bind).collect()
+    };
+    let other = judged.into_iter().find(|s| {
+        s.ckpt.bot_id != cred.account_id() || s.ckpt.platform != cred.platform().as_str()
+    })?;
+    Some(Problem::new(
+        Detail::DifferentBot,
+        format!(
+            "checkpoint {} is bound to {} bot {}, the token is {} bot {}'s",
+            other.ckpt.seq,
+            other.ckpt.platform,
+            other.ckpt.bot_id,
+            cred.platform(),
+            cred.account_id()
+        ),
+    ))
+}
+
 /// The problems the MACs show, in the table's order: another bot, a
 /// retired or unknown token, edited checkpoints, unreadable ones.
 fn mac_problems(
@@ -351,36 +385,8 @@ fn mac_problems(
         retired_at,
         ..
     } = macs;
-    // Checkpoints whose MAC fails say nothing trustworthy about the bot:
-    // look at them only when none verifies (an edited `bot_id` in one
-    // checkpoint is corruption, not another bot). Those a bind vouches for
-    // were another account's.
-    let since_bind = good
-        .iter()
-        .filter(|s| s.ckpt.is_bind())
-        .map(|s| s.ckpt.seq)
-        .max()
-        .unwrap_or(0);
-    let judged: Vec<&StoredCheckpoint> = if good.is_empty() {
-        bad.iter().collect()
-    } else {
-        good.iter().filter(|s| s.ckpt.seq >= since_bind).collect()
-    };
-    let other_account = |s: &&StoredCheckpoint| {
-        s.ckpt.bot_id != cred.account_id() || s.ckpt.platform != cred.platform().as_str()
-    };
-    if let Some(other) = judged.iter().copied().find(other_account) {
-        found.push(
-            Detail::DifferentBot,
-            format!(
-                "checkpoint {} is bound to {} bot {}, the token is {} bot {}'s",
-                other.ckpt.seq,
-                other.ckpt.platform,
-                other.ckpt.bot_id,
-                cred.platform(),
-                cred.account_id()
-            ),
-        );
+    if let Some(p) = account_problem(cred, macs) {
+        found.0.push(p);
     }
     if let Some(m) = &macs.moved {
         // The account check words it when config.toml moved on too.

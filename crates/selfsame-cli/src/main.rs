@@ -78,6 +78,8 @@ enum Command {
     #[cfg(feature = "remote")]
     Push(push::Args),
     Identity(identity::Args),
+    #[cfg(feature = "remote")]
+    Clone(clone::Args),
     Run(run::Args),
     /// Validate Telegram-signed data (Mini App initData, Login Widget).
     Telegram(telegram::TelegramArgs),
@@ -135,6 +137,8 @@ fn main() {
         #[cfg(feature = "remote")]
         Command::Push(a) => push::run(a, &ctx),
         Command::Identity(a) => identity::run(a, &ctx),
+        #[cfg(feature = "remote")]
+        Command::Clone(a) => clone::run(a, &ctx),
         Command::Run(a) => run::run(a, &ctx),
         Command::Telegram(a) => Ok(telegram::run(a, &ctx)),
     };

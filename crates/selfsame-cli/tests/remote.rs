@@ -115,3 +115,163 @@ fn push_without_credentials_or_remote_says_what_to_do() {
     assert!(out.stderr.contains("AWS_ACCESS_KEY_ID"), "{}", out.stderr);
     assert!(!out.stderr.contains(AWS_SECRET));
 }
+
+/// Clones `moto`'s `prefix` into a fresh temp dir, as a new host would.
+fn clone_to_new_host(moto: &Moto, prefix: &str) -> Env {
+    let host = Env::bare();
+    fs::remove_dir_all(host.soul()).unwrap();
+    let vars = moto.env();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let endpoint = moto.endpoint();
+    let url = moto.url(prefix);
+    let out = host
+        .run_env(
+            &["clone", &url, ".", "--endpoint", &endpoint, "--json"],
+            &vars,
+        )
+        .expect_code(0);
+    let v = out.json();
+    assert!(v["objects"].as_u64().unwrap() > 0, "{v}");
+    host
+}
+
+#[test]
+fn push_then_clone_on_a_new_host_wakes_verified_with_the_soul_byte_for_byte() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    // Modes beyond 0644/0755 travel too.
+    write(&env.soul(), "notes/private.key", b"only mine\n", 0o600);
+    fs::set_permissions(
+        env.soul().join("notes/deep"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    env.run(&["seal", "--reason", "manual"]).expect_code(0);
+    configure(&env, &moto, "agents/bot1");
+    run(&env, &moto, &["push"]).expect_code(0);
+
+    let host = clone_to_new_host(&moto, "agents/bot1");
+    assert_eq!(
+        tree(&host.soul()),
+        tree(&env.soul()),
+        "the soul, byte for byte, modes included"
+    );
+    assert_eq!(host.head(), env.head());
+    for seq in 1..=env.head() {
+        assert_eq!(
+            fs::read(host.checkpoint(seq)).unwrap(),
+            fs::read(env.checkpoint(seq)).unwrap()
+        );
+    }
+    let out = run(&host, &moto, &["wake", "--json"]).expect_code(0);
+    assert_eq!(out.json()["verdict"], "verified", "{}", out.stdout);
+    run(&host, &moto, &["verify"]).expect_code(0);
+    // The new host goes on: it seals and pushes.
+    fs::write(host.soul().join("memory.jsonl"), "{\"said\":\"moved\"}\n").unwrap();
+    host.run(&["seal"]).expect_code(0);
+    run(&host, &moto, &["push"]).expect_code(0);
+}
+
+#[test]
+fn clone_refuses_another_bots_token_an_empty_remote_and_an_existing_soul() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    let host = Env::bare();
+    let vars = moto.env();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let url = moto.url("bot");
+    let endpoint = moto.endpoint();
+    // The soul directory is there already.
+    let out = host
+        .run_env(&["clone", &url, ".", "--endpoint", &endpoint], &vars)
+        .expect_code(2);
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    fs::remove_dir_all(host.soul()).unwrap();
+    let out = host.run_as(
+        OTHER_BOT,
+        &["clone", &url, ".", "--endpoint", &endpoint],
+        &vars,
+    );
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let out = host
+        .run_env(
+            &[
+                "clone",
+                &moto.url("nothing-here"),
+                ".",
+                "--endpoint",
+                &endpoint,
+            ],
+            &vars,
+        )
+        .expect_code(1);
+    assert!(out.stderr.contains("holds no vault"), "{}", out.stderr);
+    assert!(
+        !host.vault().exists() && !host.soul().exists(),
+        "nothing was made"
+    );
+}
+
+#[test]
+fn no_secret_leaves_in_the_clear() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    let canary = "soul-canary-7b1f0e9d2c4a";
+    fs::write(
+        env.soul().join("notes/secret.md"),
+        format!("my secret: {canary}\n"),
+    )
+    .unwrap();
+    env.run(&["seal", "--reason", "manual"]).expect_code(0);
+    configure(&env, &moto, "bot");
+    let pushed = run(&env, &moto, &["push"]).expect_code(0);
+    let host = clone_to_new_host(&moto, "bot");
+    let woke = run(&host, &moto, &["wake"]).expect_code(0);
+    let objects = moto.objects();
+    assert!(objects.len() > 10);
+    let token_secret = TOKEN.split_once(':').unwrap().1;
+    for (key, bytes) in &objects {
+        for needle in [
+            canary,
+            TOKEN,
+            token_secret,
+            AWS_SECRET,
+            "memory.jsonl",
+            "4815162342",
+        ] {
+            assert!(!contains(bytes, needle.as_bytes()), "{needle:?} in {key}");
+            assert!(!key.contains(needle), "{needle:?} in the name {key}");
+        }
+        // No content hash either: names are keyed.
+        let h = sha256_hex(format!("my secret: {canary}\n").as_bytes());
+        assert!(!key.contains(&h) && !contains(bytes, h.as_bytes()));
+    }
+    for out in [&pushed, &woke] {
+        assert!(!out.stdout.contains(AWS_SECRET) && !out.stderr.contains(AWS_SECRET));
+    }
+    for e in [&env, &host] {
+        let mut files = Vec::new();
+        collect(e.base(), &mut files);
+        for f in files {
+            assert!(
+                !contains(&fs::read(&f).unwrap(), AWS_SECRET.as_bytes()),
+                "{}",
+                f.display()
+            );
+        }
+    }
+}
+
+fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let meta = fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            collect(&p, out);
+        } else if meta.is_file() {
+            out.push(p);
+        }
+    }
+}

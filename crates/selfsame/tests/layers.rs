@@ -415,6 +415,7 @@ fn the_public_surface_is_the_curated_one() {
             "approve",
             "bind",
             "cat",
+            "clone",
             "diff",
             "identity",
             "init",

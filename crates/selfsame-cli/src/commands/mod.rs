@@ -4,6 +4,8 @@ pub mod accept;
 pub mod approve;
 pub mod bind;
 pub mod cat;
+#[cfg(feature = "remote")]
+pub mod clone;
 pub mod demo;
 pub mod diff;
 pub mod identity;

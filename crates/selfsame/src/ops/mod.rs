@@ -8,6 +8,8 @@ pub mod approve;
 pub mod bind;
 pub mod cat;
 pub(crate) mod checks;
+#[cfg(feature = "remote")]
+pub mod clone;
 pub mod diff;
 pub(crate) mod handover;
 pub(crate) mod head;

@@ -227,20 +227,23 @@ fn records(insp: &Inspection, from: u64) -> Vec<(u64, CheckpointRecord)> {
 /// entries' contents, the sealed configs — less those of checkpoint
 /// `from`, which the remote has.
 fn objects_to_send(vault: &Vault, insp: &Inspection, from: u64) -> Result<Vec<([u8; 32], u64)>> {
-    let of = |s: &StoredCheckpoint| -> Result<Vec<([u8; 32], u64)>> {
+    let objects = vault.objects();
+    let hash_of = |hex_hash: &str| {
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(hex_hash, &mut h).ok().map(|()| h)
+    };
+    // The sealed config of a checkpoint, when stored.
+    let config = |s: &StoredCheckpoint| -> Result<Option<([u8; 32], u64)>> {
+        let Some(h) = s.ckpt.config().and_then(hash_of) else {
+            return Ok(None);
+        };
+        Ok(objects.size_of(&h)?.map(|size| (h, size)))
+    };
+    // A checkpoint's manifest and the contents it lists.
+    let soul = |s: &StoredCheckpoint| -> Result<Vec<([u8; 32], u64)>> {
         let manifest = manifest_of(vault, s)?;
-        let mut soul = [0u8; 32];
-        hex::decode_to_slice(&s.ckpt.soul, &mut soul).expect("checkpoint soul is hex");
-        let size = vault.objects().size_of(&soul)?.unwrap_or(0);
-        let mut out = vec![(soul, size)];
-        if let Some(config) = s.ckpt.config() {
-            let mut h = [0u8; 32];
-            if hex::decode_to_slice(config, &mut h).is_ok() {
-                if let Some(size) = vault.objects().size_of(&h)? {
-                    out.push((h, size));
-                }
-            }
-        }
+        let h = hash_of(&s.ckpt.soul).expect("checkpoint soul is hex");
+        let mut out = vec![(h, objects.size_of(&h)?.unwrap_or(0))];
         out.extend(
             manifest
                 .entries
@@ -252,15 +255,17 @@ fn objects_to_send(vault: &Vault, insp: &Inspection, from: u64) -> Result<Vec<([
     };
     let mut sent: HashSet<[u8; 32]> = HashSet::new();
     if let Some(base) = insp.checkpoints.iter().find(|s| s.ckpt.seq == from) {
-        sent.extend(of(base)?.into_iter().map(|(h, _)| h));
+        sent.extend(soul(base)?.into_iter().map(|(h, _)| h));
+        sent.extend(config(base)?.map(|(h, _)| h));
     }
     let mut out = Vec::new();
     let mut souls = HashSet::new();
     for s in insp.checkpoints.iter().filter(|s| s.ckpt.seq > from) {
-        if !souls.insert(s.ckpt.soul.clone()) {
-            continue;
+        let mut these: Vec<_> = config(s)?.into_iter().collect();
+        if souls.insert(s.ckpt.soul.clone()) {
+            these.extend(soul(s)?);
         }
-        for (h, size) in of(s)? {
+        for (h, size) in these {
             if sent.insert(h) {
                 out.push((h, size));
             }

@@ -9,7 +9,7 @@ pub(crate) mod s3;
 use std::fmt;
 
 use crate::crypto::remote::{DataKey, OpenError};
-use crate::crypto::Credential;
+use crate::crypto::{sha256, Credential};
 use crate::error::{Error, RemoteProblem, Result};
 use crate::format::location::Location;
 use s3::{Client, Condition, Put, S3Error};
@@ -300,6 +300,21 @@ impl Remote {
             Condition::Absent,
         )?;
         Ok(matches!(put, Put::Written(_)))
+    }
+
+    /// Object `hash`, checked against its hash; `None` when absent.
+    pub fn object(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+        let name = self.object_name(hash);
+        let Some((plain, _)) = self.get_sealed(&name)? else {
+            return Ok(None);
+        };
+        if sha256(&plain) != *hash {
+            return Err(self.err(RemoteProblem::Damaged(format!(
+                "object {} does not match its hash",
+                hex::encode(hash)
+            ))));
+        }
+        Ok(Some(plain))
     }
 
     /// Writes object `hash` unless the remote has it (create-only: objects

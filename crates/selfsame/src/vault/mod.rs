@@ -142,14 +142,21 @@ impl Vault {
 
     /// Creates a new vault directory under `base` with `config`.
     pub(crate) fn create(base: &Path, config: Config) -> Result<Vault> {
+        Vault::create_unpublished(base, config.to_toml().as_bytes())?.publish()
+    }
+
+    /// A new vault under a temp name in `base` (`.selfsame-init-<pid>`),
+    /// with `config` as its `config.toml` bytes, open for writing; nothing
+    /// is at `.selfsame` until [`Vault::publish`]. Built under a temp name,
+    /// then renamed, so a crash never leaves a half-made vault that `init`
+    /// (or `clone`) would refuse. Private from the start: directories 0700,
+    /// files 0600.
+    pub(crate) fn create_unpublished(base: &Path, config: &[u8]) -> Result<Vault> {
         let dir = base.join(DIR);
         // Anything by that name, a dangling symlink included, is left alone.
         if read::present(&dir) {
             return Err(Error::VaultExists(dir));
         }
-        // Build it under a temp name, then rename, so a crash never leaves a
-        // half-made vault that `init` would refuse. Private from the start:
-        // directories 0700, files 0600.
         let tmp = base.join(format!(".selfsame-init-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         for sub in ["objects", "checkpoints", "run", "quarantine"] {
@@ -157,11 +164,22 @@ impl Vault {
         }
         fs::set_permissions(&tmp, fs::Permissions::from_mode(atomic::DIR_MODE)).at(&tmp)?;
         atomic::write_replace(&tmp.join("format"), format!("{FORMAT}\n").as_bytes())?;
-        atomic::write_replace(&tmp.join("config.toml"), config.to_toml().as_bytes())?;
+        atomic::write_replace(&tmp.join("config.toml"), config)?;
         atomic::sync_dir(&tmp)?;
-        fs::rename(&tmp, &dir).at(&dir)?;
-        atomic::sync_dir(base)?;
-        Vault::open(&dir)
+        Vault::open(&tmp)
+    }
+
+    /// Renames a vault made by [`Vault::create_unpublished`] to
+    /// `.selfsame` beside it, and opens it there.
+    pub(crate) fn publish(self) -> Result<Vault> {
+        let dir = self.base.join(DIR);
+        if read::present(&dir) {
+            return Err(Error::VaultExists(dir));
+        }
+        atomic::sync_dir(&self.dir)?;
+        fs::rename(&self.dir, &dir).at(&dir)?;
+        atomic::sync_dir(&self.base)?;
+        Vault::open(&dir).map(|v| v.with_settings(self.settings))
     }
 
     /// The `.selfsame` directory.

@@ -1,0 +1,252 @@
+//! Clone: rebuild a vault and its soul on a new host from the remote
+//! replica, verifying every record, checkpoint, MAC and object on the way
+//! (docs/REMOTE.md). The agent wakes there `verified`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::Map;
+
+use super::checks::{inspect, ObjectScope};
+use super::swap::tree::stage;
+use crate::crypto::{sha256, sha256_hex, Credential, Keys};
+use crate::error::{Error, IoContext, RemoteProblem, Result};
+use crate::format::checkpoint::Checkpoint;
+use crate::format::{Kind, Manifest};
+use crate::progress::{Phase, Progress, Silent};
+use crate::remote::{Access, Remote};
+use crate::vault::{atomic, Config, Vault};
+
+/// How many downloads run at once.
+const PARALLEL: usize = 8;
+
+/// What a clone made.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloneReport {
+    /// `s3://BUCKET/PREFIX`.
+    pub url: String,
+    /// The new vault directory.
+    pub vault: PathBuf,
+    /// The soul directory, rebuilt as the head checkpoint records it.
+    pub soul: PathBuf,
+    /// The head checkpoint.
+    pub head: u64,
+    /// Objects fetched.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Clones with no progress reporting.
+pub fn clone(access: &Access, cred: &Credential, base: &Path) -> Result<CloneReport> {
+    clone_with_progress(access, cred, base, &Silent)
+}
+
+/// Clones the remote into `base` (made when missing): `.selfsame/` and
+/// the soul where its config puts it. Refuses when either exists. Every
+/// checkpoint must chain to the remote HEAD and verify under `cred`, and
+/// every object must match its hash; the vault is renamed into place only
+/// once all of it is there, and then passes the checks `verify` makes.
+pub fn clone_with_progress(
+    access: &Access,
+    cred: &Credential,
+    base: &Path,
+    progress: &dyn Progress,
+) -> Result<CloneReport> {
+    let remote = Remote::open(access, cred, false)?;
+    let damaged = |m: String| Error::Remote {
+        url: remote.url().to_owned(),
+        problem: RemoteProblem::Damaged(m),
+    };
+    let rhead = remote.head()?.ok_or_else(|| Error::Remote {
+        url: remote.url().to_owned(),
+        problem: RemoteProblem::Empty,
+    })?;
+    let (checkpoints, history) = fetch_chain(&remote, cred, rhead.seq, &rhead.checkpoint)?;
+    let head = checkpoints.last().expect("seq 1 to the head").clone();
+    let config_hash = head
+        .config()
+        .ok_or_else(|| damaged(format!("checkpoint {} records no config", head.seq)))?;
+    let config_bytes = fetch_object(&remote, config_hash)?;
+    let config_text = String::from_utf8(config_bytes.clone())
+        .map_err(|_| damaged("the sealed config is not UTF-8".into()))?;
+    let config = Config::parse(&config_text, Path::new("config.toml"))?;
+    std::fs::create_dir_all(base).at(base)?;
+    let base = std::fs::canonicalize(base).at(base)?;
+    let soul = soul_path(&base, &config);
+    if crate::vault::read::present(&soul) {
+        return Err(Error::Usage(format!(
+            "{} already exists; clone into a directory without it",
+            soul.display()
+        )));
+    }
+    let vault = Vault::create_unpublished(&base, &config_bytes)?;
+    let (objects, bytes) = fetch_objects(&remote, &vault, &checkpoints, config_hash, progress)?;
+    for c in &checkpoints {
+        vault.write_checkpoint(c)?;
+    }
+    atomic::write_replace(vault.history().path(), &history)?;
+    vault.write_head(head.seq)?;
+    let manifest = super::head::manifest_of(&vault, &vault.read_checkpoint(head.seq)?)?;
+    let vault = vault.publish()?;
+    stage(&vault.objects(), &manifest, &soul, progress)?;
+    let insp = inspect(&vault, cred, ObjectScope::All)?;
+    if let Some(p) = insp.problems.first() {
+        return Err(damaged(format!(
+            "the cloned vault does not pass its checks: {}",
+            p.message
+        )));
+    }
+    let mut data = Map::new();
+    data.insert("url".into(), remote.url().into());
+    data.insert("seq".into(), head.seq.into());
+    vault.history_for(&Keys::of(cred)).append("clone", data)?;
+    Ok(CloneReport {
+        url: remote.url().to_owned(),
+        vault: vault.dir().to_owned(),
+        soul,
+        head: head.seq,
+        objects,
+        bytes,
+    })
+}
+
+/// Where the config puts the soul, beside `.selfsame/`.
+fn soul_path(base: &Path, config: &Config) -> PathBuf {
+    base.join(&config.soul)
+}
+
+/// Checkpoints 1 to `seq`: each chained to the one before, the last one
+/// the remote HEAD's, every one verifying under the credential (or vouched
+/// for by a later rekey that does); and the history their records carry.
+fn fetch_chain(
+    remote: &Remote,
+    cred: &Credential,
+    seq: u64,
+    head_hash: &str,
+) -> Result<(Vec<Checkpoint>, Vec<u8>)> {
+    let damaged = |m: String| Error::Remote {
+        url: remote.url().to_owned(),
+        problem: RemoteProblem::Damaged(m),
+    };
+    let mut checkpoints = Vec::new();
+    let mut history = Vec::new();
+    let mut prev = String::new();
+    for n in 1..=seq {
+        let record = remote
+            .checkpoint(n)?
+            .ok_or_else(|| damaged(format!("checkpoint {n} is missing")))?;
+        let ckpt = Checkpoint::parse(&record.checkpoint)
+            .map_err(|e| damaged(format!("checkpoint {n}: {e}")))?;
+        if ckpt.seq != n || ckpt.prev != prev {
+            return Err(damaged(format!(
+                "checkpoint {n} does not chain to checkpoint {}",
+                n - 1
+            )));
+        }
+        prev = sha256_hex(&record.checkpoint);
+        history.extend_from_slice(&record.history);
+        checkpoints.push(ckpt);
+    }
+    if prev != head_hash {
+        return Err(damaged(format!(
+            "checkpoint {seq} is not the one HEAD names"
+        )));
+    }
+    // The head must verify under the token; the chain vouches for the
+    // rest, which the checks of the finished vault go over again.
+    let keys = Keys::of(cred);
+    if !checkpoints.last().is_some_and(|c| keys.verifies(c)) {
+        return Err(Error::Identity(crate::error::Mismatch::HeadUnverified(seq)));
+    }
+    Ok((checkpoints, history))
+}
+
+/// One object by its hex hash, checked.
+fn fetch_object(remote: &Remote, hex_hash: &str) -> Result<Vec<u8>> {
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(hex_hash, &mut hash).map_err(|_| Error::Remote {
+        url: remote.url().to_owned(),
+        problem: RemoteProblem::Damaged(format!("{hex_hash:?} is not a hash")),
+    })?;
+    remote.object(&hash)?.ok_or_else(|| Error::Remote {
+        url: remote.url().to_owned(),
+        problem: RemoteProblem::Damaged(format!("object {hex_hash} is missing")),
+    })
+}
+
+/// Every object the checkpoints name — manifests, their entries, the
+/// sealed configs — fetched (several at a time), checked and stored.
+fn fetch_objects(
+    remote: &Remote,
+    vault: &Vault,
+    checkpoints: &[Checkpoint],
+    head_config: &str,
+    progress: &dyn Progress,
+) -> Result<(u64, u64)> {
+    let objects = vault.objects().deferred()?;
+    let mut wanted: Vec<[u8; 32]> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut add = |hex_hash: &str, wanted: &mut Vec<[u8; 32]>| {
+        let mut h = [0u8; 32];
+        if hex::decode_to_slice(hex_hash, &mut h).is_ok() && seen.insert(h) {
+            wanted.push(h);
+        }
+    };
+    add(head_config, &mut wanted);
+    let mut souls = std::collections::HashSet::new();
+    for c in checkpoints {
+        if let Some(config) = c.config() {
+            add(config, &mut wanted);
+        }
+        if !souls.insert(c.soul.clone()) {
+            continue;
+        }
+        let bytes = fetch_object(remote, &c.soul)?;
+        let manifest = Manifest::parse(&bytes).map_err(|e| Error::Remote {
+            url: remote.url().to_owned(),
+            problem: RemoteProblem::Damaged(format!("checkpoint {}'s manifest: {e}", c.seq)),
+        })?;
+        objects.put(&sha256(&bytes), &bytes)?;
+        for e in manifest.entries.iter().filter(|e| e.kind != Kind::Dir) {
+            add(&hex::encode(e.hash), &mut wanted);
+        }
+    }
+    progress.start(Phase::Download, wanted.len() as u64, 0);
+    let next = AtomicUsize::new(0);
+    let count = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|threads| {
+        for _ in 0..PARALLEL.min(wanted.len()) {
+            threads.spawn(|| {
+                while let Some(hash) = wanted.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if failure.lock().expect("not poisoned").is_some() {
+                        break;
+                    }
+                    let got = fetch_object(remote, &hex::encode(hash))
+                        .and_then(|data| objects.put(hash, &data).map(|_| data.len() as u64));
+                    match got {
+                        Ok(n) => {
+                            count.fetch_add(1, Ordering::Relaxed);
+                            bytes.fetch_add(n, Ordering::Relaxed);
+                            progress.advance(n);
+                        }
+                        Err(e) => {
+                            failure.lock().expect("not poisoned").get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    progress.finish();
+    if let Some(e) = failure.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
+    objects.sync()?;
+    Ok((count.into_inner(), bytes.into_inner()))
+}

@@ -9,7 +9,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use common::moto::{Moto, AWS_SECRET};
+use common::moto::{Moto, Relay, AWS_SECRET};
 use common::*;
 
 /// Adds `[remote]` for `prefix` on `moto` to the vault's config and adopts
@@ -274,4 +274,287 @@ fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
             out.push(p);
         }
     }
+}
+
+/// Adds `[remote]` through `endpoint` (e.g. a relay) and adopts it.
+fn configure_at(env: &Env, moto: &Moto, prefix: &str, endpoint: &str, policy: &str) {
+    let path = env.vault().join("config.toml");
+    let text = fs::read_to_string(&path)
+        .unwrap()
+        .replace("[policy]\n", &format!("[policy]\n{policy}"));
+    let text = format!(
+        "{text}\n[remote]\nurl = \"{}\"\nendpoint = \"{endpoint}\"\n",
+        moto.url(prefix)
+    );
+    fs::write(&path, text).unwrap();
+    env.run(&["accept"]).expect_code(0);
+}
+
+fn wake_json(env: &Env, moto: &Moto) -> (Out, serde_json::Value) {
+    let out = run(env, moto, &["wake", "--json"]);
+    let v = out.json();
+    (out, v)
+}
+
+#[test]
+fn a_vault_put_back_is_rolled_back() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    let old = env.copy();
+    for i in 0..2 {
+        fs::write(env.soul().join("memory.jsonl"), format!("{{\"n\":{i}}}\n")).unwrap();
+        env.run(&["seal"]).expect_code(0);
+        run(&env, &moto, &["push"]).expect_code(0);
+    }
+    // The old copy put back in place of the vault and soul.
+    let (out, v) = wake_json(&old, &moto);
+    assert_eq!(out.code, 5, "{}", out.stdout);
+    assert_eq!(v["verdict"], "rolled-back");
+    assert_eq!(v["detail"], "remote-ahead");
+    assert_eq!(v["may_start"], false);
+    assert_eq!(v["remote"]["remote_seq"], env.head());
+    assert!(old.history().last().unwrap()["verdict"] == "rolled-back");
+    // Nor can it push over the newer remote.
+    run(&old, &moto, &["push"]).expect_code(5);
+    // The vault that went on is still fine.
+    let (_, v) = wake_json(&env, &moto);
+    assert_eq!(v["verdict"], "verified");
+}
+
+#[test]
+fn newest_records_cut_and_the_marker_replayed_are_rolled_back_with_a_witness() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    // The agent runs: keep its marker and the history as they are now.
+    run(&env, &moto, &["wake"]).expect_code(0);
+    let marker = fs::read(env.marker()).unwrap();
+    let history = fs::read(env.vault().join("history.jsonl")).unwrap();
+    let head = env.head();
+    // A clean stop seals and pushes.
+    env.run(&["seal"]).expect_code(0);
+    run(&env, &moto, &["push"]).expect_code(0);
+    // Cut the newest records, put the marker back, edit the soul.
+    fs::remove_file(env.checkpoint(head + 1)).unwrap();
+    fs::write(env.vault().join("HEAD"), format!("{head}\n")).unwrap();
+    fs::write(env.vault().join("history.jsonl"), &history).unwrap();
+    fs::write(env.marker(), &marker).unwrap();
+    fs::write(
+        env.soul().join("notes/a.md"),
+        "# who I am\n\nsomeone else\n",
+    )
+    .unwrap();
+    // Without the witness this reads as a crash; with it, as what it is.
+    let plain = env.copy();
+    let path = plain.vault().join("config.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(&path, &text[..text.find("\n[remote]").unwrap() + 1]).unwrap();
+    assert_eq!(
+        plain.run(&["status", "--json"]).json()["wake"]["detail"],
+        "config-changed",
+        "the vault binds its config: dropping [remote] is seen"
+    );
+    let (out, v) = wake_json(&env, &moto);
+    assert_eq!(out.code, 5, "{}", out.stdout);
+    assert_eq!(
+        (v["verdict"].as_str(), v["detail"].as_str()),
+        (Some("rolled-back"), Some("remote-ahead"))
+    );
+    assert!(
+        fs::read_to_string(env.soul().join("notes/a.md"))
+            .unwrap()
+            .contains("someone else"),
+        "nothing adopted, nothing moved"
+    );
+    assert_eq!(env.head(), head);
+}
+
+#[test]
+fn two_copies_sealing_fork_the_second_push_is_refused_and_its_wake_is_forked() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    let twin = env.copy();
+    fs::write(env.soul().join("memory.jsonl"), "{\"here\":1}\n").unwrap();
+    env.run(&["seal"]).expect_code(0);
+    run(&env, &moto, &["push"]).expect_code(0);
+    fs::write(twin.soul().join("memory.jsonl"), "{\"there\":1}\n").unwrap();
+    twin.run(&["seal"]).expect_code(0);
+    let out = run(&twin, &moto, &["push"]).expect_code(5);
+    assert!(out.stderr.contains("forked"), "{}", out.stderr);
+    // The remote head is still the first one's.
+    let (_, v) = wake_json(&env, &moto);
+    assert_eq!(v["verdict"], "verified");
+    // The twin's next start: forked, halted whatever the policy, alerted.
+    let alerts = twin.base().join("alerts.jsonl");
+    let cmd = format!("cat >> {}", alerts.display());
+    let vars = moto.env();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = twin.run_env(
+        &[
+            "run",
+            "--policy",
+            "tampered=accept",
+            "--alert-cmd",
+            &cmd,
+            "--",
+            "true",
+        ],
+        &vars,
+    );
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    let alert: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&alerts).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (alert["verdict"].as_str(), alert["detail"].as_str()),
+        (Some("corrupted"), Some("forked"))
+    );
+    let (out, v) = wake_json(&twin, &moto);
+    assert_eq!(out.code, 5);
+    assert_eq!(
+        (v["verdict"].as_str(), v["detail"].as_str()),
+        (Some("corrupted"), Some("forked"))
+    );
+}
+
+#[test]
+fn an_old_host_that_comes_back_after_a_clone_and_seals_is_forked() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    let host = clone_to_new_host(&moto, "bot");
+    fs::write(host.soul().join("memory.jsonl"), "{\"new host\":1}\n").unwrap();
+    host.run(&["seal"]).expect_code(0);
+    run(&host, &moto, &["push"]).expect_code(0);
+    // The old host was never stopped: it seals, its push is refused.
+    fs::write(env.soul().join("memory.jsonl"), "{\"old host\":1}\n").unwrap();
+    env.run(&["seal"]).expect_code(0);
+    run(&env, &moto, &["push"]).expect_code(5);
+    let (_, v) = wake_json(&env, &moto);
+    assert_eq!(v["detail"], "forked");
+}
+
+#[test]
+fn with_the_remote_down_run_keeps_the_agent_running_and_the_pushes_catch_up() {
+    let moto = Moto::start();
+    let relay = Relay::new(moto.port);
+    let env = Env::at_rest();
+    configure_at(&env, &moto, "bot", &relay.endpoint(), "");
+    run(&env, &moto, &["push"]).expect_code(0);
+    relay.set(false);
+    // Wake warns, and the agent may start.
+    let (out, v) = wake_json(&env, &moto);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(v["verdict"], "verified");
+    assert!(strings(&v["warnings"]).contains(&"witness-unreachable".to_owned()));
+    env.run(&["seal"]).expect_code(0);
+    // The agent writes, heartbeats seal while the remote is down; it comes
+    // back while the agent runs.
+    let agent = "echo '{\"x\":1}' >> soul/memory.jsonl; sleep 3; echo '{\"x\":2}' >> soul/memory.jsonl; sleep 6";
+    let vars = moto.env();
+    let mut vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    vars.push(("AGENT_SEES", "x"));
+    let child = {
+        let mut c = env.command(
+            TOKEN,
+            &[
+                "run",
+                "--heartbeat",
+                "1s",
+                "--probation",
+                "1s",
+                "--push-tries",
+                "20",
+                "--push-backoff",
+                "200ms",
+                "--",
+                "sh",
+                "-c",
+                &format!("{agent}; env | grep -E '^(AWS_|AGENT_SEES)' > agent-env.txt"),
+            ],
+        );
+        c.envs(vars.iter().copied());
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    relay.set(true);
+    let out = env.finish(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("push: try 1 of 20 failed"),
+        "{}",
+        out.stderr
+    );
+    let caught_up = out
+        .stderr
+        .find("push: sent checkpoints")
+        .expect("a push caught up");
+    let ended = out.stderr.find(") ended: ").expect("the agent ended");
+    assert!(
+        caught_up < ended,
+        "caught up while the agent ran:\n{}",
+        out.stderr
+    );
+    // Everything is there now: a status says the remote is up to date.
+    let v = run(&env, &moto, &["status", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(v["wake"]["remote"]["state"], "same", "{v}");
+    assert_eq!(v["wake"]["remote"]["remote_seq"], env.head());
+    // The agent did not get the AWS credentials.
+    let seen = fs::read_to_string(env.base().join("agent-env.txt")).unwrap();
+    assert!(
+        seen.contains("AGENT_SEES=x")
+            && !seen.contains("AWS_SECRET_ACCESS_KEY")
+            && !seen.contains(AWS_SECRET)
+    );
+}
+
+#[test]
+fn status_shows_how_far_the_remote_is_behind_and_witness_halt_stops_the_agent() {
+    let moto = Moto::start();
+    let relay = Relay::new(moto.port);
+    let env = Env::at_rest();
+    configure_at(
+        &env,
+        &moto,
+        "bot",
+        &relay.endpoint(),
+        "witness = \"halt\"\n",
+    );
+    run(&env, &moto, &["push"]).expect_code(0);
+    for _ in 0..2 {
+        env.run(&["seal"]).expect_code(0);
+    }
+    let v = run(&env, &moto, &["status", "--json"]).json();
+    assert_eq!(
+        (
+            v["wake"]["remote"]["state"].as_str(),
+            v["wake"]["remote"]["behind"].as_u64()
+        ),
+        (Some("behind"), Some(2))
+    );
+    let text = run(&env, &moto, &["status"]).stdout;
+    assert!(text.contains("2 checkpoint(s) behind"), "{text}");
+    // Wake pushes what the remote lacks.
+    let (_, v) = wake_json(&env, &moto);
+    assert_eq!(v["remote"]["state"], "pushed");
+    env.run(&["seal"]).expect_code(0);
+    relay.set(false);
+    let (out, v) = wake_json(&env, &moto);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert_eq!(v["verdict"], "verified");
+    assert_eq!(v["may_start"], false);
+    assert!(strings(&v["warnings"]).contains(&"witness-unreachable".to_owned()));
+    // Without credentials it is unreachable too.
+    let out = env.run(&["wake"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("AWS_ACCESS_KEY_ID"), "{}", out.stdout);
 }

@@ -130,11 +130,17 @@ pub enum Detail {
     /// damaged, does not open under the token, or holds another key than
     /// the head's.
     IdentityFile,
+    /// The remote witness has checkpoints this vault lacks: an older vault
+    /// was put back, or its newest records were cut.
+    RemoteAhead,
+    /// The remote witness holds another checkpoint under a seq this vault
+    /// also sealed: the agent also runs elsewhere.
+    Forked,
 }
 
 impl Detail {
     /// Every detail with its code in `--json`.
-    pub const ALL: [(Detail, &'static str); 22] = [
+    pub const ALL: [(Detail, &'static str); 24] = [
         (Detail::DifferentBot, "different-bot"),
         (Detail::MacInvalid, "mac-invalid"),
         (Detail::MacMismatch, "mac-mismatch"),
@@ -157,6 +163,8 @@ impl Detail {
         (Detail::SignatureMissing, "signature-missing"),
         (Detail::IdentityChanged, "identity-changed"),
         (Detail::IdentityFile, "identity-file"),
+        (Detail::RemoteAhead, "remote-ahead"),
+        (Detail::Forked, "forked"),
     ];
 
     /// The detail's code in `--json`.
@@ -168,7 +176,7 @@ impl Detail {
     pub fn verdict(self) -> Verdict {
         match self {
             Detail::DifferentBot | Detail::MacInvalid => Verdict::IdentityMismatch,
-            Detail::HeadAhead | Detail::HistoryAhead => Verdict::RolledBack,
+            Detail::HeadAhead | Detail::HistoryAhead | Detail::RemoteAhead => Verdict::RolledBack,
             Detail::ConfigChanged | Detail::ProtectedChanged => Verdict::Tampered,
             _ => Verdict::Corrupted,
         }

@@ -104,6 +104,15 @@ pub struct Args {
     /// (the message names the file and the chown/chmod that fixes it).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// With a remote witness ([remote]): tries of the background push
+    /// after each seal before it waits for the next seal (or 1 min).
+    #[cfg(feature = "remote")]
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    push_tries: u32,
+    /// The first wait between those tries; it doubles (up to 30 s).
+    #[cfg(feature = "remote")]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    push_backoff: Duration,
     /// Wake flags (see `selfsame wake --help`). Under `run`, a soul that
     /// needs a migration is migrated before the agent starts unless
     /// `needs-migration = warn` is set.
@@ -168,6 +177,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     };
     opts.user = args.user.as_deref().map(user).transpose()?;
     opts.prepare = Some(die_with_supervisor);
+    #[cfg(feature = "remote")]
+    if vault.config.remote.is_some() {
+        // The AWS credentials are the vault's, not the agent's: neither
+        // the agent nor the alert command gets them.
+        opts.prepare = Some(die_with_supervisor_without_aws);
+        opts.alerts
+            .hide_env
+            .extend(AWS_VARS.iter().map(OsString::from));
+        opts.push_retry.tries = args.push_tries;
+        opts.push_retry.backoff = args.push_backoff;
+    }
     opts.advise = Some(crate::porcelain::next);
     let outcome = supervise::run(&vault, &token, &opts, &Stderr)?;
     Stderr.line(&outcome.message);
@@ -255,4 +275,21 @@ fn die_with_supervisor(cmd: &mut Command, user: Option<&RunAs>) {
     if let Some(u) = user {
         cmd.uid(u.uid).gid(u.gid);
     }
+}
+
+/// The variables that hold the remote's AWS credentials.
+#[cfg(feature = "remote")]
+const AWS_VARS: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// [`die_with_supervisor`], and the agent does not get the AWS credentials.
+#[cfg(feature = "remote")]
+fn die_with_supervisor_without_aws(cmd: &mut Command, user: Option<&RunAs>) {
+    for v in AWS_VARS {
+        cmd.env_remove(v);
+    }
+    die_with_supervisor(cmd, user);
 }

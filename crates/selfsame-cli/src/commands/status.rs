@@ -24,6 +24,8 @@ pub fn run(_args: Args, ctx: &Context) -> Result<i32> {
     let token = ctx.vault_token(&vault)?;
     let opts = WakeOptions {
         dry_run: true,
+        #[cfg(feature = "remote")]
+        witness: super::wake::witness(&vault),
         ..Default::default()
     };
     let mut report = wake_with_progress(&vault, &token, &opts, &ctx.progress())?;
@@ -51,6 +53,25 @@ pub fn run(_args: Args, ctx: &Context) -> Result<i32> {
                 "absent (clean stop)"
             }
         );
+        if let Some(w) = &report.remote {
+            let at = w.remote_seq.map_or("nothing pushed yet".to_owned(), |s| {
+                format!("at checkpoint {s}")
+            });
+            match w.state {
+                "same" | "pushed" => outln!("remote: {} {at}, up to date", w.url),
+                "behind" => outln!(
+                    "remote: {} {at}, {} checkpoint(s) behind (`selfsame push` sends them)",
+                    w.url,
+                    w.behind
+                ),
+                "unreachable" => outln!(
+                    "remote: {} unreachable: {}",
+                    w.url,
+                    w.error.as_deref().unwrap_or("")
+                ),
+                _ => outln!("remote: {} {at} ({})", w.url, w.state),
+            }
+        }
         if let Some(p) = &report.pending {
             outln!("pending: {}", crate::porcelain::pending(p));
         }

@@ -97,8 +97,27 @@ impl WakeFlags {
                 .map(Reads::parse)
                 .transpose()
                 .map_err(|e| Error::Usage(format!("--reads: {e}")))?,
+            #[cfg(feature = "remote")]
+            witness: witness(vault),
         })
     }
+}
+
+/// The remote witness of `[remote]`, when configured: reachable through
+/// the AWS credentials of the environment, or unavailable for want of them.
+#[cfg(feature = "remote")]
+pub fn witness(vault: &Vault) -> Option<selfsame::ops::wake::Witness> {
+    use selfsame::ops::wake::Witness;
+    let r = vault.config.remote.as_ref()?;
+    Some(
+        match crate::context::access(&r.url, r.endpoint.as_deref(), r.region.as_deref()) {
+            Ok(a) => Witness::Remote(a),
+            Err(e) => Witness::Unavailable {
+                url: r.url.clone(),
+                reason: e.to_string(),
+            },
+        },
+    )
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
@@ -152,6 +171,18 @@ pub fn print_report(r: &WakeReport, ctx: &Context) {
     for w in &r.warnings {
         match w.as_str() {
             "stale" => outln!("  warning: {}", stale(r)),
+            "witness-unreachable" => outln!(
+                "  warning: witness-unreachable: {}{}",
+                r.remote
+                    .as_ref()
+                    .and_then(|w| w.error.as_deref())
+                    .unwrap_or("the remote witness cannot be reached"),
+                if r.exit_code == 1 {
+                    ""
+                } else {
+                    "; a rollback cannot be ruled out until it answers ([policy] witness = \"halt\" stops the agent instead)"
+                }
+            ),
             _ => outln!("  warning: {w}"),
         }
     }

@@ -91,6 +91,19 @@ pub fn push_with_progress(
     send(vault, &remote, plan, progress)
 }
 
+/// Pushes while the caller holds the vault lock (wake), to an open remote
+/// whose head it read.
+pub(crate) fn push_locked(
+    vault: &Vault,
+    cred: &Credential,
+    remote: &Remote,
+    rhead: Option<&RemoteHead>,
+    progress: &dyn Progress,
+) -> Result<PushReport> {
+    let plan = plan(vault, cred, remote, rhead)?;
+    send(vault, remote, plan, progress)
+}
+
 /// How `local` (verified checkpoints, ascending) stands against the
 /// remote head.
 pub(crate) fn standing(

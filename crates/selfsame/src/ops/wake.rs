@@ -47,6 +47,42 @@ pub struct WakeOptions {
     /// The soul formats this shell reads; `None` takes the config's
     /// `reads`, and when that is unset too the format is not checked.
     pub reads: Option<Reads>,
+    /// The remote witness to compare the head with (`[remote]`); `None`:
+    /// no witness.
+    #[cfg(feature = "remote")]
+    pub witness: Option<Witness>,
+}
+
+/// How wake reaches the remote witness.
+#[cfg(feature = "remote")]
+#[derive(Debug, Clone)]
+pub enum Witness {
+    /// Through this access.
+    Remote(super::push::Access),
+    /// Not at all: the caller could not build the access (no AWS
+    /// credentials in the environment). Counts as unreachable.
+    Unavailable {
+        /// `s3://BUCKET/PREFIX`.
+        url: String,
+        /// Why, in words for the owner.
+        reason: String,
+    },
+}
+
+/// The remote witness's part in a wake (`--json`: `remote`).
+#[derive(Debug, Clone, Serialize)]
+pub struct WitnessReport {
+    /// `s3://BUCKET/PREFIX`.
+    pub url: String,
+    /// `same`, `pushed` (it was behind; wake pushed), `behind` (status: it
+    /// lacks checkpoints), `remote-ahead`, `forked` or `unreachable`.
+    pub state: &'static str,
+    /// The remote head's seq, when read.
+    pub remote_seq: Option<u64>,
+    /// How many checkpoints the remote lacks now.
+    pub behind: u64,
+    /// Why it could not be reached.
+    pub error: Option<String>,
 }
 
 /// What wake found and did. `--json` prints this.
@@ -99,6 +135,8 @@ pub struct WakeReport {
     /// after `message`.
     #[serde(skip)]
     pub advice: Option<Advice>,
+    /// The remote witness, when one is configured.
+    pub remote: Option<WitnessReport>,
 }
 
 /// The head is older than `max_age` (the `stale` warning).
@@ -302,6 +340,8 @@ fn resumed_action(r: &RestoreReport) -> String {
 
 /// The checks, the verdict and the action, row by row of DESIGN.md's
 /// table; `scan` gives the soul's fingerprint.
+// Long: the table's rows in order, the remote witness's among them; each
+// row is a call, and splitting the walk would hide its order.
 fn judge(
     vault: &Vault,
     cred: &Credential,
@@ -325,6 +365,11 @@ fn judge(
     if halted_by_checks(&insp, &mut report) {
         return halted(vault, cred, opts, report);
     }
+    // Row rolled-back (remote-ahead) and corrupted (forked): the witness.
+    let Some(witness_halt) = witness(vault, cred, opts, progress, &insp, &mut report)?.halts()
+    else {
+        return halted(vault, cred, opts, report);
+    };
     let head = insp.head.clone().expect("no problems implies a head");
     let head_manifest = insp
         .head_manifest
@@ -364,6 +409,7 @@ fn judge(
     // Rows verified, drifted, tampered: the soul against the head.
     let judged = judge_soul(vault, &insp, &head, &head_manifest, scan(), &mut report)?;
     choose_action(&judged, &policies, &mut report);
+    halt_for_witness(&mut report, witness_halt);
     if opts.dry_run {
         return Ok(report);
     }
@@ -474,6 +520,7 @@ impl WakeReport {
             pending,
             stale: None,
             advice: None,
+            remote: None,
         }
     }
 }
@@ -936,4 +983,220 @@ fn record(vault: &Vault, cred: &Credential, r: &WakeReport, opts: &WakeOptions) 
         Err(Error::Corrupt { .. }) if r.verdict == Verdict::Corrupted => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// `[policy] witness = "halt"` with the witness out of reach: without it
+/// a rollback cannot be ruled out. The soul's verdict stands; the exit is 1.
+fn halt_for_witness(report: &mut WakeReport, halt: bool) {
+    if halt && report.action != Action::Halt {
+        report.action = Action::Halt;
+        report.may_start = false;
+        report.exit_code = 1;
+        report.message = format!(
+            "{}; but the remote witness cannot be reached and [policy] witness = \"halt\"",
+            report.message
+        );
+    }
+}
+
+/// What the witness said.
+enum Witnessed {
+    /// Nothing against starting (same head, pushed, or no witness).
+    Fine,
+    /// A verdict that halts: `rolled-back` (`remote-ahead`) or
+    /// `corrupted` (`forked`).
+    Halt,
+    /// Not reached: the `witness-unreachable` warning; `true` when the
+    /// policy makes it halt.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    Unreachable(bool),
+}
+
+impl Witnessed {
+    /// `None` when the verdict halts now; else whether the policy halts
+    /// once the soul's verdict is known.
+    fn halts(self) -> Option<bool> {
+        match self {
+            Witnessed::Halt => None,
+            Witnessed::Fine => Some(false),
+            Witnessed::Unreachable(halt) => Some(halt),
+        }
+    }
+}
+
+/// Without the `remote` feature there is no witness.
+#[cfg(not(feature = "remote"))]
+fn witness(
+    _vault: &Vault,
+    _cred: &Credential,
+    _opts: &WakeOptions,
+    _progress: &dyn Progress,
+    _insp: &Inspection,
+    _report: &mut WakeReport,
+) -> Result<Witnessed> {
+    Ok(Witnessed::Fine)
+}
+
+/// Compares the head with the remote witness (docs/REMOTE.md): the same
+/// head is fine; a remote behind is pushed to (not by status); a remote
+/// ahead is `rolled-back`; another checkpoint under one seq is `forked`;
+/// a remote that cannot be reached or read is a warning.
+#[cfg(feature = "remote")]
+fn witness(
+    vault: &Vault,
+    cred: &Credential,
+    opts: &WakeOptions,
+    progress: &dyn Progress,
+    insp: &Inspection,
+    report: &mut WakeReport,
+) -> Result<Witnessed> {
+    use super::push::{push_locked, Standing};
+    use crate::error::RemoteProblem;
+    let Some(w) = &opts.witness else {
+        return Ok(Witnessed::Fine);
+    };
+    let halt = vault.config.witness_policy(&vault.config_path())?
+        == crate::vault::config::WitnessPolicy::Halt;
+    let (remote, rhead, standing) = match look(w, cred, opts, insp)? {
+        Looked::At(remote, rhead, standing) => (remote, rhead, standing),
+        Looked::Empty(w) => {
+            report.remote = Some(w);
+            return Ok(Witnessed::Fine);
+        }
+        Looked::Unreachable(w) => return Ok(unreachable(report, w, halt)),
+    };
+    let url = remote.url().to_owned();
+    let mut state = WitnessReport {
+        url: url.clone(),
+        state: "same",
+        remote_seq: rhead.as_ref().map(|r| r.seq),
+        behind: 0,
+        error: None,
+    };
+    let outcome = match standing {
+        Standing::Same => Witnessed::Fine,
+        Standing::Ahead { behind, .. } if opts.dry_run => {
+            state.state = "behind";
+            state.behind = behind;
+            Witnessed::Fine
+        }
+        Standing::Ahead { .. } => match push_locked(vault, cred, &remote, rhead.as_ref(), progress)
+        {
+            Ok(p) => {
+                report.actions.push(format!(
+                    "pushed checkpoints {}-{} to the remote witness {url}",
+                    p.remote_before.map_or(1, |r| r + 1),
+                    p.head
+                ));
+                state.state = "pushed";
+                state.remote_seq = Some(p.head);
+                Witnessed::Fine
+            }
+            Err(Error::Remote {
+                problem: RemoteProblem::Forked { seq },
+                ..
+            }) => forked(report, &mut state, seq),
+            Err(Error::Remote { problem, .. }) => {
+                state.error = Some(problem.to_string());
+                return Ok(unreachable(report, state, halt));
+            }
+            Err(e) => return Err(e),
+        },
+        Standing::Behind { remote: r } => remote_ahead(report, &mut state, r),
+        Standing::Forked { seq } => forked(report, &mut state, seq),
+    };
+    report.remote = Some(state);
+    Ok(outcome)
+}
+
+/// The remote, read.
+#[cfg(feature = "remote")]
+enum Looked {
+    /// Its head and how the vault stands against it.
+    At(
+        Box<crate::remote::Remote>,
+        Option<crate::remote::RemoteHead>,
+        super::push::Standing,
+    ),
+    /// Status of a remote nothing was pushed to yet.
+    Empty(WitnessReport),
+    /// It could not be reached or read.
+    Unreachable(WitnessReport),
+}
+
+/// Opens the remote (a wake makes its key when there is none; status does
+/// not) and reads its head.
+#[cfg(feature = "remote")]
+fn look(w: &Witness, cred: &Credential, opts: &WakeOptions, insp: &Inspection) -> Result<Looked> {
+    use crate::error::RemoteProblem;
+    use crate::remote::Remote;
+    let gone = |url: String, why: String| {
+        Ok(Looked::Unreachable(WitnessReport {
+            url,
+            state: "unreachable",
+            remote_seq: None,
+            behind: 0,
+            error: Some(why),
+        }))
+    };
+    let access = match w {
+        Witness::Remote(a) => a,
+        Witness::Unavailable { url, reason } => return gone(url.clone(), reason.clone()),
+    };
+    let looked = (|| -> Result<_> {
+        let remote = Remote::open(access, cred, !opts.dry_run)?;
+        let rhead = remote.head()?;
+        let standing = super::push::standing(&remote, &insp.checkpoints, rhead.as_ref())?;
+        Ok(Looked::At(Box::new(remote), rhead, standing))
+    })();
+    match looked {
+        Err(Error::Remote {
+            problem: RemoteProblem::Empty,
+            ..
+        }) => Ok(Looked::Empty(WitnessReport {
+            url: access.url(),
+            state: "behind",
+            remote_seq: None,
+            behind: insp.checkpoints.len() as u64,
+            error: None,
+        })),
+        Err(Error::Remote { problem, .. }) => gone(access.url(), problem.to_string()),
+        other => other,
+    }
+}
+
+/// The `witness-unreachable` warning.
+#[cfg(feature = "remote")]
+fn unreachable(report: &mut WakeReport, mut state: WitnessReport, halt: bool) -> Witnessed {
+    report.warnings.push("witness-unreachable".into());
+    state.state = "unreachable";
+    report.remote = Some(state);
+    Witnessed::Unreachable(halt)
+}
+
+/// The `rolled-back` verdict, detail `remote-ahead`.
+#[cfg(feature = "remote")]
+fn remote_ahead(report: &mut WakeReport, state: &mut WitnessReport, remote: u64) -> Witnessed {
+    report.verdict = Verdict::RolledBack;
+    report.detail = Some(Detail::RemoteAhead);
+    report.message = format!(
+        "the remote witness {} is at checkpoint {remote}, but this vault only at {}: an older vault was put back, or its newest records were cut",
+        state.url,
+        report.seq.unwrap_or(0)
+    );
+    state.state = "remote-ahead";
+    Witnessed::Halt
+}
+
+/// The `forked` verdict: halts whatever the policies say.
+#[cfg(feature = "remote")]
+fn forked(report: &mut WakeReport, state: &mut WitnessReport, seq: u64) -> Witnessed {
+    report.verdict = Verdict::Corrupted;
+    report.detail = Some(Detail::Forked);
+    report.message = format!(
+        "the remote witness {} holds another checkpoint {seq} than this vault: the agent also runs elsewhere (or ran from a copy of this vault)",
+        state.url
+    );
+    state.state = "forked";
+    Witnessed::Halt
 }

@@ -13,6 +13,8 @@ pub(crate) mod boot;
 pub(crate) mod child;
 mod guard;
 mod privilege;
+#[cfg(feature = "remote")]
+pub(crate) mod push;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -41,6 +43,8 @@ use boot::{Decision, State};
 pub use child::Prepare;
 use child::{Agent, Ended};
 pub use privilege::RunAs;
+#[cfg(feature = "remote")]
+pub use push::PushRetry;
 
 /// The longest wait between restarts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -88,6 +92,10 @@ pub struct Options {
     /// Words what the owner can do next, for alerts (the CLI names its
     /// commands); `None` says it without naming any.
     pub advise: Option<fn(&Next) -> String>,
+    /// How the background push to the remote witness (`wake.witness`)
+    /// retries.
+    #[cfg(feature = "remote")]
+    pub push_retry: PushRetry,
 }
 
 /// What the owner can do after an alert, for [`Options::advise`] to word.
@@ -165,6 +173,8 @@ impl Options {
             prepare: None,
             user: None,
             advise: None,
+            #[cfg(feature = "remote")]
+            push_retry: PushRetry::default(),
         }
     }
 }
@@ -226,6 +236,8 @@ pub fn run(vault: &Vault, cred: &Credential, opts: &Options, log: &dyn Log) -> R
         stop: None,
         watch: None,
         halt: None,
+        #[cfg(feature = "remote")]
+        pusher: None,
     };
     let outcome = s.supervise();
     if let Err(e) = &outcome {
@@ -238,6 +250,12 @@ pub fn run(vault: &Vault, cred: &Credential, opts: &Options, log: &dyn Log) -> R
             next: s.next(&Next::Error),
             ..s.alert_base()
         });
+    }
+    #[cfg(feature = "remote")]
+    if let Some(p) = s.pusher.take() {
+        for r in p.finish() {
+            s.pushed(r);
+        }
     }
     s.record_deliveries_until_done();
     outcome
@@ -260,6 +278,9 @@ struct Supervisor<'a> {
     /// Why the supervisor is stopping the agent itself (a protected path
     /// changed under `protected = "halt"`).
     halt: Option<String>,
+    /// The background push to the remote witness, once the agent started.
+    #[cfg(feature = "remote")]
+    pusher: Option<push::Pusher>,
 }
 
 impl Supervisor<'_> {
@@ -280,6 +301,8 @@ impl Supervisor<'_> {
             if let Some(r) = &wake.reverted {
                 self.alert_reverted(r, "while the agent was stopped; put back before it started");
             }
+            #[cfg(feature = "remote")]
+            self.start_pushing();
             if (wake.verdict == Verdict::Drifted && wake.action == Action::Accept)
                 || wake.molt.is_some()
             {
@@ -430,6 +453,8 @@ impl Supervisor<'_> {
                 self.heartbeat();
                 next_heartbeat = self.opts.heartbeat.map(|h| Instant::now() + h);
             }
+            #[cfg(feature = "remote")]
+            self.record_pushes();
             self.record_deliveries();
             thread::sleep(TICK);
         }
@@ -449,11 +474,57 @@ impl Supervisor<'_> {
                     r.changes.summary()
                 ));
                 self.retain();
+                #[cfg(feature = "remote")]
+                if let Some(p) = &self.pusher {
+                    p.sealed();
+                }
             }
             Ok(_) => {}
             // The next heartbeat tries again; a crash now still wakes
             // `drifted` from the last checkpoint.
             Err(e) => self.log.line(&format!("heartbeat seal failed: {e}")),
+        }
+    }
+
+    /// Starts the background push when a remote witness is configured.
+    #[cfg(feature = "remote")]
+    fn start_pushing(&mut self) {
+        if let (None, Some(crate::ops::wake::Witness::Remote(access))) =
+            (&self.pusher, &self.opts.wake.witness)
+        {
+            self.pusher = Some(push::Pusher::start(
+                self.vault,
+                self.cred,
+                access,
+                self.opts.push_retry,
+            ));
+        }
+    }
+
+    /// Logs what the background push reported; a refused push (the
+    /// remote is ahead, or forked) alerts the owner.
+    #[cfg(feature = "remote")]
+    fn record_pushes(&mut self) {
+        let reports = self
+            .pusher
+            .as_ref()
+            .map(|p| p.reports())
+            .unwrap_or_default();
+        for r in reports {
+            self.pushed(r);
+        }
+    }
+
+    #[cfg(feature = "remote")]
+    fn pushed(&mut self, r: push::Report) {
+        match r {
+            push::Report::Line(l) => self.log.line(&l),
+            push::Report::Refused(message) => self.alert(Alert {
+                event: "push-refused".into(),
+                message,
+                next: self.next(&Next::Halted(Verdict::Corrupted, Some(Detail::Forked))),
+                ..self.alert_base()
+            }),
         }
     }
 
@@ -680,6 +751,8 @@ impl Supervisor<'_> {
             if let Some(out) = self.stop_requested("while waiting to restart the agent") {
                 return Some(out);
             }
+            #[cfg(feature = "remote")]
+            self.record_pushes();
             self.record_deliveries();
             thread::sleep(TICK);
         }

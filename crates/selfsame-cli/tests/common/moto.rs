@@ -59,28 +59,52 @@ impl Moto {
     /// it honours conditional writes.
     pub fn start() -> Moto {
         let venv = venv();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut m = Moto {
-            child: None,
-            port,
-            bucket: "selfsame-test".into(),
-            venv,
-        };
-        m.resume();
-        let status = http(port, &format!("PUT /{} HTTP/1.1", m.bucket));
-        assert_eq!(status, 200, "creating the bucket");
-        selfsame::testing::s3_self_check(&m.endpoint(), &m.bucket)
-            .unwrap_or_else(|e| panic!("the S3 server fails its self-check: {e}"));
-        m
+        // A free port can be taken by another test between the probe and
+        // moto's bind; moto then exits, and a new port is tried.
+        for _ in 0..10 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut m = Moto {
+                child: None,
+                port,
+                bucket: "selfsame-test".into(),
+                venv: venv.clone(),
+            };
+            if !m.resume() {
+                continue;
+            }
+            let bucket = format!("PUT /{} HTTP/1.1", m.bucket);
+            let mut made = false;
+            for _ in 0..50 {
+                made = http(port, &bucket) == 200;
+                if made {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !made || !m.alive() {
+                continue;
+            }
+            selfsame::testing::s3_self_check(&m.endpoint(), &m.bucket)
+                .unwrap_or_else(|e| panic!("the S3 server fails its self-check: {e}"));
+            return m;
+        }
+        panic!("moto_server could not be started on a free port");
     }
 
-    /// Starts the server again on the same port (after [`Moto::stop`]);
-    /// moto keeps nothing, so the bucket is made again and empty.
-    pub fn resume(&mut self) {
+    /// Whether the server process is still running.
+    fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Starts the server on its port; `false` when it exited (the port
+    /// was taken) before it listened.
+    pub fn resume(&mut self) -> bool {
         let child = Command::new(self.venv.join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .stdin(Stdio::null())
@@ -91,6 +115,9 @@ impl Moto {
         self.child = Some(child);
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if !self.alive() {
+                return false;
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "moto_server did not listen on port {}",
@@ -98,6 +125,7 @@ impl Moto {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.alive()
     }
 
     /// Stops the server (by its pid) and waits for it.
@@ -170,14 +198,17 @@ impl Drop for Moto {
 /// Sends one bodiless request line; returns the status.
 fn http(port: u16, line: &str) -> u16 {
     use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let sent = write!(
         s,
         "{line}\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    );
     let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
+    if sent.is_err() || s.read_to_string(&mut resp).is_err() {
+        return 0;
+    }
     resp.split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())

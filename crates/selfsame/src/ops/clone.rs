@@ -64,7 +64,8 @@ pub fn clone_with_progress(
         url: remote.url().to_owned(),
         problem: RemoteProblem::Empty,
     })?;
-    let (checkpoints, history) = fetch_chain(&remote, cred, rhead.seq, &rhead.checkpoint)?;
+    let (checkpoints, history, identity) =
+        fetch_chain(&remote, cred, rhead.seq, &rhead.checkpoint)?;
     let head = checkpoints.last().expect("seq 1 to the head").clone();
     let config_hash = head
         .config()
@@ -88,6 +89,11 @@ pub fn clone_with_progress(
         vault.write_checkpoint(c)?;
     }
     atomic::write_replace(vault.history().path(), &history)?;
+    if !identity.is_empty() {
+        let file = crate::format::identity::IdentityFile::parse(&identity)
+            .map_err(|e| damaged(format!("the identity file: {e}")))?;
+        vault.write_identity(&file)?;
+    }
     vault.write_head(head.seq)?;
     let manifest = super::head::manifest_of(&vault, &vault.read_checkpoint(head.seq)?)?;
     let vault = vault.publish()?;
@@ -120,13 +126,14 @@ fn soul_path(base: &Path, config: &Config) -> PathBuf {
 
 /// Checkpoints 1 to `seq`: each chained to the one before, the last one
 /// the remote HEAD's, every one verifying under the credential (or vouched
-/// for by a later rekey that does); and the history their records carry.
+/// for by a later rekey that does); the history their records carry, and
+/// the head record's identity file.
 fn fetch_chain(
     remote: &Remote,
     cred: &Credential,
     seq: u64,
     head_hash: &str,
-) -> Result<(Vec<Checkpoint>, Vec<u8>)> {
+) -> Result<(Vec<Checkpoint>, Vec<u8>, Vec<u8>)> {
     let damaged = |m: String| Error::Remote {
         url: remote.url().to_owned(),
         problem: RemoteProblem::Damaged(m),
@@ -134,6 +141,7 @@ fn fetch_chain(
     let mut checkpoints = Vec::new();
     let mut history = Vec::new();
     let mut prev = String::new();
+    let mut identity = Vec::new();
     for n in 1..=seq {
         let record = remote
             .checkpoint(n)?
@@ -148,6 +156,7 @@ fn fetch_chain(
         }
         prev = sha256_hex(&record.checkpoint);
         history.extend_from_slice(&record.history);
+        identity = record.identity;
         checkpoints.push(ckpt);
     }
     if prev != head_hash {
@@ -161,7 +170,7 @@ fn fetch_chain(
     if !checkpoints.last().is_some_and(|c| keys.verifies(c)) {
         return Err(Error::Identity(crate::error::Mismatch::HeadUnverified(seq)));
     }
-    Ok((checkpoints, history))
+    Ok((checkpoints, history, identity))
 }
 
 /// One object by its hex hash, checked.

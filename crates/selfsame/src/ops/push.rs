@@ -191,7 +191,11 @@ fn plan(
             })
         }
     };
-    let records = records(&insp, from);
+    let identity = vault
+        .read_identity()?
+        .map(|f| f.to_bytes())
+        .unwrap_or_default();
+    let records = records(&insp, from, &identity);
     let objects = objects_to_send(vault, &insp, from)?;
     Ok(Plan {
         remote_before: rhead.cloned(),
@@ -202,8 +206,8 @@ fn plan(
 }
 
 /// The checkpoints after `from`, each with the history lines after the
-/// previous checkpoint's anchor up to its own.
-fn records(insp: &Inspection, from: u64) -> Vec<(u64, CheckpointRecord)> {
+/// previous checkpoint's anchor up to its own, and the identity file.
+fn records(insp: &Inspection, from: u64, identity: &[u8]) -> Vec<(u64, CheckpointRecord)> {
     let at: HashMap<&str, usize> = insp
         .history
         .lines
@@ -228,6 +232,7 @@ fn records(insp: &Inspection, from: u64) -> Vec<(u64, CheckpointRecord)> {
                 CheckpointRecord {
                     checkpoint: s.ckpt.to_bytes(),
                     history,
+                    identity: identity.to_vec(),
                 },
             ));
         }

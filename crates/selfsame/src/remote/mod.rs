@@ -80,51 +80,73 @@ pub struct RemoteHead {
     pub etag: String,
 }
 
-/// A checkpoint as the remote keeps it: the file's bytes, and the history
-/// lines after the previous checkpoint's anchor up to its own.
+/// A checkpoint as the remote keeps it: the file's bytes, the history
+/// lines after the previous checkpoint's anchor up to its own, and the
+/// vault's identity file as it was when the record was pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointRecord {
     /// The checkpoint file's bytes.
     pub checkpoint: Vec<u8>,
     /// Complete history lines, each with its newline.
     pub history: Vec<u8>,
+    /// The identity file's bytes; empty when the vault has none.
+    pub identity: Vec<u8>,
 }
 
 impl CheckpointRecord {
-    /// The record's plaintext.
+    /// The record's plaintext: the header, then each part as its length
+    /// in decimal, a newline and its bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!("{CHECKPOINT_HEADER}{}\n", self.checkpoint.len()).into_bytes();
-        out.extend_from_slice(&self.checkpoint);
-        out.extend_from_slice(&self.history);
+        let mut out = CHECKPOINT_HEADER.as_bytes().to_vec();
+        for part in [&self.checkpoint, &self.history, &self.identity] {
+            out.extend_from_slice(format!("{}\n", part.len()).as_bytes());
+            out.extend_from_slice(part);
+        }
         out
     }
 
     /// Parses a record's plaintext.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let rest = bytes
+        let mut rest = bytes
             .strip_prefix(CHECKPOINT_HEADER.as_bytes())
             .ok_or("not a checkpoint record")?;
-        let nl = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .filter(|&i| i > 0 && i <= 8)
-            .ok_or("checkpoint record: no length line")?;
-        let len: usize = std::str::from_utf8(&rest[..nl])
-            .ok()
-            .filter(|t| t.bytes().all(|b| b.is_ascii_digit()) && !t.starts_with('0'))
-            .and_then(|t| t.parse().ok())
-            .ok_or("checkpoint record: bad length")?;
-        let body = &rest[nl + 1..];
-        if body.len() < len {
-            return Err("checkpoint record: cut short".into());
+        let mut parts = Vec::new();
+        for what in ["checkpoint", "history", "identity"] {
+            let nl = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .filter(|&i| (1..=10).contains(&i))
+                .ok_or_else(|| format!("checkpoint record: no {what} length"))?;
+            let len: usize = std::str::from_utf8(&rest[..nl])
+                .ok()
+                .filter(|t| {
+                    t.bytes().all(|b| b.is_ascii_digit()) && (*t == "0" || !t.starts_with('0'))
+                })
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| format!("checkpoint record: bad {what} length"))?;
+            let body = &rest[nl + 1..];
+            if body.len() < len {
+                return Err(format!("checkpoint record: {what} cut short"));
+            }
+            parts.push(body[..len].to_vec());
+            rest = &body[len..];
         }
-        let (checkpoint, history) = body.split_at(len);
+        if !rest.is_empty() {
+            return Err("checkpoint record: bytes after the identity".into());
+        }
+        let identity = parts.pop().expect("three parts");
+        let history = parts.pop().expect("three parts");
+        let checkpoint = parts.pop().expect("three parts");
+        if checkpoint.is_empty() {
+            return Err("checkpoint record: no checkpoint".into());
+        }
         if !history.is_empty() && history.last() != Some(&b'\n') {
             return Err("checkpoint record: history does not end with a newline".into());
         }
         Ok(CheckpointRecord {
-            checkpoint: checkpoint.to_vec(),
-            history: history.to_vec(),
+            checkpoint,
+            history,
+            identity,
         })
     }
 }
@@ -339,11 +361,18 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let r = CheckpointRecord {
+        let mut r = CheckpointRecord {
             checkpoint: b"v=1&seq=1\n".to_vec(),
             history: b"{\"n\":1}\n{\"n\":2}\n".to_vec(),
+            identity: b"selfsame-identity 1\n".to_vec(),
         };
         assert_eq!(CheckpointRecord::parse(&r.to_bytes()).unwrap(), r);
+        r.history.clear();
+        r.identity.clear();
+        let bytes = r.to_bytes();
+        assert!(bytes.ends_with(b"\n0\n0\n"));
+        assert_eq!(CheckpointRecord::parse(&bytes).unwrap(), r);
+        assert!(CheckpointRecord::parse(&[&bytes[..], b"x"].concat()).is_err());
         let h = head_text(42, &"ab".repeat(32));
         assert_eq!(parse_head(h.as_bytes()).unwrap(), (42, "ab".repeat(32)));
         assert!(parse_head(h.replace("42", "042").as_bytes()).is_err());

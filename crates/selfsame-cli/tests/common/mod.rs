@@ -277,9 +277,22 @@ impl Env {
         .env_clear()
         .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        let out = c
-            .output()
-            .expect("run selfsame as nobody: setpriv (util-linux) is needed");
+        // The copy may still be open for writing in a child another test
+        // thread forked before it was closed (until that child execs): exec
+        // then fails with ETXTBSY and nothing ran, so try again.
+        let mut tries = 0;
+        let out = loop {
+            let out = c
+                .output()
+                .expect("run selfsame as nobody: setpriv (util-linux) is needed");
+            let busy = out.status.code() == Some(126)
+                && String::from_utf8_lossy(&out.stderr).contains("Text file busy");
+            if !busy || tries == 50 {
+                break out;
+            }
+            tries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         self.keep(out)
     }
 

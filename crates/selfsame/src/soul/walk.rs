@@ -124,8 +124,13 @@ pub fn walk_protected(
         let Some((entry, fd)) = w.look_up(root_fd.as_fd(), &rel)? else {
             continue;
         };
+        let prefix = if rel.is_empty() {
+            String::new()
+        } else {
+            format!("{rel}/")
+        };
         let below = match fd {
-            Some(fd) => w.dir(fd, &format!("{rel}/"))?,
+            Some(fd) => w.dir(fd, &prefix)?,
             None => Vec::new(),
         };
         for f in entry.into_iter().chain(below) {
@@ -437,6 +442,52 @@ mod tests {
             .map(|f| f.rel)
             .collect();
         assert_eq!(got, vec!["keep".to_string()]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// The protected part found without walking the whole soul is the
+        /// whole walk's entries that the patterns cover, in the same order
+        /// — literal patterns, globs, directories, excluded paths and
+        /// symlinks standing where a directory is expected included.
+        #[test]
+        fn the_protected_walk_is_the_covered_part_of_the_whole_walk(
+            paths in proptest::collection::vec("[ab]{1,2}(/[ab.]{1,2}){0,2}", 1..12),
+            links in proptest::collection::vec("[ab]{1,2}", 0..2),
+            patterns in proptest::collection::vec("[ab*]{1,2}(/[ab*]{1,2}){0,2}|\\*\\*/[ab]", 1..4),
+            exclude in proptest::collection::vec("[ab]/[ab]", 0..2),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            for p in &paths {
+                let p = root.join(p);
+                if let Some(parent) = p.parent() {
+                    if fs::create_dir_all(parent).is_err() {
+                        continue;
+                    }
+                }
+                let _ = fs::write(&p, "x");
+            }
+            for l in &links {
+                let _ = std::os::unix::fs::symlink("b", root.join(l));
+            }
+            let (Ok(protect), Ok(ex)) = (Protect::new(&patterns), Excludes::new(&exclude)) else {
+                return Ok(());
+            };
+            let whole: Vec<String> = walk(root, &ex, &[])
+                .unwrap()
+                .into_iter()
+                .map(|f| f.rel)
+                .filter(|r| protect.covers(r))
+                .collect();
+            let part: Vec<String> = walk_protected(root, &protect, &ex, &[])
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|f| f.rel)
+                .collect();
+            proptest::prop_assert_eq!(part, whole);
+        }
     }
 
     proptest::proptest! {

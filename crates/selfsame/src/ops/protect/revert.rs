@@ -467,6 +467,19 @@ impl Reverter<'_> {
     }
 }
 
+/// Whether `rel` (from `run/revert`) names a temp entry a revert makes,
+/// inside the soul: relative, no `.` or `..` or empty segment, the last
+/// one starting with [`TEMP_PREFIX`]. Nothing else is ever moved.
+fn is_temp_name(rel: &str) -> bool {
+    rel.rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with(TEMP_PREFIX) && n.len() > TEMP_PREFIX.len())
+        && !rel.starts_with('/')
+        && !rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == ".." || s.contains('\0'))
+}
+
 /// After a revert was interrupted: whatever is left at the temp names
 /// `run/revert` lists goes to quarantine, and the list is removed. Call
 /// with the vault lock held, before the soul is scanned.
@@ -484,15 +497,8 @@ pub(crate) fn finish_interrupted(vault: &Vault, keys: &Keys) -> Result<()> {
     let mut moved = Vec::new();
     let mut dest: Option<PathBuf> = None;
     for rel in listed {
-        // Only names a revert makes, inside the soul.
-        let ours = rel
-            .rsplit('/')
-            .next()
-            .is_some_and(|n| n.starts_with(TEMP_PREFIX))
-            && !rel.starts_with('/')
-            && !rel.split('/').any(|s| s == ".." || s.is_empty());
         let at = soul.join(&rel);
-        if !ours || std::fs::symlink_metadata(&at).is_err() {
+        if !is_temp_name(&rel) || std::fs::symlink_metadata(&at).is_err() {
             continue;
         }
         let d = match &dest {
@@ -547,6 +553,38 @@ mod tests {
             ".selfsame-revert-1-0"
         );
         assert_eq!(sibling("a/b/SOUL.md", "t"), "a/b/t");
+    }
+
+    #[test]
+    fn a_record_names_only_temp_entries_inside_the_soul() {
+        assert!(is_temp_name(".selfsame-revert-12-0"));
+        assert!(is_temp_name("prompts/.selfsame-revert-12-0"));
+        for bad in [
+            "SOUL.md",
+            "/etc/.selfsame-revert-1",
+            "../.selfsame-revert-1",
+            "a/../.selfsame-revert-1",
+            "a//.selfsame-revert-1",
+            ".selfsame-revert-",
+            "./.selfsame-revert-1",
+        ] {
+            assert!(!is_temp_name(bad), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a record lists, what it lets through stays below the
+        /// soul and is a revert's temp name.
+        #[test]
+        fn no_record_leads_out_of_the_soul(rel in "(\\.\\.|\\.|/|a|\\.selfsame-revert-|1|-){0,12}") {
+            if is_temp_name(&rel) {
+                let p = std::path::Path::new(&rel);
+                proptest::prop_assert!(p.is_relative());
+                proptest::prop_assert!(p.components().all(|c| matches!(c, std::path::Component::Normal(_))));
+                let last = p.file_name().unwrap().to_str().unwrap();
+                proptest::prop_assert!(last.starts_with(TEMP_PREFIX));
+            }
+        }
     }
 
     #[test]

@@ -1190,6 +1190,9 @@ fn under_halt_a_poisoned_soul_md_stops_the_agent_and_run_exits_3() {
     // The memory the agent wrote was sealed when it stopped; SOUL.md's
     // change was not.
     assert_eq!(bot.output(&["cat", "head:SOUL.md"]).1, APPROVED_SOUL);
+    let (_, memory) = bot.output(&["cat", "head:memory.jsonl"]);
+    assert_eq!(memory, bot.read("soul/memory.jsonl"));
+    assert!(memory.lines().count() > 1, "{memory}");
     bot.verify();
     bot.assert_no_token_anywhere();
 }

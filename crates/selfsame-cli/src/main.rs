@@ -75,6 +75,8 @@ enum Command {
     Rekey(rekey::Args),
     Quarantine(quarantine::Args),
     Bind(bind::Args),
+    Attest(attest::AttestArgs),
+    VerifyAttestation(attest::VerifyArgs),
     #[cfg(feature = "remote")]
     Push(push::Args),
     Identity(identity::Args),
@@ -134,6 +136,8 @@ fn main() {
         Command::Rekey(a) => rekey::run(a, &ctx),
         Command::Quarantine(a) => quarantine::run(a, &ctx),
         Command::Bind(a) => bind::run(a, &ctx),
+        Command::Attest(a) => attest::attest_run(a, &ctx),
+        Command::VerifyAttestation(a) => attest::verify_run(a, &ctx),
         #[cfg(feature = "remote")]
         Command::Push(a) => push::run(a, &ctx),
         Command::Identity(a) => identity::run(a, &ctx),

@@ -424,6 +424,32 @@ fn a_vault_from_before_keeps_working_unsigned_until_identity_init() {
     env.run(&["seal"]).expect_code(0);
     assert_eq!(named(&env, env.head()), key);
     env.verify_clean();
+    // An attestation from the identity checkpoint on verifies (the default
+    // range starts there); one that reaches back to the unsigned ones
+    // does not.
+    let v = env.run(&["--json", "attest"]).expect_code(0).json();
+    assert_eq!(v["from"], 3);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("attestation.txt");
+    fs::write(&file, v["text"].as_str().unwrap()).unwrap();
+    let check = |file: &std::path::Path| {
+        env.run(&[
+            "--json",
+            "verify-attestation",
+            "--identity",
+            &key,
+            file.to_str().unwrap(),
+        ])
+    };
+    let r = check(&file).expect_code(0).json();
+    assert_eq!(
+        (r["from"].clone(), r["to"].clone()),
+        (3.into(), env.head().into())
+    );
+    let all = env.run(&["attest", "--from", "1"]).expect_code(0).stdout;
+    fs::write(&file, all).unwrap();
+    let r = check(&file).expect_code(4).json();
+    assert_eq!(r["problems"][0]["line"], 1);
     // Once is enough.
     let out = env.run(&["identity", "init"]).expect_code(2);
     assert!(

@@ -218,3 +218,98 @@ fn an_interrupted_bind_is_finished_by_running_it_again() {
     assert_eq!(binds, 1);
     discord(&env, &["verify"]).expect_code(0);
 }
+
+/// `selfsame verify-attestation --identity KEY FILE` (`--json`) run
+/// outside any vault and with no token in the environment.
+fn verify_attestation(key: &str, file: &std::path::Path) -> Out {
+    let nowhere = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_selfsame"))
+        .args(["--json", "verify-attestation", "--identity", key])
+        .arg(file)
+        .current_dir(nowhere.path())
+        .env_remove("TELEGRAM_BOT_TOKEN")
+        .env_remove("DISCORD_BOT_TOKEN")
+        .env_remove("SELFSAME_VAULT")
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_whole_chain_across_the_move_is_attested_and_any_flipped_byte_fails() {
+    let env = Env::at_rest();
+    bind_to_discord(&env).expect_code(0);
+    fs::write(env.soul().join("after-the-move.md"), "hello from discord\n").unwrap();
+    discord(&env, &["seal"]).expect_code(0);
+    let key = env.run(&["identity", "show"]).stdout.trim().to_owned();
+    let text = env.run(&["attest"]).expect_code(0).stdout;
+    let head = env.head();
+    let on_disk: String = (1..=head)
+        .map(|seq| fs::read_to_string(env.checkpoint(seq)).unwrap())
+        .collect();
+    assert_eq!(text, on_disk, "the checkpoint files, byte for byte");
+    let v = env.run(&["--json", "attest"]).expect_code(0).json();
+    assert_eq!(v["text"], text.as_str());
+    assert_eq!(
+        (v["from"].clone(), v["to"].clone()),
+        (1.into(), head.into())
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("attestation.txt");
+    fs::write(&file, &text).unwrap();
+    let out = verify_attestation(&key, &file).expect_code(0);
+    let v = out.json();
+    assert_eq!(v["from"], 1);
+    assert_eq!(v["to"], head);
+    assert_eq!(
+        v["accounts"],
+        serde_json::json!([
+            {"platform": "telegram", "bot_id": 4815162342u64, "from": 1, "to": 2},
+            {"platform": "discord", "bot_id": DISCORD_ID, "from": 3, "to": head},
+        ])
+    );
+    assert_eq!(v["soul"], env.checkpoint_field(head, "soul").as_str());
+
+    // One flipped byte anywhere in any line: 4 (a signature) or 5 (the
+    // chain). Each line: its first byte, its middle, inside `prev`,
+    // `hash` and `signature`, and its newline.
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let at = |needle: &str| start + line.find(needle).unwrap() + needle.len() + 3;
+        let mut positions = vec![
+            start,
+            start + line.len() / 2,
+            at("&hash="),
+            start + line.len() - 1,
+        ];
+        if line.contains("&prev=") && !line.contains("&prev=&") {
+            positions.push(at("&prev="));
+        }
+        positions.push(at("&signature="));
+        for p in positions {
+            let mut flipped = bytes.to_vec();
+            flipped[p] ^= 0x01;
+            fs::write(&file, &flipped).unwrap();
+            let out = verify_attestation(&key, &file);
+            assert!(
+                out.code == 4 || out.code == 5,
+                "byte {p} flipped: exit {}\n{}",
+                out.code,
+                out.stdout
+            );
+            assert_ne!(out.json()["problems"], serde_json::json!([]));
+        }
+        start += line.len();
+    }
+    // Malformed input or key: 2.
+    fs::write(&file, "").unwrap();
+    verify_attestation(&key, &file).expect_code(2);
+    fs::write(&file, &text).unwrap();
+    verify_attestation("selfsame:ed25519:not-a-key", &file).expect_code(2);
+}

@@ -192,3 +192,78 @@ fn marker_replay_after_vault_rollback_is_not_detectable_locally() {
         assert!(flat.contains("rollback of the vault's newest records"));
     }
 }
+
+/// The Python the README's `check.py` runs with: `SELFSAME_TEST_PYTHON`
+/// (which `.ci/run` points at a virtualenv with `cryptography` when the
+/// machine's python3 lacks it), else `python3`.
+fn python() -> String {
+    std::env::var("SELFSAME_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Issue 17: the README's Python check of an attestation, run as printed
+/// with an ordinary Ed25519 library (`cryptography`), on the chain of a bot
+/// that moved from Telegram to Discord: it verifies, and it refuses the
+/// chain with one byte of the newest line's `hash` flipped, a line left
+/// out, or another key.
+#[test]
+fn readme_python_check_verifies_an_attestation_and_refuses_an_edited_one() {
+    let text = readme();
+    let check = block(&text, "# check.py");
+    assert!(check.lines().count() <= 13, "a dozen lines:\n{check}");
+    let env = Env::at_rest();
+    env.run_env(
+        &[
+            "bind",
+            "--platform",
+            "discord",
+            "--new-token-env",
+            "DISCORD_BOT_TOKEN",
+        ],
+        &[("DISCORD_BOT_TOKEN", DISCORD)],
+    )
+    .expect_code(0);
+    let key = env.run(&["identity", "show"]).stdout.trim().to_owned();
+    let attestation = env.run(&["attest"]).expect_code(0).stdout;
+    let head = env.head();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("check.py"), &check).unwrap();
+    let run = |name: &str, bytes: &[u8], key: &str| {
+        fs::write(dir.path().join(name), bytes).unwrap();
+        let out = Command::new(python())
+            .arg("check.py")
+            .arg(key)
+            .arg(name)
+            .current_dir(dir.path())
+            .output()
+            .expect("run python");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !err.contains("No module named 'cryptography'"),
+            "the check needs Python's `cryptography` package (pip install cryptography, or set SELFSAME_TEST_PYTHON): {err}"
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run("attestation.txt", attestation.as_bytes(), &key);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        out.trim(),
+        format!(
+            "verified up to checkpoint {head} soul {}",
+            env.checkpoint_field(head, "soul")
+        )
+    );
+    // The newest line's `hash` (outside the MAC's reach without a token,
+    // inside the signature's).
+    let mut edited = attestation.clone().into_bytes();
+    let at = attestation.rfind("&hash=").unwrap() + 10;
+    edited[at] ^= 0x01;
+    assert_ne!(run("edited.txt", &edited, &key).0, Some(0));
+    let lines: Vec<&str> = attestation.split_inclusive('\n').collect();
+    let gap = [lines[0], lines[2]].concat();
+    assert_ne!(run("gap.txt", gap.as_bytes(), &key).0, Some(0));
+    let other = "selfsame:ed25519:9J3Mcyw5dnmDHzpkBSCc3wNiLZARc0jopBCXL9AJvCY";
+    assert_ne!(run("other.txt", attestation.as_bytes(), other).0, Some(0));
+}

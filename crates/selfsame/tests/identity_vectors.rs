@@ -21,11 +21,15 @@
 //!   vector's `hash`, `prev_key_hash`, `signature` and signed message;
 //! * each file's signature verifies, and any one flipped byte anywhere in
 //!   it is refused: the line no longer parses, or the signature no longer
-//!   verifies under the vector's key.
+//!   verifies under the vector's key;
+//! * the three files are an attestation that `verify_attestation` accepts
+//!   without a token (both accounts, the newest soul), and any one flipped
+//!   byte of it gives exit 4 or 5.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use selfsame::ops::attest::{verify_attestation, Account};
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::testing::{
     check_signature, signed_message, Checkpoint, Draft, Header, SignatureCheck,
@@ -197,6 +201,104 @@ fn any_flipped_byte_of_a_vector_checkpoint_is_refused_without_a_token() {
                     case["file"]
                 );
             }
+        }
+    }
+}
+
+/// The vector chain as an attestation: the three checkpoint files.
+fn vector_attestation(v: &Value) -> Vec<u8> {
+    v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| fs::read(dir().join(s(&c["file"]))).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_vector_chain_verifies_as_an_attestation_across_the_move() {
+    let v = load();
+    let public = key(&v).public();
+    let input = vector_attestation(&v);
+    let r = verify_attestation(&input, &public).unwrap();
+    assert_eq!(r.exit_code, 0, "{:?}", r.problems);
+    assert_eq!((r.from, r.to, r.lines), (Some(1), Some(3), 3));
+    assert_eq!(
+        r.accounts,
+        vec![
+            Account {
+                platform: "telegram".into(),
+                bot_id: 987654321,
+                from: 1,
+                to: 2
+            },
+            Account {
+                platform: "discord".into(),
+                bot_id: s(&v["discord_bot_id"]).parse().unwrap(),
+                from: 3,
+                to: 3
+            },
+        ]
+    );
+    let last = &v["checkpoints"][2]["fields"];
+    let soul = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f[0] == "soul")
+        .unwrap();
+    assert_eq!(r.soul.as_deref(), soul[1].as_str());
+    assert_eq!(r.identity, s(&v["identity"]));
+    // Another key: every line is refused (4).
+    let other = IdentityKey::from_seed(&[1; 32]).public();
+    assert_eq!(verify_attestation(&input, &other).unwrap().exit_code, 4);
+}
+
+#[test]
+fn any_flipped_byte_of_the_vector_attestation_gives_4_or_5() {
+    let v = load();
+    let public = key(&v).public();
+    let input = vector_attestation(&v);
+    for at in 0..input.len() {
+        for bit in [0x01u8, 0x20] {
+            let mut flipped = input.clone();
+            flipped[at] ^= bit;
+            let code = verify_attestation(&flipped, &public).unwrap().exit_code;
+            assert!(code == 4 || code == 5, "byte {at} ^ {bit:#x}: exit {code}");
+        }
+    }
+}
+
+#[test]
+fn a_line_left_out_or_moved_breaks_the_chain_and_empty_input_is_malformed() {
+    let v = load();
+    let public = key(&v).public();
+    let lines: Vec<Vec<u8>> = v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| fs::read(dir().join(s(&c["file"]))).unwrap())
+        .collect();
+    let without_middle = [lines[0].clone(), lines[2].clone()].concat();
+    let r = verify_attestation(&without_middle, &public).unwrap();
+    assert_eq!(r.exit_code, 5, "{:?}", r.problems);
+    assert_eq!(r.problems[0].kind, "chain");
+    let swapped = [lines[1].clone(), lines[0].clone(), lines[2].clone()].concat();
+    assert_eq!(verify_attestation(&swapped, &public).unwrap().exit_code, 5);
+    // A range that starts later verifies on its own.
+    let tail = [lines[1].clone(), lines[2].clone()].concat();
+    assert_eq!(verify_attestation(&tail, &public).unwrap().exit_code, 0);
+    assert!(verify_attestation(b"", &public).is_err());
+}
+
+proptest::proptest! {
+    /// Any bytes: the check never panics, and says 4 or 5 (or, for no
+    /// bytes at all, refuses the input).
+    #[test]
+    fn verify_attestation_never_panics(input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+        match verify_attestation(&input, &[9; 32]) {
+            Ok(r) => proptest::prop_assert!(r.exit_code == 4 || r.exit_code == 5),
+            Err(_) => proptest::prop_assert!(input.is_empty()),
         }
     }
 }

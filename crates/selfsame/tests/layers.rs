@@ -413,6 +413,7 @@ fn the_public_surface_is_the_curated_one() {
         set(&[
             "accept",
             "approve",
+            "attest",
             "bind",
             "cat",
             "clone",

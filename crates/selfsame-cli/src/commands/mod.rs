@@ -2,6 +2,7 @@
 
 pub mod accept;
 pub mod approve;
+pub mod attest;
 pub mod bind;
 pub mod cat;
 #[cfg(feature = "remote")]

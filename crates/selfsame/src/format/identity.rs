@@ -68,6 +68,12 @@ pub fn display_public(public: &[u8; 32]) -> String {
     format!("{DISPLAY_PREFIX}{}", encode_b64url(public))
 }
 
+/// Parses `selfsame:ed25519:<base64url>` (or the bare base64url).
+pub fn parse_display_public(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    decode_b64url(text.strip_prefix(DISPLAY_PREFIX).unwrap_or(text))
+}
+
 impl IdentityFile {
     /// The associated data of the sealed seed: the first two lines, both
     /// newlines included.
@@ -157,6 +163,10 @@ mod tests {
         let bumped = format!("{}{}", &text[..text.len() - 1], (last as u8 + 1) as char);
         assert_eq!(decode_b64url::<32>(&bumped), None);
         assert_eq!(decode_b64url::<32>(&encode_b64url(&[1u8; 31])), None);
+        assert_eq!(parse_display_public(&display_public(&key)), Some(key));
+        assert_eq!(parse_display_public(&encode_b64url(&key)), Some(key));
+        assert_eq!(parse_display_public("selfsame:ed25519:"), None);
+        assert_eq!(parse_display_public("selfsame:rsa:AAAA"), None);
     }
 
     proptest! {

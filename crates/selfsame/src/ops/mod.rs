@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod approve;
+pub mod attest;
 pub mod bind;
 pub mod cat;
 pub(crate) mod checks;

@@ -164,88 +164,104 @@ pub fn verify_attestation(input: &[u8], identity: &[u8; 32]) -> Result<Attestati
         problems: Vec::new(),
         exit_code: 0,
     };
-    let mut signature_problems = Vec::new();
-    let mut chain_problems = Vec::new();
     let mut before: Option<(&[u8], Option<u64>)> = None;
     for (i, raw) in input.split_inclusive(|b| *b == b'\n').enumerate() {
         let line = i + 1;
         report.lines = line;
-        let bad = |message: String| LineProblem {
-            line,
-            kind: "signature",
-            message,
-        };
         let parsed = match Checkpoint::parse(raw) {
             Ok(c) => Some(c),
             Err(e) => {
-                signature_problems.push(bad(format!("not a checkpoint: {e}")));
+                report.problems.push(LineProblem {
+                    line,
+                    kind: "signature",
+                    message: format!("not a checkpoint: {e}"),
+                });
                 None
             }
         };
         if let Some(c) = &parsed {
-            match (c.fields.get(IDENTITY), check_signature(c)) {
-                (None, _) => signature_problems.push(bad(format!(
-                    "checkpoint {} carries no identity signature",
-                    c.seq
-                ))),
-                (_, SignatureCheck::Valid(k)) if k == *identity => {}
-                (_, SignatureCheck::Valid(k)) => signature_problems.push(bad(format!(
-                    "checkpoint {} is signed by {}, not by this identity",
-                    c.seq,
-                    display_public(&k)
-                ))),
-                (_, SignatureCheck::Missing) => signature_problems.push(bad(format!(
-                    "checkpoint {} names an identity but carries no signature",
-                    c.seq
-                ))),
-                (_, SignatureCheck::Invalid(why)) => {
-                    signature_problems.push(bad(format!("checkpoint {}: {why}", c.seq)))
-                }
-                (_, SignatureCheck::Unsigned) => unreachable!("it names an identity"),
-            }
-            if let Some((prev_raw, prev_seq)) = before {
-                let linked = c.prev == sha256_hex(prev_raw);
-                let next = prev_seq.is_none_or(|p| p + 1 == c.seq);
-                if !linked || !next {
-                    chain_problems.push(LineProblem {
-                        line,
-                        kind: "chain",
-                        message: format!(
-                            "checkpoint {} does not follow the line before it ({})",
-                            c.seq,
-                            if linked {
-                                "its seq is not the next"
-                            } else {
-                                "its `prev` is not the SHA-256 of that line"
-                            }
-                        ),
-                    });
-                }
-            }
-            report.from.get_or_insert(c.seq);
-            report.to = Some(c.seq);
-            report.soul = Some(c.soul.clone());
-            match report.accounts.last_mut() {
-                Some(a) if a.platform == c.platform && a.bot_id == c.bot_id => a.to = c.seq,
-                _ => report.accounts.push(Account {
-                    platform: c.platform.clone(),
-                    bot_id: c.bot_id,
-                    from: c.seq,
-                    to: c.seq,
-                }),
-            }
+            report.problems.extend(signature_problem(c, identity, line));
+            report.problems.extend(chain_problem(c, before, line));
+            report.count(c);
         }
         before = Some((raw, parsed.map(|c| c.seq)));
     }
-    report.exit_code = if !signature_problems.is_empty() {
+    let kinds = |k: &str| report.problems.iter().any(|p| p.kind == k);
+    report.exit_code = if kinds("signature") {
         4
-    } else if !chain_problems.is_empty() {
+    } else if kinds("chain") {
         5
     } else {
         0
     };
-    report.problems = signature_problems;
-    report.problems.extend(chain_problems);
-    report.problems.sort_by_key(|p| p.line);
     Ok(report)
+}
+
+/// A line that parses but is not signed by `identity`.
+fn signature_problem(c: &Checkpoint, identity: &[u8; 32], line: usize) -> Option<LineProblem> {
+    let seq = c.seq;
+    let message = match (c.fields.get(IDENTITY), check_signature(c)) {
+        (None, _) => format!("checkpoint {seq} carries no identity signature"),
+        (_, SignatureCheck::Valid(k)) if k == *identity => return None,
+        (_, SignatureCheck::Valid(k)) => format!(
+            "checkpoint {seq} is signed by {}, not by this identity",
+            display_public(&k)
+        ),
+        (_, SignatureCheck::Missing) => {
+            format!("checkpoint {seq} names an identity but carries no signature")
+        }
+        (_, SignatureCheck::Invalid(why)) => format!("checkpoint {seq}: {why}"),
+        (_, SignatureCheck::Unsigned) => unreachable!("it names an identity"),
+    };
+    Some(LineProblem {
+        line,
+        kind: "signature",
+        message,
+    })
+}
+
+/// A line that does not follow the one before it (`before`: its bytes and
+/// its seq, if it parsed).
+fn chain_problem(
+    c: &Checkpoint,
+    before: Option<(&[u8], Option<u64>)>,
+    line: usize,
+) -> Option<LineProblem> {
+    let (prev_raw, prev_seq) = before?;
+    let linked = c.prev == sha256_hex(prev_raw);
+    let next = prev_seq.is_none_or(|p| p + 1 == c.seq);
+    if linked && next {
+        return None;
+    }
+    Some(LineProblem {
+        line,
+        kind: "chain",
+        message: format!(
+            "checkpoint {} does not follow the line before it ({})",
+            c.seq,
+            if linked {
+                "its seq is not the next"
+            } else {
+                "its `prev` is not the SHA-256 of that line"
+            }
+        ),
+    })
+}
+
+impl AttestationReport {
+    /// Counts a checkpoint in the range, the accounts and the soul.
+    fn count(&mut self, c: &Checkpoint) {
+        self.from.get_or_insert(c.seq);
+        self.to = Some(c.seq);
+        self.soul = Some(c.soul.clone());
+        match self.accounts.last_mut() {
+            Some(a) if a.platform == c.platform && a.bot_id == c.bot_id => a.to = c.seq,
+            _ => self.accounts.push(Account {
+                platform: c.platform.clone(),
+                bot_id: c.bot_id,
+                from: c.seq,
+                to: c.seq,
+            }),
+        }
+    }
 }

@@ -73,6 +73,8 @@ enum Command {
     Demo(demo::Args),
     Migrate(migrate::Args),
     Rekey(rekey::Args),
+    Forget(forget::Args),
+    Prune(prune::Args),
     Quarantine(quarantine::Args),
     Bind(bind::Args),
     Attest(attest::AttestArgs),
@@ -111,6 +113,8 @@ fn main() {
         Command::Rekey(_) => Some("the rekey"),
         Command::Bind(_) => Some("the bind"),
         Command::Identity(_) => Some("the identity command"),
+        Command::Forget(_) => Some("the forget"),
+        Command::Prune(_) => Some("the prune"),
         _ => None,
     };
     if let Some(what) = writes {
@@ -134,6 +138,8 @@ fn main() {
         Command::Demo(a) => demo::run(a, &ctx),
         Command::Migrate(a) => migrate::run(a, &ctx),
         Command::Rekey(a) => rekey::run(a, &ctx),
+        Command::Forget(a) => forget::run(a, &ctx),
+        Command::Prune(a) => prune::run(a, &ctx),
         Command::Quarantine(a) => quarantine::run(a, &ctx),
         Command::Bind(a) => bind::run(a, &ctx),
         Command::Attest(a) => attest::attest_run(a, &ctx),

@@ -11,17 +11,22 @@ impl Bar {
     pub fn new(enabled: bool) -> Self {
         let bar = enabled.then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{msg:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
+            b.set_style(style(Phase::Hash));
             b
         });
         Bar { bar }
     }
+}
+
+/// Bytes and their rate, or a count of checkpoints for [`Phase::Scan`].
+fn style(phase: Phase) -> ProgressStyle {
+    let template = match phase {
+        Phase::Scan => "{msg:>9} [{bar:30}] {pos}/{len} {eta}",
+        _ => "{msg:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    };
+    ProgressStyle::with_template(template)
+        .expect("valid template")
+        .progress_chars("=> ")
 }
 
 impl Progress for Bar {
@@ -35,7 +40,10 @@ impl Progress for Bar {
                 Phase::Verify => "verifying",
                 Phase::Upload => "uploading",
                 Phase::Download => "downloading",
+                Phase::Scan => "reading",
+                Phase::Delete => "deleting",
             });
+            b.set_style(style(phase));
         }
     }
     fn advance(&self, bytes: u64) {

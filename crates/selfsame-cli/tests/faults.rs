@@ -1,5 +1,5 @@
 //! Fault injection (issue 13): `seal` (at a stop and as a heartbeat),
-//! `restore` and `migrate` run under `strace`, which fails one system call
+//! `restore`, `migrate` and `prune` (issue 15) run under `strace`, which fails one system call
 //! with `ENOSPC` or `EIO`, as a full or failing disk would. After each
 //! fault, with the fault gone:
 //!
@@ -104,6 +104,9 @@ enum Op {
     Heartbeat,
     Restore,
     Migrate,
+    /// `selfsame prune` after a forget released all but the newest
+    /// snapshots.
+    Prune,
 }
 
 impl Op {
@@ -113,6 +116,7 @@ impl Op {
             Op::Heartbeat => &["seal", "--reason", "heartbeat"],
             Op::Restore => &["restore", "head"],
             Op::Migrate => &["migrate"],
+            Op::Prune => &["prune"],
         }
     }
 }
@@ -172,6 +176,22 @@ impl Start {
                 );
                 env
             }
+            // Seals of a soul that changes, then all but the newest
+            // forgotten: prune has objects to remove.
+            Op::Prune => {
+                let env = Env::at_rest();
+                for i in 0..4 {
+                    write(
+                        &env.soul(),
+                        &format!("notes/day-{i}.md"),
+                        format!("day {i}\n").as_bytes(),
+                        0o644,
+                    );
+                    env.run(&["seal", "--reason", "manual"]).expect_code(0);
+                }
+                env.run(&["forget", "--keep-last", "1"]).expect_code(0);
+                env
+            }
         };
         let checkpoints = checkpoints(&env);
         let before = tree(&env.soul());
@@ -197,6 +217,7 @@ impl Start {
             Op::Seal | Op::Heartbeat => assert_eq!(after, before, "a seal never writes the soul"),
             Op::Restore => assert_eq!(Some(&after), sealed.as_ref(), "restore puts the head back"),
             Op::Migrate => assert!(after.contains_key("notes/v2.md"), "the migration ran"),
+            Op::Prune => assert_eq!(after, before, "a prune never writes the soul"),
         }
         Start {
             op,
@@ -554,6 +575,10 @@ fn case(start: &Start, syscall: &str, errno: &str, n: u32) -> String {
                 assert!(wrote, "exit 0 without a new checkpoint: {what}");
             }
         }
+        Op::Prune => {
+            assert_eq!(tree(&env.soul()), start.before, "the soul: {what}");
+            assert!(!wrote, "a prune wrote a checkpoint: {what}");
+        }
         Op::Restore | Op::Migrate if out.code == 0 => {
             assert!(wrote, "exit 0 without a new checkpoint: {what}");
             assert_eq!(tree(&env.soul()), start.after, "the soul: {what}");
@@ -593,6 +618,14 @@ fn case(start: &Start, syscall: &str, errno: &str, n: u32) -> String {
             let q = env.vault().join("quarantine");
             assert!(holds(&q, b"{\"said\":\"not me\"}\n"), "{woke}");
             assert!(holds(&q, b"planted\n"), "{woke}");
+        }
+        // At rest on the same head: nothing a kept checkpoint needs is
+        // gone, whatever the prune removed.
+        Op::Prune => {
+            assert_eq!(verdict, "verified", "{woke}");
+            v.expect_code(0);
+            assert_eq!(tree(&env.soul()), start.before, "the soul: {woke}");
+            env.run(&["prune"]).expect_code(0);
         }
         Op::Migrate => {
             assert_eq!(verdict, "verified", "{woke}");
@@ -673,6 +706,11 @@ fn restore_survives_enospc_and_eio_at_every_write_call() {
 #[test]
 fn migrate_survives_enospc_and_eio_at_every_write_call() {
     inject_all(Op::Migrate);
+}
+
+#[test]
+fn prune_survives_enospc_and_eio_at_every_write_call() {
+    inject_all(Op::Prune);
 }
 
 /// The fault can hit the error message itself (stderr on a full disk):

@@ -127,6 +127,15 @@ pub enum Error {
     /// A checkpoint asked for does not exist.
     #[error("no checkpoint {0}")]
     NoSuchCheckpoint(String),
+    /// A checkpoint asked for is in the chain, but a retention policy
+    /// released its snapshot (a `forget` history event).
+    #[error("checkpoint {seq} was forgotten by retention at {at}: its snapshot is released and can no longer be read or restored (the checkpoint stays in the chain)")]
+    Forgotten {
+        /// The checkpoint.
+        seq: u64,
+        /// When it was forgotten (RFC 3339).
+        at: String,
+    },
     /// A path asked of a checkpoint is not in it.
     #[error("checkpoint {seq} has no {path}")]
     NoSuchPath {
@@ -327,6 +336,15 @@ pub enum Mismatch {
     /// A rekey's old credential does not verify the vault.
     #[error("the vault does not verify under the old token ({0}); a rekey vouches only for a chain that does")]
     RekeyUnverified(String),
+    /// The credential does not verify the vault that `op` (forget, prune)
+    /// would change.
+    #[error("the vault does not verify under this token ({why}); {op} changes nothing in a vault that does not")]
+    VaultUnverified {
+        /// The operation.
+        op: &'static str,
+        /// The first problem (its detail and message).
+        why: String,
+    },
 }
 
 /// An operation refused before anything changed, and why.
@@ -513,6 +531,13 @@ pub enum Damage {
     FormatTag(String),
     /// A rekey's old credential finds a problem (its detail and message).
     RekeyUnverified(String),
+    /// `op` (forget, prune) finds a problem (its detail and message).
+    Unverified {
+        /// The operation.
+        op: &'static str,
+        /// The problem.
+        why: String,
+    },
     /// The history's chain is broken or a line unreadable.
     HistoryBroken,
     /// A checkpoint's identity signature is wrong (why).
@@ -635,6 +660,9 @@ impl Damage {
             Damage::RekeyUnverified(why) => format!(
                 "the vault does not verify under the old token ({why}); a rekey vouches only for a chain that does"
             ),
+            Damage::Unverified { op, why } => format!(
+                "{p}: the vault does not verify ({why}); {op} changes nothing in a vault that does not"
+            ),
         }
     }
 }
@@ -661,6 +689,7 @@ impl Error {
             | Error::Refused(_)
             | Error::Token(_)
             | Error::NoSuchCheckpoint(_)
+            | Error::Forgotten { .. }
             | Error::NoSuchPath { .. }
             | Error::NotAFile { .. }
             | Error::Field(_)

@@ -14,6 +14,11 @@ pub enum Phase {
     Upload,
     /// Fetching objects from the remote replica (clone).
     Download,
+    /// Going through checkpoints or their manifests (forget, prune): the
+    /// work is counted in checkpoints, not bytes.
+    Scan,
+    /// Removing objects no kept checkpoint needs (prune).
+    Delete,
 }
 
 /// Receives progress. All methods have empty defaults.

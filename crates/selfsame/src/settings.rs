@@ -91,6 +91,23 @@ impl Settings {
         }
         let _ = name;
     }
+
+    /// [`Settings::failpoint`] for the `n`th repetition of a step: the
+    /// point named `name-n`.
+    pub(crate) fn failpoint_at(&self, name: &str, n: u64) {
+        #[cfg(feature = "test-hooks")]
+        if let Some(armed) = &self.failpoint {
+            let at = armed
+                .strip_prefix(name)
+                .and_then(|r| r.strip_prefix('-'))
+                .and_then(|r| r.parse::<u64>().ok());
+            if at == Some(n) {
+                eprintln!("selfsame: failpoint {armed} fired");
+                std::process::exit(FAILPOINT_EXIT);
+            }
+        }
+        let _ = (name, n);
+    }
 }
 
 impl Settings {

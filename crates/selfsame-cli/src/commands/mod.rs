@@ -9,11 +9,13 @@ pub mod cat;
 pub mod clone;
 pub mod demo;
 pub mod diff;
+pub mod forget;
 pub mod identity;
 pub mod init;
 pub mod log;
 pub mod ls;
 pub mod migrate;
+pub mod prune;
 #[cfg(feature = "remote")]
 pub mod push;
 pub mod quarantine;

@@ -1,11 +1,12 @@
 //! The vault checks shared by wake, status and verify, in DESIGN.md's
 //! order: bot id, MACs, chain / HEAD / history, the head's objects.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::crypto::Credential;
 use serde::Serialize;
 
+use super::head::forgotten;
 use crate::crypto::identity::{check_signature, SignatureCheck};
 use crate::crypto::Keys;
 use crate::error::{Damage, Error, Result};
@@ -112,6 +113,9 @@ pub struct Inspection {
     pub strays: Vec<String>,
     /// The objects found missing (an `object-missing` problem each).
     pub missing_objects: HashSet<[u8; 32]>,
+    /// Checkpoints whose snapshots a retention policy released, with when
+    /// (trusted `forget` events): their objects are not looked for.
+    pub forgotten: BTreeMap<u64, String>,
 }
 
 impl Inspection {
@@ -196,8 +200,18 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         check_identity_file(vault, &keys, macs.good.last(), &mut found);
     }
     let head = macs.good.last().cloned();
+    let anchor = head.as_ref().map_or("", |h| h.ckpt.log.as_str());
+    let mut forgotten = forgotten(&history, anchor, &keys);
+    if let Some(h) = &head {
+        forgotten.remove(&h.ckpt.seq);
+    }
+    let kept: Vec<&StoredCheckpoint> = macs
+        .good
+        .iter()
+        .filter(|s| !forgotten.contains_key(&s.ckpt.seq))
+        .collect();
     let (head_manifest, missing_objects) =
-        check_objects(vault, scope, &macs.good, head.as_ref(), &mut found)?;
+        check_objects(vault, scope, &kept, head.as_ref(), &mut found)?;
     // Quarantine: where restores move soul states; never followed out.
     if let Some(what) = vault.quarantine_problem() {
         let m = Damage::QuarantineInvalid(what).describe(&vault.quarantine_dir());
@@ -224,6 +238,7 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
         retired_at: macs.retired_at,
         strays: listing.strays,
         missing_objects,
+        forgotten,
     })
 }
 
@@ -610,19 +625,19 @@ fn check_identity_file(
 }
 
 /// The manifests and objects of the head (wake) or of every checkpoint
-/// (verify): row `corrupted` (`object-missing`, `object-corrupt`).
-/// Returns the head's manifest, when it could be read, and the objects
-/// found missing.
+/// whose snapshot is kept (verify): row `corrupted` (`object-missing`,
+/// `object-corrupt`). Returns the head's manifest, when it could be read,
+/// and the objects found missing.
 fn check_objects(
     vault: &Vault,
     scope: ObjectScope,
-    good: &[StoredCheckpoint],
+    kept: &[&StoredCheckpoint],
     head: Option<&StoredCheckpoint>,
     found: &mut Found,
 ) -> Result<(Option<Manifest>, HashSet<[u8; 32]>)> {
     let targets: Vec<&StoredCheckpoint> = match scope {
         ObjectScope::Head => head.into_iter().collect(),
-        ObjectScope::All => good.iter().collect(),
+        ObjectScope::All => kept.to_vec(),
     };
     let objects = vault.objects();
     let mut head_manifest = None;

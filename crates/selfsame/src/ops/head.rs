@@ -1,5 +1,8 @@
 //! The head and the manifests checkpoints name, as every command that
-//! extends or reads the chain looks them up.
+//! extends or reads the chain looks them up, and which checkpoints'
+//! snapshots a retention policy released.
+
+use std::collections::BTreeMap;
 
 use crate::crypto::Credential;
 
@@ -7,7 +10,57 @@ use crate::crypto::identity::{check_signature, SignatureCheck};
 use crate::crypto::Keys;
 use crate::error::{Damage, Error, Mismatch, Result};
 use crate::format::Manifest;
+use crate::vault::history::HistoryRead;
 use crate::vault::{StoredCheckpoint, Vault};
+
+/// The history event that releases checkpoints' snapshots, and its field
+/// listing their seqs.
+pub(crate) const FORGET: &str = "forget";
+pub(crate) const FORGOTTEN: &str = "forgotten";
+
+/// The checkpoints whose snapshots a retention policy released, each with
+/// when: the `forget` events among the history lines that can be trusted
+/// (vouched for by the checkpoint that anchors `anchor`, or carrying a
+/// valid MAC). A forged or unsigned line releases nothing.
+pub(crate) fn forgotten(history: &HistoryRead, anchor: &str, keys: &Keys) -> BTreeMap<u64, String> {
+    let mut out = BTreeMap::new();
+    for line in history.trusted_lines(anchor, keys) {
+        if line.event.event != FORGET {
+            continue;
+        }
+        let seqs = line.event.data.get(FORGOTTEN).and_then(|v| v.as_array());
+        for seq in seqs.into_iter().flatten().filter_map(|v| v.as_u64()) {
+            out.entry(seq).or_insert_with(|| line.event.at.clone());
+        }
+    }
+    out
+}
+
+/// [`forgotten`] of the vault's history as it is, anchored by `head`.
+pub(crate) fn forgotten_now(
+    vault: &Vault,
+    keys: &Keys,
+    head: &StoredCheckpoint,
+) -> Result<BTreeMap<u64, String>> {
+    let history = vault.history().read_all()?;
+    Ok(forgotten(&history, &head.ckpt.log, keys))
+}
+
+/// [`Error::Forgotten`] when a retention policy released the snapshot of
+/// checkpoint `seq` (never the head's).
+pub(crate) fn not_forgotten(vault: &Vault, keys: &Keys, seq: u64) -> Result<()> {
+    let Some(head) = vault.checkpoint_seqs()?.last().copied() else {
+        return Ok(());
+    };
+    if seq == head {
+        return Ok(());
+    }
+    let head = vault.read_checkpoint(head)?;
+    match forgotten_now(vault, keys, &head)?.remove(&seq) {
+        Some(at) => Err(Error::Forgotten { seq, at }),
+        None => Ok(()),
+    }
+}
 
 /// The newest checkpoint, checked enough to extend: parseable, bound to
 /// this bot, MAC valid, HEAD not ahead of it.
@@ -115,9 +168,11 @@ pub(crate) fn readable(
         None => require_head(vault, cred)?,
         Some(n) => {
             let s = vault.read_checkpoint(n)?;
-            if !trusted(vault, &Keys::of(cred), &s)? {
+            let keys = Keys::of(cred);
+            if !trusted(vault, &keys, &s)? {
                 return Err(Error::Identity(Mismatch::Unverified(n)));
             }
+            not_forgotten(vault, &keys, n)?;
             s
         }
     };

@@ -12,6 +12,7 @@ pub(crate) mod checks;
 #[cfg(feature = "remote")]
 pub mod clone;
 pub mod diff;
+pub mod forget;
 pub(crate) mod handover;
 pub(crate) mod head;
 pub mod identity;
@@ -20,6 +21,7 @@ pub mod log;
 pub mod ls;
 pub mod migrate;
 pub mod protect;
+pub mod prune;
 #[cfg(feature = "remote")]
 pub mod push;
 pub mod quarantine;

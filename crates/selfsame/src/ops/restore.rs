@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use crate::crypto::Credential;
 use serde_json::Map;
 
-use super::head::{manifest_of, require_head, trusted};
+use super::head::{forgotten_now, manifest_of, not_forgotten, require_head, trusted};
 use super::swap::config::{put_back, sealed};
 use super::swap::engine::{drop_work_unless_journaled, finish};
 use super::swap::tree::{check_movable, clear_work, kept_collision, top_level_keep};
@@ -61,12 +61,13 @@ pub(crate) fn last_good(
 ) -> Result<StoredCheckpoint> {
     let keys = &Keys::of(cred);
     let history = vault.history().read_all()?;
+    let forgotten = forgotten_now(vault, keys, head)?;
     let mut marked: Vec<u64> = history
         .trusted_lines(&head.ckpt.log, keys)
         .into_iter()
         .filter(|l| l.event.event == "good")
         .filter_map(|l| l.event.get_u64("seq"))
-        .filter(|&s| s <= head.ckpt.seq)
+        .filter(|&s| s <= head.ckpt.seq && !forgotten.contains_key(&s))
         .collect();
     marked.sort_unstable();
     for seq in marked.into_iter().rev() {
@@ -124,6 +125,7 @@ pub(crate) fn restore_locked(
                     Damage::NotTrusted(n),
                 ));
             }
+            not_forgotten(vault, &keys, n)?;
             s
         }
     };

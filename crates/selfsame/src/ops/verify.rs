@@ -100,6 +100,7 @@ fn notes(vault: &Vault, insp: &Inspection) -> Vec<String> {
             "checkpoints {first}-{last} were sealed under the previous token; {reason} checkpoint {r} vouches for them (their bytes are fixed by its `prev` chain)"
         ));
     }
+    notes.extend(forgotten_notes(&insp.forgotten));
     for name in &insp.strays {
         notes.push(format!(
             "{} is not a checkpoint (selfsame ignores it)",
@@ -115,6 +116,63 @@ fn notes(vault: &Vault, insp: &Inspection) -> Vec<String> {
     notes
 }
 
+/// What retention released, a note per `forget` event (runs of seqs),
+/// the last few of them when there are many.
+fn forgotten_notes(forgotten: &std::collections::BTreeMap<u64, String>) -> Vec<String> {
+    let mut by_time: Vec<(String, Vec<u64>)> = Vec::new();
+    for (&seq, at) in forgotten {
+        match by_time.iter_mut().find(|(t, _)| t == at) {
+            Some((_, seqs)) => seqs.push(seq),
+            None => by_time.push((at.clone(), vec![seq])),
+        }
+    }
+    by_time.sort();
+    const SHOWN: usize = 5;
+    let mut notes = Vec::new();
+    if by_time.len() > SHOWN {
+        let earlier: usize = by_time[..by_time.len() - SHOWN]
+            .iter()
+            .map(|(_, s)| s.len())
+            .sum();
+        notes.push(format!(
+            "{earlier} more checkpoints were forgotten by retention in {} earlier events: their snapshots are released",
+            by_time.len() - SHOWN
+        ));
+        by_time.drain(..by_time.len() - SHOWN);
+    }
+    for (at, seqs) in by_time {
+        let word = if seqs.len() == 1 {
+            "checkpoint"
+        } else {
+            "checkpoints"
+        };
+        notes.push(format!(
+            "{word} {} forgotten by retention at {at}: snapshot released",
+            runs(&seqs)
+        ));
+    }
+    notes
+}
+
+/// `1-3, 5, 8-9` for `[1, 2, 3, 5, 8, 9]` (sorted).
+fn runs(seqs: &[u64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seqs.len() {
+        let mut j = i;
+        while j + 1 < seqs.len() && seqs[j + 1] == seqs[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            seqs[i].to_string()
+        } else {
+            format!("{}-{}", seqs[i], seqs[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
 /// Re-hashes every object every trusted checkpoint names, once; returns
 /// how many objects and bytes were read.
 fn read_objects(
@@ -127,10 +185,12 @@ fn read_objects(
     let mut seen = HashSet::new();
     let mut souls = HashSet::new();
     let mut todo = Vec::new();
-    // Checkpoints of the same soul share a manifest: read it once.
+    // Checkpoints of the same soul share a manifest: read it once. A
+    // snapshot released by retention is not read.
     for s in insp
         .checkpoints
         .iter()
+        .filter(|s| !insp.forgotten.contains_key(&s.ckpt.seq))
         .filter(|s| souls.insert(&s.ckpt.soul))
     {
         let Ok(m) = manifest_of(vault, s) else {

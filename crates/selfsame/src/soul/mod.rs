@@ -155,8 +155,8 @@ pub(crate) fn fingerprint_expecting(
     let seen = &cmp.seen;
 
     // A trusted record needs no object check: the cache is written only
-    // after its objects were published durably, and selfsame never deletes
-    // objects.
+    // after its objects were published durably, and prune keeps every
+    // object the cache names.
     progress.advance(
         found
             .iter()

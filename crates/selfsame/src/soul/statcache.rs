@@ -351,6 +351,14 @@ impl StatCache {
         })
     }
 
+    /// The content hashes of every file and symlink it records: objects a
+    /// seal trusts to be stored without looking (prune keeps them).
+    pub fn contents(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
+        self.effective()
+            .filter(|(kind, _)| matches!(kind, Some(Kind::File | Kind::Exec | Kind::Symlink)))
+            .map(|(_, e)| e.rec.hash)
+    }
+
     /// The hash of the manifest the recording scan produced.
     pub fn manifest(&self) -> [u8; 32] {
         self.manifest

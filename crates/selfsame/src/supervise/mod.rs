@@ -30,6 +30,8 @@ use crate::crypto::{Credential, Keys};
 use crate::error::{Error, LockName, Result};
 use crate::format::checkpoint::Reason;
 use crate::format::time::rfc3339;
+use crate::ops::forget::{forget, ForgetOptions, Policy};
+use crate::ops::prune::prune;
 use crate::ops::quarantine;
 use crate::ops::restore::{restore_locked, Target};
 use crate::ops::seal::{seal, SealOptions};
@@ -556,6 +558,11 @@ impl Supervisor<'_> {
             return;
         };
         let path = self.vault.config_path();
+        match r.policy(&path) {
+            Ok(Some(policy)) => self.forget_and_prune(policy),
+            Ok(None) => {}
+            Err(e) => self.log.line(&format!("retention: {e}")),
+        }
         match r.quarantine_older_than(&path) {
             Ok(Some(age)) => match quarantine::prune(self.vault, self.cred, age, false) {
                 Ok(d) if !d.dropped.is_empty() => self.log.line(&format!(
@@ -571,6 +578,36 @@ impl Supervisor<'_> {
             },
             Ok(None) => {}
             Err(e) => self.log.line(&format!("retention: {e}")),
+        }
+    }
+
+    /// Forgets by `policy`, then prunes when that released anything.
+    fn forget_and_prune(&self, policy: Policy) {
+        let opts = ForgetOptions {
+            policy,
+            dry_run: false,
+        };
+        let forgot = match forget(self.vault, self.cred, &opts, &Silent) {
+            Ok(f) => f.forgotten,
+            Err(e) => {
+                self.log.line(&format!("retention: forget failed: {e}"));
+                return;
+            }
+        };
+        if forgot.is_empty() {
+            return;
+        }
+        match prune(self.vault, self.cred, false, &Silent) {
+            Ok(p) => self.log.line(&format!(
+                "retention: forgot {} snapshots; pruned {} objects ({} bytes)",
+                forgot.len(),
+                p.objects_removed,
+                p.bytes_removed
+            )),
+            Err(e) => self.log.line(&format!(
+                "retention: forgot {} snapshots; prune failed: {e}",
+                forgot.len()
+            )),
         }
     }
 

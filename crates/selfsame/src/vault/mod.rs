@@ -140,6 +140,12 @@ impl Vault {
         self.settings.failpoint(name);
     }
 
+    /// [`Vault::failpoint`] for the `n`th time a step repeats: the point
+    /// `name-n` (`prune-after-delete-3`).
+    pub(crate) fn failpoint_at(&self, name: &str, n: u64) {
+        self.settings.failpoint_at(name, n);
+    }
+
     /// Creates a new vault directory under `base` with `config`.
     pub(crate) fn create(base: &Path, config: Config) -> Result<Vault> {
         Vault::create_unpublished(base, config.to_toml().as_bytes())?.publish()

@@ -1,7 +1,8 @@
 //! A store in memory that fails on purpose (test hooks only): every write,
-//! flush and publish is one numbered step, and a test arms a [`Fault`] at
-//! step N — a full disk, an I/O error, a failed flush or rename, a torn
-//! write — to see that whatever runs above it leaves a vault that verifies.
+//! flush, publish and removal is one numbered step, and a test arms a
+//! [`Fault`] at step N — a full disk, an I/O error, a failed flush, rename
+//! or removal, a torn write — to see that whatever runs above it leaves a
+//! vault that verifies.
 //!
 //! It keeps the [`Store`] contract as a careful filesystem does: an entry
 //! is visible only whole and, in a batch, only after the commit.
@@ -25,6 +26,8 @@ pub enum Fault {
     Sync,
     /// The publish (rename or link) fails with an I/O error.
     Rename,
+    /// A removal (prune) fails with an I/O error; the entry stays.
+    Delete,
 }
 
 /// The kinds of steps, each of which a fault can hit.
@@ -33,6 +36,7 @@ enum Step {
     Write,
     Sync,
     Rename,
+    Delete,
 }
 
 /// Entries waiting for a batch's commit.
@@ -80,8 +84,8 @@ impl MemoryStore {
 
     /// Makes step `n` (0-based, counted from now) fail with `fault`, when
     /// it is a step the fault applies to (a write for `NoSpace` and `Torn`,
-    /// a flush for `Sync`, a publish for `Rename`); the steps are counted
-    /// whatever their kind.
+    /// a flush for `Sync`, a publish for `Rename`, a removal for `Delete`);
+    /// the steps are counted whatever their kind.
     pub fn arm(&self, n: u64, fault: Fault) {
         let mut inner = self.inner.lock().expect("store");
         inner.armed = Some((inner.steps + n, fault));
@@ -134,6 +138,7 @@ impl MemoryStore {
                 (Fault::NoSpace | Fault::Torn, Step::Write)
                     | (Fault::Sync, Step::Sync)
                     | (Fault::Rename, Step::Rename)
+                    | (Fault::Delete, Step::Delete)
             );
         if !hits {
             return Ok(());
@@ -240,6 +245,10 @@ impl Store for MemoryStore {
     }
 
     fn delete(&self, name: &Name) -> Result<bool> {
+        if !self.has(name) {
+            return Ok(false);
+        }
+        self.step(Step::Delete)?;
         Ok(self
             .inner
             .lock()

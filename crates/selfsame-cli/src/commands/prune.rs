@@ -1,0 +1,52 @@
+//! `selfsame prune`
+
+use selfsame::ops::prune::{prune, PruneReport};
+use selfsame::Result;
+
+use crate::context::Context;
+use crate::output::outln;
+
+/// Remove the stored objects that no kept checkpoint needs.
+///
+/// A checkpoint is kept unless `selfsame forget` released its snapshot; the
+/// head always is. Prune keeps everything a kept checkpoint reaches (its
+/// sealed config, its manifest, every file's content) and removes the
+/// rest, holding the vault lock. A crash at any point loses nothing a kept
+/// checkpoint needs and leaves a vault that verifies; run it again to
+/// finish. It refuses a vault that does not verify, and one with an
+/// interrupted restore pending. `selfsame run` prunes after each forget
+/// that [retention] in config.toml makes.
+///
+/// Examples:
+///   selfsame prune --dry-run
+///   selfsame prune
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Say what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<i32> {
+    let vault = ctx.open_vault()?;
+    let token = ctx.vault_token(&vault)?;
+    let report = prune(&vault, &token, args.dry_run, &ctx.progress())?;
+    if ctx.json {
+        ctx.print_json(&report);
+    } else {
+        print(&report);
+    }
+    Ok(0)
+}
+
+pub fn print(r: &PruneReport) {
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    outln!(
+        "{verb} {} objects ({} bytes); kept {} objects for {} checkpoints",
+        r.objects_removed,
+        r.bytes_removed,
+        r.objects_kept,
+        r.checkpoints_kept
+    );
+}

@@ -1,0 +1,445 @@
+//! Issue 15, builds 3 and 4, must hold 4 and 5: retention. `selfsame
+//! forget` releases old snapshots by a policy with restic's meanings (the
+//! checkpoints stay), `selfsame prune` removes what no kept checkpoint
+//! needs; every kept checkpoint stays restorable byte for byte and the
+//! vault verifies with `--read-data`, a forgotten one is named as such,
+//! and 20 crashes during a prune lose nothing reachable.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// Bytes that differ from seed to seed (so no two files share objects).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The moment of seal `i`: every 40 minutes from 2030-01-01T00:00Z.
+fn when(i: u64) -> String {
+    let secs = 1_893_456_000 + i * 2400;
+    humantime::format_rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+/// A vault with checkpoint 1 (init, the rich soul), then `n` manual seals
+/// 40 minutes apart (checkpoints 2..=n+1), each adding a file of its own
+/// and rewriting `memory.jsonl`. Returns the soul tree sealed by each.
+fn sealed_history(n: u64, file_size: usize) -> (Env, BTreeMap<u64, BTreeMap<String, Node>>) {
+    let env = Env::new();
+    let mut trees = BTreeMap::new();
+    trees.insert(1, tree(&env.soul()));
+    for i in 1..=n {
+        write(
+            &env.soul(),
+            &format!("notes/day-{i:03}.bin"),
+            &noise(i, file_size),
+            0o600,
+        );
+        write(
+            &env.soul(),
+            "memory.jsonl",
+            format!("{{\"seal\":{i}}}\n").as_bytes(),
+            0o644,
+        );
+        env.run_env(
+            &["seal", "--reason", "manual"],
+            &[("SELFSAME_NOW", when(i).as_str())],
+        )
+        .expect_code(0);
+        trees.insert(i + 1, tree(&env.soul()));
+    }
+    (env, trees)
+}
+
+fn objects_count(env: &Env) -> usize {
+    let mut n = 0;
+    let mut dirs = vec![env.vault().join("objects")];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                if e.file_name() != "tmp" {
+                    dirs.push(e.path());
+                }
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn seqs(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect()
+}
+
+/// Restores each of `kept` and compares the soul with what it sealed, byte
+/// for byte and mode for mode; then puts the newest state back.
+fn restores_byte_for_byte(env: &Env, trees: &BTreeMap<u64, BTreeMap<String, Node>>, kept: &[u64]) {
+    for &seq in kept {
+        env.run(&["restore", &seq.to_string()]).expect_code(0);
+        assert_eq!(&tree(&env.soul()), &trees[&seq], "checkpoint {seq}");
+    }
+    let newest = *trees.keys().last().unwrap();
+    env.run(&["restore", &newest.to_string()]).expect_code(0);
+}
+
+#[test]
+fn forget_and_prune_keep_every_kept_checkpoint_restorable_byte_for_byte() {
+    let (env, trees) = sealed_history(12, 20_000);
+    let before = objects_count(&env);
+
+    // Dry: nothing written.
+    let lines = env.history().len();
+    let now = [("SELFSAME_NOW", "2030-01-01T08:30:00Z")];
+    let v = env
+        .run_env(
+            &[
+                "--json",
+                "forget",
+                "--keep-last",
+                "3",
+                "--keep-hourly",
+                "2",
+                "--dry-run",
+            ],
+            &now,
+        )
+        .expect_code(0)
+        .json();
+    assert_eq!(v["forget"]["dry_run"], true);
+    assert_eq!(env.history().len(), lines);
+
+    // Seals at 00:40, 01:20, …, 08:00 (checkpoints 2..=13): the last 3 are
+    // 11, 12, 13; the newest of the last 2 hours with one are 13 (08:00)
+    // and 12 (07:20); checkpoint 1 is sealed at init, now.
+    let v = env
+        .run_env(
+            &["--json", "forget", "--keep-last", "3", "--keep-hourly", "2"],
+            &now,
+        )
+        .expect_code(0)
+        .json();
+    let kept: Vec<u64> = v["forget"]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["seq"].as_u64().unwrap())
+        .collect();
+    let forgotten = seqs(&v["forget"]["forgotten"]);
+    assert_eq!(kept, vec![11, 12, 13], "{v}");
+    assert_eq!(forgotten, (1..=10).collect::<Vec<_>>(), "{v}");
+    assert_eq!(
+        v["forget"]["kept"][2]["reasons"],
+        serde_json::json!(["last", "hourly", "head"])
+    );
+    let event = env.history().pop().unwrap();
+    assert_eq!(event["event"], "forget");
+    assert_eq!(seqs(&event["forgotten"]), forgotten);
+    assert_eq!(event["policy"]["keep_last"], 3);
+    // Forgetting changes no checkpoint and removes no object.
+    assert_eq!(objects_count(&env), before);
+    env.verify_clean();
+
+    let v = env.run(&["--json", "prune"]).expect_code(0).json();
+    let removed = v["objects_removed"].as_u64().unwrap();
+    // Each forgotten checkpoint's own file, memory.jsonl and manifest.
+    assert!(removed >= 20, "{v}");
+    assert_eq!(objects_count(&env), before - removed as usize);
+    assert_eq!(env.history().pop().unwrap()["event"], "prune");
+    let out = env.run(&["--json", "verify", "--read-data"]).expect_code(0);
+    let v = out.json();
+    assert_eq!(v["problems"], serde_json::json!([]), "{}", out.stdout);
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains("checkpoints 1-10 forgotten by retention at "),
+        "{notes}"
+    );
+    // A second prune finds nothing more.
+    let v = env.run(&["--json", "prune"]).expect_code(0).json();
+    assert_eq!(v["objects_removed"], 0);
+
+    restores_byte_for_byte(&env, &trees, &[11, 12, 13]);
+    env.verify_clean();
+}
+
+#[test]
+fn a_forgotten_snapshot_is_named_as_such_and_a_missing_object_is_still_damage() {
+    let (env, _trees) = sealed_history(4, 1_000);
+    env.run(&["forget", "--keep-last", "2", "--prune"])
+        .expect_code(0);
+    // Checkpoints 1-3 forgotten, 4 and 5 kept.
+    for args in [
+        vec!["restore", "2"],
+        vec!["cat", "2:memory.jsonl"],
+        vec!["ls", "2"],
+        vec!["diff", "2", "4"],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("checkpoint 2 was forgotten by retention at"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let out = env.run(&["verify"]).expect_code(0);
+    assert!(
+        out.stdout
+            .contains("checkpoints 1-3 forgotten by retention at"),
+        "{}",
+        out.stdout
+    );
+    // The checkpoints stay: the chain is whole.
+    assert!(env.checkpoint(2).exists());
+    // An object of a kept checkpoint removed by hand is damage, as before.
+    let hash = env
+        .run(&["--json", "ls", "4", "notes/day-003.bin"])
+        .expect_code(0)
+        .json()["entries"][0]["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fs::remove_file(object_path(&env.vault(), &hash)).unwrap();
+    let v = env.run(&["--json", "verify"]).expect_code(5).json();
+    assert_eq!(v["problems"][0]["detail"], "object-missing", "{v}");
+    // And prune refuses to work on a damaged vault.
+    let out = env.run(&["prune"]).expect_code(5);
+    assert!(
+        out.stderr.contains("prune changes nothing"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn never_forgotten_the_head_the_newest_good_and_what_a_pending_restore_names() {
+    let (env, _trees) = sealed_history(3, 1_000);
+    // A healthy run of checkpoint 4 marks it good (then seals rest: 5).
+    let later = [("SELFSAME_NOW", "2030-01-02T00:00:00Z")];
+    env.run_env(&["run", "--probation", "0s", "--", "sleep", "0.5"], &later)
+        .expect_code(0);
+    let good: Vec<u64> = env
+        .history()
+        .iter()
+        .filter(|e| e["event"] == "good")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(good, vec![4]);
+    for i in 0..3 {
+        write(
+            &env.soul(),
+            "memory.jsonl",
+            format!("later {i}\n").as_bytes(),
+            0o644,
+        );
+        env.run_env(&["seal", "--reason", "manual"], &later)
+            .expect_code(0);
+    }
+    assert_eq!(env.head(), 8);
+    let v = env
+        .run(&["--json", "forget", "--keep-last", "1", "--dry-run"])
+        .expect_code(0)
+        .json();
+    let kept: BTreeMap<u64, Value> = v["forget"]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["seq"].as_u64().unwrap(), k["reasons"].clone()))
+        .collect();
+    assert_eq!(kept.keys().copied().collect::<Vec<_>>(), vec![4, 8], "{v}");
+    assert_eq!(kept[&4], serde_json::json!(["good"]));
+    assert_eq!(kept[&8], serde_json::json!(["last", "head"]));
+
+    // A restore to 3 dies before it swaps: 3 and the head it started from
+    // are what it names.
+    write(&env.soul(), "memory.jsonl", b"edited\n", 0o644);
+    let out = env.run_env(
+        &["restore", "3"],
+        &[("SELFSAME_FAILPOINT", "restore-after-stage")],
+    );
+    assert_eq!(out.code, 97, "{}", out.stderr);
+    let v = env
+        .run(&["--json", "forget", "--keep-last", "1"])
+        .expect_code(0)
+        .json();
+    let kept: Vec<u64> = v["forget"]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, vec![3, 4, 8], "{v}");
+    // Prune waits for the restore to be finished.
+    let out = env.run(&["prune"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("interrupted restore is pending"),
+        "{}",
+        out.stderr
+    );
+    env.wake(&[]).expect_code(0);
+    env.run(&["prune"]).expect_code(0);
+    env.verify_clean();
+}
+
+#[test]
+fn forget_without_rules_uses_the_config_and_run_applies_it_after_its_seals() {
+    let (env, _trees) = sealed_history(6, 1_000);
+    let out = env.run(&["forget"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("[retention]"), "{}", out.stderr);
+
+    let config = env.vault().join("config.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str("\n[retention]\nkeep_last = 2\n");
+    fs::write(&config, text).unwrap();
+    // (Later than the seals: the policy goes by when each was sealed.)
+    let later = [("SELFSAME_NOW", "2030-01-02T00:00:00Z")];
+    env.run_env(&["accept"], &later).expect_code(0);
+    let before = objects_count(&env);
+    // The agent's clean exit seals `rest`; retention forgets and prunes
+    // after it.
+    env.run_env(&["run", "--", "true"], &later).expect_code(0);
+    let events: Vec<String> = env
+        .history()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    let tail: Vec<&str> = events
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(tail, vec!["forget", "prune"], "{events:?}");
+    assert!(objects_count(&env) < before);
+    let head = env.head();
+    let forgotten = seqs(
+        &env.history()
+            .into_iter()
+            .rfind(|e| e["event"] == "forget")
+            .unwrap()["forgotten"],
+    );
+    assert_eq!(forgotten, (1..head - 1).collect::<Vec<_>>());
+    env.verify_clean();
+    // And `selfsame forget` alone now applies the same policy: nothing more.
+    let out = env.run(&["forget"]).expect_code(0);
+    assert!(out.stdout.contains("nothing to forget"), "{}", out.stdout);
+}
+
+#[test]
+fn twenty_crashes_during_prune_lose_nothing_reachable() {
+    let (env, trees) = sealed_history(24, 2_000);
+    env.run(&["forget", "--keep-last", "3"]).expect_code(0);
+    let total = env
+        .run(&["--json", "prune", "--dry-run"])
+        .expect_code(0)
+        .json()["objects_removed"]
+        .as_u64()
+        .unwrap();
+    assert!(total >= 40, "{total}");
+    // Each run dies after a few more removals (the failpoint stops the
+    // process dead, as kill -9 would); the last dies after its last one,
+    // before it logs.
+    let mut removed = 0;
+    for kill in 0..20u64 {
+        let left = total - removed;
+        let at = if kill == 19 {
+            left
+        } else {
+            (left / (20 - kill)).max(1)
+        };
+        let point = format!("prune-after-delete-{at}");
+        let out = env.run_env(&["prune"], &[("SELFSAME_FAILPOINT", point.as_str())]);
+        assert_eq!(out.code, 97, "{point}: {}", out.stderr);
+        removed += at;
+        // Nothing a kept checkpoint needs is gone, and the vault verifies.
+        env.verify_clean();
+    }
+    assert_eq!(removed, total);
+    let v = env.run(&["--json", "prune"]).expect_code(0).json();
+    assert_eq!(v["objects_removed"], 0, "{v}");
+    restores_byte_for_byte(&env, &trees, &[23, 24, 25]);
+    env.verify_clean();
+}
+
+#[test]
+fn a_vault_from_before_retention_is_forgotten_and_pruned() {
+    // Sealed without any `forget` line, by the rules of before: prune of
+    // such a vault removes nothing; once forgotten, what only old
+    // checkpoints needed.
+    let (env, trees) = sealed_history(5, 5_000);
+    let v = env.run(&["--json", "prune"]).expect_code(0).json();
+    assert_eq!(v["objects_removed"], 0, "{v}");
+    env.run(&["forget", "--keep-last", "2", "--prune"])
+        .expect_code(0);
+    env.verify_clean();
+    restores_byte_for_byte(&env, &trees, &[5, 6]);
+    let _ = Path::new(".");
+}
+
+#[test]
+fn never_forgotten_the_newest_checkpoint_that_approved_protected_paths() {
+    let env = Env::new();
+    write(&env.soul(), "SOUL.md", b"# who I am\n", 0o644);
+    env.run(&["seal", "--reason", "manual"]).expect_code(0);
+    let config = env.vault().join("config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, format!("protect = [\"SOUL.md\"]\n{text}")).unwrap();
+    env.run(&["accept"]).expect_code(0);
+    write(&env.soul(), "SOUL.md", b"# who I am, approved\n", 0o644);
+    env.run(&["approve"]).expect_code(0);
+    let approved = env.head();
+    assert_eq!(env.checkpoint_field(approved, "reason"), "approve");
+    for i in 0..3 {
+        write(
+            &env.soul(),
+            "memory.jsonl",
+            format!("later {i}\n").as_bytes(),
+            0o644,
+        );
+        env.run(&["seal", "--reason", "manual"]).expect_code(0);
+    }
+    let v = env
+        .run(&["--json", "forget", "--keep-last", "1", "--prune"])
+        .expect_code(0)
+        .json();
+    let kept: Vec<(u64, Value)> = v["forget"]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["seq"].as_u64().unwrap(), k["reasons"].clone()))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            (approved, serde_json::json!(["approve"])),
+            (env.head(), serde_json::json!(["last", "head"]))
+        ]
+    );
+    env.verify_clean();
+    // What the owner approved can still be put back.
+    env.run(&["cat", &format!("{approved}:SOUL.md")])
+        .expect_code(0);
+}

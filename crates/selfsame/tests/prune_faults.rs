@@ -1,0 +1,136 @@
+//! Issue 15, must hold 4: a prune whose store fails to remove an object —
+//! at each removal it makes — leaves a vault that verifies byte for byte
+//! (`verify --read-data`), every kept checkpoint readable, and the next
+//! prune finishes the work.
+//!
+//! The vault keeps its objects in the in-memory store of the test hooks,
+//! which numbers every step (removals included) and fails the one armed.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use selfsame::ops::forget::{forget, ForgetOptions, Policy};
+use selfsame::ops::init::{init, InitOptions};
+use selfsame::ops::prune::prune;
+use selfsame::ops::restore::{restore, Target};
+use selfsame::ops::seal::{seal, Reason, SealOptions};
+use selfsame::ops::verify::verify;
+use selfsame::progress::Silent;
+use selfsame::testing::{with_store, Fault, LocalStore, MemoryStore, NameKind, Store};
+use selfsame::{Credential, Platform, Vault};
+
+fn token() -> Credential {
+    Credential::parse(Platform::Telegram, "7373:prune-faults-token").unwrap()
+}
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn open(base: &Path, store: &MemoryStore) -> Vault {
+    let vault = Vault::open(&base.join(".selfsame")).unwrap();
+    with_store(vault, Arc::new(store.clone()))
+}
+
+fn assert_verifies(vault: &Vault, what: &str) {
+    let report = verify(vault, &token(), true, &Silent).unwrap();
+    assert_eq!(report.exit_code, 0, "{what}: {:?}", report.problems);
+}
+
+/// Six seals of a soul that changes each time, its objects in a memory
+/// store, all but the last two forgotten. Returns the store, and the soul
+/// file each kept checkpoint holds.
+fn scene(dir: &Path) -> MemoryStore {
+    let base = dir.join("base");
+    let soul = base.join("soul");
+    fs::create_dir_all(&soul).unwrap();
+    fs::write(soul.join("SOUL.md"), "I am the same.\n").unwrap();
+    let vault = init(&base, &token(), &InitOptions::new("soul")).unwrap();
+    let memory = MemoryStore::new();
+    let local = LocalStore::new(vault.dir().join("objects"));
+    for kind in [NameKind::Object, NameKind::Pack] {
+        for name in local.list(kind).unwrap() {
+            let bytes = local.get(&name, u64::MAX).unwrap().unwrap();
+            memory.put(&name, &bytes).unwrap();
+            local.delete(&name).unwrap();
+        }
+    }
+    let vault = open(&base, &memory);
+    for i in 0..6u64 {
+        fs::write(soul.join("day.bin"), noise(i, 50_000 + i as usize)).unwrap();
+        fs::write(soul.join("memory.jsonl"), format!("{{\"n\":{i}}}\n")).unwrap();
+        seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+    }
+    let opts = ForgetOptions {
+        policy: Policy {
+            last: 2,
+            ..Policy::default()
+        },
+        dry_run: false,
+    };
+    let report = forget(&vault, &token(), &opts, &Silent).unwrap();
+    assert_eq!(report.forgotten, vec![1, 2, 3, 4, 5]);
+    memory
+}
+
+#[test]
+fn a_failed_removal_at_each_step_of_a_prune_leaves_a_vault_that_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = scene(dir.path());
+    let base = dir.path().join("base");
+    let (steps, kept_objects) = {
+        let store = memory.fork();
+        let trial = dir.path().join("trial");
+        copy_tree(&base, &trial);
+        let vault = open(&trial, &store);
+        let report = prune(&vault, &token(), false, &Silent).unwrap();
+        assert!(report.objects_removed >= 10, "{report:?}");
+        assert_verifies(&vault, "no fault");
+        (store.steps(), store.entries().len())
+    };
+    assert!(steps >= 10, "a prune of ten objects takes {steps} steps");
+    for n in 0..steps {
+        let what = format!("a failed removal at step {n}");
+        let store = memory.fork();
+        let copy = dir.path().join(format!("case-{n}"));
+        copy_tree(&base, &copy);
+        let vault = open(&copy, &store);
+        store.arm(n, Fault::Delete);
+        let pruned = prune(&vault, &token(), false, &Silent);
+        store.disarm();
+        assert!(store.fired(), "{what}: the fault did not fire");
+        assert!(pruned.is_err(), "{what}: the prune said it succeeded");
+        assert_verifies(&vault, &what);
+        // The next prune, on a store that works again, finishes the work.
+        prune(&vault, &token(), false, &Silent).unwrap_or_else(|e| panic!("{what}, then: {e}"));
+        assert_eq!(store.entries().len(), kept_objects, "{what}");
+        assert_verifies(&vault, &format!("{what}, then a prune"));
+        // The kept checkpoints put their souls back.
+        restore(&vault, &token(), Target::Seq(6), &Silent).unwrap();
+        assert_eq!(
+            fs::read(copy.join("soul/day.bin")).unwrap(),
+            noise(4, 50_004),
+            "{what}"
+        );
+        fs::remove_dir_all(&copy).unwrap();
+    }
+}

@@ -120,3 +120,40 @@ fn the_first_seal_after_packs_packs_what_is_new_and_the_old_stays_readable() {
     assert_eq!(fs::read(env.soul().join("memory.jsonl")).unwrap(), memory);
     env.verify_clean();
 }
+
+/// Issue 15, must hold 5 (retention): a vault from before packs (and
+/// before retention) is forgotten and pruned like any other; what a kept
+/// checkpoint needs, loose or packed, stays.
+#[test]
+fn a_vault_from_before_packs_is_forgotten_and_pruned() {
+    let env = unpack();
+    let old_head = env.head();
+    let before = tree(&env.soul());
+    write(&env.soul(), "notes/new.md", b"after the upgrade\n", 0o644);
+    env.run(&["seal", "--reason", "manual"]).expect_code(0);
+    let v = env
+        .run(&["--json", "forget", "--keep-last", "2"])
+        .expect_code(0)
+        .json();
+    let forgotten: Vec<u64> = v["forget"]["forgotten"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert_eq!(forgotten, (1..old_head).collect::<Vec<_>>(), "{v}");
+    let v = env.run(&["--json", "prune"]).expect_code(0).json();
+    assert!(v["objects_removed"].as_u64().unwrap() > 0, "{v}");
+    env.verify_clean();
+    // The old head, all loose objects, restores byte for byte.
+    env.run(&["restore", &old_head.to_string()]).expect_code(0);
+    assert_eq!(tree(&env.soul()), before);
+    let out = env.run(&["cat", "1:notes/a.md"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("forgotten by retention"),
+        "{}",
+        out.stderr
+    );
+    env.verify_clean();
+}

@@ -10,7 +10,9 @@
 //! Prune holds the vault lock, so no seal can start to rely on an object
 //! while it decides to remove it, and it removes only what it found
 //! unreachable: a crash at any point loses nothing reachable, and what is
-//! left is a vault that verifies (the next prune removes the rest). It
+//! left is a vault that verifies (the next prune removes the rest). A pack
+//! that holds kept and unreachable blobs is written anew with the kept
+//! ones, durably, before the old one goes. It
 //! refuses a vault that does not verify under the token, and one with a
 //! pending restore or migration (whose staged soul no checkpoint names
 //! yet).
@@ -38,10 +40,13 @@ pub struct PruneReport {
     pub checkpoints_kept: usize,
     /// Stored objects kept.
     pub objects_kept: u64,
-    /// Stored objects removed.
+    /// Stored objects removed (loose objects, and blobs of packs).
     pub objects_removed: u64,
-    /// The bytes they took in the store.
+    /// The bytes the store freed (a pack that keeps some of its blobs is
+    /// written anew with them, and counts as freed whole).
     pub bytes_removed: u64,
+    /// Entries the store removed: loose objects and packs.
+    pub entries_removed: u64,
     /// Whether nothing was removed because it was a dry run.
     pub dry_run: bool,
 }
@@ -91,6 +96,7 @@ pub(crate) fn prune_locked(
         objects_kept: (all.len() - doomed.len()) as u64,
         objects_removed: doomed.len() as u64,
         bytes_removed: doomed.iter().map(|(_, n)| n).sum(),
+        entries_removed: 0,
         dry_run,
     };
     if dry_run || doomed.is_empty() {
@@ -101,17 +107,17 @@ pub(crate) fn prune_locked(
     let history = vault.history_for(&keys);
     history.check_after(&head.ckpt.log)?;
     progress.start(Phase::Delete, doomed.len() as u64, report.bytes_removed);
-    let (mut removed, mut bytes) = (0, 0);
-    for (n, (id, size)) in doomed.iter().enumerate() {
-        bytes += objects.delete(&BTreeSet::from([*id]))?;
-        removed += 1;
-        progress.advance(*size);
-        vault.failpoint_at("prune-after-delete", n as u64 + 1);
-    }
+    let ids: BTreeSet<ObjectId> = doomed.iter().map(|(id, _)| *id).collect();
+    let mut steps = 0;
+    let bytes = objects.delete_each(&ids, &mut |freed| {
+        steps += 1;
+        progress.advance(freed);
+        vault.failpoint_at("prune-after-delete", steps);
+    })?;
     progress.finish();
-    (report.objects_removed, report.bytes_removed) = (removed, bytes);
+    (report.bytes_removed, report.entries_removed) = (bytes, steps);
     let mut data = Map::new();
-    data.insert("objects".into(), json!(removed));
+    data.insert("objects".into(), json!(report.objects_removed));
     data.insert("bytes".into(), json!(bytes));
     data.insert("kept".into(), json!(report.checkpoints_kept));
     history.append("prune", data)?;

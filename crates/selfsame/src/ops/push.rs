@@ -274,13 +274,23 @@ fn objects_to_send(vault: &Vault, insp: &Inspection, from: u64) -> Result<Vec<([
     // A snapshot released by retention has no objects to send.
     let kept = |s: &&StoredCheckpoint| !insp.forgotten.contains_key(&s.ckpt.seq);
     let mut sent: HashSet<[u8; 32]> = HashSet::new();
-    if let Some(base) = insp.checkpoints.iter().filter(kept).find(|s| s.ckpt.seq == from) {
+    if let Some(base) = insp
+        .checkpoints
+        .iter()
+        .filter(kept)
+        .find(|s| s.ckpt.seq == from)
+    {
         sent.extend(soul(base)?.into_iter().map(|(h, _)| h));
         sent.extend(config(base)?.map(|(h, _)| h));
     }
     let mut out = Vec::new();
     let mut souls = HashSet::new();
-    for s in insp.checkpoints.iter().filter(kept).filter(|s| s.ckpt.seq > from) {
+    for s in insp
+        .checkpoints
+        .iter()
+        .filter(kept)
+        .filter(|s| s.ckpt.seq > from)
+    {
         let mut these: Vec<_> = config(s)?.into_iter().collect();
         if souls.insert(s.ckpt.soul.clone()) {
             these.extend(soul(s)?);

@@ -605,6 +605,14 @@ impl Objects {
     /// the old one is removed, so a crash at any point loses no blob that
     /// is kept. Call it holding the vault lock.
     pub fn delete(&self, ids: &BTreeSet<ObjectId>) -> Result<u64> {
+        self.delete_each(ids, &mut |_| {})
+    }
+
+    /// [`Objects::delete`], calling `step` with the bytes freed after each
+    /// entry it removes from the store (a loose object, or a pack once the
+    /// blobs it keeps are written anew): where a crash can come between
+    /// two removals, and how far along the work is.
+    pub fn delete_each(&self, ids: &BTreeSet<ObjectId>, step: &mut dyn FnMut(u64)) -> Result<u64> {
         let mut freed = 0;
         for id in ids {
             if let Form::Loose(h) = id.0 {
@@ -612,6 +620,7 @@ impl Objects {
                 let size = self.store.size(&name).unwrap_or(0);
                 if self.store.delete(&name)? {
                     freed += size;
+                    step(size);
                 }
             }
         }
@@ -639,12 +648,15 @@ impl Objects {
                 };
                 batch.pack(&blob, e.codec == Codec::Zstd)?;
             }
-            freed += self.store.size(&name).unwrap_or(0);
             emptied.push(name);
         }
         batch.sync()?;
         for name in emptied {
-            self.store.delete(&name)?;
+            let size = self.store.size(&name).unwrap_or(0);
+            if self.store.delete(&name)? {
+                freed += size;
+                step(size);
+            }
         }
         self.index.lock().expect("index").refresh(&*self.store)?;
         Ok(freed)

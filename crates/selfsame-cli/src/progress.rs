@@ -18,10 +18,12 @@ impl Bar {
     }
 }
 
-/// Bytes and their rate, or a count of checkpoints for [`Phase::Scan`].
+/// Bytes and their rate; a count of checkpoints for [`Phase::Scan`]; bytes
+/// freed, with no total, for [`Phase::Delete`].
 fn style(phase: Phase) -> ProgressStyle {
     let template = match phase {
         Phase::Scan => "{msg:>9} [{bar:30}] {pos}/{len} {eta}",
+        Phase::Delete => "{msg:>9} {spinner} {bytes} freed {bytes_per_sec}",
         _ => "{msg:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
     };
     ProgressStyle::with_template(template)
@@ -33,6 +35,7 @@ impl Progress for Bar {
     fn start(&self, phase: Phase, _files: u64, bytes: u64) {
         if let Some(b) = &self.bar {
             b.reset();
+            b.set_style(style(phase));
             b.set_length(bytes);
             b.set_message(match phase {
                 Phase::Hash => "hashing",
@@ -43,7 +46,6 @@ impl Progress for Bar {
                 Phase::Scan => "reading",
                 Phase::Delete => "deleting",
             });
-            b.set_style(style(phase));
         }
     }
     fn advance(&self, bytes: u64) {

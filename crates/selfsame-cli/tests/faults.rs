@@ -190,6 +190,8 @@ impl Start {
                     env.run(&["seal", "--reason", "manual"]).expect_code(0);
                 }
                 env.run(&["forget", "--keep-last", "1"]).expect_code(0);
+                // The checkpoint that puts the forget in effect.
+                env.run(&["seal", "--reason", "manual"]).expect_code(0);
                 env
             }
         };

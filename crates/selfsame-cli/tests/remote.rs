@@ -558,3 +558,35 @@ fn status_shows_how_far_the_remote_is_behind_and_witness_halt_stops_the_agent() 
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(out.stdout.contains("AWS_ACCESS_KEY_ID"), "{}", out.stdout);
 }
+
+/// Issue 15: what retention released is not sent, and a clone of a pruned
+/// vault verifies (its history says what was forgotten).
+#[test]
+fn a_pruned_vault_pushes_and_clones_what_it_keeps() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    for i in 0..3 {
+        write(
+            &env.soul(),
+            "notes/day.md",
+            format!("day {i}\n").as_bytes(),
+            0o644,
+        );
+        env.run(&["seal", "--reason", "manual"]).expect_code(0);
+    }
+    configure(&env, &moto, "agents/pruned");
+    env.run(&["forget", "--keep-last", "1"]).expect_code(0);
+    env.run(&["seal", "--reason", "manual"]).expect_code(0);
+    env.run(&["prune"]).expect_code(0);
+    run(&env, &moto, &["push"]).expect_code(0);
+    let host = clone_to_new_host(&moto, "agents/pruned");
+    assert_eq!(tree(&host.soul()), tree(&env.soul()));
+    let out = run(&host, &moto, &["wake", "--json"]).expect_code(0);
+    assert_eq!(out.json()["verdict"], "verified", "{}", out.stdout);
+    let out = run(&host, &moto, &["verify"]).expect_code(0);
+    assert!(
+        out.stdout.contains("forgotten by retention"),
+        "{}",
+        out.stdout
+    );
+}

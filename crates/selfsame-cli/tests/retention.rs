@@ -82,6 +82,13 @@ fn objects_count(env: &Env) -> usize {
     n
 }
 
+/// A manual seal at `now`: the checkpoint that anchors a forget, which
+/// takes effect from then on.
+fn anchor(env: &Env, now: &str) {
+    env.run_env(&["seal", "--reason", "manual"], &[("SELFSAME_NOW", now)])
+        .expect_code(0);
+}
+
 fn seqs(v: &Value) -> Vec<u64> {
     v.as_array()
         .unwrap()
@@ -124,7 +131,7 @@ fn forget_and_prune_keep_every_kept_checkpoint_restorable_byte_for_byte() {
         )
         .expect_code(0)
         .json();
-    assert_eq!(v["forget"]["dry_run"], true);
+    assert_eq!(v["dry_run"], true);
     assert_eq!(env.history().len(), lines);
 
     // Seals at 00:40, 01:20, …, 08:00 (checkpoints 2..=13): the last 3 are
@@ -137,26 +144,31 @@ fn forget_and_prune_keep_every_kept_checkpoint_restorable_byte_for_byte() {
         )
         .expect_code(0)
         .json();
-    let kept: Vec<u64> = v["forget"]["kept"]
+    let kept: Vec<u64> = v["kept"]
         .as_array()
         .unwrap()
         .iter()
         .map(|k| k["seq"].as_u64().unwrap())
         .collect();
-    let forgotten = seqs(&v["forget"]["forgotten"]);
+    let forgotten = seqs(&v["forgotten"]);
     assert_eq!(kept, vec![11, 12, 13], "{v}");
     assert_eq!(forgotten, (1..=10).collect::<Vec<_>>(), "{v}");
     assert_eq!(
-        v["forget"]["kept"][2]["reasons"],
+        v["kept"][2]["reasons"],
         serde_json::json!(["last", "hourly", "head"])
     );
     let event = env.history().pop().unwrap();
     assert_eq!(event["event"], "forget");
     assert_eq!(seqs(&event["forgotten"]), forgotten);
     assert_eq!(event["policy"]["keep_last"], 3);
-    // Forgetting changes no checkpoint and removes no object.
+    // Forgetting changes no checkpoint and removes no object; until a
+    // checkpoint anchors it, it is not in effect and prune leaves it.
     assert_eq!(objects_count(&env), before);
     env.verify_clean();
+    let v = env.run(&["--json", "prune"]).expect_code(0).json();
+    assert_eq!(v["objects_removed"], 0, "{v}");
+    env.run(&["cat", "2:memory.jsonl"]).expect_code(0);
+    anchor(&env, "2030-01-01T08:40:00Z");
 
     let v = env.run(&["--json", "prune"]).expect_code(0).json();
     let removed = v["objects_removed"].as_u64().unwrap();
@@ -183,8 +195,9 @@ fn forget_and_prune_keep_every_kept_checkpoint_restorable_byte_for_byte() {
 #[test]
 fn a_forgotten_snapshot_is_named_as_such_and_a_missing_object_is_still_damage() {
     let (env, _trees) = sealed_history(4, 1_000);
-    env.run(&["forget", "--keep-last", "2", "--prune"])
-        .expect_code(0);
+    env.run(&["forget", "--keep-last", "2"]).expect_code(0);
+    anchor(&env, "2030-01-01T04:00:00Z");
+    env.run(&["prune"]).expect_code(0);
     // Checkpoints 1-3 forgotten, 4 and 5 kept.
     for args in [
         vec!["restore", "2"],
@@ -259,7 +272,7 @@ fn never_forgotten_the_head_the_newest_good_and_what_a_pending_restore_names() {
         .run(&["--json", "forget", "--keep-last", "1", "--dry-run"])
         .expect_code(0)
         .json();
-    let kept: BTreeMap<u64, Value> = v["forget"]["kept"]
+    let kept: BTreeMap<u64, Value> = v["kept"]
         .as_array()
         .unwrap()
         .iter()
@@ -281,7 +294,7 @@ fn never_forgotten_the_head_the_newest_good_and_what_a_pending_restore_names() {
         .run(&["--json", "forget", "--keep-last", "1"])
         .expect_code(0)
         .json();
-    let kept: Vec<u64> = v["forget"]["kept"]
+    let kept: Vec<u64> = v["kept"]
         .as_array()
         .unwrap()
         .iter()
@@ -316,33 +329,32 @@ fn forget_without_rules_uses_the_config_and_run_applies_it_after_its_seals() {
     let later = [("SELFSAME_NOW", "2030-01-02T00:00:00Z")];
     env.run_env(&["accept"], &later).expect_code(0);
     let before = objects_count(&env);
-    // The agent's clean exit seals `rest`; retention forgets and prunes
-    // after it.
+    // The agent's clean exit seals `rest`; retention forgets after it...
+    env.run_env(&["run", "--", "true"], &later).expect_code(0);
+    let forget = env.history().pop().unwrap();
+    assert_eq!(forget["event"], "forget", "{forget}");
+    let head = env.head();
+    assert_eq!(
+        seqs(&forget["forgotten"]),
+        (1..head - 1).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        objects_count(&env),
+        before,
+        "not in effect before a checkpoint anchors it"
+    );
+    // ... and prunes it after the next seal, which anchors it.
+    let later = [("SELFSAME_NOW", "2030-01-02T01:00:00Z")];
     env.run_env(&["run", "--", "true"], &later).expect_code(0);
     let events: Vec<String> = env
         .history()
         .iter()
         .map(|e| e["event"].as_str().unwrap().to_owned())
         .collect();
-    let tail: Vec<&str> = events
-        .iter()
-        .rev()
-        .take(2)
-        .rev()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(tail, vec!["forget", "prune"], "{events:?}");
+    assert!(events.contains(&"prune".to_owned()), "{events:?}");
     assert!(objects_count(&env) < before);
-    let head = env.head();
-    let forgotten = seqs(
-        &env.history()
-            .into_iter()
-            .rfind(|e| e["event"] == "forget")
-            .unwrap()["forgotten"],
-    );
-    assert_eq!(forgotten, (1..head - 1).collect::<Vec<_>>());
     env.verify_clean();
-    // And `selfsame forget` alone now applies the same policy: nothing more.
+    // `selfsame forget` alone applies the same policy: nothing more.
     let out = env.run(&["forget"]).expect_code(0);
     assert!(out.stdout.contains("nothing to forget"), "{}", out.stdout);
 }
@@ -351,6 +363,7 @@ fn forget_without_rules_uses_the_config_and_run_applies_it_after_its_seals() {
 fn twenty_crashes_during_prune_lose_nothing_reachable() {
     let (env, trees) = sealed_history(30, 2_000);
     env.run(&["forget", "--keep-last", "3"]).expect_code(0);
+    anchor(&env, &when(31));
     // Each run dies right after the first entry it removes from the store
     // (the failpoint stops the process dead, as kill -9 would), with more
     // left to remove.
@@ -376,6 +389,7 @@ fn prune_shows_its_progress_on_a_terminal_and_nowhere_else() {
     use std::io::Read;
     let (env, _trees) = sealed_history(12, 20_000);
     env.run(&["forget", "--keep-last", "2"]).expect_code(0);
+    anchor(&env, &when(13));
     let pty = nix::pty::openpty(None, None).unwrap();
     let child = env
         .command(TOKEN, &["prune"])
@@ -384,7 +398,7 @@ fn prune_shows_its_progress_on_a_terminal_and_nowhere_else() {
         .spawn()
         .unwrap();
     let out = env.finish(child);
-    assert_eq!(out.code, 0);
+    assert_eq!(out.code, 0, "{}", out.stdout);
     let mut terminal = Vec::new();
     let mut master = fs::File::from(pty.master);
     let mut buf = [0u8; 4096];
@@ -393,11 +407,14 @@ fn prune_shows_its_progress_on_a_terminal_and_nowhere_else() {
         terminal.extend_from_slice(&buf[..n]);
     }
     let terminal = String::from_utf8_lossy(&terminal);
+    assert!(terminal.contains("reading"), "terminal: {terminal:?}");
+    assert!(terminal.contains("/3"), "checkpoints kept: {terminal:?}");
     assert!(terminal.contains("deleting"), "terminal: {terminal:?}");
-    assert!(out.stdout.starts_with("removed "), "{}", out.stdout);
+    assert!(!out.stdout.starts_with("removed 0 "), "{}", out.stdout);
     // Not on a terminal: no bar.
     let (env, _) = sealed_history(3, 1_000);
     env.run(&["forget", "--keep-last", "1"]).expect_code(0);
+    anchor(&env, &when(4));
     let out = env.run(&["prune"]).expect_code(0);
     assert_eq!(out.stderr, "");
 }
@@ -410,8 +427,9 @@ fn a_vault_from_before_retention_is_forgotten_and_pruned() {
     let (env, trees) = sealed_history(5, 5_000);
     let v = env.run(&["--json", "prune"]).expect_code(0).json();
     assert_eq!(v["objects_removed"], 0, "{v}");
-    env.run(&["forget", "--keep-last", "2", "--prune"])
-        .expect_code(0);
+    env.run(&["forget", "--keep-last", "2"]).expect_code(0);
+    anchor(&env, &when(6));
+    env.run(&["prune"]).expect_code(0);
     env.verify_clean();
     restores_byte_for_byte(&env, &trees, &[5, 6]);
 }
@@ -438,11 +456,14 @@ fn never_forgotten_the_newest_checkpoint_that_approved_protected_paths() {
         );
         env.run(&["seal", "--reason", "manual"]).expect_code(0);
     }
+    let head = env.head();
     let v = env
-        .run(&["--json", "forget", "--keep-last", "1", "--prune"])
+        .run(&["--json", "forget", "--keep-last", "1"])
         .expect_code(0)
         .json();
-    let kept: Vec<(u64, Value)> = v["forget"]["kept"]
+    env.run(&["seal", "--reason", "manual"]).expect_code(0);
+    env.run(&["prune"]).expect_code(0);
+    let kept: Vec<(u64, Value)> = v["kept"]
         .as_array()
         .unwrap()
         .iter()
@@ -452,7 +473,7 @@ fn never_forgotten_the_newest_checkpoint_that_approved_protected_paths() {
         kept,
         vec![
             (approved, serde_json::json!(["approve"])),
-            (env.head(), serde_json::json!(["last", "head"]))
+            (head, serde_json::json!(["last", "head"]))
         ]
     );
     env.verify_clean();

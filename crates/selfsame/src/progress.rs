@@ -17,7 +17,8 @@ pub enum Phase {
     /// Going through checkpoints or their manifests (forget, prune): the
     /// work is counted in checkpoints, not bytes.
     Scan,
-    /// Removing objects no kept checkpoint needs (prune).
+    /// Removing objects no kept checkpoint needs (prune): the bytes the
+    /// store frees, with no total known beforehand (0).
     Delete,
 }
 

@@ -90,6 +90,8 @@ fn scene(dir: &Path) -> MemoryStore {
     };
     let report = forget(&vault, &token(), &opts, &Silent).unwrap();
     assert_eq!(report.forgotten, vec![1, 2, 3, 4, 5]);
+    // The checkpoint that puts the forget in effect.
+    seal(&vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
     memory
 }
 

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use selfsame::ops::forget::{forget, ForgetOptions, ForgetReport, Policy};
-use selfsame::ops::prune::prune;
 use selfsame::{Error, Result};
 
 use crate::context::Context;
@@ -14,9 +13,13 @@ use crate::output::outln;
 ///
 /// Checkpoints are never deleted: they are the identity chain, a few hundred
 /// bytes each. A forget releases a checkpoint's snapshot (its manifest and
-/// files) and records which, in a signed `forget` history event: `verify`
-/// then says "forgotten by retention" for it instead of reporting missing
-/// objects, and `restore N` of it says so (exit 2).
+/// files) and records which, in a signed `forget` history event. It takes
+/// effect once the next checkpoint anchors the event (any seal, e.g.
+/// `selfsame seal --reason manual`): from then on `verify` says "forgotten
+/// by retention" for the snapshot instead of reporting missing objects,
+/// `restore N` of it says so (exit 2), and `selfsame prune` removes what
+/// only it needed. So a replica pushed from the vault always has the
+/// events that explain what it lacks.
 ///
 /// A snapshot is kept when any rule keeps it; the rest are forgotten:
 ///   --keep-last N      the N newest
@@ -33,7 +36,8 @@ use crate::output::outln;
 ///
 /// Examples:
 ///   selfsame forget --keep-last 12 --keep-hourly 24 --dry-run
-///   selfsame forget --keep-daily 7 --keep-weekly 4 --prune
+///   selfsame forget --keep-daily 7 --keep-weekly 4
+///   selfsame seal --reason manual && selfsame prune
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -61,9 +65,6 @@ pub struct Args {
     /// Say what would be forgotten; write nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Then remove what no kept checkpoint needs (`selfsame prune`).
-    #[arg(long, conflicts_with = "dry_run")]
-    prune: bool,
 }
 
 fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
@@ -121,19 +122,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         dry_run: args.dry_run,
     };
     let report = forget(&vault, &token, &opts, &progress)?;
-    let pruned = if args.prune {
-        Some(prune(&vault, &token, false, &progress)?)
-    } else {
-        None
-    };
     if ctx.json {
-        ctx.print_json(&serde_json::json!({ "forget": report, "prune": pruned }));
+        ctx.print_json(&report);
         return Ok(0);
     }
     print(&report);
-    if let Some(p) = pruned {
-        super::prune::print(&p);
-    }
     Ok(0)
 }
 
@@ -161,7 +154,9 @@ fn print(r: &ForgetReport) {
             runs(&r.forgotten)
         );
         if !r.dry_run {
-            outln!("  `selfsame prune` removes what only they needed");
+            outln!(
+                "  in effect from the next seal on (`selfsame seal --reason manual`); `selfsame prune` after it removes what only they needed"
+            );
         }
     }
 }

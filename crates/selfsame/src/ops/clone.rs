@@ -84,7 +84,19 @@ pub fn clone_with_progress(
         )));
     }
     let vault = Vault::create_unpublished(&base, &config_bytes)?;
-    let (objects, bytes) = fetch_objects(&remote, &vault, &checkpoints, config_hash, progress)?;
+    // Snapshots that retention released (the history the checkpoints
+    // carry says which) were never sent.
+    let released = super::head::forgotten(
+        &crate::vault::history::HistoryRead::parse(&history),
+        &head.log,
+        &Keys::of(cred),
+    );
+    let kept: Vec<Checkpoint> = checkpoints
+        .iter()
+        .filter(|c| c.seq == head.seq || !released.contains_key(&c.seq))
+        .cloned()
+        .collect();
+    let (objects, bytes) = fetch_objects(&remote, &vault, &kept, config_hash, progress)?;
     for c in &checkpoints {
         vault.write_checkpoint(c)?;
     }

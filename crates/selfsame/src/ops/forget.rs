@@ -2,11 +2,11 @@
 //!
 //! Checkpoints themselves are never deleted: they are the identity chain,
 //! a few hundred bytes each. Forgetting releases a checkpoint's snapshot
-//! (its manifest and the objects only it needs, which [`super::prune`]
-//! then removes) by appending a `forget` history event that lists it. The
-//! event is signed like every line and anchored by the next checkpoint,
-//! so `verify` tells a snapshot released by policy from a missing object,
-//! and `restore N` of a released one says so.
+//! (its manifest and the objects only it needs) by appending a `forget`
+//! history event that lists it. The event is signed like every line, and
+//! takes effect once the next checkpoint anchors it: from then on `verify`
+//! tells the released snapshot from a missing object, `restore N` of it
+//! says so, and [`super::prune`] removes what only it needed.
 //!
 //! The policy has restic's meanings ([`Policy`]). Whatever it says, these
 //! are never forgotten: the head, the newest checkpoint a healthy run
@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::checks::{inspect, Inspection, ObjectScope};
-use super::head::{FORGET, FORGOTTEN};
+use super::head::{released, FORGET, FORGOTTEN};
 use crate::crypto::{Credential, Keys};
 use crate::error::{Damage, Error, Mismatch, Result};
 use crate::format::checkpoint::Reason;
@@ -94,11 +94,13 @@ pub(crate) fn forget_locked(
     }
     let insp = verified(vault, cred, "forget", ObjectScope::Head)?;
     let head = insp.head.clone().expect("a verified vault has a head");
-    let protected = protected(vault, &insp)?;
+    // Released by an earlier forget, anchored yet or not: not listed again.
+    let before = released(&insp.history, &head.ckpt.log, &insp.keys);
+    let protected = protected(vault, &insp, &before)?;
     let candidates: Vec<(u64, std::time::SystemTime, &str)> = insp
         .checkpoints
         .iter()
-        .filter(|s| !insp.forgotten.contains_key(&s.ckpt.seq))
+        .filter(|s| !before.contains_key(&s.ckpt.seq) || s.ckpt.seq == head.ckpt.seq)
         .filter_map(|s| {
             let at = &s.ckpt.header.sealed_at;
             parse_rfc3339(at).map(|t| (s.ckpt.seq, t, at.as_str()))
@@ -120,7 +122,7 @@ pub(crate) fn forget_locked(
     let mut report = ForgetReport {
         kept: Vec::new(),
         forgotten: Vec::new(),
-        forgotten_before: insp.forgotten.len(),
+        forgotten_before: before.len(),
         dry_run: opts.dry_run,
     };
     for &(seq, _, at) in &candidates {
@@ -149,9 +151,13 @@ pub(crate) fn forget_locked(
 
 /// The checkpoints no policy forgets, each with why: the head, the newest
 /// trusted `good`, the newest `approve`, and what a pending journal names.
-fn protected(vault: &Vault, insp: &Inspection) -> Result<BTreeMap<u64, &'static str>> {
+fn protected(
+    vault: &Vault,
+    insp: &Inspection,
+    released: &BTreeMap<u64, String>,
+) -> Result<BTreeMap<u64, &'static str>> {
     let mut out = BTreeMap::new();
-    let kept = |seq: &u64| !insp.forgotten.contains_key(seq);
+    let kept = |seq: &u64| !released.contains_key(seq);
     if let Some(h) = &insp.head {
         out.insert(h.ckpt.seq, "head");
     }

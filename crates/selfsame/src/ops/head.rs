@@ -10,7 +10,7 @@ use crate::crypto::identity::{check_signature, SignatureCheck};
 use crate::crypto::Keys;
 use crate::error::{Damage, Error, Mismatch, Result};
 use crate::format::Manifest;
-use crate::vault::history::HistoryRead;
+use crate::vault::history::{HistoryRead, Line};
 use crate::vault::{StoredCheckpoint, Vault};
 
 /// The history event that releases checkpoints' snapshots, and its field
@@ -19,12 +19,35 @@ pub(crate) const FORGET: &str = "forget";
 pub(crate) const FORGOTTEN: &str = "forgotten";
 
 /// The checkpoints whose snapshots a retention policy released, each with
-/// when: the `forget` events among the history lines that can be trusted
-/// (vouched for by the checkpoint that anchors `anchor`, or carrying a
-/// valid MAC). A forged or unsigned line releases nothing.
+/// when: the `forget` events that the checkpoint anchoring `anchor`
+/// vouches for (at or before its line, with an unbroken chain). A forget
+/// takes effect once a checkpoint anchors it: a replica that has the
+/// checkpoints has the event too, and prune removes nothing the replica's
+/// history does not account for. A forged or unsigned line releases
+/// nothing.
 pub(crate) fn forgotten(history: &HistoryRead, anchor: &str, keys: &Keys) -> BTreeMap<u64, String> {
+    let Some(at) = history.lines.iter().position(|l| l.hash == anchor) else {
+        return BTreeMap::new();
+    };
+    let trusted = history.authenticate(anchor, keys).trusted;
+    forget_events(
+        history.lines[..=at]
+            .iter()
+            .zip(trusted)
+            .filter_map(|(l, t)| t.then_some(l)),
+    )
+}
+
+/// [`forgotten`], and also what the `forget` events after the anchor
+/// release (each carrying a valid MAC): what a new forget need not list
+/// again.
+pub(crate) fn released(history: &HistoryRead, anchor: &str, keys: &Keys) -> BTreeMap<u64, String> {
+    forget_events(history.trusted_lines(anchor, keys).into_iter())
+}
+
+fn forget_events<'a>(lines: impl Iterator<Item = &'a Line>) -> BTreeMap<u64, String> {
     let mut out = BTreeMap::new();
-    for line in history.trusted_lines(anchor, keys) {
+    for line in lines {
         if line.event.event != FORGET {
             continue;
         }

@@ -42,8 +42,7 @@ pub struct PruneReport {
     pub objects_kept: u64,
     /// Stored objects removed (loose objects, and blobs of packs).
     pub objects_removed: u64,
-    /// The bytes the store freed (a pack that keeps some of its blobs is
-    /// written anew with them, and counts as freed whole).
+    /// The bytes they took in the store.
     pub bytes_removed: u64,
     /// Entries the store removed: loose objects and packs.
     pub entries_removed: u64,
@@ -106,19 +105,21 @@ pub(crate) fn prune_locked(
     let head = insp.head.as_ref().expect("a verified vault has a head");
     let history = vault.history_for(&keys);
     history.check_after(&head.ckpt.log)?;
-    progress.start(Phase::Delete, doomed.len() as u64, report.bytes_removed);
+    // How much the store frees is known only as it goes (a pack that
+    // keeps some blobs is written anew): no total.
+    progress.start(Phase::Delete, doomed.len() as u64, 0);
     let ids: BTreeSet<ObjectId> = doomed.iter().map(|(id, _)| *id).collect();
     let mut steps = 0;
-    let bytes = objects.delete_each(&ids, &mut |freed| {
+    objects.delete_each(&ids, &mut |freed| {
         steps += 1;
         progress.advance(freed);
         vault.failpoint_at("prune-after-delete", steps);
     })?;
     progress.finish();
-    (report.bytes_removed, report.entries_removed) = (bytes, steps);
+    report.entries_removed = steps;
     let mut data = Map::new();
     data.insert("objects".into(), json!(report.objects_removed));
-    data.insert("bytes".into(), json!(bytes));
+    data.insert("bytes".into(), json!(report.bytes_removed));
     data.insert("kept".into(), json!(report.checkpoints_kept));
     history.append("prune", data)?;
     Ok(report)

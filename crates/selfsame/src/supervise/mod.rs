@@ -238,6 +238,7 @@ pub fn run(vault: &Vault, cred: &Credential, opts: &Options, log: &dyn Log) -> R
         stop: None,
         watch: None,
         halt: None,
+        unpruned: std::cell::Cell::new(true),
         #[cfg(feature = "remote")]
         pusher: None,
     };
@@ -283,6 +284,9 @@ struct Supervisor<'a> {
     /// The background push to the remote witness, once the agent started.
     #[cfg(feature = "remote")]
     pusher: Option<push::Pusher>,
+    /// Whether a forget may have released snapshots that are not pruned
+    /// yet (at the start: unknown, so the first retention prunes).
+    unpruned: std::cell::Cell<bool>,
 }
 
 impl Supervisor<'_> {
@@ -581,33 +585,37 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Forgets by `policy`, then prunes when that released anything.
+    /// Prunes what the forgets this seal anchored released (a forget takes
+    /// effect once a checkpoint anchors it), then forgets by `policy`.
     fn forget_and_prune(&self, policy: Policy) {
+        if self.unpruned.get() {
+            match prune(self.vault, self.cred, false, &Silent) {
+                Ok(p) => {
+                    self.unpruned.set(false);
+                    if p.objects_removed > 0 {
+                        self.log.line(&format!(
+                            "retention: pruned {} objects ({} bytes)",
+                            p.objects_removed, p.bytes_removed
+                        ));
+                    }
+                }
+                Err(e) => self.log.line(&format!("retention: prune failed: {e}")),
+            }
+        }
         let opts = ForgetOptions {
             policy,
             dry_run: false,
         };
-        let forgot = match forget(self.vault, self.cred, &opts, &Silent) {
-            Ok(f) => f.forgotten,
-            Err(e) => {
-                self.log.line(&format!("retention: forget failed: {e}"));
-                return;
+        match forget(self.vault, self.cred, &opts, &Silent) {
+            Ok(f) if !f.forgotten.is_empty() => {
+                self.unpruned.set(true);
+                self.log.line(&format!(
+                    "retention: forgot {} snapshots (pruned after the next seal)",
+                    f.forgotten.len()
+                ));
             }
-        };
-        if forgot.is_empty() {
-            return;
-        }
-        match prune(self.vault, self.cred, false, &Silent) {
-            Ok(p) => self.log.line(&format!(
-                "retention: forgot {} snapshots; pruned {} objects ({} bytes)",
-                forgot.len(),
-                p.objects_removed,
-                p.bytes_removed
-            )),
-            Err(e) => self.log.line(&format!(
-                "retention: forgot {} snapshots; prune failed: {e}",
-                forgot.len()
-            )),
+            Ok(_) => {}
+            Err(e) => self.log.line(&format!("retention: forget failed: {e}")),
         }
     }
 

@@ -86,6 +86,56 @@ pub struct Authenticity {
 }
 
 impl HistoryRead {
+    /// Parses and checks the lines of a history file's bytes.
+    pub fn parse(bytes: &[u8]) -> HistoryRead {
+        let mut out = HistoryRead::default();
+        let (body, torn) = match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(i) => (&bytes[..=i], &bytes[i + 1..]),
+            None => (&bytes[..0], bytes),
+        };
+        if !torn.is_empty() {
+            out.torn = Some(torn.to_vec());
+        }
+        let mut prev_hash = String::new();
+        let lines = if body.is_empty() {
+            &body[..0]
+        } else {
+            &body[..body.len() - 1]
+        };
+        for (i, raw) in lines.split(|&b| b == b'\n').enumerate() {
+            if body.is_empty() {
+                break;
+            }
+            let n = i as u64 + 1;
+            let hash = sha256_hex(raw);
+            let text = std::str::from_utf8(raw).ok();
+            match text.and_then(|t| HistoryLine::parse(t).ok().map(|e| (t, e))) {
+                Some((text, event)) => {
+                    if event.n != n {
+                        out.problems
+                            .push(format!("history line {n}: numbered {}", event.n));
+                    }
+                    if event.prev != prev_hash {
+                        out.problems.push(format!(
+                            "history line {n}: `prev` does not match line {}",
+                            n - 1
+                        ));
+                    }
+                    out.lines.push(Line {
+                        event,
+                        hash: hash.clone(),
+                        raw: text.to_owned(),
+                    });
+                }
+                None => out
+                    .problems
+                    .push(format!("history line {n}: not a JSON event")),
+            }
+            prev_hash = hash;
+        }
+        out
+    }
+
     /// Which lines can be trusted, given `anchor` (the newest trusted
     /// checkpoint's `log`: empty, or the hash of a line) and the history
     /// key. A line is trusted when it is the anchor or before it with an
@@ -181,53 +231,7 @@ impl History {
 
     /// Reads and checks every line.
     pub fn read_all(&self) -> Result<HistoryRead> {
-        let bytes = self.bytes()?;
-        let mut out = HistoryRead::default();
-        let (body, torn) = match bytes.iter().rposition(|&b| b == b'\n') {
-            Some(i) => (&bytes[..=i], &bytes[i + 1..]),
-            None => (&bytes[..0], &bytes[..]),
-        };
-        if !torn.is_empty() {
-            out.torn = Some(torn.to_vec());
-        }
-        let mut prev_hash = String::new();
-        let lines = if body.is_empty() {
-            &body[..0]
-        } else {
-            &body[..body.len() - 1]
-        };
-        for (i, raw) in lines.split(|&b| b == b'\n').enumerate() {
-            if body.is_empty() {
-                break;
-            }
-            let n = i as u64 + 1;
-            let hash = sha256_hex(raw);
-            let text = std::str::from_utf8(raw).ok();
-            match text.and_then(|t| HistoryLine::parse(t).ok().map(|e| (t, e))) {
-                Some((text, event)) => {
-                    if event.n != n {
-                        out.problems
-                            .push(format!("history line {n}: numbered {}", event.n));
-                    }
-                    if event.prev != prev_hash {
-                        out.problems.push(format!(
-                            "history line {n}: `prev` does not match line {}",
-                            n - 1
-                        ));
-                    }
-                    out.lines.push(Line {
-                        event,
-                        hash: hash.clone(),
-                        raw: text.to_owned(),
-                    });
-                }
-                None => out
-                    .problems
-                    .push(format!("history line {n}: not a JSON event")),
-            }
-            prev_hash = hash;
-        }
-        Ok(out)
+        Ok(HistoryRead::parse(&self.bytes()?))
     }
 
     /// Opens the file for reading (`None` when there is none).

@@ -70,10 +70,7 @@ pub fn clone_with_progress(
     let config_hash = head
         .config()
         .ok_or_else(|| damaged(format!("checkpoint {} records no config", head.seq)))?;
-    let config_bytes = fetch_object(&remote, config_hash)?;
-    let config_text = String::from_utf8(config_bytes.clone())
-        .map_err(|_| damaged("the sealed config is not UTF-8".into()))?;
-    let config = Config::parse(&config_text, Path::new("config.toml"))?;
+    let (config_bytes, config) = sealed_config(&remote, config_hash, &damaged)?;
     std::fs::create_dir_all(base).at(base)?;
     let base = std::fs::canonicalize(base).at(base)?;
     let soul = soul_path(&base, &config);
@@ -84,29 +81,16 @@ pub fn clone_with_progress(
         )));
     }
     let vault = Vault::create_unpublished(&base, &config_bytes)?;
-    // Snapshots that retention released (the history the checkpoints
-    // carry says which) were never sent.
-    let released = super::head::forgotten(
-        &crate::vault::history::HistoryRead::parse(&history),
-        &head.log,
-        &Keys::of(cred),
-    );
-    let kept: Vec<Checkpoint> = checkpoints
-        .iter()
-        .filter(|c| c.seq == head.seq || !released.contains_key(&c.seq))
-        .cloned()
-        .collect();
+    let kept = kept_snapshots(&checkpoints, &history, &head, cred);
     let (objects, bytes) = fetch_objects(&remote, &vault, &kept, config_hash, progress)?;
-    for c in &checkpoints {
-        vault.write_checkpoint(c)?;
-    }
-    atomic::write_replace(vault.history().path(), &history)?;
-    if !identity.is_empty() {
-        let file = crate::format::identity::IdentityFile::parse(&identity)
-            .map_err(|e| damaged(format!("the identity file: {e}")))?;
-        vault.write_identity(&file)?;
-    }
-    vault.write_head(head.seq)?;
+    write_records(
+        &vault,
+        &checkpoints,
+        &history,
+        &identity,
+        head.seq,
+        &damaged,
+    )?;
     let manifest = super::head::manifest_of(&vault, &vault.read_checkpoint(head.seq)?)?;
     let vault = vault.publish()?;
     stage(&vault.objects(), &manifest, &soul, progress)?;
@@ -129,6 +113,62 @@ pub fn clone_with_progress(
         objects,
         bytes,
     })
+}
+
+/// The config the head was sealed with, fetched from the remote and parsed.
+fn sealed_config(
+    remote: &Remote,
+    hash: &str,
+    damaged: &dyn Fn(String) -> Error,
+) -> Result<(Vec<u8>, Config)> {
+    let bytes = fetch_object(remote, hash)?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| damaged("the sealed config is not UTF-8".into()))?;
+    let config = Config::parse(text, Path::new("config.toml"))?;
+    Ok((bytes, config))
+}
+
+/// The checkpoints whose snapshots the remote holds: all but those that
+/// retention released (the history the checkpoints carry says which),
+/// which were never sent. The head's is always kept.
+fn kept_snapshots(
+    checkpoints: &[Checkpoint],
+    history: &[u8],
+    head: &Checkpoint,
+    cred: &Credential,
+) -> Vec<Checkpoint> {
+    let released = super::head::forgotten(
+        &crate::vault::history::HistoryRead::parse(history),
+        &head.log,
+        &Keys::of(cred),
+    );
+    checkpoints
+        .iter()
+        .filter(|c| c.seq == head.seq || !released.contains_key(&c.seq))
+        .cloned()
+        .collect()
+}
+
+/// Writes the chain's records into the unpublished vault: every
+/// checkpoint, the history, the identity file when there is one, HEAD.
+fn write_records(
+    vault: &Vault,
+    checkpoints: &[Checkpoint],
+    history: &[u8],
+    identity: &[u8],
+    head: u64,
+    damaged: &dyn Fn(String) -> Error,
+) -> Result<()> {
+    for c in checkpoints {
+        vault.write_checkpoint(c)?;
+    }
+    atomic::write_replace(vault.history().path(), history)?;
+    if !identity.is_empty() {
+        let file = crate::format::identity::IdentityFile::parse(identity)
+            .map_err(|e| damaged(format!("the identity file: {e}")))?;
+        vault.write_identity(&file)?;
+    }
+    vault.write_head(head)
 }
 
 /// Where the config puts the soul, beside `.selfsame/`.

@@ -1005,6 +1005,7 @@ enum Witnessed {
     Fine,
     /// A verdict that halts: `rolled-back` (`remote-ahead`) or
     /// `corrupted` (`forked`).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     Halt,
     /// Not reached: the `witness-unreachable` warning; `true` when the
     /// policy makes it halt.

@@ -57,15 +57,6 @@ enum Form {
     Blob(BlobKind, [u8; 32]),
 }
 
-impl ObjectId {
-    /// The hash that names it.
-    pub fn hash(&self) -> &[u8; 32] {
-        match &self.0 {
-            Form::Loose(h) | Form::Blob(_, h) => h,
-        }
-    }
-}
-
 /// What storing one piece of content did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stored {
@@ -99,11 +90,6 @@ impl Objects {
     /// The objects of the local directory `root` (`.selfsame/objects`).
     pub fn local(root: PathBuf) -> Self {
         Objects::new(Arc::new(LocalStore::new(root)))
-    }
-
-    /// The store the objects are kept in.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// A batch: new content is packed and visible to no one until
@@ -604,6 +590,7 @@ impl Objects {
     /// that keeps some is written anew with only those (durably) before
     /// the old one is removed, so a crash at any point loses no blob that
     /// is kept. Call it holding the vault lock.
+    #[cfg(feature = "test-hooks")]
     pub fn delete(&self, ids: &BTreeSet<ObjectId>) -> Result<u64> {
         self.delete_each(ids, &mut |_| {})
     }

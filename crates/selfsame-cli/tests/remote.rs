@@ -590,3 +590,175 @@ fn a_pruned_vault_pushes_and_clones_what_it_keeps() {
         out.stdout
     );
 }
+
+// --- rekey and bind keep the replica --------------------------------------
+
+/// Clones `prefix` into a fresh directory with `token` (`platform` and its
+/// env var) as a new host would: the exit code, and the host.
+fn clone_with(moto: &Moto, prefix: &str, token: (&str, &str, &str)) -> (Out, Env) {
+    let (platform, var, value) = token;
+    let host = Env::bare();
+    fs::remove_dir_all(host.soul()).unwrap();
+    let mut vars = moto.env();
+    vars.push((var, value.to_owned()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let url = moto.url(prefix);
+    let endpoint = moto.endpoint();
+    let out = host.run_env(
+        &[
+            "clone",
+            &url,
+            ".",
+            "--endpoint",
+            &endpoint,
+            "--platform",
+            platform,
+            "--token-env",
+            var,
+        ],
+        &vars,
+    );
+    (out, host)
+}
+
+/// Runs the binary with `token` in `TELEGRAM_BOT_TOKEN`, `extra` env vars
+/// and the AWS credentials of `moto`.
+fn run_with(env: &Env, moto: &Moto, token: &str, extra: &[(&str, &str)], args: &[&str]) -> Out {
+    let vars = moto.env();
+    let mut vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    vars.extend_from_slice(extra);
+    env.run_as(token, args, &vars)
+}
+
+const REKEY: &[&str] = &["rekey", "--old-token-env", "OLD", "--new-token-env", "NEW"];
+const TOKENS: &[(&str, &str)] = &[("OLD", TOKEN), ("NEW", ROTATED)];
+
+/// After a move to a new token: a change sealed and pushed under it, then
+/// a clone with it wakes `verified` with the soul byte for byte; the old
+/// token opens nothing new (its clone is refused, exit 4).
+fn clone_after_the_move(env: &Env, moto: &Moto, new: (&str, &str, &str), old: (&str, &str, &str)) {
+    let (_, var, value) = new;
+    let with_new = [(var, value)];
+    fs::write(
+        env.soul().join("notes/after.md"),
+        "written under the new token: rekeyed-canary-7Qx\n",
+    )
+    .unwrap();
+    run_with(env, moto, value, &with_new, &["seal"]).expect_code(0);
+    run_with(env, moto, value, &with_new, &["push"]).expect_code(0);
+    let keys: Vec<String> = moto.objects().into_iter().map(|(k, _)| k).collect();
+    assert!(keys.iter().any(|k| k == "bot/key-2"), "{keys:?}");
+    assert!(!keys.iter().any(|k| k == "bot/key-3"), "{keys:?}");
+
+    let (out, host) = clone_with(moto, "bot", new);
+    out.expect_code(0);
+    assert_eq!(
+        tree(&host.soul()),
+        tree(&env.soul()),
+        "the soul, byte for byte"
+    );
+    assert_eq!(host.head(), env.head());
+    let out = run_with(&host, moto, value, &with_new, &["wake", "--json"]).expect_code(0);
+    let v = out.json();
+    assert_eq!(v["verdict"], "verified", "{}", out.stdout);
+    assert_eq!(v["remote"]["state"], "same", "{v}");
+
+    let (out, _) = clone_with(moto, "bot", old);
+    assert_eq!(
+        out.code, 4,
+        "the old token opens no new record: {}",
+        out.stderr
+    );
+    // Nothing written under the new token is in the clear.
+    assert!(moto
+        .objects()
+        .iter()
+        .all(|(_, body)| !body.windows(10).any(|w| w == b"rekeyed-ca")));
+}
+
+#[test]
+fn after_a_rekey_push_goes_on_and_a_clone_with_the_new_token_wakes_verified() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    env.run_env(REKEY, TOKENS).expect_code(0);
+    assert!(env.vault().join("remote-key").exists());
+    assert!(!env.vault().join("run/remote-key.next").exists());
+    // Before anything is pushed, status under the new token reads the
+    // remote with the vault's copy of its keys: one checkpoint behind.
+    let out = run_with(&env, &moto, ROTATED, &[], &["status", "--json"]).expect_code(0);
+    assert_eq!(out.json()["wake"]["remote"]["behind"], 1, "{}", out.stdout);
+    clone_after_the_move(
+        &env,
+        &moto,
+        ("telegram", "NEW_TOKEN", ROTATED),
+        ("telegram", "OLD_TOKEN", TOKEN),
+    );
+    // The old host's token: its push is refused too.
+    let out = run(&env, &moto, &["push"]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn after_a_bind_to_a_discord_bot_the_discord_token_clones_the_replica() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    env.run_env(
+        &[
+            "bind",
+            "--platform",
+            "discord",
+            "--new-token-env",
+            "DISCORD_BOT_TOKEN",
+        ],
+        &[("DISCORD_BOT_TOKEN", DISCORD)],
+    )
+    .expect_code(0);
+    clone_after_the_move(
+        &env,
+        &moto,
+        ("discord", "DISCORD_BOT_TOKEN", DISCORD),
+        ("telegram", "TELEGRAM_BOT_TOKEN", TOKEN),
+    );
+}
+
+#[test]
+fn a_rekey_or_a_push_stopped_dead_half_way_loses_no_replica() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    // The rekey stops right after its checkpoint: the keyring re-wrapped
+    // for the new token is still pending in run/.
+    let mut vars = TOKENS.to_vec();
+    vars.push(("SELFSAME_FAILPOINT", "handover-after-head"));
+    let out = env.run_env(REKEY, &vars);
+    assert_eq!(out.code, 97, "{}", out.stderr);
+    assert!(env.vault().join("run/remote-key.next").exists());
+    // The push under the new token stops right after it added the key
+    // file of the new generation, before the vault's copy is updated.
+    let out = run_with(
+        &env,
+        &moto,
+        ROTATED,
+        &[("SELFSAME_FAILPOINT", "push-after-key")],
+        &["push"],
+    );
+    assert_eq!(out.code, 97, "{}", out.stderr);
+    assert!(moto.objects().iter().any(|(k, _)| k == "bot/key-2"));
+    // The next push finishes it; a clone with the new token is whole.
+    let v = run_with(&env, &moto, ROTATED, &[], &["push", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(v["head"], env.head(), "{v}");
+    assert!(!env.vault().join("run/remote-key.next").exists());
+    let (out, host) = clone_with(&moto, "bot", ("telegram", "NEW_TOKEN", ROTATED));
+    out.expect_code(0);
+    assert_eq!(tree(&host.soul()), tree(&env.soul()));
+    let out = run_with(&host, &moto, ROTATED, &[], &["wake", "--json"]).expect_code(0);
+    assert_eq!(out.json()["verdict"], "verified", "{}", out.stdout);
+    assert!(!moto.objects().iter().any(|(k, _)| k == "bot/key-3"));
+}

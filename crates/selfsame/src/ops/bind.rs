@@ -158,6 +158,8 @@ fn finish_interrupted(
         crate::vault::atomic::write_replace(&vault.config_path(), &bytes)?;
     }
     vault.settle_identity_next()?;
+    #[cfg(feature = "remote")]
+    vault.settle_remote_key_next(new)?;
     let logged =
         vault.history().read_all()?.lines.iter().any(|l| {
             l.event.event == Reason::Bind.as_str() && l.event.get_u64("seq") == Some(newest)

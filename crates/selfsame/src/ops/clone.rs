@@ -55,7 +55,7 @@ pub fn clone_with_progress(
     base: &Path,
     progress: &dyn Progress,
 ) -> Result<CloneReport> {
-    let remote = Remote::open(access, cred, false)?;
+    let remote = Remote::open(access, cred, None, false)?;
     let damaged = |m: String| Error::Remote {
         url: remote.url().to_owned(),
         problem: RemoteProblem::Damaged(m),
@@ -91,6 +91,7 @@ pub fn clone_with_progress(
         head.seq,
         &damaged,
     )?;
+    vault.save_remote_keyring(remote.keyring(), cred)?;
     let manifest = super::head::manifest_of(&vault, &vault.read_checkpoint(head.seq)?)?;
     let vault = vault.publish()?;
     stage(&vault.objects(), &manifest, &soul, progress)?;

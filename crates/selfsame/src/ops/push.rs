@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::checks::{inspect, Inspection, ObjectScope};
 use super::head::manifest_of;
-use crate::crypto::Credential;
+use crate::crypto::{Credential, Keys};
 use crate::error::{Error, RemoteProblem, Result};
 use crate::format::Kind;
 use crate::progress::{Phase, Progress, Silent};
@@ -82,10 +82,13 @@ pub fn push_with_progress(
     access: &Access,
     progress: &dyn Progress,
 ) -> Result<PushReport> {
-    let remote = Remote::open(access, cred, true)?;
+    let local = vault.remote_keyring(cred, false)?;
+    let remote = Remote::open(access, cred, local.as_ref(), true)?;
+    vault.failpoint("push-after-key");
     let rhead = remote.head()?;
     let plan = {
         let _lock = vault.lock()?;
+        vault.save_remote_keyring(remote.keyring(), cred)?;
         plan(vault, cred, &remote, rhead.as_ref())?
     };
     send(vault, &remote, plan, progress)
@@ -191,6 +194,9 @@ fn plan(
             })
         }
     };
+    // The identity sealed for this token: a rekey or a bind stopped after
+    // its checkpoint left it pending, and it is put in place now.
+    vault.signing_identity(Keys::of(cred).wrap(), Some(&head))?;
     let identity = vault
         .read_identity()?
         .map(|f| f.to_bytes())

@@ -60,7 +60,7 @@ pub fn rekey(vault: &Vault, old: &Credential, new: &Credential) -> Result<RekeyR
 /// a checkpoint `reason` with the MAC under `new`, `prev_key_hash` under
 /// `old`, binding `config` (and `new_config`'s bytes written to
 /// `config.toml` once it is sealed), signed by the identity key, which is
-/// re-sealed under `new`. Logs the `seal` event and the `rekey` or `bind`
+/// re-sealed under `new` (as is the copy of the remote's keyring). Logs the `seal` event and the `rekey` or `bind`
 /// event under the new keys. Call with the lock held.
 pub(crate) fn hand_over(
     vault: &Vault,
@@ -89,6 +89,10 @@ pub(crate) fn hand_over(
         })?;
         vault.write_identity_next(&id.seal(new_keys.wrap(), &nonce))?;
     }
+    // The remote's keyring, likewise: the first push under the new token
+    // opens the remote's records with it (docs/REMOTE.md).
+    #[cfg(feature = "remote")]
+    vault.rewrap_remote_key_next(old, new)?;
     let r = Resign {
         reason,
         keys: &new_keys,
@@ -104,6 +108,8 @@ pub(crate) fn hand_over(
         crate::vault::atomic::write_replace(&vault.config_path(), bytes)?;
     }
     vault.settle_identity_next()?;
+    #[cfg(feature = "remote")]
+    vault.settle_remote_key_next(new)?;
     log_seal(vault, &new_keys, &stored)?;
     log_handover(vault, &new_keys, old, &stored, head.ckpt.seq)?;
     if marker_was_valid {

@@ -1058,7 +1058,7 @@ fn witness(
     };
     let halt = vault.config.witness_policy(&vault.config_path())?
         == crate::vault::config::WitnessPolicy::Halt;
-    let (remote, rhead, standing) = match look(w, cred, opts, insp)? {
+    let (remote, rhead, standing) = match look(vault, w, cred, opts, insp)? {
         Looked::At(remote, rhead, standing) => (remote, rhead, standing),
         Looked::Empty(w) => {
             report.remote = Some(w);
@@ -1128,7 +1128,13 @@ enum Looked {
 /// Opens the remote (a wake makes its key when there is none; status does
 /// not) and reads its head.
 #[cfg(feature = "remote")]
-fn look(w: &Witness, cred: &Credential, opts: &WakeOptions, insp: &Inspection) -> Result<Looked> {
+fn look(
+    vault: &Vault,
+    w: &Witness,
+    cred: &Credential,
+    opts: &WakeOptions,
+    insp: &Inspection,
+) -> Result<Looked> {
     use crate::error::RemoteProblem;
     use crate::remote::Remote;
     let gone = |url: String, why: String| {
@@ -1145,7 +1151,14 @@ fn look(w: &Witness, cred: &Credential, opts: &WakeOptions, insp: &Inspection) -
         Witness::Unavailable { url, reason } => return gone(url.clone(), reason.clone()),
     };
     let looked = (|| -> Result<_> {
-        let remote = Remote::open(access, cred, !opts.dry_run)?;
+        // A wake holds the lock: it keeps the keyring the remote opened
+        // with (status writes nothing).
+        let write = !opts.dry_run;
+        let local = vault.remote_keyring(cred, write)?;
+        let remote = Remote::open(access, cred, local.as_ref(), write)?;
+        if write {
+            vault.save_remote_keyring(remote.keyring(), cred)?;
+        }
         let rhead = remote.head()?;
         let standing = super::push::standing(&remote, &insp.checkpoints, rhead.as_ref())?;
         Ok(Looked::At(Box::new(remote), rhead, standing))

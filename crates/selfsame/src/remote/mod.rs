@@ -8,7 +8,7 @@ pub(crate) mod s3;
 
 use std::fmt;
 
-use crate::crypto::remote::{DataKey, OpenError};
+use crate::crypto::remote::{Keyring, OpenError, MAX_GENERATIONS};
 use crate::crypto::{sha256, Credential};
 use crate::error::{Error, RemoteProblem, Result};
 use crate::format::location::Location;
@@ -16,7 +16,7 @@ use s3::{Client, Condition, Put, S3Error};
 
 pub use s3::AwsCredentials;
 
-/// The key file's name.
+/// The key file's name (generation 1; generation `g` ≥ 2 is `key-<g>`).
 pub const KEY: &str = "key";
 /// The sealed head's name.
 pub const HEAD: &str = "HEAD";
@@ -181,53 +181,120 @@ pub fn parse_head(bytes: &[u8]) -> std::result::Result<(u64, String), String> {
     Ok((seq, hash.to_owned()))
 }
 
-/// An open remote: a client and the data key.
+/// The name of the key file of generation `g`: `key`, `key-2`, `key-3`, …
+pub fn key_name(g: usize) -> String {
+    if g == 1 {
+        KEY.to_owned()
+    } else {
+        format!("{KEY}-{g}")
+    }
+}
+
+/// An open remote: a client and the keyring.
 #[derive(Debug)]
 pub struct Remote {
     client: Client,
-    key: DataKey,
+    key: Keyring,
     url: String,
 }
 
 impl Remote {
-    /// Opens the remote: reads its key file and opens it under `cred`.
-    /// When there is none: `create` makes one (create-only; a concurrent
-    /// creator's wins), otherwise the remote holds no vault.
-    pub fn open(access: &Access, cred: &Credential, create: bool) -> Result<Remote> {
+    /// Opens the remote: reads its newest key file and opens it under
+    /// `cred`. When there is none: `create` makes one (create-only; a
+    /// concurrent creator's wins), otherwise the remote holds no vault.
+    ///
+    /// When the newest key file does not open — the token changed by a
+    /// rekey or a bind since the last push — `local`, the vault's copy of
+    /// the keyring re-wrapped under the new token, stands in if it holds
+    /// as many generations and opens the remote `HEAD`; a writer
+    /// (`create`) then adds the next generation: a fresh data key, the key
+    /// file `key-<g+1>` with every key so far wrapped under `cred`
+    /// (create-only), which seals all it writes from then on.
+    pub fn open(
+        access: &Access,
+        cred: &Credential,
+        local: Option<&Keyring>,
+        create: bool,
+    ) -> Result<Remote> {
         let client = Client::new(access.location.clone(), access.credentials.clone());
         let url = access.url();
         let err = |problem| Error::Remote {
             url: url.clone(),
             problem,
         };
-        let key_name = access.location.key(KEY);
-        let file = match client.get(&key_name).map_err(|e| err(s3_problem(e)))? {
-            Some((bytes, _)) => bytes,
-            None if create => {
-                let fresh = DataKey::generate().wrap(cred);
-                match client
-                    .put(&key_name, fresh.as_bytes(), Condition::Absent)
-                    .map_err(|e| err(s3_problem(e)))?
-                {
-                    Put::Written(_) => fresh.into_bytes(),
-                    Put::ConditionFailed => {
-                        client
-                            .get(&key_name)
-                            .map_err(|e| err(s3_problem(e)))?
-                            .ok_or_else(|| {
-                                err(RemoteProblem::Damaged("the key file vanished".into()))
-                            })?
-                            .0
+        let get = |name: &str| {
+            client
+                .get(&access.location.key(name))
+                .map(|o| o.map(|(bytes, _)| bytes))
+                .map_err(|e| err(s3_problem(e)))
+        };
+        let put = |name: &str, text: &str| {
+            client
+                .put(
+                    &access.location.key(name),
+                    text.as_bytes(),
+                    Condition::Absent,
+                )
+                .map_err(|e| err(s3_problem(e)))
+        };
+        let Some(first) = get(KEY)? else {
+            if !create {
+                return Err(err(RemoteProblem::Empty));
+            }
+            let fresh = Keyring::generate();
+            let key = match put(KEY, &fresh.wrap(cred))? {
+                Put::Written(_) => fresh,
+                Put::ConditionFailed => {
+                    let file = get(KEY)?.ok_or_else(|| {
+                        err(RemoteProblem::Damaged("the key file vanished".into()))
+                    })?;
+                    unwrap_key(&file, 1, cred).map_err(err)?
+                }
+            };
+            return Ok(Remote { client, key, url });
+        };
+        let (mut g, mut file) = (1, first);
+        while g < MAX_GENERATIONS {
+            match get(&key_name(g + 1))? {
+                Some(next) => (g, file) = (g + 1, next),
+                None => break,
+            }
+        }
+        let key = match unwrap_key(&file, g, cred) {
+            Ok(key) => key,
+            Err(RemoteProblem::Key(why)) => {
+                let local = local
+                    .filter(|l| l.generation() == g)
+                    .ok_or_else(|| err(RemoteProblem::Key(why.clone())))?;
+                // The copy must be this remote's: it opens its HEAD.
+                let head = get(HEAD)?;
+                if head.is_none_or(|h| local.open(HEAD, &h).is_err()) {
+                    return Err(err(RemoteProblem::Key(why)));
+                }
+                if create {
+                    let next = local.rotated();
+                    let name = key_name(g + 1);
+                    match put(&name, &next.wrap(cred))? {
+                        Put::Written(_) => next,
+                        Put::ConditionFailed => {
+                            let file = get(&name)?.ok_or_else(|| {
+                                err(RemoteProblem::Damaged(format!("{name} vanished")))
+                            })?;
+                            unwrap_key(&file, g + 1, cred).map_err(err)?
+                        }
                     }
+                } else {
+                    local.clone()
                 }
             }
-            None => return Err(err(RemoteProblem::Empty)),
+            Err(problem) => return Err(err(problem)),
         };
-        let key = DataKey::unwrap(&file, cred).map_err(|e| match e {
-            OpenError::KeyNotOpened => err(RemoteProblem::Key(e.to_string())),
-            e => err(RemoteProblem::Damaged(format!("{KEY}: {e}"))),
-        })?;
         Ok(Remote { client, key, url })
+    }
+
+    /// The keyring the remote opened with: the vault keeps a copy.
+    pub fn keyring(&self) -> &Keyring {
+        &self.key
     }
 
     /// `s3://BUCKET/PREFIX`.
@@ -344,6 +411,25 @@ impl Remote {
     pub fn put_object(&self, hash: &[u8; 32], bytes: &[u8]) -> Result<bool> {
         let put = self.put_sealed(&self.object_name(hash), bytes, Condition::Absent)?;
         Ok(matches!(put, Put::Written(_)))
+    }
+}
+
+/// Opens the key file of generation `g` under `cred`: it must hold `g`
+/// keys.
+fn unwrap_key(
+    file: &[u8],
+    g: usize,
+    cred: &Credential,
+) -> std::result::Result<Keyring, RemoteProblem> {
+    let name = key_name(g);
+    match Keyring::unwrap(file, cred) {
+        Ok(key) if key.generation() == g => Ok(key),
+        Ok(key) => Err(RemoteProblem::Damaged(format!(
+            "{name} holds {} generations of keys",
+            key.generation()
+        ))),
+        Err(e @ OpenError::KeyNotOpened) => Err(RemoteProblem::Key(e.to_string())),
+        Err(e) => Err(RemoteProblem::Damaged(format!("{name}: {e}"))),
     }
 }
 

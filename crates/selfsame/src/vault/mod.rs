@@ -20,6 +20,8 @@ pub(crate) mod marker;
 pub(crate) mod objects;
 pub(crate) mod private;
 pub(crate) mod read;
+#[cfg(feature = "remote")]
+pub(crate) mod remote_key;
 pub(crate) mod store;
 
 use std::fs;

@@ -403,7 +403,9 @@ fn ctrl_c_stops_a_running_migration_with_every_process_it_started() {
         .spawn()
         .unwrap();
     let ticks = bot.path("soul/.selfsame-restore/new/ticks");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Bounds for a loaded machine, not timings: the migration starts, and
+    // the signal ends the run long before the migration's own 30 s.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !ticks.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -412,7 +414,7 @@ fn ctrl_c_stops_a_running_migration_with_every_process_it_started() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let asked = Instant::now();
     let status = child.wait().unwrap();
-    assert!(asked.elapsed() < Duration::from_secs(15), "it ran on");
+    assert!(asked.elapsed() < Duration::from_secs(25), "it ran on");
     assert_eq!(
         status.signal(),
         Some(nix::sys::signal::Signal::SIGINT as i32),

@@ -2,8 +2,10 @@
 //! replica, verifying every record, checkpoint, MAC and object on the way
 //! (docs/REMOTE.md). The agent wakes there `verified`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -16,7 +18,7 @@ use crate::error::{Error, IoContext, RemoteProblem, Result};
 use crate::format::checkpoint::Checkpoint;
 use crate::format::{Kind, Manifest};
 use crate::progress::{Phase, Progress, Silent};
-use crate::remote::{Access, Remote};
+use crate::remote::{Access, Packed, Remote};
 use crate::vault::{atomic, Config, Vault};
 
 /// How many downloads run at once.
@@ -64,13 +66,18 @@ pub fn clone_with_progress(
         url: remote.url().to_owned(),
         problem: RemoteProblem::Empty,
     })?;
-    let (checkpoints, history, identity) =
+    let (checkpoints, history, identity, index) =
         fetch_chain(&remote, cred, rhead.seq, &rhead.checkpoint)?;
+    let fetcher = Fetcher {
+        remote: &remote,
+        index,
+        packs: Mutex::new(HashMap::new()),
+    };
     let head = checkpoints.last().expect("seq 1 to the head").clone();
     let config_hash = head
         .config()
         .ok_or_else(|| damaged(format!("checkpoint {} records no config", head.seq)))?;
-    let (config_bytes, config) = sealed_config(&remote, config_hash, &damaged)?;
+    let (config_bytes, config) = sealed_config(&fetcher, config_hash, &damaged)?;
     std::fs::create_dir_all(base).at(base)?;
     let base = std::fs::canonicalize(base).at(base)?;
     let soul = soul_path(&base, &config);
@@ -82,7 +89,7 @@ pub fn clone_with_progress(
     }
     let vault = Vault::create_unpublished(&base, &config_bytes)?;
     let kept = kept_snapshots(&checkpoints, &history, &head, cred);
-    let (objects, bytes) = fetch_objects(&remote, &vault, &kept, config_hash, progress)?;
+    let (objects, bytes) = fetch_objects(&fetcher, &vault, &kept, config_hash, progress)?;
     write_records(
         &vault,
         &checkpoints,
@@ -118,11 +125,11 @@ pub fn clone_with_progress(
 
 /// The config the head was sealed with, fetched from the remote and parsed.
 fn sealed_config(
-    remote: &Remote,
+    fetcher: &Fetcher,
     hash: &str,
     damaged: &dyn Fn(String) -> Error,
 ) -> Result<(Vec<u8>, Config)> {
-    let bytes = fetch_object(remote, hash)?;
+    let bytes = fetcher.object(hash)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| damaged("the sealed config is not UTF-8".into()))?;
     let config = Config::parse(text, Path::new("config.toml"))?;
@@ -181,12 +188,7 @@ fn soul_path(base: &Path, config: &Config) -> PathBuf {
 /// the remote HEAD's, every one verifying under the credential (or vouched
 /// for by a later rekey that does); the history their records carry, and
 /// the head record's identity file.
-fn fetch_chain(
-    remote: &Remote,
-    cred: &Credential,
-    seq: u64,
-    head_hash: &str,
-) -> Result<(Vec<Checkpoint>, Vec<u8>, Vec<u8>)> {
+fn fetch_chain(remote: &Remote, cred: &Credential, seq: u64, head_hash: &str) -> Result<Chain> {
     let damaged = |m: String| Error::Remote {
         url: remote.url().to_owned(),
         problem: RemoteProblem::Damaged(m),
@@ -195,6 +197,7 @@ fn fetch_chain(
     let mut history = Vec::new();
     let mut prev = String::new();
     let mut identity = Vec::new();
+    let mut index = HashMap::new();
     for n in 1..=seq {
         let record = remote
             .checkpoint(n)?
@@ -210,6 +213,9 @@ fn fetch_chain(
         prev = sha256_hex(&record.checkpoint);
         history.extend_from_slice(&record.history);
         identity = record.identity;
+        for p in record.packs {
+            index.entry(p.object).or_insert(p);
+        }
         checkpoints.push(ckpt);
     }
     if prev != head_hash {
@@ -223,26 +229,98 @@ fn fetch_chain(
     if !checkpoints.last().is_some_and(|c| keys.verifies(c)) {
         return Err(Error::Identity(crate::error::Mismatch::HeadUnverified(seq)));
     }
-    Ok((checkpoints, history, identity))
+    Ok((checkpoints, history, identity, index))
 }
 
-/// One object by its hex hash, checked.
-fn fetch_object(remote: &Remote, hex_hash: &str) -> Result<Vec<u8>> {
-    let mut hash = [0u8; 32];
-    hex::decode_to_slice(hex_hash, &mut hash).map_err(|_| Error::Remote {
-        url: remote.url().to_owned(),
-        problem: RemoteProblem::Damaged(format!("{hex_hash:?} is not a hash")),
-    })?;
-    remote.object(&hash)?.ok_or_else(|| Error::Remote {
-        url: remote.url().to_owned(),
-        problem: RemoteProblem::Damaged(format!("object {hex_hash} is missing")),
-    })
+/// The checkpoints, the history and the identity file the records carry,
+/// and the union of their pack indexes.
+type Chain = (Vec<Checkpoint>, Vec<u8>, Vec<u8>, HashMap<[u8; 32], Packed>);
+
+/// Fetches objects: from their packs (the index the checkpoint records
+/// carry) or on their own, each checked against its hash.
+struct Fetcher<'a> {
+    remote: &'a Remote,
+    index: HashMap<[u8; 32], Packed>,
+    /// The packs of the objects fetched one by one (manifests and
+    /// configs, packed apart from the contents), kept for the next.
+    packs: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+}
+
+impl Fetcher<'_> {
+    fn damaged(&self, m: String) -> Error {
+        Error::Remote {
+            url: self.remote.url().to_owned(),
+            problem: RemoteProblem::Damaged(m),
+        }
+    }
+
+    /// One object by its hex hash, checked.
+    fn object(&self, hex_hash: &str) -> Result<Vec<u8>> {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(hex_hash, &mut hash)
+            .map_err(|_| self.damaged(format!("{hex_hash:?} is not a hash")))?;
+        let Some(packed) = self.index.get(&hash) else {
+            return self
+                .remote
+                .object(&hash)?
+                .ok_or_else(|| self.damaged(format!("object {hex_hash} is missing")));
+        };
+        let cached = self
+            .packs
+            .lock()
+            .expect("not poisoned")
+            .get(&packed.pack)
+            .cloned();
+        let pack = match cached {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(self.pack(&packed.pack)?);
+                self.packs
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(packed.pack.clone(), p.clone());
+                p
+            }
+        };
+        self.cut(&pack, packed)
+    }
+
+    /// The pack `name`, opened.
+    fn pack(&self, name: &str) -> Result<Vec<u8>> {
+        self.remote
+            .pack(name)?
+            .ok_or_else(|| self.damaged(format!("pack {name} is missing")))
+    }
+
+    /// An object out of its pack, checked against its hash.
+    fn cut(&self, pack: &[u8], at: &Packed) -> Result<Vec<u8>> {
+        let bytes = usize::try_from(at.offset)
+            .ok()
+            .zip(usize::try_from(at.offset + at.len).ok())
+            .and_then(|(a, b)| pack.get(a..b))
+            .filter(|b| sha256(b) == at.object)
+            .ok_or_else(|| {
+                self.damaged(format!(
+                    "object {} is not where pack {} should hold it",
+                    hex::encode(at.object),
+                    at.pack
+                ))
+            })?;
+        Ok(bytes.to_vec())
+    }
+}
+
+/// What one download fetches: an object on its own, or the wanted
+/// objects of one pack.
+enum Unit<'a> {
+    Alone([u8; 32]),
+    Pack(&'a str, Vec<&'a Packed>),
 }
 
 /// Every object the checkpoints name — manifests, their entries, the
 /// sealed configs — fetched (several at a time), checked and stored.
 fn fetch_objects(
-    remote: &Remote,
+    fetcher: &Fetcher,
     vault: &Vault,
     checkpoints: &[Checkpoint],
     head_config: &str,
@@ -266,40 +344,73 @@ fn fetch_objects(
         if !souls.insert(c.soul.clone()) {
             continue;
         }
-        let bytes = fetch_object(remote, &c.soul)?;
-        let manifest = Manifest::parse(&bytes).map_err(|e| Error::Remote {
-            url: remote.url().to_owned(),
-            problem: RemoteProblem::Damaged(format!("checkpoint {}'s manifest: {e}", c.seq)),
-        })?;
+        let bytes = fetcher.object(&c.soul)?;
+        let manifest = Manifest::parse(&bytes)
+            .map_err(|e| fetcher.damaged(format!("checkpoint {}'s manifest: {e}", c.seq)))?;
         objects.put(&sha256(&bytes), &bytes)?;
         for e in manifest.entries.iter().filter(|e| e.kind != Kind::Dir) {
             add(&hex::encode(e.hash), &mut wanted);
         }
     }
     progress.start(Phase::Download, wanted.len() as u64, 0);
+    // One download per pack (its wanted objects), or per object alone.
+    let mut units = Vec::new();
+    let mut packs: HashMap<&str, Vec<&Packed>> = HashMap::new();
+    for hash in &wanted {
+        match fetcher.index.get(hash) {
+            Some(p) => packs.entry(p.pack.as_str()).or_default().push(p),
+            None => units.push(Unit::Alone(*hash)),
+        }
+    }
+    let mut packs: Vec<_> = packs.into_iter().collect();
+    packs.sort_by_key(|(name, _)| *name);
+    units.extend(
+        packs
+            .into_iter()
+            .map(|(name, members)| Unit::Pack(name, members)),
+    );
     let next = AtomicUsize::new(0);
     let count = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let store = |hash: &[u8; 32], data: &[u8]| -> Result<()> {
+        objects.put(hash, data)?;
+        count.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        progress.advance(data.len() as u64);
+        Ok(())
+    };
+    let download = |unit: &Unit| -> Result<()> {
+        match unit {
+            Unit::Alone(hash) => store(hash, &fetcher.object(&hex::encode(hash))?),
+            Unit::Pack(name, members) => {
+                let cached = fetcher
+                    .packs
+                    .lock()
+                    .expect("not poisoned")
+                    .get(*name)
+                    .cloned();
+                let pack = match cached {
+                    Some(p) => p,
+                    None => Arc::new(fetcher.pack(name)?),
+                };
+                for at in members {
+                    store(&at.object, &fetcher.cut(&pack, at)?)?;
+                }
+                Ok(())
+            }
+        }
+    };
     std::thread::scope(|threads| {
-        for _ in 0..PARALLEL.min(wanted.len()) {
+        for _ in 0..PARALLEL.min(units.len()) {
             threads.spawn(|| {
-                while let Some(hash) = wanted.get(next.fetch_add(1, Ordering::Relaxed)) {
+                while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
                     if failure.lock().expect("not poisoned").is_some() {
                         break;
                     }
-                    let got = fetch_object(remote, &hex::encode(hash))
-                        .and_then(|data| objects.put(hash, &data).map(|_| data.len() as u64));
-                    match got {
-                        Ok(n) => {
-                            count.fetch_add(1, Ordering::Relaxed);
-                            bytes.fetch_add(n, Ordering::Relaxed);
-                            progress.advance(n);
-                        }
-                        Err(e) => {
-                            failure.lock().expect("not poisoned").get_or_insert(e);
-                            break;
-                        }
+                    if let Err(e) = download(unit) {
+                        failure.lock().expect("not poisoned").get_or_insert(e);
+                        break;
                     }
                 }
             });

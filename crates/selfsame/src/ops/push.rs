@@ -15,7 +15,7 @@ use crate::crypto::{Credential, Keys};
 use crate::error::{Error, RemoteProblem, Result};
 use crate::format::Kind;
 use crate::progress::{Phase, Progress, Silent};
-use crate::remote::{CheckpointRecord, Remote, RemoteHead};
+use crate::remote::{CheckpointRecord, Packed, Remote, RemoteHead};
 use crate::vault::history::Line;
 use crate::vault::{StoredCheckpoint, Vault};
 
@@ -23,6 +23,9 @@ pub use crate::remote::{Access, AwsCredentials};
 
 /// How many uploads run at once.
 const PARALLEL: usize = 8;
+/// Objects from this size on are sent on their own (`o/`); smaller ones
+/// go into packs (`p/`), each closed once it holds this much.
+const PACK_TARGET: u64 = 8 << 20;
 
 /// What a push did.
 #[derive(Debug, Clone, Serialize)]
@@ -158,8 +161,10 @@ struct Plan {
     remote_before: Option<RemoteHead>,
     head: StoredCheckpoint,
     records: Vec<(u64, CheckpointRecord)>,
-    /// Objects with their sizes, in a stable order.
-    objects: Vec<([u8; 32], u64)>,
+    /// Objects with their sizes, in a stable order; whether each is a
+    /// manifest or a sealed config (packed apart from the contents, so
+    /// that a clone reads them without the contents).
+    objects: Vec<([u8; 32], u64, bool)>,
 }
 
 fn plan(
@@ -239,6 +244,7 @@ fn records(insp: &Inspection, from: u64, identity: &[u8]) -> Vec<(u64, Checkpoin
                     checkpoint: s.ckpt.to_bytes(),
                     history,
                     identity: identity.to_vec(),
+                    packs: Vec::new(),
                 },
             ));
         }
@@ -250,30 +256,34 @@ fn records(insp: &Inspection, from: u64, identity: &[u8]) -> Vec<(u64, Checkpoin
 /// The objects of the checkpoints after `from` — manifests, their
 /// entries' contents, the sealed configs — less those of checkpoint
 /// `from`, which the remote has.
-fn objects_to_send(vault: &Vault, insp: &Inspection, from: u64) -> Result<Vec<([u8; 32], u64)>> {
+fn objects_to_send(
+    vault: &Vault,
+    insp: &Inspection,
+    from: u64,
+) -> Result<Vec<([u8; 32], u64, bool)>> {
     let objects = vault.objects();
     let hash_of = |hex_hash: &str| {
         let mut h = [0u8; 32];
         hex::decode_to_slice(hex_hash, &mut h).ok().map(|()| h)
     };
     // The sealed config of a checkpoint, when stored.
-    let config = |s: &StoredCheckpoint| -> Result<Option<([u8; 32], u64)>> {
+    let config = |s: &StoredCheckpoint| -> Result<Option<([u8; 32], u64, bool)>> {
         let Some(h) = s.ckpt.config().and_then(hash_of) else {
             return Ok(None);
         };
-        Ok(objects.size_of(&h)?.map(|size| (h, size)))
+        Ok(objects.size_of(&h)?.map(|size| (h, size, true)))
     };
     // A checkpoint's manifest and the contents it lists.
-    let soul = |s: &StoredCheckpoint| -> Result<Vec<([u8; 32], u64)>> {
+    let soul = |s: &StoredCheckpoint| -> Result<Vec<([u8; 32], u64, bool)>> {
         let manifest = manifest_of(vault, s)?;
         let h = hash_of(&s.ckpt.soul).expect("checkpoint soul is hex");
-        let mut out = vec![(h, objects.size_of(&h)?.unwrap_or(0))];
+        let mut out = vec![(h, objects.size_of(&h)?.unwrap_or(0), true)];
         out.extend(
             manifest
                 .entries
                 .iter()
                 .filter(|e| e.kind != Kind::Dir)
-                .map(|e| (e.hash, e.size)),
+                .map(|e| (e.hash, e.size, false)),
         );
         Ok(out)
     };
@@ -286,8 +296,8 @@ fn objects_to_send(vault: &Vault, insp: &Inspection, from: u64) -> Result<Vec<([
         .filter(kept)
         .find(|s| s.ckpt.seq == from)
     {
-        sent.extend(soul(base)?.into_iter().map(|(h, _)| h));
-        sent.extend(config(base)?.map(|(h, _)| h));
+        sent.extend(soul(base)?.into_iter().map(|(h, _, _)| h));
+        sent.extend(config(base)?.map(|(h, _, _)| h));
     }
     let mut out = Vec::new();
     let mut souls = HashSet::new();
@@ -301,50 +311,119 @@ fn objects_to_send(vault: &Vault, insp: &Inspection, from: u64) -> Result<Vec<([
         if souls.insert(s.ckpt.soul.clone()) {
             these.extend(soul(s)?);
         }
-        for (h, size) in these {
+        for (h, size, meta) in these {
             if sent.insert(h) {
-                out.push((h, size));
+                out.push((h, size, meta));
             }
         }
     }
     Ok(out)
 }
 
-/// Sends a plan: objects (in parallel), checkpoints in order, then HEAD.
-fn send(vault: &Vault, remote: &Remote, plan: Plan, progress: &dyn Progress) -> Result<PushReport> {
-    let total: u64 = plan.objects.iter().map(|(_, s)| s).sum();
+/// What one upload sends: an object on its own, or a pack of several.
+enum Unit {
+    Alone([u8; 32], u64),
+    Pack(Vec<([u8; 32], u64)>),
+}
+
+/// Cuts the objects into uploads: manifests and configs packed apart
+/// from the contents; an object of `PACK_TARGET` or more alone.
+fn units(objects: &[([u8; 32], u64, bool)]) -> Vec<Unit> {
+    let mut out = Vec::new();
+    for meta in [true, false] {
+        let (mut pack, mut size) = (Vec::new(), 0);
+        for &(hash, len, _) in objects.iter().filter(|o| o.2 == meta) {
+            if len >= PACK_TARGET {
+                out.push(Unit::Alone(hash, len));
+                continue;
+            }
+            pack.push((hash, len));
+            size += len;
+            if size >= PACK_TARGET {
+                out.push(Unit::Pack(std::mem::take(&mut pack)));
+                size = 0;
+            }
+        }
+        if !pack.is_empty() {
+            out.push(Unit::Pack(pack));
+        }
+    }
+    out
+}
+
+/// Sends a plan: objects (in parallel, most of them in packs), then the
+/// checkpoints in order, the last one with the pack index, then HEAD.
+fn send(
+    vault: &Vault,
+    remote: &Remote,
+    mut plan: Plan,
+    progress: &dyn Progress,
+) -> Result<PushReport> {
+    let total: u64 = plan.objects.iter().map(|o| o.1).sum();
     progress.start(Phase::Upload, plan.objects.len() as u64, total);
+    let units = units(&plan.objects);
     let sent = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let next = AtomicUsize::new(0);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let index: Mutex<Vec<Packed>> = Mutex::new(Vec::new());
     let objects = vault.objects();
-    std::thread::scope(|threads| {
-        for _ in 0..PARALLEL.min(plan.objects.len()) {
-            threads.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(hash, size)) = plan.objects.get(i) else {
-                    break;
-                };
-                if failure.lock().expect("not poisoned").is_some() {
-                    break;
+    let read = |hash: &[u8; 32], size: u64, data: &mut Vec<u8>| {
+        objects.stream(hash, size, &mut |piece| {
+            data.extend_from_slice(piece);
+            Ok(())
+        })
+    };
+    let upload = |unit: &Unit| -> Result<()> {
+        match unit {
+            Unit::Alone(hash, size) => {
+                let mut data = Vec::with_capacity(*size as usize);
+                read(hash, *size, &mut data)?;
+                if remote.put_object(hash, &data)? {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(*size, Ordering::Relaxed);
                 }
-                let result = (|| -> Result<()> {
-                    let mut data = Vec::with_capacity(size as usize);
-                    objects.stream(&hash, size, &mut |piece| {
-                        data.extend_from_slice(piece);
-                        Ok(())
-                    })?;
-                    if remote.put_object(&hash, &data)? {
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        bytes.fetch_add(size, Ordering::Relaxed);
+                progress.advance(*size);
+            }
+            Unit::Pack(members) => {
+                let len: u64 = members.iter().map(|m| m.1).sum();
+                let mut data = Vec::with_capacity(len as usize);
+                let mut places = Vec::with_capacity(members.len());
+                for (hash, size) in members {
+                    let offset = data.len() as u64;
+                    read(hash, *size, &mut data)?;
+                    places.push((*hash, offset, data.len() as u64 - offset));
+                }
+                let (pack, written) = remote.put_pack(&data)?;
+                if written {
+                    sent.fetch_add(members.len() as u64, Ordering::Relaxed);
+                    bytes.fetch_add(len, Ordering::Relaxed);
+                }
+                index
+                    .lock()
+                    .expect("not poisoned")
+                    .extend(places.into_iter().map(|(object, offset, len)| Packed {
+                        pack: pack.clone(),
+                        object,
+                        offset,
+                        len,
+                    }));
+                progress.advance(len);
+            }
+        }
+        Ok(())
+    };
+    std::thread::scope(|threads| {
+        for _ in 0..PARALLEL.min(units.len()) {
+            threads.spawn(|| {
+                while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if failure.lock().expect("not poisoned").is_some() {
+                        break;
                     }
-                    progress.advance(size);
-                    Ok(())
-                })();
-                if let Err(e) = result {
-                    failure.lock().expect("not poisoned").get_or_insert(e);
-                    break;
+                    if let Err(e) = upload(unit) {
+                        failure.lock().expect("not poisoned").get_or_insert(e);
+                        break;
+                    }
                 }
             });
         }
@@ -352,6 +431,11 @@ fn send(vault: &Vault, remote: &Remote, plan: Plan, progress: &dyn Progress) -> 
     progress.finish();
     if let Some(e) = failure.into_inner().expect("not poisoned") {
         return Err(e);
+    }
+    let mut index = index.into_inner().expect("not poisoned");
+    index.sort_by(|a, b| (&a.pack, a.offset).cmp(&(&b.pack, b.offset)));
+    if let Some((_, last)) = plan.records.last_mut() {
+        last.packs = index;
     }
     for (seq, record) in &plan.records {
         if !remote.put_checkpoint(*seq, record)? {

@@ -24,6 +24,8 @@ pub const HEAD: &str = "HEAD";
 pub const HEAD_HEADER: &str = "selfsame-remote-head 1\n";
 /// The first line of a checkpoint record.
 pub const CHECKPOINT_HEADER: &str = "selfsame-remote-checkpoint 1\n";
+/// The first line of a checkpoint record that carries a pack index.
+pub const CHECKPOINT_HEADER_PACKS: &str = "selfsame-remote-checkpoint 2\n";
 
 /// How to reach a remote: where it is, and the AWS credentials. Built by
 /// the caller from `[remote]` (or a URL) and the environment.
@@ -81,8 +83,9 @@ pub struct RemoteHead {
 }
 
 /// A checkpoint as the remote keeps it: the file's bytes, the history
-/// lines after the previous checkpoint's anchor up to its own, and the
-/// vault's identity file as it was when the record was pushed.
+/// lines after the previous checkpoint's anchor up to its own, the
+/// vault's identity file as it was when the record was pushed, and where
+/// the objects the push packed are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointRecord {
     /// The checkpoint file's bytes.
@@ -91,14 +94,90 @@ pub struct CheckpointRecord {
     pub history: Vec<u8>,
     /// The identity file's bytes; empty when the vault has none.
     pub identity: Vec<u8>,
+    /// The pack index: every object the push that wrote this record put
+    /// into packs (on its last record only).
+    pub packs: Vec<Packed>,
+}
+
+/// Where a packed object is: the pack's keyed name, and the object's
+/// place in the pack's plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    /// The pack's name below `p/`: 64 lowercase hex digits.
+    pub pack: String,
+    /// The object's SHA-256.
+    pub object: [u8; 32],
+    /// Its first byte in the pack's plaintext.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
+}
+
+impl Packed {
+    fn line(&self) -> String {
+        format!(
+            "{} {} {} {}\n",
+            self.pack,
+            hex::encode(self.object),
+            self.offset,
+            self.len
+        )
+    }
+
+    fn parse(line: &str) -> Option<Packed> {
+        let is_hex =
+            |h: &str| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let number = |t: &str| {
+            Some(t)
+                .filter(|t| {
+                    !t.is_empty()
+                        && t.len() <= 19
+                        && t.bytes().all(|b| b.is_ascii_digit())
+                        && (*t == "0" || !t.starts_with('0'))
+                })
+                .and_then(|t| t.parse::<u64>().ok())
+        };
+        let mut parts = line.split(' ');
+        let pack = parts.next().filter(|h| is_hex(h))?.to_owned();
+        let mut object = [0u8; 32];
+        hex::decode_to_slice(parts.next().filter(|h| is_hex(h))?, &mut object).ok()?;
+        let offset = number(parts.next()?)?;
+        let len = number(parts.next()?)?;
+        if parts.next().is_some() || offset.checked_add(len).is_none() {
+            return None;
+        }
+        Some(Packed {
+            pack,
+            object,
+            offset,
+            len,
+        })
+    }
 }
 
 impl CheckpointRecord {
     /// The record's plaintext: the header, then each part as its length
-    /// in decimal, a newline and its bytes.
+    /// in decimal, a newline and its bytes; the pack index is a fourth
+    /// part, under the second header, when there is one.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = CHECKPOINT_HEADER.as_bytes().to_vec();
-        for part in [&self.checkpoint, &self.history, &self.identity] {
+        let index: Vec<u8> = self
+            .packs
+            .iter()
+            .flat_map(|p| p.line().into_bytes())
+            .collect();
+        let (header, parts) = if self.packs.is_empty() {
+            (
+                CHECKPOINT_HEADER,
+                &[&self.checkpoint, &self.history, &self.identity][..],
+            )
+        } else {
+            (
+                CHECKPOINT_HEADER_PACKS,
+                &[&self.checkpoint, &self.history, &self.identity, &index][..],
+            )
+        };
+        let mut out = header.as_bytes().to_vec();
+        for part in parts {
             out.extend_from_slice(format!("{}\n", part.len()).as_bytes());
             out.extend_from_slice(part);
         }
@@ -107,11 +186,16 @@ impl CheckpointRecord {
 
     /// Parses a record's plaintext.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let mut rest = bytes
-            .strip_prefix(CHECKPOINT_HEADER.as_bytes())
-            .ok_or("not a checkpoint record")?;
+        let (mut rest, names): (&[u8], &[&str]) =
+            if let Some(rest) = bytes.strip_prefix(CHECKPOINT_HEADER.as_bytes()) {
+                (rest, &["checkpoint", "history", "identity"])
+            } else if let Some(rest) = bytes.strip_prefix(CHECKPOINT_HEADER_PACKS.as_bytes()) {
+                (rest, &["checkpoint", "history", "identity", "pack index"])
+            } else {
+                return Err("not a checkpoint record".into());
+            };
         let mut parts = Vec::new();
-        for what in ["checkpoint", "history", "identity"] {
+        for what in names {
             let nl = rest
                 .iter()
                 .position(|&b| b == b'\n')
@@ -132,8 +216,21 @@ impl CheckpointRecord {
             rest = &body[len..];
         }
         if !rest.is_empty() {
-            return Err("checkpoint record: bytes after the identity".into());
+            return Err("checkpoint record: bytes after its last part".into());
         }
+        let packs = if parts.len() == 4 {
+            let index = parts.pop().expect("four parts");
+            let text = std::str::from_utf8(&index)
+                .ok()
+                .and_then(|t| t.strip_suffix('\n'))
+                .ok_or("checkpoint record: the pack index is not lines of text")?;
+            text.split('\n')
+                .map(Packed::parse)
+                .collect::<Option<Vec<_>>>()
+                .ok_or("checkpoint record: a bad line in the pack index")?
+        } else {
+            Vec::new()
+        };
         let identity = parts.pop().expect("three parts");
         let history = parts.pop().expect("three parts");
         let checkpoint = parts.pop().expect("three parts");
@@ -147,6 +244,7 @@ impl CheckpointRecord {
             checkpoint,
             history,
             identity,
+            packs,
         })
     }
 }
@@ -406,6 +504,22 @@ impl Remote {
         Ok(Some(plain))
     }
 
+    /// Writes a pack — objects one after the other — create-only under
+    /// `p/<HMAC(N, "pack\n" + its hex SHA-256)>`: its name, and whether it
+    /// was written (a pack of the same bytes is there already otherwise).
+    pub fn put_pack(&self, plain: &[u8]) -> Result<(String, bool)> {
+        let name = self.key.name("pack", &crate::crypto::sha256_hex(plain));
+        let put = self.put_sealed(&format!("p/{name}"), plain, Condition::Absent)?;
+        Ok((name, matches!(put, Put::Written(_))))
+    }
+
+    /// The pack `name` (below `p/`), opened; `None` when absent.
+    pub fn pack(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .get_sealed(&format!("p/{name}"))?
+            .map(|(plain, _)| plain))
+    }
+
     /// Writes object `hash` unless the remote has it (create-only: objects
     /// never change). Whether it was written.
     pub fn put_object(&self, hash: &[u8; 32], bytes: &[u8]) -> Result<bool> {
@@ -451,7 +565,21 @@ mod tests {
             checkpoint: b"v=1&seq=1\n".to_vec(),
             history: b"{\"n\":1}\n{\"n\":2}\n".to_vec(),
             identity: b"selfsame-identity 1\n".to_vec(),
+            packs: vec![Packed {
+                pack: "ab".repeat(32),
+                object: [7; 32],
+                offset: 0,
+                len: 12,
+            }],
         };
+        let bytes = r.to_bytes();
+        assert!(bytes.starts_with(CHECKPOINT_HEADER_PACKS.as_bytes()));
+        assert_eq!(CheckpointRecord::parse(&bytes).unwrap(), r);
+        let bad = String::from_utf8(bytes)
+            .unwrap()
+            .replace(" 0 12\n", " 0 +2\n");
+        assert!(CheckpointRecord::parse(bad.as_bytes()).is_err());
+        r.packs.clear();
         assert_eq!(CheckpointRecord::parse(&r.to_bytes()).unwrap(), r);
         r.history.clear();
         r.identity.clear();
@@ -471,6 +599,11 @@ mod tests {
             let _ = CheckpointRecord::parse(&bytes);
             let _ = parse_head(&bytes);
             let mut framed = CHECKPOINT_HEADER.as_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = CheckpointRecord::parse(&framed);
+            // A well-framed record whose pack index is arbitrary bytes.
+            let mut framed = CHECKPOINT_HEADER_PACKS.as_bytes().to_vec();
+            framed.extend_from_slice(format!("1\nx0\n0\n{}\n", bytes.len()).as_bytes());
             framed.extend_from_slice(&bytes);
             let _ = CheckpointRecord::parse(&framed);
         }

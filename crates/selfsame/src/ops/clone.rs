@@ -327,31 +327,7 @@ fn fetch_objects(
     progress: &dyn Progress,
 ) -> Result<(u64, u64)> {
     let objects = vault.objects().deferred()?;
-    let mut wanted: Vec<[u8; 32]> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut add = |hex_hash: &str, wanted: &mut Vec<[u8; 32]>| {
-        let mut h = [0u8; 32];
-        if hex::decode_to_slice(hex_hash, &mut h).is_ok() && seen.insert(h) {
-            wanted.push(h);
-        }
-    };
-    add(head_config, &mut wanted);
-    let mut souls = std::collections::HashSet::new();
-    for c in checkpoints {
-        if let Some(config) = c.config() {
-            add(config, &mut wanted);
-        }
-        if !souls.insert(c.soul.clone()) {
-            continue;
-        }
-        let bytes = fetcher.object(&c.soul)?;
-        let manifest = Manifest::parse(&bytes)
-            .map_err(|e| fetcher.damaged(format!("checkpoint {}'s manifest: {e}", c.seq)))?;
-        objects.put(&sha256(&bytes), &bytes)?;
-        for e in manifest.entries.iter().filter(|e| e.kind != Kind::Dir) {
-            add(&hex::encode(e.hash), &mut wanted);
-        }
-    }
+    let wanted = wanted(fetcher, &objects, checkpoints, head_config)?;
     progress.start(Phase::Download, wanted.len() as u64, 0);
     // One download per pack (its wanted objects), or per object alone.
     let mut units = Vec::new();
@@ -422,4 +398,41 @@ fn fetch_objects(
     }
     objects.sync()?;
     Ok((count.into_inner(), bytes.into_inner()))
+}
+
+/// The objects to fetch: the head's sealed config, every checkpoint's,
+/// and every entry of every manifest — which are fetched and stored here
+/// to read them.
+fn wanted(
+    fetcher: &Fetcher,
+    objects: &crate::vault::objects::Objects,
+    checkpoints: &[Checkpoint],
+    head_config: &str,
+) -> Result<Vec<[u8; 32]>> {
+    let mut wanted: Vec<[u8; 32]> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut add = |hex_hash: &str, wanted: &mut Vec<[u8; 32]>| {
+        let mut h = [0u8; 32];
+        if hex::decode_to_slice(hex_hash, &mut h).is_ok() && seen.insert(h) {
+            wanted.push(h);
+        }
+    };
+    add(head_config, &mut wanted);
+    let mut souls = std::collections::HashSet::new();
+    for c in checkpoints {
+        if let Some(config) = c.config() {
+            add(config, &mut wanted);
+        }
+        if !souls.insert(c.soul.clone()) {
+            continue;
+        }
+        let bytes = fetcher.object(&c.soul)?;
+        let manifest = Manifest::parse(&bytes)
+            .map_err(|e| fetcher.damaged(format!("checkpoint {}'s manifest: {e}", c.seq)))?;
+        objects.put(&sha256(&bytes), &bytes)?;
+        for e in manifest.entries.iter().filter(|e| e.kind != Kind::Dir) {
+            add(&hex::encode(e.hash), &mut wanted);
+        }
+    }
+    Ok(wanted)
 }

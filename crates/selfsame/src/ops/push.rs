@@ -351,6 +351,95 @@ fn units(objects: &[([u8; 32], u64, bool)]) -> Vec<Unit> {
     out
 }
 
+/// The uploads of one push, done by several threads: what they sent,
+/// and where the packed objects are.
+struct Uploads<'a> {
+    remote: &'a Remote,
+    objects: crate::vault::objects::Objects,
+    progress: &'a dyn Progress,
+    sent: AtomicU64,
+    bytes: AtomicU64,
+    index: Mutex<Vec<Packed>>,
+}
+
+impl Uploads<'_> {
+    /// Appends object `hash` (`size` bytes) from the vault to `data`.
+    fn read(&self, hash: &[u8; 32], size: u64, data: &mut Vec<u8>) -> Result<()> {
+        self.objects.stream(hash, size, &mut |piece| {
+            data.extend_from_slice(piece);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn counted(&self, objects: u64, bytes: u64) {
+        self.sent.fetch_add(objects, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn upload(&self, unit: &Unit) -> Result<()> {
+        match unit {
+            Unit::Alone(hash, size) => {
+                let mut data = Vec::with_capacity(*size as usize);
+                self.read(hash, *size, &mut data)?;
+                if self.remote.put_object(hash, &data)? {
+                    self.counted(1, *size);
+                }
+                self.progress.advance(*size);
+            }
+            Unit::Pack(members) => {
+                let len: u64 = members.iter().map(|m| m.1).sum();
+                let mut data = Vec::with_capacity(len as usize);
+                let mut places = Vec::with_capacity(members.len());
+                for (hash, size) in members {
+                    let offset = data.len() as u64;
+                    self.read(hash, *size, &mut data)?;
+                    places.push((*hash, offset, data.len() as u64 - offset));
+                }
+                let (pack, written) = self.remote.put_pack(&data)?;
+                if written {
+                    self.counted(members.len() as u64, len);
+                }
+                let placed = places.into_iter().map(|(object, offset, len)| Packed {
+                    pack: pack.clone(),
+                    object,
+                    offset,
+                    len,
+                });
+                self.index.lock().expect("not poisoned").extend(placed);
+                self.progress.advance(len);
+            }
+        }
+        Ok(())
+    }
+
+    /// Does every upload, `PARALLEL` at a time; the first failure stops
+    /// them.
+    fn run(&self, units: &[Unit]) -> Result<()> {
+        let next = AtomicUsize::new(0);
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|threads| {
+            for _ in 0..PARALLEL.min(units.len()) {
+                threads.spawn(|| {
+                    while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if failure.lock().expect("not poisoned").is_some() {
+                            break;
+                        }
+                        if let Err(e) = self.upload(unit) {
+                            failure.lock().expect("not poisoned").get_or_insert(e);
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        match failure.into_inner().expect("not poisoned") {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Sends a plan: objects (in parallel, most of them in packs), then the
 /// checkpoints in order, the last one with the pack index, then HEAD.
 fn send(
@@ -361,78 +450,18 @@ fn send(
 ) -> Result<PushReport> {
     let total: u64 = plan.objects.iter().map(|o| o.1).sum();
     progress.start(Phase::Upload, plan.objects.len() as u64, total);
-    let units = units(&plan.objects);
-    let sent = AtomicU64::new(0);
-    let bytes = AtomicU64::new(0);
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let index: Mutex<Vec<Packed>> = Mutex::new(Vec::new());
-    let objects = vault.objects();
-    let read = |hash: &[u8; 32], size: u64, data: &mut Vec<u8>| {
-        objects.stream(hash, size, &mut |piece| {
-            data.extend_from_slice(piece);
-            Ok(())
-        })
+    let uploads = Uploads {
+        remote,
+        objects: vault.objects(),
+        progress,
+        sent: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        index: Mutex::new(Vec::new()),
     };
-    let upload = |unit: &Unit| -> Result<()> {
-        match unit {
-            Unit::Alone(hash, size) => {
-                let mut data = Vec::with_capacity(*size as usize);
-                read(hash, *size, &mut data)?;
-                if remote.put_object(hash, &data)? {
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    bytes.fetch_add(*size, Ordering::Relaxed);
-                }
-                progress.advance(*size);
-            }
-            Unit::Pack(members) => {
-                let len: u64 = members.iter().map(|m| m.1).sum();
-                let mut data = Vec::with_capacity(len as usize);
-                let mut places = Vec::with_capacity(members.len());
-                for (hash, size) in members {
-                    let offset = data.len() as u64;
-                    read(hash, *size, &mut data)?;
-                    places.push((*hash, offset, data.len() as u64 - offset));
-                }
-                let (pack, written) = remote.put_pack(&data)?;
-                if written {
-                    sent.fetch_add(members.len() as u64, Ordering::Relaxed);
-                    bytes.fetch_add(len, Ordering::Relaxed);
-                }
-                index
-                    .lock()
-                    .expect("not poisoned")
-                    .extend(places.into_iter().map(|(object, offset, len)| Packed {
-                        pack: pack.clone(),
-                        object,
-                        offset,
-                        len,
-                    }));
-                progress.advance(len);
-            }
-        }
-        Ok(())
-    };
-    std::thread::scope(|threads| {
-        for _ in 0..PARALLEL.min(units.len()) {
-            threads.spawn(|| {
-                while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if failure.lock().expect("not poisoned").is_some() {
-                        break;
-                    }
-                    if let Err(e) = upload(unit) {
-                        failure.lock().expect("not poisoned").get_or_insert(e);
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    let done = uploads.run(&units(&plan.objects));
     progress.finish();
-    if let Some(e) = failure.into_inner().expect("not poisoned") {
-        return Err(e);
-    }
-    let mut index = index.into_inner().expect("not poisoned");
+    done?;
+    let mut index = uploads.index.into_inner().expect("not poisoned");
     index.sort_by(|a, b| (&a.pack, a.offset).cmp(&(&b.pack, b.offset)));
     if let Some((_, last)) = plan.records.last_mut() {
         last.packs = index;
@@ -456,8 +485,8 @@ fn send(
         remote_before: plan.remote_before.as_ref().map(|r| r.seq),
         head: plan.head.ckpt.seq,
         checkpoints: plan.records.len() as u64,
-        objects: sent.into_inner(),
-        bytes: bytes.into_inner(),
+        objects: uploads.sent.into_inner(),
+        bytes: uploads.bytes.into_inner(),
     })
 }
 

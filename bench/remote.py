@@ -103,6 +103,7 @@ def main():
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(soul) for f in fs)
     print(f"soul a: {files} files, {size / 2**20:.0f} MiB", flush=True)
     sh(f"find {soul} -type f -print0 | xargs -0 cat >/dev/null")
+    load_before = os.getloadavg()
     proc, port = start_moto()
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -146,6 +147,7 @@ def main():
     finally:
         proc.kill()
         proc.wait()
+    load_after = os.getloadavg()
     m = {k: statistics.median(v) for k, v in r.items()}
     cpu = subprocess.run("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2", shell=True, capture_output=True,
                          text=True).stdout.strip()
@@ -162,7 +164,8 @@ def main():
         "",
         f"`bench/remote.py --scale {a.scale} --runs {a.runs}`: soul a, {files} files, {size / 2**20:.0f} MiB; "
         f"both to the same moto 5.2.5 server on 127.0.0.1; {os.cpu_count()} cores, {cpu}; {restic}. "
-        f"Medians of {a.runs} runs.",
+        f"Medians of {a.runs} runs. Load average (1, 5, 15 min) of the shared machine: "
+        f"{' '.join(f'{x:.2f}' for x in load_before)} before, {' '.join(f'{x:.2f}' for x in load_after)} after.",
         "",
         "| case | selfsame | s | restic backup, s | ratio |",
         "|---|---|---|---|---|",

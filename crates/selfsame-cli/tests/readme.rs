@@ -1,5 +1,6 @@
 //! What the README shows and says, checked: its `start.sh` and `bot.py`
-//! run as printed, and its threat model claims no more than selfsame does.
+//! run as printed, its replica steps push and clone against a local S3
+//! server, and its threat model claims no more than selfsame does.
 
 mod common;
 
@@ -266,4 +267,64 @@ fn readme_python_check_verifies_an_attestation_and_refuses_an_edited_one() {
     assert_ne!(run("gap.txt", gap.as_bytes(), &key).0, Some(0));
     let other = "selfsame:ed25519:9J3Mcyw5dnmDHzpkBSCc3wNiLZARc0jopBCXL9AJvCY";
     assert_ne!(run("other.txt", attestation.as_bytes(), other).0, Some(0));
+}
+
+/// `sh -e` runs `script` in `dir` as a user at a shell would: `selfsame`
+/// on PATH, the token and the AWS credentials of `moto` in the
+/// environment.
+fn shell(dir: &Path, script: &str, moto: &common::moto::Moto) -> std::process::Output {
+    let bin = Path::new(env!("CARGO_BIN_EXE_selfsame")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    Command::new("sh")
+        .args(["-e", "-c", script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("TELEGRAM_BOT_TOKEN", TOKEN)
+        .envs(moto.env())
+        .env_remove("SELFSAME_SOUL")
+        .env_remove("SELFSAME_VAULT")
+        .env_remove("SELFSAME_FAILPOINT")
+        .env_remove("SELFSAME_NOW")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn readme_replica_steps_push_then_clone_on_a_new_host_that_wakes_verified() {
+    let moto = common::moto::Moto::start();
+    let text = readme()
+        .replace("s3://my-bucket/agents/bot1", &moto.url("agents/bot1"))
+        .replace("http://127.0.0.1:9000", &moto.endpoint());
+    let env = Env::at_rest();
+    let out = shell(
+        env.base(),
+        &block(&text, "cat >> .selfsame/config.toml"),
+        &moto,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The push, then status: the replica is not behind.
+    assert!(stdout.contains("pushed checkpoints 1-3"), "{stdout}");
+    assert!(stdout.contains("at checkpoint 3, up to date"), "{stdout}");
+    assert!(moto.objects().iter().any(|(k, _)| k == "agents/bot1/HEAD"));
+
+    let host = tempfile::tempdir().unwrap();
+    let out = shell(host.path(), &block(&text, "selfsame clone s3://"), &moto);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("verified"), "{stdout}");
+    assert_eq!(
+        tree(&host.path().join("bot1/soul")),
+        tree(&env.soul()),
+        "the soul, byte for byte"
+    );
 }

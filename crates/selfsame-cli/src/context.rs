@@ -205,6 +205,27 @@ impl Context {
         access(&url.url, url.endpoint.as_deref(), url.region.as_deref())
     }
 
+    /// Before a rekey or a bind: with a remote configured, the vault gets a
+    /// copy of the replica's keys under the current token (`cred`), which
+    /// the change re-wraps for the new one. When that cannot be done, a
+    /// warning says what it means; the change goes on (a leaked token must
+    /// not wait for a server).
+    #[cfg(feature = "remote")]
+    pub fn keep_remote_keys(&self, vault: &Vault, cred: &selfsame::Credential) {
+        if vault.config.remote.is_none() {
+            return;
+        }
+        let kept = self
+            .remote_access(vault)
+            .and_then(|access| selfsame::ops::push::keep_remote_keys(vault, cred, &access));
+        if let Err(e) = kept {
+            crate::output::errln!(
+                "selfsame: warning: the replica's keys could not be copied into the vault ({}); after this change the replica opens under the old token only: push to a new [remote] url then",
+                crate::porcelain::error(&e)
+            );
+        }
+    }
+
     /// A progress bar on stderr when it is a terminal and output is not JSON.
     pub fn progress(&self) -> Bar {
         Bar::new(!self.json && std::io::stderr().is_terminal())

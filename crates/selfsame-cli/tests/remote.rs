@@ -797,3 +797,36 @@ fn small_objects_travel_in_packs_and_a_big_one_alone_and_all_clone_back() {
     let out = run(&host, &moto, &["wake", "--json"]).expect_code(0);
     assert_eq!(out.json()["verdict"], "verified", "{}", out.stdout);
 }
+
+#[test]
+fn a_rekey_copies_the_replicas_keys_first_when_the_vault_has_none() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    // A vault that pushed before it kept a copy of the keys.
+    let copy = env.vault().join("remote-key");
+    fs::remove_file(&copy).unwrap();
+    // Without the AWS credentials the rekey goes on, and says what it
+    // means for the replica.
+    let other = env.copy();
+    let out = other.run_env(REKEY, TOKENS).expect_code(0);
+    assert!(
+        out.stderr
+            .contains("the replica's keys could not be copied"),
+        "{}",
+        out.stderr
+    );
+    assert!(!other.vault().join("remote-key").exists());
+    // With them, it copies the keys, then re-wraps them.
+    let vars: Vec<(&str, String)> = moto.env();
+    let mut all: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(TOKENS);
+    let out = env.run_env(REKEY, &all).expect_code(0);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    assert!(copy.exists());
+    run_with(&env, &moto, ROTATED, &[], &["push"]).expect_code(0);
+    let (out, host) = clone_with(&moto, "bot", ("telegram", "NEW_TOKEN", ROTATED));
+    out.expect_code(0);
+    assert_eq!(tree(&host.soul()), tree(&env.soul()));
+}

@@ -52,6 +52,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         .new_token_env
         .clone()
         .unwrap_or_else(|| args.platform.default_token_env().to_owned());
+    #[cfg(feature = "remote")]
+    ctx.keep_remote_keys(&vault, &old);
     let r = bind(&vault, &old, &new, &token_env)?;
     if ctx.json {
         ctx.print_json(&r);

@@ -53,6 +53,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         args.new_token_env.as_deref(),
         args.new_token_file.as_deref(),
     )?;
+    #[cfg(feature = "remote")]
+    ctx.keep_remote_keys(&vault, &old);
     let report = rekey(&vault, &old, &new)?;
     if ctx.json {
         ctx.print_json(&report);

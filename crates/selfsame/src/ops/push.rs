@@ -97,6 +97,29 @@ pub fn push_with_progress(
     send(vault, &remote, plan, progress)
 }
 
+/// Makes sure the vault holds a copy of the remote's keys that opens
+/// under `cred`, reading the remote (and writing nothing there) when it
+/// has none — what a rekey or a bind needs first (docs/REMOTE.md, "Rekey
+/// and bind"). Whether the vault has a copy now: `false` when the remote
+/// holds no vault yet. Takes the vault lock.
+pub fn keep_remote_keys(vault: &Vault, cred: &Credential, access: &Access) -> Result<bool> {
+    let _lock = vault.lock()?;
+    if vault.remote_keyring(cred, true)?.is_some() {
+        return Ok(true);
+    }
+    match Remote::open(access, cred, None, false) {
+        Ok(remote) => {
+            vault.save_remote_keyring(remote.keyring(), cred)?;
+            Ok(true)
+        }
+        Err(Error::Remote {
+            problem: RemoteProblem::Empty,
+            ..
+        }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Pushes while the caller holds the vault lock (wake), to an open remote
 /// whose head it read.
 pub(crate) fn push_locked(

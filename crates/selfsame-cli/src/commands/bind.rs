@@ -22,6 +22,10 @@ use crate::output::outln;
 /// identity init` first. If bind is interrupted, running it again finishes
 /// it.
 ///
+/// With [remote], the vault's copy of the replica's keys moves to the new
+/// token too (fetched first when missing: have the AWS credentials set),
+/// and the next push adds a key only the new token opens.
+///
 /// Example, a Telegram bot moving to Discord:
 ///   DISCORD_BOT_TOKEN=… selfsame bind --platform discord --new-token-env DISCORD_BOT_TOKEN
 #[derive(clap::Args, Debug)]

@@ -18,6 +18,11 @@ use crate::output::outln;
 /// earlier checkpoints as vouched for by the rekey checkpoint; the old
 /// token gets identity-mismatch. Tokens are never printed.
 ///
+/// With [remote], the vault's copy of the replica's keys moves to the new
+/// token too (fetched first when missing: have the AWS credentials set),
+/// and the next push adds a key only the new token opens: the old token
+/// reads nothing pushed after it.
+///
 /// Examples:
 ///   OLD_TOKEN=… TELEGRAM_BOT_TOKEN=… selfsame rekey --old-token-env OLD_TOKEN --new-token-env TELEGRAM_BOT_TOKEN
 ///   selfsame rekey --old-token-file old.txt --new-token-file new.txt

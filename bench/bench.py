@@ -113,13 +113,16 @@ def two_workers(listings, tool):
 # past them. A tool that stores one file per object (selfsame, git) would pay
 # for the bench's own clean-up. So nothing is deleted while the many-file
 # souls are measured: each run's store is moved to a trash directory, which
-# is emptied before the one-file soul c and at the end.
+# is emptied before the one-file soul c and at the end. Soul c's stores are
+# few files of gigabytes each: they are deleted as soon as they are done
+# with, or the disk would have to hold a dozen copies of its 2 GiB.
 RECENTLY_DELETED_S = 361
 
 
-def fresh(name, cmd, runs, store, cwd, trash, then=""):
-    """Times `cmd` against a new, empty `store`, each run's store moved aside."""
-    prepare = f"mv {store} {trash}/$(date +%s%N) 2>/dev/null; true"
+def fresh(name, cmd, runs, store, cwd, trash, then="", delete=False):
+    """Times `cmd` against a new, empty `store`, each run's store moved
+    aside (or deleted, for a soul of few files)."""
+    prepare = f"rm -rf {store}" if delete else f"mv {store} {trash}/$(date +%s%N) 2>/dev/null; true"
     if then:
         prepare += f" && {then}"
     # The soul is warm already (see bench_soul); a warm-up run would only
@@ -204,15 +207,19 @@ def bench_soul(kind, work, scale, runs, many, trash, results):
     repo = os.path.join(base, "restic")
     git = f"git --git-dir={gitdir} --work-tree={soul}"
     r = {"files": files, "bytes": size}
-    if files < 1000 and scale == 1:
-        # A soul of few files creates few: a good time to free the disk
-        # (soul c writes tens of GiB at full size), its own old stores first.
+    # A soul of few files creates few: deleting its stores costs the next
+    # store nothing, and at full size each of them holds gigabytes.
+    few = files < 1000 and scale == 1
+    # Moves a store out of the way: into the trash, or gone for a soul of few files.
+    away = (lambda path, name: f"rm -rf {path}") if few else (lambda path, name: f"mv {path} {trash}/{name}")
+    if few:
+        # A good time to free the disk, its own old stores first.
         for store in (vault, gitdir, repo):
             if os.path.exists(store):
                 os.rename(store, os.path.join(trash, f"{kind}-{os.path.basename(store)}"))
         clear_trash(trash)
     # selfsame
-    r["seal_fresh"] = fresh("selfsame seal (fresh vault)", f"{BIN} init soul", runs, vault, base, trash)
+    r["seal_fresh"] = fresh("selfsame seal (fresh vault)", f"{BIN} init soul", runs, vault, base, trash, delete=few)
     if not os.path.isdir(vault):
         sh(f"cd {base} && {BIN} init soul >/dev/null")
     first = next(os.path.join(d, fs[0]) for d, _, fs in sorted(os.walk(soul)) if fs)
@@ -224,9 +231,9 @@ def bench_soul(kind, work, scale, runs, many, trash, results):
         # racy and the unchanged seal after it has nothing to read again.
         time.sleep(0.02)
 
-    # On c every changed run stores a new 2 GiB object (whole-file objects):
-    # few. Elsewhere twice the usual rounds: this ratio is of two medians
-    # 50 ms apart, on a machine whose runs of the same seal spread by 70 ms.
+    # On c every changed run hashes the 2 GiB file again: few. Elsewhere
+    # twice the usual rounds: this ratio is of two medians 50 ms apart, on a
+    # machine whose runs of the same seal spread by 70 ms.
     r.update(alternate("seal", {
         "seal_unchanged": ("selfsame seal (unchanged)", [[BIN, "seal"]], None),
         "seal_one_changed": ("selfsame seal (one file changed)", [[BIN, "seal"]], change_one),
@@ -244,19 +251,19 @@ def bench_soul(kind, work, scale, runs, many, trash, results):
     }, many if kind != "c" else runs, cwd=base))
     r["wake_fast"] = hyperfine("selfsame wake --fast", f"{BIN} wake --fast", many, cwd=base)
     r["verify_read_data"] = hyperfine("selfsame verify --read-data", f"{BIN} verify --read-data", runs, cwd=base)
-    r["rss_seal_fresh"] = peak_rss_mib(f"mv {vault} {trash}/{kind}-rss && {BIN} init soul >/dev/null", base)
+    r["rss_seal_fresh"] = peak_rss_mib(f"{away(vault, kind + '-rss')} && {BIN} init soul >/dev/null", base)
     r["rss_seal"] = peak_rss_mib(f"{BIN} seal >/dev/null", base)
     r["rss_wake"] = peak_rss_mib(f"{BIN} wake >/dev/null", base)
     # An identical copy (new inodes and mtimes, same bytes): every file is
     # re-hashed, but its objects are already stored, so nothing new is written.
     sh(f"cd {base} && cp -a soul soul.copy && mv soul soul.orig && mv soul.copy soul")
     out = subprocess.run([BIN, "--json", "seal", "--reason", "manual"], cwd=base, capture_output=True, text=True)
-    sh(f"cd {base} && mv soul {trash}/{kind}-soul-copy && mv soul.orig soul && {BIN} seal --reason manual >/dev/null")
+    sh(f"cd {base} && {away('soul', kind + '-soul-copy')} && mv soul.orig soul && {BIN} seal --reason manual >/dev/null")
     r["reseal_new_bytes"] = json.loads(out.stdout).get("new_bytes")
     # git
     r["git_fresh"] = fresh("git add -A && git write-tree (fresh)",
                            f"{git} init -q && {git} add -A && {git} write-tree >/dev/null", runs,
-                           gitdir, base, trash)
+                           gitdir, base, trash, delete=few)
     r["git_unchanged"] = hyperfine("git add -A && git write-tree (unch.)",
                                    f"{git} add -A && {git} write-tree >/dev/null", runs)
     r["git_status"] = hyperfine("git status", f"{git} status --porcelain >/dev/null", many)
@@ -271,7 +278,7 @@ def bench_soul(kind, work, scale, runs, many, trash, results):
     r["restic_fresh"] = fresh("restic backup (fresh)", f"{env} restic -q -r {repo} backup soul >/dev/null", runs,
                               repo, base, trash,
                               then=f"{{ mv {cache} {trash}/$(date +%s%N)-cache 2>/dev/null; true; }} "
-                                   f"&& cp -a {empty} {repo}")
+                                   f"&& cp -a {empty} {repo}", delete=few)
     r["restic_unchanged"] = hyperfine("restic backup (unchanged)",
                                       f"{env} restic -q -r {repo} backup soul >/dev/null", runs, cwd=base)
     # plain hashing

@@ -599,3 +599,60 @@ fn seal_crash_after_head_then_wake_is_verified() {
     assert_eq!(v["head"], 3);
     assert_eq!(env.checkpoint_field(3, "reason"), "rest");
 }
+
+// --- a soul the agent writes while it is sealed ----------------------------
+
+/// The agent makes and deletes files and directories without pause (its
+/// temporary files, a SQLite `-journal` at each commit): a file the walk
+/// lists can be gone when the seal comes to read it, a directory gone when
+/// the walk descends into it. Every heartbeat seal still succeeds and
+/// records a soul that was there; at rest, the soul as sealed verifies.
+#[test]
+fn heartbeats_while_the_agent_makes_and_deletes_files_all_succeed() {
+    let env = Env::new();
+    let stop = env.base().join("stop");
+    let mut agent = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import os, sys
+soul, stop = sys.argv[1:3]
+n = 0
+while not os.path.exists(stop):
+    n += 1
+    d = os.path.join(soul, "work-%d" % (n % 7))
+    os.makedirs(d, exist_ok=True)
+    for i in range(20):
+        with open(os.path.join(d, "t%d.tmp" % i), "wb") as f:
+            f.write(os.urandom(2000))
+    for i in range(20):
+        os.unlink(os.path.join(d, "t%d.tmp" % i))
+    os.rmdir(d)
+"#,
+        )
+        .arg(env.soul())
+        .arg(&stop)
+        .spawn()
+        .expect("python3");
+    let failures: Vec<String> = (0..40)
+        .filter_map(|_| {
+            let out = env
+                .command(TOKEN, &["seal", "--reason", "heartbeat"])
+                .output()
+                .unwrap();
+            (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+        .collect();
+    fs::write(&stop, "").unwrap();
+    assert!(agent.wait().unwrap().success(), "the agent failed");
+    assert!(
+        failures.is_empty(),
+        "{} of 40 seals failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    env.run(&["seal"]).expect_code(0);
+    let v = env.wake(&[]).expect_code(0).json();
+    assert_eq!(v["verdict"], "verified", "{v}");
+    env.verify_clean();
+}

@@ -122,6 +122,13 @@ pub(crate) struct Sources<'a> {
 /// is stored, is hashed without being copied into the store (and copied
 /// only if it turns out different). Racy stat cache records give the same
 /// expectation for their files.
+///
+/// A file that the agent deletes between the walk listing it and the scan
+/// reading it (a temporary file, a SQLite `-journal` at a commit) makes
+/// the scan start again from the walk: the soul as it now is has no such
+/// file. After [`VANISHED_TRIES`] scans that each lost a file so (an agent
+/// that never stops making and deleting files), the last one reads every
+/// file without the stat cache and leaves out what vanished.
 pub(crate) fn fingerprint_expecting(
     root: &Path,
     excludes: &Excludes,
@@ -131,7 +138,48 @@ pub(crate) fn fingerprint_expecting(
     progress: &dyn Progress,
     stop: &AtomicBool,
 ) -> Result<Scan> {
+    for _ in 1..VANISHED_TRIES {
+        match scan_once(root, excludes, skip, sources, expect, progress, stop, false) {
+            Err(e) if vanished(&e, root) => continue,
+            r => return r,
+        }
+    }
+    let sources = Sources {
+        cache: None,
+        ..sources
+    };
+    scan_once(root, excludes, skip, sources, expect, progress, stop, true)
+}
+
+/// How many times a scan starts again because a file it listed was gone
+/// when it came to read it.
+const VANISHED_TRIES: u32 = 5;
+
+/// Whether `e` says that something under `root` the scan had listed is
+/// no longer there.
+fn vanished(e: &crate::error::Error, root: &Path) -> bool {
+    matches!(e, crate::error::Error::Io { path, source }
+        if source.kind() == std::io::ErrorKind::NotFound && path.starts_with(root) && path != root)
+}
+
+/// One scan: walk, compare with the stat cache, read what must be read.
+/// With `leave_out_vanished` (and no stat cache, whose comparison is by
+/// index), a file gone by the time it is read is left out of the manifest
+/// instead of failing the scan.
+// Long: the scan's steps share the walk's entries by index.
+#[allow(clippy::too_many_arguments)]
+fn scan_once(
+    root: &Path,
+    excludes: &Excludes,
+    skip: &[PathBuf],
+    sources: Sources<'_>,
+    expect: Option<&Manifest>,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+    leave_out_vanished: bool,
+) -> Result<Scan> {
     let Sources { store, cache } = sources;
+    let leave_out_vanished = leave_out_vanished && cache.is_none();
     let (found, cache) = std::thread::scope(|threads| {
         let loading = cache.map(|path| threads.spawn(move || StatCache::open(path)));
         let found = walk(root, excludes, skip);
@@ -213,8 +261,11 @@ pub(crate) fn fingerprint_expecting(
     // The first failure in manifest order, so the error names the same
     // path every time.
     let mut first_err: Option<(usize, crate::error::Error)> = None;
+    let mut left_out = Vec::new();
     let mut fail = |i: usize, e| {
-        if first_err.as_ref().is_none_or(|(j, _)| i < *j) {
+        if leave_out_vanished && vanished(&e, root) {
+            left_out.push(i);
+        } else if first_err.as_ref().is_none_or(|(j, _)| i < *j) {
             first_err = Some((i, e));
         }
     };
@@ -248,6 +299,11 @@ pub(crate) fn fingerprint_expecting(
     }
     if let Some((_, e)) = first_err {
         return Err(e);
+    }
+    left_out.sort_unstable();
+    for &i in left_out.iter().rev() {
+        entries.remove(i);
+        stats.remove(i);
     }
     // The walk is in manifest order, so the entries already are. A scan
     // always lists the newest version; wake renders it in the head's.

@@ -277,15 +277,28 @@ impl Walk<'_> {
             .map(|c| c.found.rel.clone())
             .collect();
         subdirs.sort_unstable_by(|a, b| subtree_key_cmp(a, b));
-        let below: Vec<Vec<Found>> = subdirs
+        let below: Vec<Option<Vec<Found>>> = subdirs
             .par_iter()
             .map(|rel| {
-                let fd =
-                    rustix::fs::openat(dir_fd, &rel[prefix.len()..], dir_flags(), Mode::empty())
-                        .map_err(|e| self.io_err(rel, e))?;
-                self.dir(fd, &format!("{rel}/"))
+                match rustix::fs::openat(dir_fd, &rel[prefix.len()..], dir_flags(), Mode::empty()) {
+                    Ok(fd) => self.dir(fd, &format!("{rel}/")).map(Some),
+                    // Deleted since it was listed: not in the soul any more.
+                    Err(rustix::io::Errno::NOENT) => Ok(None),
+                    Err(e) => Err(self.io_err(rel, e)),
+                }
             })
             .collect::<Result<_>>()?;
+        let (subdirs, below): (Vec<String>, Vec<Vec<Found>>) = subdirs
+            .into_iter()
+            .zip(below)
+            .filter_map(|(rel, listing)| match listing {
+                Some(l) => Some((rel, l)),
+                None => {
+                    children.retain(|c| c.found.rel != rel);
+                    None
+                }
+            })
+            .unzip();
 
         let total = children.len() + below.iter().map(Vec::len).sum::<usize>();
         let mut out = Vec::with_capacity(total);
@@ -332,8 +345,13 @@ impl Walk<'_> {
         if self.excludes.matches(&rel) || self.skip.contains(&rel) {
             return Ok(None);
         }
-        let st = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| self.io_err(&rel, e))?;
+        let st = match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            // Deleted since the directory was listed (a temporary file, a
+            // SQLite `-journal` at a commit): not in the soul any more.
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(self.io_err(&rel, e)),
+        };
         let stat = FileStat::of_stat(&st);
         let kind = match FileType::from_raw_mode(st.st_mode as _) {
             FileType::Directory => Kind::Dir,

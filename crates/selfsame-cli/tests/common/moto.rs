@@ -22,11 +22,14 @@ pub const AWS_SECRET: &str = "aws-secret-canary/9f8e7d6c5b4a3f2e1d0c";
 static INSTALL: Mutex<()> = Mutex::new(());
 
 /// The venv with moto, made when missing (a venv's scripts name its
-/// path, so it is made where it stays; `installed` marks it complete).
+/// path, so it is made where it stays; `installed` marks it complete and
+/// names where it was made: a target directory moved elsewhere gets a new
+/// one).
 fn venv() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("moto-5.2.5");
     let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if dir.join("installed").exists() {
+    let mark = format!("{MOTO}\n{}\n", dir.display());
+    if std::fs::read_to_string(dir.join("installed")).is_ok_and(|m| m == mark) {
         return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -42,7 +45,7 @@ fn venv() -> PathBuf {
             .expect("pip install moto")
             .success();
     assert!(ok, "installing {MOTO} into {} failed", dir.display());
-    std::fs::write(dir.join("installed"), MOTO).unwrap();
+    std::fs::write(dir.join("installed"), mark).unwrap();
     dir
 }
 

@@ -170,8 +170,15 @@ fn forget_and_prune_keep_every_kept_checkpoint_restorable_byte_for_byte() {
     env.run(&["cat", "2:memory.jsonl"]).expect_code(0);
     anchor(&env, "2030-01-01T08:40:00Z");
 
+    let packs_before = pack_names(&env.vault());
+    assert_eq!(pack_cache_names(&env.vault()), packs_before);
     let v = env.run(&["--json", "prune"]).expect_code(0).json();
     let removed = v["objects_removed"].as_u64().unwrap();
+    // The pack index cache drops the packs prune removed and holds those
+    // it wrote anew.
+    let packs_after = pack_names(&env.vault());
+    assert_ne!(packs_after, packs_before);
+    assert_eq!(pack_cache_names(&env.vault()), packs_after);
     // Each forgotten checkpoint's own file, memory.jsonl and manifest.
     assert!(removed >= 20, "{v}");
     assert!(objects_count(&env) < before, "{v}");

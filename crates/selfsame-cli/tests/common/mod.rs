@@ -625,3 +625,27 @@ pub fn token_file(token: &str) -> (tempfile::TempDir, PathBuf) {
     fs::write(&path, token).expect("write token file");
     (dir, path)
 }
+
+/// The packs in the vault, by hex name.
+pub fn pack_names(vault: &Path) -> std::collections::BTreeSet<String> {
+    fs::read_dir(vault.join("objects/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+/// The packs the pack index cache (`cache/packs`) holds, by hex name.
+pub fn pack_cache_names(vault: &Path) -> std::collections::BTreeSet<String> {
+    let bytes = fs::read(vault.join("cache/packs")).expect("the pack index cache");
+    assert!(bytes.starts_with(b"selfsame-pkix 1\n"));
+    let count = u32::from_le_bytes(bytes[16..20].try_into().unwrap());
+    let mut at = 20;
+    let mut out = std::collections::BTreeSet::new();
+    for _ in 0..count {
+        out.insert(hex::encode(&bytes[at..at + 32]));
+        let n = u32::from_le_bytes(bytes[at + 32..at + 36].try_into().unwrap()) as usize;
+        at += 36 + n * 58;
+    }
+    assert_eq!(at + 4, bytes.len(), "records then the checksum");
+    out
+}

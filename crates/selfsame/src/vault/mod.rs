@@ -111,7 +111,7 @@ impl Vault {
         }
         let base = dir.parent().unwrap_or(Path::new("/")).to_owned();
         Ok(Vault {
-            objects: Objects::local(dir.join("objects")),
+            objects: Objects::local_cached(dir.join("objects"), dir.join("cache").join("packs")),
             dir,
             base,
             config,

@@ -1,11 +1,14 @@
 //! Where each packed blob is: the packs' indexes, read from their ends
 //! and kept in memory for the life of the vault value. A pack another
 //! process added (or removed) since is found by [`Index::refresh`], which
-//! lists the packs and reads the index of each new one.
+//! lists the packs and reads the index of each new one — from the pack
+//! index cache ([`super::packcache`]) when the vault has one and it holds
+//! the pack's index, else from the pack.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
 
 use crate::error::{Damage, Error, Result};
 use crate::format::pack::{self, BlobKind, PackEntry, ENTRY_LEN, FOOTER_LEN};
@@ -30,9 +33,36 @@ pub struct Index {
     blobs: HashMap<([u8; 32], BlobKind), (u32, u32), IdHash>,
     /// Packs whose index does not read, with why.
     damaged: Vec<(Name, Error)>,
+    /// The pack index cache, when the vault keeps one.
+    cache: Option<Cache>,
+    /// Pack indexes read from packs (not the cache), for the test hooks.
+    #[cfg(any(test, feature = "test-hooks"))]
+    indexes_read: u64,
+}
+
+/// The pack index cache as this index uses it.
+#[derive(Debug)]
+struct Cache {
+    path: PathBuf,
+    /// Whether the file was read (by the first refresh).
+    loaded: bool,
+    /// Whether the packs known differ from what the file holds.
+    dirty: bool,
 }
 
 impl Index {
+    /// An index that keeps the pack index cache at `path`.
+    pub fn cached(path: PathBuf) -> Self {
+        Index {
+            cache: Some(Cache {
+                path,
+                loaded: false,
+                dirty: false,
+            }),
+            ..Index::default()
+        }
+    }
+
     /// The blob `(kind, id)`, if a known pack holds it.
     pub fn find(&self, kind: BlobKind, id: &[u8; 32]) -> Option<Located> {
         let (p, e) = *self.blobs.get(&(*id, kind))?;
@@ -45,8 +75,17 @@ impl Index {
 
     /// Learns a pack (written by this process, or listed).
     pub fn add(&mut self, pack: [u8; 32], entries: Vec<PackEntry>) {
+        if self.learn(pack, entries) {
+            if let Some(c) = &mut self.cache {
+                c.dirty = true;
+            }
+        }
+    }
+
+    /// Learns a pack; whether it was new.
+    fn learn(&mut self, pack: [u8; 32], entries: Vec<PackEntry>) -> bool {
         if self.numbers.contains_key(&pack) {
-            return;
+            return false;
         }
         let no = self.packs.len() as u32;
         for (i, e) in entries.iter().enumerate() {
@@ -54,6 +93,28 @@ impl Index {
         }
         self.packs.push(Some((pack, entries)));
         self.numbers.insert(pack, no);
+        true
+    }
+
+    /// Writes the pack index cache when the packs known are not what it
+    /// holds. A cache that cannot be written is left as it is: it is only
+    /// a cache.
+    pub fn save(&mut self) {
+        let Some(cache) = &self.cache else { return };
+        if !cache.dirty {
+            return;
+        }
+        let bytes = super::packcache::encode(self.packs());
+        let cache = self.cache.as_mut().expect("checked");
+        if super::packcache::save(&cache.path, &bytes).is_ok() {
+            cache.dirty = false;
+        }
+    }
+
+    /// Pack indexes this index read from packs rather than the cache.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn indexes_read(&self) -> u64 {
+        self.indexes_read
     }
 
     /// Lists the store's packs: reads the index of each new one and forgets
@@ -65,13 +126,15 @@ impl Index {
         // growth of the map instead of a dozen rehashes of it.
         self.blobs.reserve(new.iter().map(|(_, e)| e.len()).sum());
         for (hash, entries) in new {
-            self.add(hash, entries);
+            self.learn(hash, entries);
         }
+        self.save();
         read
     }
 
     /// Forgets the packs that are gone and reads the index of each new one
-    /// into `new` (those read before a failure too).
+    /// into `new` (those read before a failure too), from the cache when it
+    /// holds it.
     fn read_new(
         &mut self,
         store: &dyn Store,
@@ -79,6 +142,10 @@ impl Index {
     ) -> Result<()> {
         let names = store.list(NameKind::Pack)?;
         let present: HashSet<[u8; 32]> = names.iter().map(|n| *n.hash()).collect();
+        let mut cached = match &self.cache {
+            Some(c) if !c.loaded => Some(super::packcache::load(&c.path)),
+            _ => None,
+        };
         let gone: Vec<[u8; 32]> = self
             .numbers
             .keys()
@@ -89,6 +156,9 @@ impl Index {
             for p in gone {
                 if let Some(no) = self.numbers.remove(&p) {
                     self.packs[no as usize] = None;
+                }
+                if let Some(c) = &mut self.cache {
+                    c.dirty = true;
                 }
             }
             // Blobs of a removed pack that another pack also holds.
@@ -109,13 +179,35 @@ impl Index {
             if self.numbers.contains_key(&hash) || self.damaged.iter().any(|(n, _)| *n == name) {
                 continue;
             }
+            let known = cached
+                .as_mut()
+                .and_then(|c| c.remove(&hash))
+                .and_then(|raw| super::packcache::entries(&hash, &raw));
+            if let Some(entries) = known {
+                new.push((hash, entries));
+                continue;
+            }
+            #[cfg(any(test, feature = "test-hooks"))]
+            {
+                self.indexes_read += 1;
+            }
             match read_index(store, &name) {
-                Ok(entries) => new.push((hash, entries)),
+                Ok(entries) => {
+                    new.push((hash, entries));
+                    if let Some(c) = &mut self.cache {
+                        c.dirty = true;
+                    }
+                }
                 // A pack that is not one is damage for verify to name; a
                 // disk that fails to read it fails the caller.
                 Err(e @ Error::Corrupt { .. }) => self.damaged.push((name, e)),
                 Err(e) => return Err(e),
             }
+        }
+        if let (Some(c), Some(left)) = (&mut self.cache, cached) {
+            c.loaded = true;
+            // The file named packs that are gone, or lied about one.
+            c.dirty |= !left.is_empty();
         }
         Ok(())
     }

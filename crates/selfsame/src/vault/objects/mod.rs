@@ -16,6 +16,7 @@
 
 mod chunker;
 mod index;
+mod packcache;
 mod packer;
 
 use std::collections::BTreeSet;
@@ -79,6 +80,7 @@ pub struct Objects {
 
 impl Objects {
     /// The objects in `store`.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn new(store: Arc<dyn Store>) -> Self {
         Objects {
             store,
@@ -88,8 +90,26 @@ impl Objects {
     }
 
     /// The objects of the local directory `root` (`.selfsame/objects`).
+    #[cfg(test)]
     pub fn local(root: PathBuf) -> Self {
         Objects::new(Arc::new(LocalStore::new(root)))
+    }
+
+    /// The objects of the local directory `root`, keeping the pack index
+    /// cache at `cache` (`.selfsame/cache/packs`).
+    pub fn local_cached(root: PathBuf, cache: PathBuf) -> Self {
+        Objects {
+            store: Arc::new(LocalStore::new(root)),
+            index: Arc::new(Mutex::new(Index::cached(cache))),
+            packer: None,
+        }
+    }
+
+    /// Test hook: how many pack indexes were read from packs (not from the
+    /// pack index cache) since these objects were made.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn indexes_read(&self) -> u64 {
+        self.index.lock().expect("index").indexes_read()
     }
 
     /// A batch: new content is packed and visible to no one until
@@ -117,6 +137,7 @@ impl Objects {
         for (name, entries) in packs {
             index.add(name, entries);
         }
+        index.save();
         Ok(())
     }
 
@@ -664,9 +685,10 @@ impl Objects {
     }
 
     /// Damage to everything stored that verify should name: packs whose
-    /// index does not read.
+    /// index does not read. Every pack's index is read from the pack, not
+    /// taken from the pack index cache.
     pub fn damaged_packs(&self) -> Vec<(PathBuf, String)> {
-        let mut index = self.index.lock().expect("index");
+        let mut index = Index::default();
         let _ = index.refresh(&*self.store);
         index
             .damaged()
@@ -812,6 +834,230 @@ mod tests {
 
     fn packs(objects: &Objects) -> usize {
         objects.store.list(NameKind::Pack).unwrap().len()
+    }
+
+    /// Objects in `dir` keeping the pack index cache, as a vault does.
+    fn cached(dir: &Path) -> Objects {
+        Objects::local_cached(dir.join("objects"), dir.join("cache/packs"))
+    }
+
+    /// `n` seals of one small content each: `n` packs.
+    fn seal_many(objects: &Objects, n: u64) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                let bytes = noise(100 + i, 3000);
+                let batch = objects.deferred().unwrap();
+                batch.store_bytes(&sha(&bytes), &bytes).unwrap();
+                batch.sync().unwrap();
+                bytes
+            })
+            .collect()
+    }
+
+    fn cache_names(dir: &Path) -> BTreeSet<[u8; 32]> {
+        let bytes = std::fs::read(dir.join("cache/packs")).unwrap();
+        packcache::parse(&bytes)
+            .expect("the cache parses")
+            .into_keys()
+            .collect()
+    }
+
+    fn pack_names(objects: &Objects) -> BTreeSet<[u8; 32]> {
+        let names = objects.store.list(NameKind::Pack).unwrap();
+        names.iter().map(|n| *n.hash()).collect()
+    }
+
+    #[test]
+    fn after_many_seals_a_command_reads_no_pack_index_it_knows() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = cached(dir.path());
+        let contents = seal_many(&sealer, 40);
+        assert_eq!(packs(&sealer), 40);
+        // The cache names every pack, written as the seals went.
+        assert_eq!(cache_names(dir.path()), pack_names(&sealer));
+        let mode = std::fs::metadata(dir.path().join("cache/packs")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
+        // A later command: every content found, no pack's index read.
+        let later = cached(dir.path());
+        for c in &contents {
+            assert_eq!(later.read(&sha(c)).unwrap(), *c);
+        }
+        assert_eq!(later.indexes_read(), 0);
+        // One more seal by another process: only its pack is new to a
+        // command that had the cache before it.
+        let stale = std::fs::read(dir.path().join("cache/packs")).unwrap();
+        let extra = noise(7, 3000);
+        let batch = cached(dir.path()).deferred().unwrap();
+        batch.store_bytes(&sha(&extra), &extra).unwrap();
+        batch.sync().unwrap();
+        std::fs::write(dir.path().join("cache/packs"), stale).unwrap();
+        let next = cached(dir.path());
+        assert_eq!(next.read(&sha(&extra)).unwrap(), extra);
+        assert_eq!(next.indexes_read(), 1);
+        assert_eq!(cache_names(dir.path()), pack_names(&next));
+        // Without a cache every index is read.
+        let uncached = Objects::local(dir.path().join("objects"));
+        uncached.list().unwrap();
+        assert_eq!(uncached.indexes_read(), 41);
+    }
+
+    #[test]
+    fn a_garbled_cut_or_oversized_cache_is_ignored_and_written_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let contents = seal_many(&cached(dir.path()), 12);
+        let path = dir.path().join("cache/packs");
+        let good = std::fs::read(&path).unwrap();
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 0xff;
+        let mut big = good.clone();
+        big.resize(packcache::MAX_CACHE as usize + 1, 0);
+        let cases: [(&str, Option<Vec<u8>>); 5] = [
+            ("flipped", Some(flipped)),
+            ("cut short", Some(good[..good.len() - 9].to_vec())),
+            ("empty", Some(Vec::new())),
+            ("oversized", Some(big)),
+            ("missing", None),
+        ];
+        for (what, bytes) in cases {
+            let _ = std::fs::remove_file(&path);
+            if let Some(b) = bytes {
+                std::fs::write(&path, b).unwrap();
+            }
+            let objects = cached(dir.path());
+            for c in &contents {
+                assert_eq!(objects.read(&sha(c)).unwrap(), *c, "{what}");
+            }
+            assert_eq!(objects.indexes_read(), 12, "{what}");
+            assert!(std::fs::read(&path).unwrap() == good, "{what}: rebuilt");
+        }
+        // A symlink in its place is not followed, and is replaced.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let objects = cached(dir.path());
+        assert_eq!(objects.read(&sha(&contents[0])).unwrap(), contents[0]);
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert!(std::fs::read(&path).unwrap() == good, "rebuilt");
+    }
+
+    #[test]
+    fn a_cache_that_lies_about_a_pack_is_not_believed_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let contents = seal_many(&cached(dir.path()), 3);
+        let path = dir.path().join("cache/packs");
+        let good = std::fs::read(&path).unwrap();
+        // Every entry's offset moved by one, the checksum made right.
+        let mut cached_packs = packcache::parse(&good).unwrap();
+        for raw in cached_packs.values_mut() {
+            for e in raw.chunks_exact_mut(pack::ENTRY_LEN) {
+                e[34] = e[34].wrapping_add(1);
+            }
+        }
+        let lies: Vec<([u8; 32], Vec<PackEntry>)> = cached_packs
+            .iter()
+            .map(|(n, raw)| {
+                let entries = raw
+                    .chunks_exact(pack::ENTRY_LEN)
+                    .map(|b| {
+                        let mut e = PackEntry {
+                            kind: BlobKind::Data,
+                            codec: Codec::Plain,
+                            id: [0; 32],
+                            offset: 0,
+                            stored: 0,
+                            plain: 0,
+                            size: 0,
+                        };
+                        e.kind = match b[0] {
+                            0 => BlobKind::Data,
+                            1 => BlobKind::File,
+                            _ => BlobKind::Node,
+                        };
+                        e.codec = if b[1] == 1 { Codec::Zstd } else { Codec::Plain };
+                        e.id.copy_from_slice(&b[2..34]);
+                        e.offset = u64::from_le_bytes(b[34..42].try_into().unwrap());
+                        e.stored = u32::from_le_bytes(b[42..46].try_into().unwrap());
+                        e.plain = u32::from_le_bytes(b[46..50].try_into().unwrap());
+                        e.size = u64::from_le_bytes(b[50..58].try_into().unwrap());
+                        e
+                    })
+                    .collect();
+                (*n, entries)
+            })
+            .collect();
+        let lying = packcache::encode(lies.iter().map(|(n, e)| (n, e)));
+        assert!(packcache::parse(&lying).is_some(), "a well-formed cache");
+        std::fs::write(&path, &lying).unwrap();
+        let objects = cached(dir.path());
+        for c in &contents {
+            assert_eq!(objects.read(&sha(c)).unwrap(), *c);
+        }
+        assert_eq!(objects.indexes_read(), 3, "each pack's own index read");
+        assert!(
+            std::fs::read(&path).unwrap() == good,
+            "the truth written back"
+        );
+    }
+
+    #[test]
+    fn prune_drops_removed_packs_from_the_cache_and_adds_those_written_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = cached(dir.path());
+        let keep = noise(4, 500_000);
+        let mut gone = keep[..300_000].to_vec();
+        gone.extend(noise(5, 200_000));
+        let batch = objects.deferred().unwrap();
+        batch.store_bytes(&sha(&keep), &keep).unwrap();
+        batch.store_bytes(&sha(&gone), &gone).unwrap();
+        batch.sync().unwrap();
+        seal_many(&objects, 2);
+        let before = pack_names(&objects);
+        assert_eq!(cache_names(dir.path()), before);
+        let kept: BTreeSet<ObjectId> = objects.reaches(&sha(&keep)).unwrap().into_iter().collect();
+        let doomed: BTreeSet<ObjectId> = objects
+            .ids()
+            .unwrap()
+            .into_iter()
+            .filter(|id| !kept.contains(id))
+            .collect();
+        objects.delete(&doomed).unwrap();
+        let after = pack_names(&objects);
+        assert_ne!(after, before);
+        assert!(
+            after.iter().any(|p| !before.contains(p)),
+            "a pack written anew"
+        );
+        assert_eq!(cache_names(dir.path()), after);
+        let later = cached(dir.path());
+        assert_eq!(later.read(&sha(&keep)).unwrap(), keep);
+        assert!(later.size_of(&sha(&gone)).unwrap().is_none());
+        assert_eq!(later.indexes_read(), 0);
+    }
+
+    #[test]
+    fn damage_to_a_pack_index_is_named_though_the_cache_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let contents = seal_many(&cached(dir.path()), 2);
+        let objects = cached(dir.path());
+        assert!(objects.damaged_packs().is_empty());
+        // The last byte of every pack (its index's magic) flipped.
+        for name in objects.store.list(NameKind::Pack).unwrap() {
+            let path = objects.store.locate(&name);
+            let mut bytes = std::fs::read(&path).unwrap();
+            *bytes.last_mut().unwrap() ^= 1;
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let later = cached(dir.path());
+        assert_eq!(later.read(&sha(&contents[0])).unwrap(), contents[0]);
+        assert_eq!(later.indexes_read(), 0, "the blobs read through the cache");
+        let damaged = later.damaged_packs();
+        assert_eq!(damaged.len(), 2, "{damaged:?}");
+        assert!(
+            damaged.iter().all(|(_, why)| why.contains("bad magic")),
+            "{damaged:?}"
+        );
     }
 
     #[test]

@@ -133,6 +133,15 @@ fn the_pack_index_cache_names_every_pack_and_a_garbled_one_is_written_anew() {
     let good = fs::read(&path).unwrap();
     assert!(good.starts_with(b"selfsame-pkix 1\n"));
     assert_eq!(pack_cache_names(&env.vault()), pack_names(&env.vault()));
+    // Commands that add or remove no pack leave the cache as it is.
+    use std::os::unix::fs::MetadataExt;
+    let ino = fs::metadata(&path).unwrap().ino();
+    env.run(&["status"]).expect_code(0);
+    env.wake(&[]).expect_code(0);
+    env.run(&["seal"]).expect_code(0);
+    env.verify_clean();
+    assert_eq!(fs::metadata(&path).unwrap().ino(), ino, "not rewritten");
+    assert!(fs::read(&path).unwrap() == good);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,

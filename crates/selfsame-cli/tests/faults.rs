@@ -5,7 +5,8 @@
 //!
 //! * the command exited 1 with a message naming a file the failed call was
 //!   on; or 0, only when every failed call was one it may do without
-//!   ([`may_fail_quietly`]: removing a temp file of its own), and then it
+//!   ([`may_fail_quietly`]: removing a temp file of its own, writing the
+//!   pack index cache), and then it
 //!   did all its work; never a panic or another code (when the failed call
 //!   is the write of the message itself, only the exit code can tell);
 //! * every checkpoint that existed before is byte for byte the same;
@@ -479,9 +480,16 @@ fn unescape(text: &str) -> Vec<u8> {
 }
 
 /// Calls whose failure a command may shrug off: removing a temp file of
-/// its own once its content is linked under its name, and noting its pid
-/// in the lock file (only the busy message of another process reads it).
+/// its own once its content is linked under its name, noting its pid in
+/// the lock file (only the busy message of another process reads it), and
+/// writing the pack index cache (only a cache: the next command reads the
+/// packs' indexes instead, and writes it).
 fn may_fail_quietly(line: &str) -> bool {
+    let pack_cache = line.contains("/.selfsame/cache/packs")
+        || (line.contains("/.selfsame/cache/.tmp-") && line.contains("-packs"));
+    if pack_cache {
+        return true;
+    }
     match name(line) {
         "unlink" | "unlinkat" => line.contains("/.tmp-"),
         "write" => line.starts_with("write(") && line.contains("/.selfsame/run/lock>"),

@@ -159,7 +159,7 @@ fn reached(
         progress.advance(1);
     }
     progress.finish();
-    let cache = StatCache::open(&StatCache::path(vault.dir()))?;
+    let cache = StatCache::open_strict(&StatCache::path(vault.dir()))?;
     contents.extend(cache.contents());
     contents.insert(cache.manifest());
     Ok(contents)

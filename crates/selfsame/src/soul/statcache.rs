@@ -251,9 +251,22 @@ impl StatCache {
     /// [`crate::error::Error::Corrupt`], naming it. Neither is followed or waited
     /// on, and each is read no further than its size.
     pub fn open(path: &Path) -> Result<StatCache> {
+        Self::open_with(path, false)
+    }
+
+    /// [`StatCache::open`], except that a listing or patch that is there
+    /// but cannot be read (a failing disk) is an error naming it: for
+    /// prune, which must keep every object the cache names and so cannot
+    /// take a cache it failed to read for an empty one.
+    pub fn open_strict(path: &Path) -> Result<StatCache> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, strict: bool) -> Result<StatCache> {
         let read = |p: &Path| match read::read_all(p) {
             Ok(bytes) => Ok(bytes),
             Err(e @ crate::error::Error::Corrupt { .. }) => Err(e),
+            Err(e) if strict => Err(e),
             // Unreadable: only a cache.
             Err(_) => Ok(None),
         };

@@ -106,9 +106,10 @@ impl Index {
         }
         let bytes = super::packcache::encode(self.packs());
         let cache = self.cache.as_mut().expect("checked");
-        if super::packcache::save(&cache.path, &bytes).is_ok() {
-            cache.dirty = false;
-        }
+        // Tried once for what changed: a failed write (a full disk) is
+        // not retried until the packs change again.
+        let _ = super::packcache::save(&cache.path, &bytes);
+        cache.dirty = false;
     }
 
     /// Pack indexes this index read from packs rather than the cache.

@@ -5,9 +5,12 @@
 //! (its first bytes, like a database's header page, or its middle) is
 //! stored whole and reads back as it is.
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 
+use common::noise;
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::seal::{seal, Reason, SealOptions};
 use selfsame::ops::verify::verify;
@@ -19,18 +22,6 @@ const MIB: usize = 1 << 20;
 
 fn token() -> Credential {
     Credential::parse(Platform::Telegram, "5151:append-test-token").unwrap()
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

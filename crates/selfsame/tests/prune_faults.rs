@@ -7,10 +7,13 @@
 //! The vault keeps its objects in the in-memory store of the test hooks,
 //! which numbers every step and fails the one armed.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::{copy_tree, noise};
 use selfsame::ops::forget::{forget, ForgetOptions, Policy};
 use selfsame::ops::init::{init, InitOptions};
 use selfsame::ops::prune::prune;
@@ -23,28 +26,6 @@ use selfsame::{Credential, Platform, Vault};
 
 fn token() -> Credential {
     Credential::parse(Platform::Telegram, "7373:prune-faults-token").unwrap()
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 fn open(base: &Path, store: &MemoryStore) -> Vault {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use selfsame::ops::forget::{forget, ForgetOptions, ForgetReport, Policy};
+use selfsame::ops::forget::{forget, seq_runs, ForgetOptions, ForgetReport, Policy};
 use selfsame::{Error, Result};
 
 use crate::context::Context;
@@ -151,7 +151,7 @@ fn print(r: &ForgetReport) {
             "kept {} snapshots; {verb} {}: checkpoints {}",
             r.kept.len(),
             r.forgotten.len(),
-            runs(&r.forgotten)
+            seq_runs(&r.forgotten)
         );
         if !r.dry_run {
             outln!(
@@ -159,23 +159,4 @@ fn print(r: &ForgetReport) {
             );
         }
     }
-}
-
-/// `1-3, 5` for `[1, 2, 3, 5]` (sorted).
-fn runs(seqs: &[u64]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < seqs.len() {
-        let mut j = i;
-        while j + 1 < seqs.len() && seqs[j + 1] == seqs[j] + 1 {
-            j += 1;
-        }
-        out.push(if i == j {
-            seqs[i].to_string()
-        } else {
-            format!("{}-{}", seqs[i], seqs[j])
-        });
-        i = j + 1;
-    }
-    out.join(", ")
 }

@@ -242,3 +242,23 @@ fn policy_json(p: &Policy) -> Value {
     }
     Value::Object(m)
 }
+
+/// Checkpoint numbers as people read them, for messages: `1-3, 5, 8-9`
+/// for `[1, 2, 3, 5, 8, 9]` (sorted).
+pub fn seq_runs(seqs: &[u64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seqs.len() {
+        let mut j = i;
+        while j + 1 < seqs.len() && seqs[j + 1] == seqs[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            seqs[i].to_string()
+        } else {
+            format!("{}-{}", seqs[i], seqs[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}

@@ -148,29 +148,10 @@ fn forgotten_notes(forgotten: &std::collections::BTreeMap<u64, String>) -> Vec<S
         };
         notes.push(format!(
             "{word} {} forgotten by retention at {at}: snapshot released",
-            runs(&seqs)
+            super::forget::seq_runs(&seqs)
         ));
     }
     notes
-}
-
-/// `1-3, 5, 8-9` for `[1, 2, 3, 5, 8, 9]` (sorted).
-fn runs(seqs: &[u64]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < seqs.len() {
-        let mut j = i;
-        while j + 1 < seqs.len() && seqs[j + 1] == seqs[j] + 1 {
-            j += 1;
-        }
-        out.push(if i == j {
-            seqs[i].to_string()
-        } else {
-            format!("{}-{}", seqs[i], seqs[j])
-        });
-        i = j + 1;
-    }
-    out.join(", ")
 }
 
 /// Re-hashes every object every trusted checkpoint names, once; returns

@@ -455,8 +455,9 @@ impl Objects {
         Ok(())
     }
 
-    /// The data parts of the list `at`, in order, through its nodes.
-    fn flatten(&self, at: &Located, depth: usize, out: &mut Vec<Part>) -> Result<()> {
+    /// The parts the list (or node) `at` names, read from its pack;
+    /// `depth` is how deep in a list it sits.
+    fn list_parts(&self, at: &Located, depth: usize) -> Result<Vec<Part>> {
         let name = Name::Pack(at.pack);
         if depth >= MAX_DEPTH {
             return Err(self.pack_damage(&name, "lists nested too deep"));
@@ -467,6 +468,13 @@ impl Objects {
         let plain = self.decode(&name, &at.entry, &stored)?;
         let parts =
             pack::parse_list(&plain).map_err(|e| self.pack_damage(&name, &e.to_string()))?;
+        Ok(parts)
+    }
+
+    /// The data parts of the list `at`, in order, through its nodes.
+    fn flatten(&self, at: &Located, depth: usize, out: &mut Vec<Part>) -> Result<()> {
+        let parts = self.list_parts(at, depth)?;
+        let name = Name::Pack(at.pack);
         if parts.iter().map(|p| p.size).sum::<u64>() != at.entry.size {
             return Err(self.pack_damage(&name, "a list's parts do not add up to its size"));
         }
@@ -568,16 +576,7 @@ impl Objects {
     }
 
     fn reach_list(&self, at: &Located, depth: usize, out: &mut Vec<ObjectId>) -> Result<()> {
-        let name = Name::Pack(at.pack);
-        if depth >= MAX_DEPTH {
-            return Err(self.pack_damage(&name, "lists nested too deep"));
-        }
-        let stored = self
-            .store
-            .read_at(&name, at.entry.offset, at.entry.stored as usize)?;
-        let plain = self.decode(&name, &at.entry, &stored)?;
-        let parts =
-            pack::parse_list(&plain).map_err(|e| self.pack_damage(&name, &e.to_string()))?;
+        let parts = self.list_parts(at, depth)?;
         for p in parts {
             out.push(ObjectId(Form::Blob(p.kind, p.id)));
             if p.kind == BlobKind::Node {

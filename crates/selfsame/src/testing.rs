@@ -180,3 +180,20 @@ pub fn s3_self_check(endpoint: &str, bucket: &str) -> std::result::Result<(), St
 pub fn loose_object(vault: &Vault, hash: &[u8; 32]) -> Result<PathBuf> {
     vault.objects().loosen(hash)
 }
+
+/// Where the content `hash` is stored: its loose name, or its pack.
+pub fn object_location(vault: &Vault, hash: &[u8; 32]) -> PathBuf {
+    vault.objects().locate(hash)
+}
+
+/// How many packs this vault value knows the index of (from the packs or
+/// the pack index cache): what it has read of the store's indexes.
+pub fn packs_known(vault: &Vault) -> usize {
+    vault.objects().packs_known()
+}
+
+/// How many pack indexes this vault value read from packs rather than the
+/// pack index cache.
+pub fn indexes_read(vault: &Vault) -> u64 {
+    vault.objects().indexes_read()
+}

@@ -232,6 +232,97 @@ fn an_unchanged_seal_writes_back_a_deleted_manifest_object() {
     );
 }
 
+/// Seals `n` times, each time with a new file (one pack each), and gives
+/// the last soul hash.
+fn seal_packs(dir: &std::path::Path, vault: &selfsame::Vault, n: usize) -> [u8; 32] {
+    let mut soul = [0u8; 32];
+    for i in 0..n {
+        let f = dir.join(format!("soul/note-{i}.md"));
+        fs::write(&f, format!("note {i}\n").repeat(50 + i)).unwrap();
+        age(&f);
+        let s = seal(vault, &token(), &SealOptions::new(Reason::Manual), &Silent).unwrap();
+        hex::decode_to_slice(&s.soul, &mut soul).unwrap();
+    }
+    soul
+}
+
+/// A heartbeat over an unchanged soul (the most frequent seal of all)
+/// checks that the head's manifest is still stored where the head hint
+/// (`cache/head`) says: it reads no pack's index, and the checkpoint a
+/// seal then writes wakes verified.
+#[test]
+fn an_unchanged_seal_reads_no_pack_index() {
+    let (dir, vault) = setup();
+    let soul = seal_packs(dir.path(), &vault, 6);
+    // The first unchanged seal after a change looks in every pack's index
+    // and leaves the hint.
+    let first = selfsame::Vault::open(vault.dir()).unwrap();
+    seal(
+        &first,
+        &token(),
+        &SealOptions::new(Reason::Heartbeat),
+        &Silent,
+    )
+    .unwrap();
+    assert!(selfsame::testing::packs_known(&first) >= 6);
+    assert!(vault.dir().join("cache/head").is_file());
+    for reason in [Reason::Heartbeat, Reason::Manual] {
+        let fresh = selfsame::Vault::open(vault.dir()).unwrap();
+        let s = seal(&fresh, &token(), &SealOptions::new(reason), &Silent).unwrap();
+        assert!(s.changes.is_empty());
+        assert_eq!(s.soul, hex::encode(soul));
+        assert_eq!(selfsame::testing::packs_known(&fresh), 0, "{reason:?}");
+    }
+    let all = selfsame::Vault::open(vault.dir()).unwrap();
+    assert_eq!(
+        wake(&all, &token(), &WakeOptions::default())
+            .unwrap()
+            .verdict,
+        Verdict::Verified
+    );
+}
+
+/// The pack holding the head's manifest is lost (deleted by hand, a disk
+/// fault) while the head hint and the pack index cache still name it: the
+/// unchanged seal sees that the pack is gone, writes the manifest again,
+/// and the vault wakes verified.
+#[test]
+fn an_unchanged_seal_writes_back_a_manifest_whose_pack_is_gone() {
+    let (dir, vault) = setup();
+    let soul = seal_packs(dir.path(), &vault, 3);
+    seal(
+        &vault,
+        &token(),
+        &SealOptions::new(Reason::Heartbeat),
+        &Silent,
+    )
+    .unwrap();
+    assert!(vault.dir().join("cache/head").is_file());
+    let pack = selfsame::testing::object_location(&vault, &soul);
+    assert!(pack.to_string_lossy().contains("packs"), "{pack:?}");
+    fs::remove_file(&pack).unwrap();
+    let fresh = selfsame::Vault::open(vault.dir()).unwrap();
+    let s = seal(
+        &fresh,
+        &token(),
+        &SealOptions::new(Reason::Heartbeat),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(s.soul, hex::encode(soul));
+    let again = selfsame::testing::object_location(&fresh, &soul);
+    assert!(
+        again.is_file(),
+        "the manifest is stored again, at {again:?}"
+    );
+    assert_eq!(
+        wake(&fresh, &token(), &WakeOptions::default())
+            .unwrap()
+            .verdict,
+        Verdict::Verified
+    );
+}
+
 /// Scans the soul against the seal's stat cache, storing nothing.
 fn scan_with_cache(vault: &selfsame::Vault) -> selfsame::testing::Scan {
     let cache = selfsame::testing::StatCache::path(vault.dir());

@@ -130,7 +130,8 @@ impl PackEntry {
         out
     }
 
-    fn parse(b: &[u8]) -> Option<PackEntry> {
+    /// The entry in `b` ([`ENTRY_LEN`] bytes), when well-formed.
+    pub fn parse(b: &[u8]) -> Option<PackEntry> {
         let kind = BlobKind::of(b[0])?;
         let codec = match b[1] {
             0 => Codec::Plain,

@@ -339,10 +339,12 @@ fn settle_manifest(
     match fp.known_soul {
         // The stat cache vouches for the head's very manifest (an unchanged
         // soul): nothing to write, nothing to compare, once a look says the
-        // manifest object is still there (else it is written again).
+        // manifest object is still there (else it is written again). The
+        // look reads one pack's footer and entry where the head hint says,
+        // not every pack's index: this is every quiet heartbeat.
         Some(known)
             if head_soul == Some(hex::encode(known).as_str())
-                && vault.objects().size_of(&known)?.is_some() =>
+                && vault.objects().holds_hinted(&known)? =>
         {
             // Files read again (racy records) are recorded anew, so that
             // the next seal trusts them.

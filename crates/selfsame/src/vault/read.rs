@@ -79,7 +79,14 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
     if len > cap {
         return Err(too_big(path, len, cap));
     }
-    read_limited(file, path, cap).map(Some)
+    // Sized by the file's length when opened: one read, not a dozen
+    // growing ones (a cache of megabytes is read on every seal).
+    let mut out = Vec::with_capacity(len as usize + 1);
+    file.take(cap + 1).read_to_end(&mut out).at(path)?;
+    if out.len() as u64 > cap {
+        return Err(too_big(path, out.len() as u64, cap));
+    }
+    Ok(Some(out))
 }
 
 /// Reads a regular vault file whole: its size when opened bounds the read
@@ -94,16 +101,6 @@ pub fn read_all(path: &Path) -> Result<Option<Vec<u8>>> {
         .read_to_end(&mut out)
         .map(|_| Some(out))
         .at(path)
-}
-
-/// Reads at most `cap` bytes of `file`; one more is an error.
-pub fn read_limited(file: File, path: &Path, cap: u64) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    file.take(cap + 1).read_to_end(&mut out).at(path)?;
-    if out.len() as u64 > cap {
-        return Err(too_big(path, out.len() as u64, cap));
-    }
-    Ok(out)
 }
 
 fn too_big(path: &Path, len: u64, cap: u64) -> Error {

@@ -73,6 +73,18 @@ impl Index {
         })
     }
 
+    /// The blob `(kind, id)`, with how many entries its pack has and which
+    /// of them is the blob's (for a [`super::hint::Hint`]).
+    pub fn find_numbered(&self, kind: BlobKind, id: &[u8; 32]) -> Option<(Located, usize, usize)> {
+        let (p, e) = *self.blobs.get(&(*id, kind))?;
+        let (pack, entries) = self.packs.get(p as usize)?.as_ref()?;
+        let located = Located {
+            pack: *pack,
+            entry: *entries.get(e as usize)?,
+        };
+        Some((located, entries.len(), e as usize))
+    }
+
     /// Learns a pack (written by this process, or listed).
     pub fn add(&mut self, pack: [u8; 32], entries: Vec<PackEntry>) {
         if self.learn(pack, entries) {

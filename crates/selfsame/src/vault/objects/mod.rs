@@ -15,6 +15,7 @@
 //!   pays. A seal writes everything new in this form, in one batch.
 
 mod chunker;
+mod hint;
 mod index;
 mod packcache;
 mod packer;
@@ -76,6 +77,18 @@ pub struct Objects {
     index: Arc<Mutex<Index>>,
     /// In a batch: the packs being written.
     packer: Option<Arc<Packer>>,
+    /// In a batch: the store it began from, listed once at the batch's
+    /// first need of the index ([`Objects::list_once`]).
+    listing: Option<Arc<Listing>>,
+    /// Where the head hint is kept ([`hint`]), when the vault keeps one.
+    hint: Option<PathBuf>,
+}
+
+/// A batch's one listing of the packs.
+#[derive(Debug)]
+struct Listing {
+    base: Arc<dyn Store>,
+    done: std::sync::atomic::AtomicBool,
 }
 
 impl Objects {
@@ -86,6 +99,8 @@ impl Objects {
             store,
             index: Arc::default(),
             packer: None,
+            listing: None,
+            hint: None,
         }
     }
 
@@ -100,8 +115,10 @@ impl Objects {
     pub fn local_cached(root: PathBuf, cache: PathBuf) -> Self {
         Objects {
             store: Arc::new(LocalStore::new(root)),
+            hint: Some(cache.with_file_name("head")),
             index: Arc::new(Mutex::new(Index::cached(cache))),
             packer: None,
+            listing: None,
         }
     }
 
@@ -112,18 +129,46 @@ impl Objects {
         self.index.lock().expect("index").indexes_read()
     }
 
+    /// Test hook: how many packs the index knows.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn packs_known(&self) -> usize {
+        self.index.lock().expect("index").packs().count()
+    }
+
     /// A batch: new content is packed and visible to no one until
     /// [`Objects::sync`], which makes it durable and then visible (the
-    /// store's batch, [`Store::begin`]). Call it holding the vault lock:
-    /// the packs are listed once, here.
+    /// store's batch, [`Store::begin`]). Call it holding the vault lock
+    /// until the batch ends: the packs are listed once, when the batch
+    /// first stores or looks up content (a seal of an unchanged soul does
+    /// neither, and reads no pack index).
     pub fn deferred(&self) -> Result<Self> {
-        self.index.lock().expect("index").refresh(&*self.store)?;
         let store = self.store.begin();
         Ok(Objects {
             packer: Some(Arc::new(Packer::new(store.clone()))),
             store,
             index: self.index.clone(),
+            hint: self.hint.clone(),
+            listing: Some(Arc::new(Listing {
+                base: self.store.clone(),
+                done: Default::default(),
+            })),
         })
+    }
+
+    /// In a batch: lists the packs, the first time only.
+    fn list_once(&self) -> Result<()> {
+        let Some(l) = &self.listing else {
+            return Ok(());
+        };
+        if l.done.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut index = self.index.lock().expect("index");
+        if !l.done.load(std::sync::atomic::Ordering::Acquire) {
+            index.refresh(&*l.base)?;
+            l.done.store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Publishes the content written so far in a batch, durably.
@@ -132,6 +177,9 @@ impl Objects {
             Some(p) => p.finish()?,
             None => Vec::new(),
         };
+        if !packs.is_empty() {
+            self.list_once()?;
+        }
         self.store.commit()?;
         let mut index = self.index.lock().expect("index");
         for (name, entries) in packs {
@@ -161,14 +209,21 @@ impl Objects {
         if let Some(at) = look(&index) {
             return Ok(Some(at));
         }
-        // A batch listed the packs when it began (and holds the lock).
-        if self.packer.is_none() {
-            index.refresh(&*self.store)?;
+        match &self.listing {
+            // A batch lists the packs once (and holds the lock).
+            Some(l) => {
+                if !l.done.load(std::sync::atomic::Ordering::Acquire) {
+                    index.refresh(&*l.base)?;
+                    l.done.store(true, std::sync::atomic::Ordering::Release);
+                }
+            }
+            None => index.refresh(&*self.store)?,
         }
         Ok(look(&index))
     }
 
-    /// Whether the blob is stored, or written in this batch.
+    /// Whether the blob is stored, or written in this batch (whose packs
+    /// [`Objects::list_once`] listed).
     fn has_blob(&self, kind: BlobKind, id: &[u8; 32]) -> bool {
         self.packer.as_ref().is_some_and(|p| p.has(kind, id))
             || self.index.lock().expect("index").find(kind, id).is_some()
@@ -222,6 +277,37 @@ impl Objects {
         Ok(self.store.size(&Name::Object(*hash)))
     }
 
+    /// Whether the content `hash` is stored, for a seal that found the soul
+    /// unchanged since the head: looked for first where the head hint says
+    /// (two small reads of one pack, [`hint`]), then loose, then in every
+    /// pack's index as [`Objects::size_of`] looks, which leaves a hint of
+    /// where it was found for the next seal.
+    pub fn holds_hinted(&self, hash: &[u8; 32]) -> Result<bool> {
+        let hinted = self.hint.as_deref().and_then(hint::load);
+        if hinted
+            .as_ref()
+            .is_some_and(|h| h.id == *hash && h.check(&*self.store).is_some())
+        {
+            return Ok(true);
+        }
+        if self.store.has(&Name::Object(*hash)) {
+            return Ok(true);
+        }
+        if self.find_top(hash)?.is_none() {
+            return Ok(false);
+        }
+        let index = self.index.lock().expect("index");
+        let found = index
+            .find_numbered(BlobKind::Data, hash)
+            .or_else(|| index.find_numbered(BlobKind::File, hash));
+        if let (Some(path), Some((at, count, no))) = (&self.hint, found) {
+            if let Some(h) = hint::Hint::of(*hash, &at, count, no) {
+                hint::save(path, &h);
+            }
+        }
+        Ok(true)
+    }
+
     /// Whether anything at all is stored under the hash.
     pub fn present(&self, hash: &[u8; 32]) -> Result<bool> {
         Ok(self.find_top(hash)?.is_some() || self.store.exists(&Name::Object(*hash)))
@@ -236,6 +322,7 @@ impl Objects {
 
     /// [`Objects::put`], saying how many bytes it added.
     pub fn store_bytes(&self, hash: &[u8; 32], bytes: &[u8]) -> Result<Stored> {
+        self.list_once()?;
         if self.packer.is_none() {
             let new = self.store.put(&Name::Object(*hash), bytes)?;
             let bytes = if new { bytes.len() as u64 } else { 0 };
@@ -272,6 +359,7 @@ impl Objects {
     /// written (a file being hashed as it is read): chunked into packs in a
     /// batch, loose outside one.
     pub fn writer(&self) -> Result<ObjectWriter<'_>> {
+        self.list_once()?;
         let to = match &self.packer {
             Some(_) => To::Chunks(Box::new(Chunker::new(self))),
             None => To::Loose(self.store.create()?, 0),
@@ -286,6 +374,8 @@ impl Objects {
     /// prefix is not a stored list, or outside a batch.
     pub fn append_writer(&self, prefix: &[u8; 32], prefix_size: u64) -> Option<AppendWriter<'_>> {
         self.packer.as_ref()?;
+        // A listing that fails is the writer's to report.
+        self.list_once().ok()?;
         let at = self
             .index
             .lock()
@@ -838,6 +928,54 @@ mod tests {
     /// Objects in `dir` keeping the pack index cache, as a vault does.
     fn cached(dir: &Path) -> Objects {
         Objects::local_cached(dir.join("objects"), dir.join("cache/packs"))
+    }
+
+    /// The head hint is believed for the content and pack it names, only
+    /// while that pack holds that entry: a hint at another entry, for a
+    /// pack of another count or for a pack that is gone is not.
+    #[test]
+    fn a_hint_is_believed_only_where_its_pack_holds_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = cached(dir.path());
+        let contents = seal_many(&objects, 3);
+        let hash = sha(&contents[1]);
+        // None yet: the look goes through every index and leaves one.
+        assert!(objects.holds_hinted(&hash).unwrap());
+        let path = dir.path().join("cache/head");
+        let h = hint::load(&path).expect("a hint was left");
+        assert_eq!(h.id, hash);
+        assert!(h.check(&*objects.store).is_some());
+        let fresh = cached(dir.path());
+        assert!(fresh.holds_hinted(&hash).unwrap());
+        assert_eq!(fresh.packs_known(), 0, "the hint answered");
+        // Lies about where the entry is, or how many there are.
+        for lie in [
+            hint::Hint {
+                count: h.count + 1,
+                at: h.at + 1,
+                ..h.clone()
+            },
+            hint::Hint {
+                pack: [0xab; 32],
+                ..h.clone()
+            },
+        ] {
+            assert!(lie.check(&*objects.store).is_none(), "{lie:?}");
+            hint::save(&path, &lie);
+            let fresh = cached(dir.path());
+            assert!(fresh.holds_hinted(&hash).unwrap());
+            assert!(fresh.packs_known() > 0, "a lie is not believed");
+            assert_eq!(hint::load(&path), Some(h.clone()), "written anew");
+        }
+        // Another content is not answered by this content's hint.
+        let other = sha(&contents[2]);
+        let fresh = cached(dir.path());
+        assert!(fresh.holds_hinted(&other).unwrap());
+        assert_eq!(hint::load(&path).map(|h| h.id), Some(other));
+        // Gone: not stored, whatever the hint says.
+        objects.store.delete(&Name::Pack(h.pack)).unwrap();
+        hint::save(&path, &h);
+        assert!(!cached(dir.path()).holds_hinted(&hash).unwrap());
     }
 
     /// `n` seals of one small content each: `n` packs.

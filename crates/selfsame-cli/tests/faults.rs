@@ -482,12 +482,14 @@ fn unescape(text: &str) -> Vec<u8> {
 /// Calls whose failure a command may shrug off: removing a temp file of
 /// its own once its content is linked under its name, noting its pid in
 /// the lock file (only the busy message of another process reads it), and
-/// writing the pack index cache (only a cache: the next command reads the
-/// packs' indexes instead, and writes it).
+/// writing the pack index cache or the head hint (only caches: the next
+/// command reads the packs' indexes instead, and writes them).
 fn may_fail_quietly(line: &str) -> bool {
-    let pack_cache = line.contains("/.selfsame/cache/packs")
-        || (line.contains("/.selfsame/cache/.tmp-") && line.contains("-packs"));
-    if pack_cache {
+    let cache = ["packs", "head"].iter().any(|c| {
+        line.contains(&format!("/.selfsame/cache/{c}"))
+            || (line.contains("/.selfsame/cache/.tmp-") && line.contains(&format!("-{c}")))
+    });
+    if cache {
         return true;
     }
     match name(line) {

@@ -536,6 +536,8 @@ fn finish_scan(
         // The stat cache vouches for the manifest object only once it is
         // durable (and never for one whose writing failed).
         joined(stored)?;
+        // Where it went, for the next seal's look that it is still there.
+        vault.objects().leave_hint(&hash);
         save_cache(scan, cache_path, scan_began, &hash)?;
         Ok((hash, changes_since_head(vault, head, scan, &hash)))
     })

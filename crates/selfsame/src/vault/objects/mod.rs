@@ -23,6 +23,7 @@ mod packer;
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -88,7 +89,18 @@ pub struct Objects {
 #[derive(Debug)]
 struct Listing {
     base: Arc<dyn Store>,
-    done: std::sync::atomic::AtomicBool,
+    done: AtomicBool,
+}
+
+impl Listing {
+    /// Lists the packs into `index` unless this batch did.
+    fn list(&self, index: &mut Index) -> Result<()> {
+        if !self.done.load(Ordering::Acquire) {
+            index.refresh(&*self.base)?;
+            self.done.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
 }
 
 impl Objects {
@@ -157,18 +169,12 @@ impl Objects {
 
     /// In a batch: lists the packs, the first time only.
     fn list_once(&self) -> Result<()> {
-        let Some(l) = &self.listing else {
-            return Ok(());
-        };
-        if l.done.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(());
+        match &self.listing {
+            Some(l) if !l.done.load(Ordering::Acquire) => {
+                l.list(&mut self.index.lock().expect("index"))
+            }
+            _ => Ok(()),
         }
-        let mut index = self.index.lock().expect("index");
-        if !l.done.load(std::sync::atomic::Ordering::Acquire) {
-            index.refresh(&*l.base)?;
-            l.done.store(true, std::sync::atomic::Ordering::Release);
-        }
-        Ok(())
     }
 
     /// Publishes the content written so far in a batch, durably.
@@ -211,12 +217,7 @@ impl Objects {
         }
         match &self.listing {
             // A batch lists the packs once (and holds the lock).
-            Some(l) => {
-                if !l.done.load(std::sync::atomic::Ordering::Acquire) {
-                    index.refresh(&*l.base)?;
-                    l.done.store(true, std::sync::atomic::Ordering::Release);
-                }
-            }
+            Some(l) => l.list(&mut index)?,
             None => index.refresh(&*self.store)?,
         }
         Ok(look(&index))
@@ -296,16 +297,23 @@ impl Objects {
         if self.find_top(hash)?.is_none() {
             return Ok(false);
         }
+        self.leave_hint(hash);
+        Ok(true)
+    }
+
+    /// Writes the head hint for the content `hash` when the packs known
+    /// hold it (a seal that stored a new manifest leaves it so for the
+    /// next, unchanged, seal). Lists nothing; a hint that cannot be written
+    /// is none.
+    pub fn leave_hint(&self, hash: &[u8; 32]) {
+        let Some(path) = &self.hint else { return };
         let index = self.index.lock().expect("index");
         let found = index
             .find_numbered(BlobKind::Data, hash)
             .or_else(|| index.find_numbered(BlobKind::File, hash));
-        if let (Some(path), Some((at, count, no))) = (&self.hint, found) {
-            if let Some(h) = hint::Hint::of(*hash, &at, count, no) {
-                hint::save(path, &h);
-            }
+        if let Some(h) = found.and_then(|(at, count, no)| hint::Hint::of(*hash, &at, count, no)) {
+            hint::save(path, &h);
         }
-        Ok(true)
     }
 
     /// Whether anything at all is stored under the hash.

@@ -254,9 +254,18 @@ fn seal_packs(dir: &std::path::Path, vault: &selfsame::Vault, n: usize) -> [u8; 
 fn an_unchanged_seal_reads_no_pack_index() {
     let (dir, vault) = setup();
     let soul = seal_packs(dir.path(), &vault, 6);
-    // The seal that stored the manifest left the hint; without it, the
-    // first unchanged seal looks in every pack's index and leaves one.
-    assert!(vault.dir().join("cache/head").is_file());
+    // The seal that stored the manifest left the hint, and it answers.
+    let after_change = selfsame::Vault::open(vault.dir()).unwrap();
+    seal(
+        &after_change,
+        &token(),
+        &SealOptions::new(Reason::Heartbeat),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(selfsame::testing::packs_known(&after_change), 0);
+    // Without it, the first unchanged seal looks in every pack's index
+    // and leaves one.
     fs::remove_file(vault.dir().join("cache/head")).unwrap();
     let first = selfsame::Vault::open(vault.dir()).unwrap();
     seal(
@@ -296,6 +305,28 @@ fn an_unchanged_seal_writes_back_a_manifest_whose_pack_is_gone() {
     let pack = selfsame::testing::object_location(&vault, &soul);
     assert!(pack.to_string_lossy().contains("packs"), "{pack:?}");
     fs::remove_file(&pack).unwrap();
+    // The process that sealed it (a supervisor's, which knew that pack)
+    // sees it gone too.
+    let s = seal(
+        &vault,
+        &token(),
+        &SealOptions::new(Reason::Heartbeat),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(s.soul, hex::encode(soul));
+    let again = selfsame::testing::object_location(&vault, &soul);
+    assert!(
+        again.is_file(),
+        "the manifest is stored again, at {again:?}"
+    );
+    assert_eq!(
+        wake(&vault, &token(), &WakeOptions::default())
+            .unwrap()
+            .verdict,
+        Verdict::Verified
+    );
+    fs::remove_file(&again).unwrap();
     let fresh = selfsame::Vault::open(vault.dir()).unwrap();
     let s = seal(
         &fresh,

@@ -344,7 +344,7 @@ fn settle_manifest(
         // not every pack's index: this is every quiet heartbeat.
         Some(known)
             if head_soul == Some(hex::encode(known).as_str())
-                && vault.objects().holds_hinted(&known)? =>
+                && vault.objects().still_stored(&known)? =>
         {
             // Files read again (racy records) are recorded anew, so that
             // the next seal trusts them.
@@ -354,7 +354,7 @@ fn settle_manifest(
         // The soul is the one expected (a restore's target) and that
         // manifest is stored: hashed, not written again.
         _ if match expect.map(Manifest::soul_hash_raw) {
-            Some(h) => fp.manifest.soul_hash_raw() == h && vault.objects().size_of(&h)?.is_some(),
+            Some(h) => fp.manifest.soul_hash_raw() == h && vault.objects().still_stored(&h)?,
             None => false,
         } =>
         {

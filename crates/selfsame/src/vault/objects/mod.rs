@@ -212,14 +212,16 @@ impl Objects {
             i.find(BlobKind::Data, hash)
                 .or_else(|| i.find(BlobKind::File, hash))
         };
+        // A batch sees its own listing of the packs, made once (it holds
+        // the lock): not what an earlier command of this process knew.
+        if let Some(l) = &self.listing {
+            l.list(&mut index)?;
+            return Ok(look(&index));
+        }
         if let Some(at) = look(&index) {
             return Ok(Some(at));
         }
-        match &self.listing {
-            // A batch lists the packs once (and holds the lock).
-            Some(l) => l.list(&mut index)?,
-            None => index.refresh(&*self.store)?,
-        }
+        index.refresh(&*self.store)?;
         Ok(look(&index))
     }
 
@@ -278,12 +280,14 @@ impl Objects {
         Ok(self.store.size(&Name::Object(*hash)))
     }
 
-    /// Whether the content `hash` is stored, for a seal that found the soul
-    /// unchanged since the head: looked for first where the head hint says
-    /// (two small reads of one pack, [`hint`]), then loose, then in every
-    /// pack's index as [`Objects::size_of`] looks, which leaves a hint of
+    /// Whether the content `hash` is stored now, for a seal that needs
+    /// only that (the head's manifest when the soul is unchanged, a
+    /// restore's target): looked for first where the head hint says (two
+    /// small reads of one pack, [`hint`]), then loose, then in every pack's
+    /// index as the packs are listed now (a pack that went since this
+    /// process last listed them is not counted), which leaves a hint of
     /// where it was found for the next seal.
-    pub fn holds_hinted(&self, hash: &[u8; 32]) -> Result<bool> {
+    pub fn still_stored(&self, hash: &[u8; 32]) -> Result<bool> {
         let hinted = self.hint.as_deref().and_then(hint::load);
         if hinted
             .as_ref()
@@ -293,6 +297,13 @@ impl Objects {
         }
         if self.store.has(&Name::Object(*hash)) {
             return Ok(true);
+        }
+        {
+            let mut index = self.index.lock().expect("index");
+            match &self.listing {
+                Some(l) => l.list(&mut index)?,
+                None => index.refresh(&*self.store)?,
+            }
         }
         if self.find_top(hash)?.is_none() {
             return Ok(false);
@@ -948,13 +959,13 @@ mod tests {
         let contents = seal_many(&objects, 3);
         let hash = sha(&contents[1]);
         // None yet: the look goes through every index and leaves one.
-        assert!(objects.holds_hinted(&hash).unwrap());
+        assert!(objects.still_stored(&hash).unwrap());
         let path = dir.path().join("cache/head");
         let h = hint::load(&path).expect("a hint was left");
         assert_eq!(h.id, hash);
         assert!(h.check(&*objects.store).is_some());
         let fresh = cached(dir.path());
-        assert!(fresh.holds_hinted(&hash).unwrap());
+        assert!(fresh.still_stored(&hash).unwrap());
         assert_eq!(fresh.packs_known(), 0, "the hint answered");
         // Lies about where the entry is, or how many there are.
         for lie in [
@@ -971,19 +982,44 @@ mod tests {
             assert!(lie.check(&*objects.store).is_none(), "{lie:?}");
             hint::save(&path, &lie);
             let fresh = cached(dir.path());
-            assert!(fresh.holds_hinted(&hash).unwrap());
+            assert!(fresh.still_stored(&hash).unwrap());
             assert!(fresh.packs_known() > 0, "a lie is not believed");
             assert_eq!(hint::load(&path), Some(h.clone()), "written anew");
+        }
+        // In a pack of several entries: the right count with another
+        // entry's number, or the right number with an entry changed.
+        let batch = objects.deferred().unwrap();
+        let three: Vec<Vec<u8>> = (0..3).map(|i| noise(100 + i, 300)).collect();
+        for c in &three {
+            batch.put(&sha(c), c).unwrap();
+        }
+        batch.sync().unwrap();
+        let middle = sha(&three[1]);
+        assert!(objects.still_stored(&middle).unwrap());
+        let m = hint::load(&path).expect("a hint for the middle one");
+        assert_eq!((m.count, m.at), (3, 1));
+        assert!(m.check(&*objects.store).is_some());
+        for lie in [
+            hint::Hint { at: 0, ..m.clone() },
+            hint::Hint {
+                entry: PackEntry {
+                    offset: m.entry.offset + 1,
+                    ..m.entry
+                },
+                ..m.clone()
+            },
+        ] {
+            assert!(lie.check(&*objects.store).is_none(), "{lie:?}");
         }
         // Another content is not answered by this content's hint.
         let other = sha(&contents[2]);
         let fresh = cached(dir.path());
-        assert!(fresh.holds_hinted(&other).unwrap());
+        assert!(fresh.still_stored(&other).unwrap());
         assert_eq!(hint::load(&path).map(|h| h.id), Some(other));
         // Gone: not stored, whatever the hint says.
         objects.store.delete(&Name::Pack(h.pack)).unwrap();
         hint::save(&path, &h);
-        assert!(!cached(dir.path()).holds_hinted(&hash).unwrap());
+        assert!(!cached(dir.path()).still_stored(&hash).unwrap());
     }
 
     /// `n` seals of one small content each: `n` packs.

@@ -167,12 +167,22 @@ fn forget_and_prune_keep_every_kept_checkpoint_restorable_byte_for_byte() {
     env.verify_clean();
     let v = env.run(&["--json", "prune"]).expect_code(0).json();
     assert_eq!(v["objects_removed"], 0, "{v}");
+    assert_eq!(seqs(&v["awaiting_anchor"]), forgotten, "{v}");
+    let out = env.run(&["prune"]).expect_code(0);
+    assert!(
+        out.stdout
+            .contains("checkpoints 1-10 are forgotten, not yet in effect")
+            && out.stdout.contains("selfsame seal --reason manual"),
+        "prune says what to do: {}",
+        out.stdout
+    );
     env.run(&["cat", "2:memory.jsonl"]).expect_code(0);
     anchor(&env, "2030-01-01T08:40:00Z");
 
     let packs_before = pack_names(&env.vault());
     assert_eq!(pack_cache_names(&env.vault()), packs_before);
     let v = env.run(&["--json", "prune"]).expect_code(0).json();
+    assert_eq!(v["awaiting_anchor"], serde_json::json!([]), "{v}");
     let removed = v["objects_removed"].as_u64().unwrap();
     // The pack index cache drops the packs prune removed and holds those
     // it wrote anew.

@@ -1,5 +1,6 @@
 //! `selfsame prune`
 
+use selfsame::ops::forget::seq_runs;
 use selfsame::ops::prune::{prune, PruneReport};
 use selfsame::Result;
 
@@ -49,4 +50,15 @@ pub fn print(r: &PruneReport) {
         r.objects_kept,
         r.checkpoints_kept
     );
+    if !r.awaiting_anchor.is_empty() {
+        let (noun, verb) = match r.awaiting_anchor.len() {
+            1 => ("checkpoint", "is"),
+            _ => ("checkpoints", "are"),
+        };
+        outln!(
+            "  {noun} {} {verb} forgotten, not yet in effect (no checkpoint anchors the forget): \
+             `selfsame seal --reason manual`, then `selfsame prune` removes what only they needed",
+            seq_runs(&r.awaiting_anchor)
+        );
+    }
 }

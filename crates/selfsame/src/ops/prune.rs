@@ -24,7 +24,7 @@ use serde_json::{json, Map};
 
 use super::checks::ObjectScope;
 use super::forget::verified;
-use super::head::manifest_of;
+use super::head::{manifest_of, released};
 use crate::crypto::{Credential, Keys};
 use crate::error::{Damage, Error, Result};
 use crate::format::Kind;
@@ -48,6 +48,9 @@ pub struct PruneReport {
     pub entries_removed: u64,
     /// Whether nothing was removed because it was a dry run.
     pub dry_run: bool,
+    /// Checkpoints a `forget` released that no checkpoint anchors yet:
+    /// kept by this prune, released by the one after the next seal.
+    pub awaiting_anchor: Vec<u64>,
 }
 
 /// Removes every stored object no kept checkpoint reaches, taking the
@@ -78,6 +81,11 @@ pub(crate) fn prune_locked(
         .iter()
         .filter(|s| !insp.forgotten.contains_key(&s.ckpt.seq))
         .collect();
+    let head = insp.head.as_ref().expect("a verified vault has a head");
+    let awaiting_anchor: Vec<u64> = released(&insp.history, &head.ckpt.log, &insp.keys)
+        .into_keys()
+        .filter(|seq| !insp.forgotten.contains_key(seq) && *seq != head.ckpt.seq)
+        .collect();
     let contents = reached(vault, &kept, progress)?;
     let objects = vault.objects();
     let mut reach: HashSet<ObjectId> = HashSet::new();
@@ -97,12 +105,12 @@ pub(crate) fn prune_locked(
         bytes_removed: doomed.iter().map(|(_, n)| n).sum(),
         entries_removed: 0,
         dry_run,
+        awaiting_anchor,
     };
     if dry_run || doomed.is_empty() {
         return Ok(report);
     }
     let keys = Keys::of(cred);
-    let head = insp.head.as_ref().expect("a verified vault has a head");
     let history = vault.history_for(&keys);
     history.check_after(&head.ckpt.log)?;
     // How much the store frees is known only as it goes (a pack that

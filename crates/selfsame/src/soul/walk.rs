@@ -56,29 +56,37 @@ struct Walk<'a> {
 /// sockets, FIFOs and devices, naming the path. The result is sorted by the
 /// raw bytes of the relative paths, as a manifest is.
 pub fn walk(root: &Path, excludes: &Excludes, skip: &[PathBuf]) -> Result<Vec<Found>> {
-    let meta = std::fs::metadata(root).map_err(|e| read_error(root, e))?;
-    if !meta.is_dir() {
-        return Err(Error::Usage(format!(
-            "soul {} is not a directory",
-            root.display()
-        )));
-    }
-    let skip = skip
-        .iter()
-        .filter_map(|s| s.strip_prefix(root).ok())
-        .filter_map(|rel| rel.to_str().map(str::to_owned))
-        .filter(|rel| !rel.is_empty())
-        .collect();
-    let w = Walk {
-        root,
-        excludes,
-        skip,
-    };
-    // The soul itself may be a symlink to its directory; nothing below it
-    // is followed.
-    let fd = rustix::fs::open(root, dir_flags() - OFlags::NOFOLLOW, Mode::empty())
-        .map_err(|e| read_error(root, io::Error::from(e)))?;
+    let (w, fd) = Walk::open(root, excludes, skip)?;
     w.dir(fd, "")
+}
+
+impl<'a> Walk<'a> {
+    /// A walk of the soul at `root` and its directory opened: refuses a
+    /// soul that is not a directory. The soul itself may be a symlink to
+    /// its directory; nothing below it is followed.
+    fn open(root: &'a Path, excludes: &'a Excludes, skip: &[PathBuf]) -> Result<(Self, OwnedFd)> {
+        let meta = std::fs::metadata(root).map_err(|e| read_error(root, e))?;
+        if !meta.is_dir() {
+            return Err(Error::Usage(format!(
+                "soul {} is not a directory",
+                root.display()
+            )));
+        }
+        let skip = skip
+            .iter()
+            .filter_map(|s| s.strip_prefix(root).ok())
+            .filter_map(|rel| rel.to_str().map(str::to_owned))
+            .filter(|rel| !rel.is_empty())
+            .collect();
+        let w = Walk {
+            root,
+            excludes,
+            skip,
+        };
+        let fd = rustix::fs::open(root, dir_flags() - OFlags::NOFOLLOW, Mode::empty())
+            .map_err(|e| read_error(root, io::Error::from(e)))?;
+        Ok((w, fd))
+    }
 }
 
 /// The protected part of the soul: every entry the walk would list that
@@ -94,26 +102,7 @@ pub fn walk_protected(
     excludes: &Excludes,
     skip: &[PathBuf],
 ) -> Result<(Vec<Found>, Vec<String>)> {
-    let meta = std::fs::metadata(root).map_err(|e| read_error(root, e))?;
-    if !meta.is_dir() {
-        return Err(Error::Usage(format!(
-            "soul {} is not a directory",
-            root.display()
-        )));
-    }
-    let skip = skip
-        .iter()
-        .filter_map(|s| s.strip_prefix(root).ok())
-        .filter_map(|rel| rel.to_str().map(str::to_owned))
-        .filter(|rel| !rel.is_empty())
-        .collect();
-    let w = Walk {
-        root,
-        excludes,
-        skip,
-    };
-    let root_fd = rustix::fs::open(root, dir_flags() - OFlags::NOFOLLOW, Mode::empty())
-        .map_err(|e| read_error(root, io::Error::from(e)))?;
+    let (w, root_fd) = Walk::open(root, excludes, skip)?;
     let mut found: std::collections::BTreeMap<Vec<u8>, Found> = Default::default();
     let mut dirs: Vec<String> = Vec::new();
     for r in protect.roots() {

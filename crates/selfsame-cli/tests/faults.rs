@@ -1,5 +1,6 @@
 //! Fault injection (issue 13): `seal` (at a stop and as a heartbeat),
-//! `restore`, `migrate` and `prune` (issue 15) run under `strace`, which fails one system call
+//! `restore`, `migrate`, `prune` and `quarantine prune` (issue 15) run
+//! under `strace`, which fails one system call
 //! with `ENOSPC` or `EIO`, as a full or failing disk would. After each
 //! fault, with the fault gone:
 //!
@@ -108,6 +109,8 @@ enum Op {
     /// `selfsame prune` after a forget released all but the newest
     /// snapshots.
     Prune,
+    /// `selfsame quarantine prune` of the soul a restore moved aside.
+    QuarantinePrune,
 }
 
 impl Op {
@@ -118,6 +121,7 @@ impl Op {
             Op::Restore => &["restore", "head"],
             Op::Migrate => &["migrate"],
             Op::Prune => &["prune"],
+            Op::QuarantinePrune => &["quarantine", "prune", "--older-than", "0s"],
         }
     }
 }
@@ -195,6 +199,17 @@ impl Start {
                 env.run(&["seal", "--reason", "manual"]).expect_code(0);
                 env
             }
+            // A soul edited at rest and restored over: one entry in
+            // quarantine, of a file and a directory.
+            Op::QuarantinePrune => {
+                let env = Env::at_rest();
+                fs::create_dir_all(env.soul().join("notes/planted")).unwrap();
+                write(&env.soul(), "notes/planted/a.md", b"planted\n", 0o644);
+                env.run(&["restore", "head"]).expect_code(0);
+                assert_eq!(quarantine_drops(&env), 0);
+                assert!(holds(&env.vault().join("quarantine"), b"planted\n"));
+                env
+            }
         };
         let checkpoints = checkpoints(&env);
         let before = tree(&env.soul());
@@ -220,7 +235,9 @@ impl Start {
             Op::Seal | Op::Heartbeat => assert_eq!(after, before, "a seal never writes the soul"),
             Op::Restore => assert_eq!(Some(&after), sealed.as_ref(), "restore puts the head back"),
             Op::Migrate => assert!(after.contains_key("notes/v2.md"), "the migration ran"),
-            Op::Prune => assert_eq!(after, before, "a prune never writes the soul"),
+            Op::Prune | Op::QuarantinePrune => {
+                assert_eq!(after, before, "a prune never writes the soul")
+            }
         }
         Start {
             op,
@@ -499,6 +516,14 @@ fn may_fail_quietly(line: &str) -> bool {
     }
 }
 
+/// How many `quarantine-drop` events the history holds.
+fn quarantine_drops(env: &Env) -> usize {
+    env.history()
+        .iter()
+        .filter(|e| e["event"] == "quarantine-drop")
+        .count()
+}
+
 /// Whether the journal of an interrupted restore or migration is there.
 fn journal_pending(env: &Env) -> bool {
     env.vault().join("run/restore.journal").exists()
@@ -591,6 +616,19 @@ fn case(start: &Start, syscall: &str, errno: &str, n: u32) -> String {
             assert_eq!(tree(&env.soul()), start.before, "the soul: {what}");
             assert!(!wrote, "a prune wrote a checkpoint: {what}");
         }
+        // Nothing goes off the record: an entry that is not whole any
+        // more is named by a quarantine-drop event.
+        Op::QuarantinePrune => {
+            assert_eq!(tree(&env.soul()), start.before, "the soul: {what}");
+            assert!(!wrote, "a prune wrote a checkpoint: {what}");
+            let q = env.vault().join("quarantine");
+            if tree(&q) != tree(&start.env.vault().join("quarantine")) {
+                assert_eq!(quarantine_drops(&env), 1, "removed off the record: {what}");
+            }
+            if out.code == 0 {
+                assert!(tree(&q).is_empty(), "exit 0, entry left: {what}");
+            }
+        }
         Op::Restore | Op::Migrate if out.code == 0 => {
             assert!(wrote, "exit 0 without a new checkpoint: {what}");
             assert_eq!(tree(&env.soul()), start.after, "the soul: {what}");
@@ -638,6 +676,14 @@ fn case(start: &Start, syscall: &str, errno: &str, n: u32) -> String {
             v.expect_code(0);
             assert_eq!(tree(&env.soul()), start.before, "the soul: {woke}");
             env.run(&["prune"]).expect_code(0);
+        }
+        // What the fault stopped, the owner's next run finishes.
+        Op::QuarantinePrune => {
+            assert_eq!(verdict, "verified", "{woke}");
+            v.expect_code(0);
+            env.run(op.args()).expect_code(0);
+            assert!(tree(&env.vault().join("quarantine")).is_empty(), "{woke}");
+            assert!(quarantine_drops(&env) >= 1, "{woke}");
         }
         Op::Migrate => {
             assert_eq!(verdict, "verified", "{woke}");
@@ -723,6 +769,11 @@ fn migrate_survives_enospc_and_eio_at_every_write_call() {
 #[test]
 fn prune_survives_enospc_and_eio_at_every_write_call() {
     inject_all(Op::Prune);
+}
+
+#[test]
+fn quarantine_prune_survives_enospc_and_eio_at_every_write_call() {
+    inject_all(Op::QuarantinePrune);
 }
 
 /// The fault can hit the error message itself (stderr on a full disk):

@@ -16,7 +16,8 @@ use crate::output::outln;
 /// protected files there. selfsame never deletes them on its own: `drop`
 /// and `prune` are yours, and `selfsame run` prunes only when config.toml
 /// sets `quarantine_older_than` under [retention]. Each removal is a
-/// `quarantine-drop` history event. An entry a pending restore or
+/// `quarantine-drop` history event, written before anything goes (an
+/// entry a crash left half removed is still listed: drop it again). An entry a pending restore or
 /// migration still needs is never removed.
 ///
 /// Examples:

@@ -3,7 +3,7 @@
 //! go. selfsame never deletes them on its own: [`drop`] and [`prune`] are
 //! the owner's commands, and `selfsame run` prunes only when `[retention]
 //! quarantine_older_than` is set. Each removal is a `quarantine-drop`
-//! history event naming what went.
+//! history event naming what goes, written before anything is removed.
 //!
 //! An entry's time is the one its name starts with (every name selfsame
 //! gives begins with the moment it was made, `2026-11-25T010030123Z-…`),
@@ -156,7 +156,7 @@ pub(crate) fn prune_locked(
     remove(vault, cred, old, &how, dry_run)
 }
 
-/// Removes `entries` and logs it, after checking the token against the
+/// Logs the removal of `entries`, then removes them, after checking the token against the
 /// head (only the owner's token signs history).
 fn remove(
     vault: &Vault,
@@ -178,11 +178,9 @@ fn remove(
     let head = require_head(vault, cred)?;
     let history = vault.history_for(&keys);
     history.check_after(&head.ckpt.log)?;
-    let dir = vault.quarantine_dir();
-    for e in &report.dropped {
-        remove_tree(&dir.join(&e.id))?;
-    }
-    crate::vault::atomic::sync_dir(&dir)?;
+    // The event first: a removal the history cannot record (a full disk)
+    // does not happen, and one cut short by a crash is on record; the
+    // entry is still listed, and dropping it again finishes it.
     let mut data = Map::new();
     data.insert(
         "ids".into(),
@@ -191,6 +189,11 @@ fn remove(
     data.insert("bytes".into(), json!(report.bytes));
     data.insert("why".into(), json!(why));
     history.append("quarantine-drop", data)?;
+    let dir = vault.quarantine_dir();
+    for e in &report.dropped {
+        remove_tree(&dir.join(&e.id))?;
+    }
+    crate::vault::atomic::sync_dir(&dir)?;
     Ok(report)
 }
 

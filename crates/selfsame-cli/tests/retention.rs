@@ -181,9 +181,28 @@ fn forget_and_prune_keep_every_kept_checkpoint_restorable_byte_for_byte() {
 
     let packs_before = pack_names(&env.vault());
     assert_eq!(pack_cache_names(&env.vault()), packs_before);
+    // A dry run says what would go and removes nothing.
+    let history_before = env.history().len();
+    let dry = env
+        .run(&["--json", "prune", "--dry-run"])
+        .expect_code(0)
+        .json();
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(objects_count(&env), before);
+    assert_eq!(pack_names(&env.vault()), packs_before);
+    assert_eq!(
+        env.history().len(),
+        history_before,
+        "a dry run logs nothing"
+    );
     let v = env.run(&["--json", "prune"]).expect_code(0).json();
     assert_eq!(v["awaiting_anchor"], serde_json::json!([]), "{v}");
     let removed = v["objects_removed"].as_u64().unwrap();
+    assert_eq!(
+        dry["objects_removed"], removed,
+        "the dry run's count: {dry}"
+    );
+    assert_eq!(dry["bytes_removed"], v["bytes_removed"], "{dry}");
     // The pack index cache drops the packs prune removed and holds those
     // it wrote anew.
     let packs_after = pack_names(&env.vault());

@@ -14,8 +14,9 @@ use crate::output::outln;
 /// Checkpoints are never deleted: they are the identity chain, a few hundred
 /// bytes each. A forget releases a checkpoint's snapshot (its manifest and
 /// files) and records which, in a signed `forget` history event. It takes
-/// effect once the next checkpoint anchors the event (any seal, e.g.
-/// `selfsame seal --reason manual`): from then on `verify` says "forgotten
+/// effect once the next checkpoint anchors the event (`selfsame seal
+/// --reason manual` writes one; a heartbeat that finds the soul unchanged
+/// writes none): from then on `verify` says "forgotten
 /// by retention" for the snapshot instead of reporting missing objects,
 /// `restore N` of it says so (exit 2), and `selfsame prune` removes what
 /// only it needed. So a replica pushed from the vault always has the
@@ -155,7 +156,7 @@ fn print(r: &ForgetReport) {
         );
         if !r.dry_run {
             outln!(
-                "  in effect from the next seal on (`selfsame seal --reason manual`); `selfsame prune` after it removes what only they needed"
+                "  in effect from the next checkpoint on (`selfsame seal --reason manual` writes one); `selfsame prune` after it removes what only they needed"
             );
         }
     }

@@ -9,13 +9,14 @@ use crate::output::outln;
 
 /// Remove the stored objects that no kept checkpoint needs.
 ///
-/// A checkpoint is kept unless `selfsame forget` released its snapshot; the
-/// head always is. Prune keeps everything a kept checkpoint reaches (its
+/// A checkpoint is kept unless `selfsame forget` released its snapshot and
+/// a checkpoint written since anchors that forget; the head always is. Prune keeps everything a kept checkpoint reaches (its
 /// sealed config, its manifest, every file's content) and removes the
 /// rest, holding the vault lock. A crash at any point loses nothing a kept
 /// checkpoint needs and leaves a vault that verifies; run it again to
-/// finish. It refuses a vault that does not verify, and one with an
-/// interrupted restore pending. `selfsame run` prunes after each forget
+/// finish. It refuses a vault whose checkpoints, history or head snapshot
+/// do not verify (what `selfsame wake` checks), and one with an
+/// interrupted restore or migration pending. `selfsame run` prunes after each forget
 /// that [retention] in config.toml makes.
 ///
 /// Examples:

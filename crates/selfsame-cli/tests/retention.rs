@@ -228,6 +228,56 @@ fn forget_and_prune_keep_every_kept_checkpoint_restorable_byte_for_byte() {
     env.verify_clean();
 }
 
+/// The rules a new user types, as the command line reads them: which
+/// checkpoints each keeps, and why (a dry run: nothing is written).
+#[test]
+fn every_keep_rule_of_the_command_line_keeps_what_restic_would() {
+    let (env, _) = sealed_history(12, 1_000);
+    let lines = env.history().len();
+    let kept = |rules: &[&str]| -> BTreeMap<u64, Vec<String>> {
+        let mut args = vec!["--json", "forget", "--dry-run"];
+        args.extend_from_slice(rules);
+        let v = env.run(&args).expect_code(0).json();
+        v["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                let why = k["reasons"].as_array().unwrap();
+                (
+                    k["seq"].as_u64().unwrap(),
+                    why.iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
+                )
+            })
+            .collect()
+    };
+    let seqs = |m: &BTreeMap<u64, Vec<String>>| m.keys().copied().collect::<Vec<_>>();
+    // Checkpoint 1 was sealed at init (today); 2..=13 on 2030-01-01,
+    // 00:40 to 08:00. Within 90 minutes of the newest (08:00): 06:40,
+    // 07:20, 08:00.
+    let k = kept(&["--keep-within", "90m"]);
+    assert_eq!(seqs(&k), vec![11, 12, 13], "{k:?}");
+    assert_eq!(k[&11], vec!["within"]);
+    // The newest of each of the last 2 days that have one.
+    let k = kept(&["--keep-daily", "2"]);
+    assert_eq!(seqs(&k), vec![1, 13], "{k:?}");
+    assert_eq!(k[&1], vec!["daily"]);
+    for rule in ["--keep-weekly", "--keep-monthly", "--keep-yearly"] {
+        let k = kept(&[rule, "1"]);
+        assert_eq!(seqs(&k), vec![13], "{rule}: {k:?}");
+    }
+    let k = kept(&["--keep-yearly", "5"]);
+    assert_eq!(seqs(&k), vec![1, 13], "{k:?}");
+    // A rule that keeps nothing is refused, naming the fix.
+    let out = env.run(&["forget", "--keep-last", "0"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(
+        env.history().len(),
+        lines,
+        "dry runs and a refusal log nothing"
+    );
+}
+
 #[test]
 fn a_forgotten_snapshot_is_named_as_such_and_a_missing_object_is_still_damage() {
     let (env, _trees) = sealed_history(4, 1_000);

@@ -401,6 +401,43 @@ fn never_forgotten_the_head_the_newest_good_and_what_a_pending_restore_names() {
 }
 
 #[test]
+fn an_interrupted_migration_keeps_its_start_and_holds_prune_off() {
+    let (env, _) = sealed_history(4, 1_000);
+    let head = env.head();
+    fs::create_dir(env.base().join("migrations")).unwrap();
+    write(
+        &env.base().join("migrations"),
+        "v2-add-note",
+        b"#!/bin/sh\nset -e\nprintf 'v2\\n' > \"$SELFSAME_SOUL/notes/v2.md\"\n",
+        0o755,
+    );
+    let out = env.run_env(
+        &["migrate"],
+        &[("SELFSAME_FAILPOINT", "migrate-after-stage")],
+    );
+    assert_eq!(out.code, 97, "{}", out.stderr);
+    let v = env
+        .run(&["--json", "forget", "--keep-last", "1"])
+        .expect_code(0)
+        .json();
+    // What the migration started from is the head: kept.
+    assert_eq!(seqs(&v["forgotten"]), (1..head).collect::<Vec<_>>(), "{v}");
+    assert_eq!(v["kept"][0]["seq"].as_u64(), Some(head), "{v}");
+    let out = env.run(&["prune"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("pending"), "{}", out.stderr);
+    // The next wake undoes the migration (it had not swapped the soul
+    // in); then prune goes on, and the migration runs from the head.
+    env.wake(&[]).expect_code(0);
+    assert!(!env.soul().join("notes/v2.md").exists());
+    env.run(&["prune"]).expect_code(0);
+    env.run(&["seal"]).expect_code(0);
+    env.run(&["migrate"]).expect_code(0);
+    assert!(env.soul().join("notes/v2.md").is_file());
+    env.verify_clean();
+}
+
+#[test]
 fn forget_without_rules_uses_the_config_and_run_applies_it_after_its_seals() {
     let (env, _trees) = sealed_history(6, 1_000);
     let out = env.run(&["forget"]);

@@ -376,6 +376,66 @@ fn a_hot_journal_is_sealed_and_rolls_the_dead_transaction_back_when_opened() {
     assert_eq!(v[0], serde_json::json!({"ok": true, "dead": 0}), "{v}");
 }
 
+/// A writer that holds its transaction open (EXCLUSIVE, its pages in the
+/// database file) until `stop` exists.
+const HOLDS_ITS_TRANSACTION: &str = r#"
+import os, sqlite3, sys, time
+path, stop, ready = sys.argv[1:4]
+con = sqlite3.connect(path, isolation_level=None)
+con.execute("PRAGMA cache_size=2")
+con.execute("BEGIN EXCLUSIVE")
+con.execute("UPDATE ballast SET b=zeroblob(4000)")
+open(ready, "w").close()
+while not os.path.exists(stop):
+    time.sleep(0.02)
+con.execute("ROLLBACK")
+"#;
+
+#[test]
+fn a_seal_gives_up_on_a_database_a_writer_keeps_locked_and_the_next_one_seals() {
+    let env = database_env();
+    let last = Writer::start(&env, "delete").stop();
+    env.run(&["seal", "--reason", "heartbeat"]).expect_code(0);
+    let head = env.head();
+    let (stop, ready) = (env.base().join("stop"), env.base().join("ready"));
+    let _ = fs::remove_file(&stop);
+    let _ = fs::remove_file(&ready);
+    let mut holder = Command::new("python3")
+        .arg("-c")
+        .arg(HOLDS_ITS_TRANSACTION)
+        .arg(env.soul().join("data/db"))
+        .arg(&stop)
+        .arg(&ready)
+        .spawn()
+        .expect("python3");
+    let started = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(started.elapsed().as_secs() < 60, "the writer never locked");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    fs::write(env.soul().join("notes.md"), "# me, later\n").unwrap();
+    let out = env.run(&["seal", "--reason", "heartbeat"]);
+    fs::write(&stop, "").unwrap();
+    assert!(holder.wait().expect("writer").success());
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("stayed locked by a writer")
+            && out
+                .stderr
+                .contains(&*env.soul().join("data/db").to_string_lossy()),
+        "names the database: {}",
+        out.stderr
+    );
+    assert_eq!(env.head(), head, "no checkpoint of a half-written database");
+    // The writer let go: the next heartbeat seals its committed state.
+    env.run(&["seal", "--reason", "heartbeat"]).expect_code(0);
+    assert_eq!(env.head(), head + 1);
+    let back = env.base().join("back");
+    read_back(&env, head + 1, &back);
+    let got = check(std::slice::from_ref(&back));
+    assert_eq!(got[0]["n"].as_u64(), Some(last), "{:?}", got[0]);
+}
+
 #[test]
 fn a_restored_checkpoint_of_a_live_database_opens_as_a_committed_state() {
     let env = database_env();

@@ -830,3 +830,90 @@ fn a_rekey_copies_the_replicas_keys_first_when_the_vault_has_none() {
     out.expect_code(0);
     assert_eq!(tree(&host.soul()), tree(&env.soul()));
 }
+
+/// A copy of the vault pushes while `selfsame run` supervises the agent:
+/// the supervisor's next push is refused (forked), the owner gets a
+/// `push-refused` alert, the alert command gets neither the token nor the
+/// AWS credentials, the agent keeps running, and the next wake is forked.
+#[test]
+fn under_run_a_push_the_remote_refuses_alerts_the_owner() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    let twin = env.copy();
+    let alerts = env.base().join("alerts.jsonl");
+    let alert_env = env.base().join("alert-env.txt");
+    let cmd = format!(
+        "env | grep -v '^SELFSAME_IDENTITY_SEED=' > {}; cat >> {}",
+        alert_env.display(),
+        alerts.display()
+    );
+    let agent = "touch started; while [ ! -e go ]; do sleep 0.1; done; \
+                 echo '{\"here\":1}' >> soul/memory.jsonl; sleep 3; echo done > ran-on";
+    let vars = moto.env();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let child = {
+        let mut c = env.command(
+            TOKEN,
+            &[
+                "run",
+                "--heartbeat",
+                "1s",
+                "--probation",
+                "1s",
+                "--alert-cmd",
+                &cmd,
+                "--",
+                "sh",
+                "-c",
+                agent,
+            ],
+        );
+        c.envs(vars.iter().copied());
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let started = env.base().join("started");
+    for _ in 0..300 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(started.exists(), "the agent started");
+    // The same bot, elsewhere, seals and pushes first.
+    fs::write(twin.soul().join("memory.jsonl"), "{\"there\":1}\n").unwrap();
+    twin.run(&["seal"]).expect_code(0);
+    run(&twin, &moto, &["push"]).expect_code(0);
+    fs::write(env.base().join("go"), "").unwrap();
+    let out = env.finish(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("push refused"), "{}", out.stderr);
+    assert_eq!(
+        fs::read_to_string(env.base().join("ran-on")).unwrap_or_default(),
+        "done\n",
+        "the agent kept running: {}",
+        out.stderr
+    );
+    let first = fs::read_to_string(&alerts).unwrap();
+    let alert: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(alert["event"], "push-refused", "{alert}");
+    assert!(
+        alert["message"].as_str().unwrap().contains("forked"),
+        "{alert}"
+    );
+    let seen = fs::read_to_string(&alert_env).unwrap();
+    for secret in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        AWS_SECRET,
+        TOKEN,
+    ] {
+        assert!(!seen.contains(secret), "the alert command saw {secret}");
+    }
+    let (out, v) = wake_json(&env, &moto);
+    assert_eq!(out.code, 5, "{}", out.stdout);
+    assert_eq!(v["detail"], "forked", "{v}");
+}

@@ -1196,3 +1196,53 @@ fn under_halt_a_poisoned_soul_md_stops_the_agent_and_run_exits_3() {
     bot.verify();
     bot.assert_no_token_anywhere();
 }
+
+/// A protected change that the watch has not seen yet when the owner stops
+/// the agent is found at the stop: under `protected = "halt"` the stop ends
+/// as a halt (exit 3, the owner alerted), the rest seal keeps the approved
+/// SOUL.md and the memory, and the next wake is `tampered`.
+#[test]
+fn under_halt_a_protected_change_found_at_the_stop_exits_3() {
+    let bot = Bot::protected();
+    let (webhook, stop_wh, wh) = serve(200);
+    let agent = bot.bot_cmd();
+    let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+    let hook = format!("{webhook}/hook");
+    let mut run = bot.run(
+        "run",
+        &[
+            "--heartbeat",
+            "1h",
+            "--protect-interval",
+            "1h",
+            "--policy",
+            "protected=halt",
+            "--alert-webhook",
+            &hook,
+        ],
+        &agent,
+    );
+    bot.wait_bot(None);
+    fs::write(bot.path("trigger"), INJECTION).unwrap();
+    wait_for("the injection", || bot.path("poisoned").exists());
+    signal(run.id() as i32, Signal::SIGTERM);
+    let status = wait_exit(&mut run);
+    stop_wh.store(true, Ordering::SeqCst);
+    let wh = wh.join().unwrap();
+    assert_eq!(status.code(), Some(3), "{}", bot.logs());
+    assert!(
+        bot.read("soul/SOUL.md").contains(INJECTION),
+        "halt changes nothing"
+    );
+    assert_eq!(wh.len(), 1, "{wh:?}");
+    assert_eq!(wh[0].body["event"], "halt");
+    assert_eq!(wh[0].body["detail"], "protected-changed");
+    assert_eq!(bot.output(&["cat", "head:SOUL.md"]).1, APPROVED_SOUL);
+    let (_, memory) = bot.output(&["cat", "head:memory.jsonl"]);
+    assert_eq!(memory, bot.read("soul/memory.jsonl"));
+    let (code, out) = bot.output(&["--json", "wake", "--policy", "protected=halt"]);
+    assert_eq!(code, Some(3), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["detail"], "protected-changed", "{v}");
+    bot.verify();
+}

@@ -27,7 +27,8 @@ use crate::output::errln;
 ///                          `protected = "halt"` the agent is stopped, exit 3
 ///   exit status 0          seal `rest`, exit 0
 ///   SIGTERM/SIGINT         forwarded; SIGKILL after --stop-timeout; if the
-///                          agent then exits 0: seal `rest`, exit 0
+///                          agent then exits 0: seal `rest`, exit 0 (exit 3
+///                          if a protected change is found then, under halt)
 ///   SIGHUP                 forwarded
 ///   crash                  history `crash`, wake again (drifted → accept),
 ///                          restart after 1 s, doubling up to 5 min
@@ -44,8 +45,9 @@ use crate::output::errln;
 /// format is migrated before the agent starts, unless `needs-migration =
 /// warn` is set in config or by --policy.
 ///
-/// Alerts (halt, rollback, give-up, revert; a rollback by a wake policy too)
-/// go to every sink given, 10 s each, in the background; the outcome is recorded
+/// Alerts (halt, rollback, give-up, revert; a rollback by a wake policy too;
+/// push-refused, when the remote holds checkpoints this vault lacks or
+/// another under a seq it sealed) go to every sink given, 10 s each, in the background; the outcome is recorded
 /// in history as `alert`.
 ///
 /// Privilege separation: with --user NAME (started as root) the agent runs
@@ -89,7 +91,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
     restart_delay: Duration,
     /// Run this shell command on an alert, with the alert as JSON on stdin
-    /// and this process's environment less the token's variable.
+    /// and this process's environment less the token (and, with a remote,
+    /// less the AWS credentials).
     #[arg(long, value_name = "CMD")]
     alert_cmd: Option<String>,
     /// Send alerts to this Telegram chat through the Bot API, with the bot's

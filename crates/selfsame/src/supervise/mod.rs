@@ -648,9 +648,14 @@ impl Supervisor<'_> {
     /// A stop signal was handled: seal `rest` when the agent exited 0.
     fn stopped(&mut self, sig: Signal, ended: Ended, seq: u64, ran: Duration) -> Outcome {
         if ended.is_clean() {
-            // A protected change is put back first (or, under `halt`, only
-            // reported: the rest seal keeps the approved version).
-            self.check_protected();
+            // A protected change is put back first (or, under `halt`,
+            // reported and the stop ends as a halt, exit 3: the rest seal
+            // keeps the approved version).
+            if self.check_protected() {
+                if let Some(why) = self.halt.take() {
+                    return self.halted(why, ended, seq, ran);
+                }
+            }
             return match self.seal_rest() {
                 Ok(()) => Outcome {
                     exit_code: 0,

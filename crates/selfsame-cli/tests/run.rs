@@ -1246,3 +1246,164 @@ fn under_halt_a_protected_change_found_at_the_stop_exits_3() {
     assert_eq!(v["detail"], "protected-changed", "{v}");
     bot.verify();
 }
+
+/// A Python agent for the stop tests: appends a line, writes `agent.pid`,
+/// then waits; on SIGTERM it does `ON_TERM`, on SIGINT it notes `int` and
+/// exits 0.
+fn stop_agent(bot: &Bot, on_term: &str) -> Vec<String> {
+    let script = format!(
+        r#"
+import os, signal, sys, time
+base = sys.argv[1]
+soul = os.environ["SELFSAME_SOUL"]
+def on_int(*_):
+    open(os.path.join(base, "got"), "w").write("int")
+    sys.exit(0)
+signal.signal(signal.SIGINT, on_int)
+{on_term}
+with open(os.path.join(soul, "memory.jsonl"), "a") as f:
+    f.write('{{"said":"stopping soon"}}\n')
+with open(os.path.join(base, "agent.pid.tmp"), "w") as f:
+    f.write(str(os.getpid()))
+os.replace(os.path.join(base, "agent.pid.tmp"), os.path.join(base, "agent.pid"))
+while True:
+    time.sleep(0.05)
+"#
+    );
+    fs::write(bot.path("stop_agent.py"), script).unwrap();
+    vec![
+        "python3".into(),
+        bot.path("stop_agent.py").display().to_string(),
+        bot.dir.path().display().to_string(),
+    ]
+}
+
+fn started_agent(bot: &Bot) -> i32 {
+    let mut pid = 0;
+    wait_for("the agent", || {
+        pid = bot.read("agent.pid").trim().parse().unwrap_or(0);
+        pid != 0
+    });
+    pid
+}
+
+/// The stop as documented: an agent that dies of the SIGTERM (it did not
+/// handle it) is a crash during the stop, run exits 1 and seals nothing;
+/// one that ignores it is killed after --stop-timeout, exit 1 too; and
+/// SIGINT to run reaches the agent as SIGINT, which it handles, exit 0
+/// with `rest` sealed. Each time the memory written is kept on disk and
+/// the next wake judges it.
+#[test]
+fn a_stop_the_agent_does_not_survive_cleanly_exits_1_and_seals_nothing() {
+    for (case, on_term, stop_with) in [
+        ("dies", "", Signal::SIGTERM),
+        (
+            "ignores",
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)",
+            Signal::SIGTERM,
+        ),
+        ("interrupted", "", Signal::SIGINT),
+    ] {
+        let bot = Bot::new();
+        let agent = stop_agent(&bot, on_term);
+        let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+        let seals_before = bot.events("seal").len();
+        let mut run = bot.run(
+            "run",
+            &[
+                "--heartbeat",
+                "1h",
+                "--probation",
+                "100ms",
+                "--stop-timeout",
+                "1s",
+            ],
+            &agent,
+        );
+        let pid = started_agent(&bot);
+        signal(run.id() as i32, stop_with);
+        let status = wait_exit(&mut run);
+        let log = bot.read("run.err");
+        assert!(gone(pid), "{case}: the agent is still running");
+        assert!(
+            bot.read("soul/memory.jsonl").contains("stopping soon"),
+            "{case}: the memory is on disk"
+        );
+        let seals = bot.events("seal");
+        if case == "interrupted" {
+            assert_eq!(status.code(), Some(0), "{case}: {log}");
+            assert_eq!(bot.read("got"), "int", "{case}: SIGINT reached the agent");
+            assert_eq!(seals.last().unwrap()["reason"], "rest", "{case}");
+            let out = bot.selfsame().args(["--json", "wake"]).output().unwrap();
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["verdict"], "verified", "{case}: {v}");
+            continue;
+        }
+        assert_eq!(status.code(), Some(1), "{case}: {log}");
+        assert!(
+            log.contains("did not exit cleanly") && log.contains("exit 0 on SIGTERM"),
+            "{case}: {log}"
+        );
+        assert_eq!(seals.len(), seals_before, "{case}: nothing sealed");
+        let crash = bot.events("crash");
+        assert_eq!(crash.len(), 1, "{case}: {crash:?}");
+        assert_eq!(crash[0]["during"], "stop", "{case}");
+        let killed_by = if case == "dies" { 15 } else { 9 };
+        assert_eq!(crash[0]["signal"], killed_by, "{case}: {crash:?}");
+        assert!(
+            bot.path(".selfsame/run/awake").exists(),
+            "{case}: the marker stays"
+        );
+        // The next wake: the memory the agent wrote is drift after a crash.
+        let out = bot.selfsame().args(["--json", "wake"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["verdict"], "drifted", "{case}: {v}");
+        assert_eq!(out.status.code(), Some(0), "{case}");
+        bot.verify();
+    }
+}
+
+/// A command that cannot be started is a usage error (exit 2) naming it,
+/// and the soul is left as wake found it.
+#[test]
+fn a_command_that_does_not_exist_exits_2() {
+    let bot = Bot::new();
+    let out = bot
+        .selfsame()
+        .args(["run", "--", "./no-such-agent", "--flag"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no-such-agent"), "{err}");
+    bot.verify();
+}
+
+/// An alert command that fails is recorded in history as a failed alert,
+/// with its exit status; run still exits with wake's code.
+#[test]
+fn an_alert_command_that_fails_is_recorded_as_failed() {
+    let bot = Bot::new();
+    fs::write(bot.path("soul/memory.jsonl"), "{\"said\":\"forged\"}\n").unwrap();
+    let out = bot
+        .selfsame()
+        .args([
+            "run",
+            "--alert-cmd",
+            "cat > /dev/null; exit 7",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let alerts = bot.events("alert");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["ok"], false, "{alerts:?}");
+    assert!(
+        alerts[0]["error"].as_str().unwrap().contains('7'),
+        "{alerts:?}"
+    );
+    assert!(err.contains("alert could not be sent (cmd)"), "{err}");
+}

@@ -488,3 +488,57 @@ fn leak_scan_finds_the_seed_written_into_the_vault() {
         fs::remove_file(&leak).unwrap();
     }
 }
+
+/// verify-attestation's exit codes, each pinned: 0 a whole chain signed by
+/// the key; 5 a chain with a line taken out or two swapped; 4 the right
+/// chain checked against another vault's key; 2 a key that is not one.
+#[test]
+fn verify_attestation_tells_a_broken_chain_from_another_key() {
+    let env = Env::at_rest();
+    for i in 0..3 {
+        fs::write(env.soul().join("memory.jsonl"), format!("{{\"n\":{i}}}\n")).unwrap();
+        env.run(&["seal"]).expect_code(0);
+    }
+    let key = shown(&env);
+    let text = env.run(&["attest", "--from", "1"]).expect_code(0).stdout;
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 4, "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("attestation.txt");
+    let check = |key: &str, body: String| {
+        fs::write(&file, body).unwrap();
+        env.run(&[
+            "--json",
+            "verify-attestation",
+            "--identity",
+            key,
+            file.to_str().unwrap(),
+        ])
+    };
+    let v = check(&key, text.clone()).expect_code(0).json();
+    assert_eq!(v["to"], env.head());
+
+    let mut cut = lines.clone();
+    cut.remove(1);
+    check(&key, cut.join("\n") + "\n").expect_code(5);
+    let mut swapped = lines.clone();
+    swapped.swap(1, 2);
+    check(&key, swapped.join("\n") + "\n").expect_code(5);
+
+    let other = Env::bare();
+    other
+        .run_env(
+            &["init", "soul"],
+            &[("SELFSAME_IDENTITY_SEED", OTHER_SEED_HEX)],
+        )
+        .expect_code(0);
+    let other_key = shown(&other);
+    assert_ne!(other_key, key);
+    check(&other_key, text.clone()).expect_code(4);
+    let out = check("selfsame:ed25519:not-a-key", text).expect_code(2);
+    assert!(
+        out.stderr.contains("identity") || out.stderr.contains("key"),
+        "{}",
+        out.stderr
+    );
+}

@@ -917,3 +917,74 @@ fn under_run_a_push_the_remote_refuses_alerts_the_owner() {
     assert_eq!(out.code, 5, "{}", out.stdout);
     assert_eq!(v["detail"], "forked", "{v}");
 }
+
+/// A replica damaged in the bucket (an object's bytes flipped, a pack
+/// deleted) is refused by clone, which names what it could not read and
+/// leaves no vault and no soul behind; put right, the same clone goes
+/// through and wakes verified.
+#[test]
+fn clone_refuses_a_damaged_replica_and_leaves_nothing_half_made() {
+    let moto = Moto::start();
+    let env = Env::at_rest();
+    let big: Vec<u8> = (0..9u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    fs::create_dir_all(env.soul().join("data")).unwrap();
+    fs::write(env.soul().join("data/big.bin"), &big).unwrap();
+    env.run(&["seal", "--reason", "manual"]).expect_code(0);
+    configure(&env, &moto, "bot");
+    run(&env, &moto, &["push"]).expect_code(0);
+    let stored = moto.objects();
+    let find = |dir: &str| {
+        stored
+            .iter()
+            .find(|(k, _)| is_keyed(k, dir))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {dir} in the bucket"))
+    };
+    let (object, object_bytes) = find("bot/o/");
+    let (pack, pack_bytes) = find("bot/p/");
+    let vars = moto.env();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let clone = |host: &Env| {
+        host.run_env(
+            &[
+                "clone",
+                &moto.url("bot"),
+                "new",
+                "--endpoint",
+                &moto.endpoint(),
+            ],
+            &vars,
+        )
+    };
+
+    let mut flipped = object_bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    for (what, key, bytes) in [
+        ("a flipped byte", &object, Some(&flipped[..])),
+        ("a deleted pack", &pack, None),
+    ] {
+        moto.set_object(key, bytes);
+        if key == &pack {
+            moto.set_object(&object, Some(&object_bytes));
+        }
+        let host = Env::bare();
+        let out = clone(&host);
+        assert_eq!(out.code, 5, "{what}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("damaged"),
+            "{what}: the message says the replica is damaged: {}",
+            out.stderr
+        );
+        let new = host.base().join("new");
+        let left: Vec<_> = fs::read_dir(&new)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{what}: left behind: {left:?}");
+    }
+    moto.set_object(&pack, Some(&pack_bytes));
+    let host = clone_to_new_host(&moto, "bot");
+    assert_eq!(fs::read(host.soul().join("data/big.bin")).unwrap(), big);
+    let out = run(&host, &moto, &["wake", "--json"]).expect_code(0);
+    assert_eq!(out.json()["verdict"], "verified", "{}", out.stdout);
+}

@@ -190,6 +190,38 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
         }
         items
     }
+
+    /// Writes `bytes` under `key`, or deletes `key` when `bytes` is
+    /// `None` (through boto3: someone with the bucket's credentials).
+    #[allow(dead_code)]
+    pub fn set_object(&self, key: &str, bytes: Option<&[u8]>) {
+        let script = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+if sys.argv[4] == "put":
+    s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=sys.stdin.buffer.read())
+else:
+    s3.delete_object(Bucket=sys.argv[2], Key=sys.argv[3])
+"#;
+        let mut child = Command::new(self.venv.join("bin/python"))
+            .args(["-c", script, &self.endpoint(), &self.bucket, key])
+            .arg(if bytes.is_some() { "put" } else { "delete" })
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start python");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(bytes.unwrap_or_default()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 impl Drop for Moto {

@@ -1407,3 +1407,65 @@ fn an_alert_command_that_fails_is_recorded_as_failed() {
     );
     assert!(err.contains("alert could not be sent (cmd)"), "{err}");
 }
+
+/// The boot assessment's count of failed tries lives in the vault, not in
+/// the supervisor: three `selfsame run`s in a row (each giving up after
+/// one restart, as a supervisor that is itself restarted would) count
+/// tries 1, 2 and 3 of 3, and the third rolls back to the last good
+/// checkpoint.
+#[test]
+fn failed_tries_are_counted_across_supervisor_restarts() {
+    let bot = Bot::new();
+    let agent = bot.bot_cmd();
+    let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+    let mut run = bot.run(
+        "good",
+        &["--heartbeat", "0", "--probation", "300ms"],
+        &agent,
+    );
+    bot.wait_bot(None);
+    wait_for("a healthy run", || !bot.events("good").is_empty());
+    signal(run.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut run).code(), Some(0));
+    let good = bot.events("good")[0]["seq"].as_u64().unwrap();
+
+    for n in 1..=3 {
+        let name = format!("bad{n}");
+        let mut run = bot.run(
+            &name,
+            &[
+                "--heartbeat",
+                "0",
+                "--probation",
+                "2s",
+                "--tries",
+                "3",
+                "--max-restarts",
+                "0",
+            ],
+            &[
+                "sh",
+                "-c",
+                "echo broken >> \"$SELFSAME_SOUL/memory.jsonl\"; exit 1",
+            ],
+        );
+        let status = wait_exit(&mut run);
+        let log = bot.read(&format!("{name}.err"));
+        assert_eq!(status.code(), Some(1), "{name}: {log}");
+        assert!(
+            log.contains(&format!("failed try {n} of 3")),
+            "{name}: {log}"
+        );
+        let rollbacks = bot.events("rollback");
+        if n < 3 {
+            assert!(rollbacks.is_empty(), "{name}: {rollbacks:?}");
+        } else {
+            assert_eq!(rollbacks.len(), 1, "{name}: {log}");
+            assert_eq!(rollbacks[0]["target"], good);
+        }
+    }
+    let (_, sealed) = selfsame_out(&bot, &["cat", &format!("{good}:memory.jsonl")]);
+    assert_eq!(bot.read("soul/memory.jsonl"), sealed, "rolled back");
+    assert!(!sealed.contains("broken"));
+    bot.verify();
+}

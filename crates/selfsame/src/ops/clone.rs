@@ -87,33 +87,14 @@ pub fn clone_with_progress(
             soul.display()
         )));
     }
-    let vault = Vault::create_unpublished(&base, &config_bytes)?;
-    let unpublished = vault.dir().to_owned();
-    let built = (|| {
+    let (((objects, bytes), manifest), vault) = Vault::build(&base, &config_bytes, |vault| {
         let kept = kept_snapshots(&checkpoints, &history, &head, cred);
-        let fetched = fetch_objects(&fetcher, &vault, &kept, config_hash, progress)?;
-        write_records(
-            &vault,
-            &checkpoints,
-            &history,
-            &identity,
-            head.seq,
-            &damaged,
-        )?;
+        let fetched = fetch_objects(&fetcher, vault, &kept, config_hash, progress)?;
+        write_records(vault, &checkpoints, &history, &identity, head.seq, &damaged)?;
         vault.save_remote_keyring(remote.keyring(), cred)?;
-        let manifest = super::head::manifest_of(&vault, &vault.read_checkpoint(head.seq)?)?;
-        Ok::<_, Error>((fetched, manifest))
-    })();
-    // A clone that fails before the vault is in place removes its own
-    // half-made temp directory (nothing in it is anyone's but this run's).
-    let published = built.and_then(|b| Ok((b, vault.publish()?)));
-    let (((objects, bytes), manifest), vault) = match published {
-        Ok(done) => done,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&unpublished);
-            return Err(e);
-        }
-    };
+        let manifest = super::head::manifest_of(vault, &vault.read_checkpoint(head.seq)?)?;
+        Ok((fetched, manifest))
+    })?;
     stage(&vault.objects(), &manifest, &soul, progress)?;
     let insp = inspect(&vault, cred, ObjectScope::All)?;
     if let Some(p) = insp.problems.first() {

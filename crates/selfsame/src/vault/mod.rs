@@ -177,6 +177,24 @@ impl Vault {
         Vault::open(&tmp)
     }
 
+    /// A new vault under a temp name in `base`, filled by `fill`, then
+    /// published as `.selfsame`. When anything fails before the vault is in
+    /// place, its temp directory (this run's alone) is removed, so `base`
+    /// is left as it was.
+    pub(crate) fn build<T>(
+        base: &Path,
+        config: &[u8],
+        fill: impl FnOnce(&Vault) -> Result<T>,
+    ) -> Result<(T, Vault)> {
+        let vault = Vault::create_unpublished(base, config)?;
+        let tmp = vault.dir.clone();
+        let built = fill(&vault).and_then(|t| Ok((t, vault.publish()?)));
+        if built.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        built
+    }
+
     /// Renames a vault made by [`Vault::create_unpublished`] to
     /// `.selfsame` beside it, and opens it there.
     pub(crate) fn publish(self) -> Result<Vault> {

@@ -80,6 +80,15 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The soul's manifest would be larger than an object read whole may
+    /// be ([`crate::vault::objects::MAX_WHOLE`]): nothing is sealed.
+    #[error("the soul has {files} entries: its manifest would be more than {cap} bytes, more than selfsame reads back, so nothing was sealed; leave out what need not be kept (`exclude` in .selfsame/config.toml)")]
+    SoulTooLarge {
+        /// Entries in the soul.
+        files: usize,
+        /// The most bytes a manifest may have.
+        cap: u64,
+    },
     /// A soul file or directory this process may not read.
     #[error("cannot read {}: permission denied", .path.display())]
     Unreadable {

@@ -22,6 +22,7 @@ use crate::format::Manifest;
 use crate::progress::Progress;
 use crate::soul::statcache::{Record, Stamp, StatCache};
 use crate::soul::{self, Changes};
+use crate::vault::objects::MAX_WHOLE;
 use crate::vault::{StoredCheckpoint, Vault};
 
 /// Shell version recorded when none is given and there is no head.
@@ -522,10 +523,16 @@ fn finish_scan(
             }
         });
         let mut hasher = sha2::Sha256::new();
-        // A send fails only when the writer stopped; its join says why.
+        let mut written = 0u64;
+        // A send fails only when the writer stopped (`Some`); its join says
+        // why. `None`: the manifest is too large to be read back.
         let sent = fp.manifest.write_chunks(|chunk| {
+            written += chunk.len() as u64;
+            if written > MAX_WHOLE {
+                return Err(None);
+            }
             hasher.update(chunk);
-            chunks.send(chunk.to_vec())
+            chunks.send(chunk.to_vec()).map_err(Some)
         });
         drop(chunks);
         let hash: [u8; 32] = hasher.finalize().into();
@@ -536,6 +543,12 @@ fn finish_scan(
         // The stat cache vouches for the manifest object only once it is
         // durable (and never for one whose writing failed).
         joined(stored)?;
+        if let Err(None) = sent {
+            return Err(Error::SoulTooLarge {
+                files: fp.manifest.files() as usize,
+                cap: MAX_WHOLE,
+            });
+        }
         // Where it went, for the next seal's look that it is still there.
         vault.objects().leave_hint(&hash);
         save_cache(scan, cache_path, scan_began, &hash)?;

@@ -42,6 +42,15 @@ pub const SMALL: u64 = 1 << 20;
 pub const CHUNK: usize = 256 * 1024;
 /// How deep lists may nest (a file's list, its nodes); deeper is damage.
 const MAX_DEPTH: usize = 4;
+/// The largest object read whole into memory (a manifest, a config, a
+/// symlink's target); one that says it is larger is damage, refused before
+/// anything is read. A manifest this large lists some two million files.
+pub const MAX_WHOLE: u64 = 512 << 20;
+/// The largest list blob of a file (its chunks, or its nodes): enough for
+/// a file of more than a TiB.
+const MAX_FILE_LIST: usize = 64 << 20;
+/// The largest node blob: [`chunker::NODE_PARTS`] parts.
+const MAX_NODE: usize = pack::LIST_MAGIC.len() + chunker::NODE_PARTS * pack::PART_LEN;
 /// Blobs next to each other in a pack are read together, up to this many
 /// bytes at a time.
 const READ_RUN: u64 = 4 << 20;
@@ -434,6 +443,15 @@ impl Objects {
                 opened.ok_or_else(|| missing(hash))?.1
             }
         };
+        if size > MAX_WHOLE {
+            return Err(Error::corrupt(
+                &self.locate(hash),
+                Damage::TooBig {
+                    len: size,
+                    cap: MAX_WHOLE,
+                },
+            ));
+        }
         let mut out = Vec::with_capacity(size.min(64 << 20) as usize);
         self.stream(hash, size, &mut |piece| {
             out.extend_from_slice(piece);
@@ -611,6 +629,16 @@ impl Objects {
     fn decode(&self, pack: &Name, entry: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
         if stored.len() != entry.stored as usize {
             return Err(self.pack_damage(pack, "shorter than its index says"));
+        }
+        // No blob the writer makes is larger: an index that says otherwise
+        // is refused before anything is allocated for it.
+        let most = match entry.kind {
+            BlobKind::Data => MAX_CHUNK,
+            BlobKind::Node => MAX_NODE,
+            BlobKind::File => MAX_FILE_LIST,
+        };
+        if entry.plain as usize > most {
+            return Err(self.pack_damage(pack, "a blob is larger than any selfsame writes"));
         }
         let plain = match entry.codec {
             Codec::Plain => stored.to_vec(),
@@ -1020,6 +1048,51 @@ mod tests {
         objects.store.delete(&Name::Pack(h.pack)).unwrap();
         hint::save(&path, &h);
         assert!(!cached(dir.path()).still_stored(&hash).unwrap());
+    }
+
+    /// A pack whose index claims a 4 GiB blob, and a loose object of
+    /// 50 GiB (sparse): both refused as damage before anything is
+    /// allocated or read for them, not read until memory runs out.
+    #[test]
+    fn a_blob_or_object_that_claims_to_be_huge_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = cached(dir.path());
+        let stored = zstd::bulk::compress(&[0u8; 4096], 3).unwrap();
+        let id = [7u8; 32];
+        let entry = PackEntry {
+            kind: BlobKind::Data,
+            codec: Codec::Zstd,
+            id,
+            offset: pack::MAGIC.len() as u64,
+            stored: stored.len() as u32,
+            plain: u32::MAX,
+            size: u64::from(u32::MAX),
+        };
+        let index = entry.to_bytes().to_vec();
+        let mut bytes = pack::MAGIC.to_vec();
+        bytes.extend_from_slice(&stored);
+        bytes.extend_from_slice(&index);
+        bytes.extend_from_slice(&pack::footer(&index));
+        let name: [u8; 32] = sha2::Sha256::digest(&index).into();
+        objects.store.put(&Name::Pack(name), &bytes).unwrap();
+        let objects = cached(dir.path());
+        let err = objects.read(&id).unwrap_err().to_string();
+        assert!(err.contains("more than such a file can be"), "{err}");
+        let err = objects
+            .stream(&id, u64::from(u32::MAX), &mut |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larger than any selfsame writes"), "{err}");
+
+        let huge = [9u8; 32];
+        let path = objects.locate(&huge);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(50 << 30)
+            .unwrap();
+        let err = objects.read(&huge).unwrap_err().to_string();
+        assert!(err.contains("more than such a file can be"), "{err}");
     }
 
     /// `n` seals of one small content each: `n` packs.

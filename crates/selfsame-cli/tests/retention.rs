@@ -448,6 +448,17 @@ fn forget_without_rules_uses_the_config_and_run_applies_it_after_its_seals() {
     let mut text = fs::read_to_string(&config).unwrap();
     text.push_str("\n[retention]\nkeep_last = 2\n");
     fs::write(&config, text).unwrap();
+    // Not yet accepted: someone who can write the vault but has no token
+    // does not choose what the owner's forget releases.
+    let history = env.history().len();
+    let out = env.run(&["forget"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("config.toml changed") && out.stderr.contains("selfsame accept"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.history().len(), history, "nothing forgotten");
     // (Later than the seals: the policy goes by when each was sealed.)
     let later = [("SELFSAME_NOW", "2030-01-02T00:00:00Z")];
     env.run_env(&["accept"], &later).expect_code(0);

@@ -408,6 +408,10 @@ pub enum Refusal {
     /// A bind to the bot the vault already belongs to.
     #[error("the new token is the same bot's as the vault's; a bind moves a vault to another platform or bot, a new token of the same bot is a rekey")]
     BindSameBot,
+    /// A forget by the `[retention]` of a `config.toml` the head was not
+    /// sealed with.
+    #[error("config.toml changed since checkpoint {0}: its [retention] is not applied until `selfsame accept` adopts the change (or give --keep-* rules)")]
+    RetentionConfigChanged(u64),
     /// A bind under a `config.toml` the head was not sealed with.
     #[error("config.toml changed since checkpoint {0}; a bind moves the config the head was sealed with")]
     BindConfigChanged(u64),

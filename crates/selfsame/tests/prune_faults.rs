@@ -68,6 +68,7 @@ fn scene(dir: &Path) -> MemoryStore {
             ..Policy::default()
         },
         dry_run: false,
+        from_config: false,
     };
     let report = forget(&vault, &token(), &opts, &Silent).unwrap();
     assert_eq!(report.forgotten, vec![1, 2, 3, 4, 5]);

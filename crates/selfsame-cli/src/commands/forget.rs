@@ -33,7 +33,9 @@ use crate::output::outln;
 /// what a pending restore or migration names.
 ///
 /// Without a --keep rule, the [retention] table of config.toml gives the
-/// policy (the one `selfsame run` applies after its seals).
+/// policy (the one `selfsame run` applies after its seals); an edit of
+/// config.toml counts only once `selfsame accept` has adopted it (until
+/// then forget refuses, exit 2).
 ///
 /// Examples:
 ///   selfsame forget --keep-last 12 --keep-hourly 24 --dry-run
@@ -101,6 +103,7 @@ impl Args {
 
 pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let vault = ctx.open_vault()?;
+    let from_config = args.policy().is_none();
     let policy = match args.policy() {
         Some(p) => p,
         None => vault
@@ -121,6 +124,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
     let opts = ForgetOptions {
         policy,
         dry_run: args.dry_run,
+        from_config,
     };
     let report = forget(&vault, &token, &opts, &progress)?;
     if ctx.json {

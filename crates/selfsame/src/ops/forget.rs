@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use super::checks::{inspect, Inspection, ObjectScope};
 use super::head::{released, FORGET, FORGOTTEN};
 use crate::crypto::{Credential, Keys};
-use crate::error::{Damage, Error, Mismatch, Result};
+use crate::error::{Damage, Error, Mismatch, Refusal, Result};
 use crate::format::checkpoint::Reason;
 use crate::format::time::parse_rfc3339;
 use crate::progress::{Phase, Progress};
@@ -38,6 +38,11 @@ pub struct ForgetOptions {
     pub policy: Policy,
     /// Only say what would be forgotten.
     pub dry_run: bool,
+    /// The policy is `config.toml`'s `[retention]` as read now: refused
+    /// while that file differs from the config the head was sealed with
+    /// (someone who can write the vault but has no token does not choose
+    /// what the owner's forget releases).
+    pub from_config: bool,
 }
 
 /// A checkpoint whose snapshot stays, and why.
@@ -94,6 +99,16 @@ pub(crate) fn forget_locked(
     }
     let insp = verified(vault, cred, "forget", ObjectScope::Head)?;
     let head = insp.head.clone().expect("a verified vault has a head");
+    if opts.from_config
+        && insp
+            .problems
+            .iter()
+            .any(|p| p.detail == Detail::ConfigChanged)
+    {
+        return Err(Error::Refused(Refusal::RetentionConfigChanged(
+            head.ckpt.seq,
+        )));
+    }
     // Released by an earlier forget, anchored yet or not: not listed again.
     let before = released(&insp.history, &head.ckpt.log, &insp.keys);
     let protected = protected(vault, &insp, &before)?;

@@ -605,6 +605,9 @@ impl Supervisor<'_> {
         let opts = ForgetOptions {
             policy,
             dry_run: false,
+            // The config this supervisor read at start, which its wake
+            // found sealed.
+            from_config: false,
         };
         match forget(self.vault, self.cred, &opts, &Silent) {
             Ok(f) if !f.forgotten.is_empty() => {

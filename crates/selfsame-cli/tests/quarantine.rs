@@ -209,3 +209,66 @@ fn run_drops_old_quarantine_entries_only_when_retention_says_so() {
     assert_eq!(drops[0]["ids"], serde_json::json!([old]));
     env.verify_clean();
 }
+
+/// Entries the agent could shape: a name that is not UTF-8 (listed
+/// lossily, dropped by that id, gone from disk), a symlink inside an entry
+/// that points outside the vault (removed, its target untouched), and a
+/// tree deeper than PATH_MAX (listed, measured and dropped through
+/// descriptors, not paths).
+#[test]
+fn odd_entries_are_listed_and_dropped_without_reaching_outside() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::at_rest();
+    let q = env.vault().join("quarantine");
+    let odd = q.join(std::ffi::OsStr::from_bytes(
+        b"2020-01-01T000000000Z-restore-from-1-\xff",
+    ));
+    fs::create_dir(&odd).unwrap();
+    fs::write(odd.join("a"), "x").unwrap();
+    let outside = env.base().join("precious");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("keep.md"), "mine\n").unwrap();
+    std::os::unix::fs::symlink(&outside, odd.join("link")).unwrap();
+    let deep = q.join("2020-01-02T000000000Z-restore-from-1");
+    fs::create_dir(&deep).unwrap();
+    // 20 levels of 250 bytes: past PATH_MAX, made through descriptors.
+    let made = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys\nfd=os.open(sys.argv[1],os.O_RDONLY)\nfor i in range(20):\n    n='d'*250\n    os.mkdir(n,dir_fd=fd)\n    fd=os.open(n,os.O_RDONLY,dir_fd=fd)\nf=os.open('leaf',os.O_WRONLY|os.O_CREAT,0o600,dir_fd=fd)\nos.write(f,b'deep')",
+            deep.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let v = env
+        .run(&["--json", "quarantine", "list"])
+        .expect_code(0)
+        .json();
+    let entries = v["entries"].as_array().unwrap();
+    let ids: Vec<String> = entries
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{v}");
+    assert!(ids[0].ends_with("-1-\u{fffd}"), "{ids:?}");
+    let deep_entry = entries
+        .iter()
+        .find(|e| e["id"] == "2020-01-02T000000000Z-restore-from-1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (deep_entry["files"].as_u64(), deep_entry["bytes"].as_u64()),
+        (Some(1), Some(4))
+    );
+
+    env.run(&["quarantine", "drop", &ids[0], &ids[1]])
+        .expect_code(0);
+    assert!(!odd.exists() && !deep.exists(), "both gone from disk");
+    assert_eq!(
+        fs::read_to_string(outside.join("keep.md")).unwrap(),
+        "mine\n"
+    );
+    assert!(env.quarantined().is_empty());
+}

@@ -10,10 +10,13 @@
 //! else its modification time. The entries a pending restore or migration
 //! still needs (its quarantine and what goes with it) are never removed.
 
-use std::fs;
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -21,7 +24,7 @@ use serde_json::{json, Map};
 
 use super::head::require_head;
 use crate::crypto::{Credential, Keys};
-use crate::error::{Damage, Error, IoContext, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::time::{parse_stamp, rfc3339};
 use crate::vault::Vault;
 
@@ -42,6 +45,9 @@ pub struct Entry {
     pub pending: bool,
     #[serde(skip)]
     time: SystemTime,
+    /// Its name as it is (`id` is this, lossily, when not UTF-8).
+    #[serde(skip)]
+    name: CString,
 }
 
 /// What a drop or prune removed (or, dry, would remove).
@@ -66,34 +72,36 @@ pub fn list(vault: &Vault) -> Result<Vec<Entry>> {
         .ok()
         .flatten()
         .map(|j| j.quarantine);
-    let items = match fs::read_dir(&dir) {
-        Ok(items) => items,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).at(&dir),
+    let fd = match rustix::fs::open(&dir, dir_flags(), Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(Vec::new()),
+        Err(e) => return Err(errno(&dir, e)),
     };
     let mut out = Vec::new();
-    for item in items {
-        let item = item.at(&dir)?;
-        let name = item.file_name().to_string_lossy().into_owned();
-        let path = item.path();
-        let meta = fs::symlink_metadata(&path).at(&path)?;
-        let (files, bytes) = measure(&path, &meta)?;
+    for raw in names(&fd, &dir)? {
+        let name = String::from_utf8_lossy(raw.to_bytes()).into_owned();
+        let path = dir.join(OsStr::from_bytes(raw.to_bytes()));
+        let st = match rustix::fs::statat(&fd, &raw, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(errno(&path, e)),
+        };
+        let (files, bytes) = measure_at(fd.as_fd(), &raw, &path)?;
         let time = parse_stamp(&name)
-            .unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(meta.mtime().max(0) as u64));
+            .unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64));
         out.push(Entry {
             pending: pending.as_deref().is_some_and(|p| name.starts_with(p)),
             id: name,
             at: rfc3339(time),
-            kind: if meta.is_dir() {
-                "dir"
-            } else if meta.file_type().is_symlink() {
-                "symlink"
-            } else {
-                "file"
+            kind: match FileType::from_raw_mode(st.st_mode as _) {
+                FileType::Directory => "dir",
+                FileType::Symlink => "symlink",
+                _ => "file",
             },
             files,
             bytes,
             time,
+            name: raw,
         });
     }
     out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
@@ -190,56 +198,118 @@ fn remove(
     data.insert("why".into(), json!(why));
     history.append("quarantine-drop", data)?;
     let dir = vault.quarantine_dir();
+    let fd = rustix::fs::open(&dir, dir_flags(), Mode::empty()).map_err(|e| errno(&dir, e))?;
     for e in &report.dropped {
-        remove_tree(&dir.join(&e.id))?;
+        let path = dir.join(OsStr::from_bytes(e.name.to_bytes()));
+        remove_at(fd.as_fd(), &e.name, &path)?;
     }
     crate::vault::atomic::sync_dir(&dir)?;
     Ok(report)
 }
 
-/// Files and bytes below `path` (never following a symlink).
-fn measure(path: &Path, meta: &fs::Metadata) -> Result<(u64, u64)> {
-    if !meta.is_dir() {
-        return Ok(if meta.is_file() {
-            (1, meta.len())
-        } else {
-            (0, 0)
-        });
-    }
-    let (mut files, mut bytes) = (0, 0);
-    for item in fs::read_dir(path).at(path)? {
-        let p = item.at(path)?.path();
-        let m = fs::symlink_metadata(&p).at(&p)?;
-        let (f, b) = measure(&p, &m)?;
-        files += f;
-        bytes += b;
-    }
-    Ok((files, bytes))
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
-/// Removes `path` and everything below it, never following a symlink. A
-/// soul state keeps its own modes in quarantine; a directory its owner
-/// cannot write is made writable first (inside the private quarantine).
-fn remove_tree(path: &Path) -> Result<()> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).at(path),
+fn errno(path: &Path, e: rustix::io::Errno) -> Error {
+    Error::Io {
+        path: path.to_owned(),
+        source: io::Error::from(e),
+    }
+}
+
+/// The names in the directory `fd` (at `path`, for messages).
+fn names(fd: &OwnedFd, path: &Path) -> Result<Vec<CString>> {
+    let mut dir = rustix::fs::Dir::read_from(fd).map_err(|e| errno(path, e))?;
+    let mut out = Vec::new();
+    while let Some(item) = dir.read() {
+        let item = item.map_err(|e| errno(path, e))?;
+        let name = item.file_name();
+        if !matches!(name.to_bytes(), b"." | b"..") {
+            out.push(name.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Files and bytes of `name` in the directory `parent` and below it. Only
+/// descriptors are followed down, never a symlink, so no path grows past
+/// `PATH_MAX` and nothing swapped in meanwhile leads outside.
+fn measure_at(parent: BorrowedFd, name: &CStr, path: &Path) -> Result<(u64, u64)> {
+    let st = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok((0, 0)),
+        Err(e) => return Err(errno(path, e)),
     };
-    if !meta.is_dir() {
-        return match fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at(path),
-            _ => Ok(()),
+    match FileType::from_raw_mode(st.st_mode as _) {
+        FileType::RegularFile => Ok((1, st.st_size as u64)),
+        FileType::Directory => {
+            let fd = match rustix::fs::openat(parent, name, dir_flags(), Mode::empty()) {
+                Ok(fd) => fd,
+                Err(
+                    rustix::io::Errno::NOENT | rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR,
+                ) => return Ok((0, 0)),
+                Err(e) => return Err(errno(path, e)),
+            };
+            let (mut files, mut bytes) = (0, 0);
+            for n in names(&fd, path)? {
+                let p = path.join(OsStr::from_bytes(n.to_bytes()));
+                let (f, b) = measure_at(fd.as_fd(), &n, &p)?;
+                files += f;
+                bytes += b;
+            }
+            Ok((files, bytes))
+        }
+        _ => Ok((0, 0)),
+    }
+}
+
+/// Removes `name` in the directory `parent` and everything below it,
+/// through descriptors only: a symlink is removed, never followed, and a
+/// directory swapped for a symlink meanwhile is not entered (the name is
+/// looked at again). A soul state keeps its own modes in quarantine; a
+/// directory its owner cannot write is made writable first, through its
+/// own descriptor. A mount point inside an entry is not descended into.
+fn remove_at(parent: BorrowedFd, name: &CStr, path: &Path) -> Result<()> {
+    use rustix::io::Errno;
+    for _ in 0..8 {
+        match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => return Ok(()),
+            Err(Errno::ISDIR | Errno::PERM) => {}
+            Err(e) => return Err(errno(path, e)),
+        }
+        let fd = match rustix::fs::openat(parent, name, dir_flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(()),
+            // Not a directory (any more): unlinked on the next turn.
+            Err(Errno::LOOP | Errno::NOTDIR) => continue,
+            Err(e) => return Err(errno(path, e)),
         };
+        let st = rustix::fs::fstat(&fd).map_err(|e| errno(path, e))?;
+        let above = rustix::fs::fstat(parent).map_err(|e| errno(path, e))?;
+        if st.st_dev != above.st_dev {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                source: io::Error::other(
+                    "a mount point inside quarantine is not descended into; unmount it, then drop the entry again",
+                ),
+            });
+        }
+        if st.st_mode as u32 & 0o700 != 0o700 {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700)).map_err(|e| errno(path, e))?;
+        }
+        for n in names(&fd, path)? {
+            let p = path.join(OsStr::from_bytes(n.to_bytes()));
+            remove_at(fd.as_fd(), &n, &p)?;
+        }
+        match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => return Ok(()),
+            Err(Errno::NOTDIR) => continue,
+            Err(e) => return Err(errno(path, e)),
+        }
     }
-    if meta.permissions().mode() & 0o700 != 0o700 {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).at(path)?;
-    }
-    for item in fs::read_dir(path).at(path)? {
-        remove_tree(&item.at(path)?.path())?;
-    }
-    match fs::remove_dir(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at(path),
-        _ => Ok(()),
-    }
+    Err(Error::Io {
+        path: path.to_owned(),
+        source: io::Error::other("it kept changing while it was being removed; drop it again"),
+    })
 }

@@ -272,3 +272,43 @@ fn odd_entries_are_listed_and_dropped_without_reaching_outside() {
     );
     assert!(env.quarantined().is_empty());
 }
+
+/// A mount point inside an entry (a bind mount of the owner's files) is
+/// not descended into: drop stops, exit 1, and the mounted files are all
+/// there. Needs root to mount; elsewhere it says so and checks nothing.
+#[test]
+fn a_mount_point_inside_an_entry_is_not_emptied() {
+    let env = Env::at_rest();
+    let id = restore_at(&env, "2030-01-02T00:00:00Z", "edited\n");
+    let target = env.vault().join("quarantine").join(&id).join("mnt");
+    fs::create_dir(&target).unwrap();
+    let outside = env.base().join("mounted");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("keep.md"), "mine\n").unwrap();
+    let mounted = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(&outside)
+        .arg(&target)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot bind-mount here (not root?): nothing checked");
+        return;
+    }
+    let out = env.run(&["quarantine", "drop", &id]);
+    let unmounted = std::process::Command::new("umount")
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(unmounted.success());
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("mount point"), "{}", out.stderr);
+    assert_eq!(
+        fs::read_to_string(outside.join("keep.md")).unwrap(),
+        "mine\n"
+    );
+    // Unmounted, the entry drops.
+    env.run(&["quarantine", "drop", &id]).expect_code(0);
+    assert!(env.quarantined().is_empty());
+}

@@ -264,6 +264,21 @@ fn measure_at(parent: BorrowedFd, name: &CStr, path: &Path) -> Result<(u64, u64)
     }
 }
 
+/// Which mount the open directory `fd` is on: its mount id (a bind mount
+/// of the same file system has its own), else its device.
+fn mount_of(fd: BorrowedFd, path: &Path) -> Result<(u64, u64)> {
+    use rustix::fs::StatxFlags;
+    match rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID) {
+        Ok(x) if x.stx_mask & StatxFlags::MNT_ID.bits() != 0 => Ok((x.stx_mnt_id, 0)),
+        Ok(x) => Ok((0, rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor))),
+        Err(rustix::io::Errno::NOSYS) => {
+            let st = rustix::fs::fstat(fd).map_err(|e| errno(path, e))?;
+            Ok((0, st.st_dev))
+        }
+        Err(e) => Err(errno(path, e)),
+    }
+}
+
 /// Removes `name` in the directory `parent` and everything below it,
 /// through descriptors only: a symlink is removed, never followed, and a
 /// directory swapped for a symlink meanwhile is not entered (the name is
@@ -286,8 +301,7 @@ fn remove_at(parent: BorrowedFd, name: &CStr, path: &Path) -> Result<()> {
             Err(e) => return Err(errno(path, e)),
         };
         let st = rustix::fs::fstat(&fd).map_err(|e| errno(path, e))?;
-        let above = rustix::fs::fstat(parent).map_err(|e| errno(path, e))?;
-        if st.st_dev != above.st_dev {
+        if mount_of(fd.as_fd(), path)? != mount_of(parent, path)? {
             return Err(Error::Io {
                 path: path.to_owned(),
                 source: io::Error::other(

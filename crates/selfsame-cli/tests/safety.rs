@@ -656,3 +656,53 @@ while not os.path.exists(stop):
     assert_eq!(v["verdict"], "verified", "{v}");
     env.verify_clean();
 }
+
+/// The vault's own directories are never followed out of it: a fan-out
+/// directory of objects/ that is a symlink to a directory outside holding
+/// a file named like an object is damage to `verify` and `prune` (exit 5,
+/// naming it), and the file outside is kept; `cache/` or `run/` swapped
+/// for a symlink is damage to every command that opens the vault.
+#[test]
+fn symlinked_vault_directories_are_damage_and_nothing_outside_is_touched() {
+    let env = Env::at_rest();
+    let out_dir = env.base().join("precious");
+    fs::create_dir(&out_dir).unwrap();
+    let victim = out_dir.join("ab".repeat(31));
+    fs::write(&victim, "mine\n").unwrap();
+    // A fan-out name not in use (loose objects, such as the sealed config,
+    // live in others).
+    let name = (0..=255u8)
+        .map(|b| format!("{b:02x}"))
+        .find(|n| !env.vault().join("objects").join(n).exists())
+        .unwrap();
+    let fanout = env.vault().join("objects").join(&name);
+    std::os::unix::fs::symlink(&out_dir, &fanout).unwrap();
+    for cmd in [&["verify"][..], &["prune"][..]] {
+        let out = env.run(cmd);
+        assert_eq!(out.code, 5, "{cmd:?}: {}{}", out.stdout, out.stderr);
+        let said = format!("{}{}", out.stdout, out.stderr);
+        assert!(said.contains(&format!("objects/{name}")), "{cmd:?}: {said}");
+    }
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "mine\n");
+    fs::remove_file(&fanout).unwrap();
+    env.verify_clean();
+
+    for dir in ["cache", "run"] {
+        let real = env.vault().join(dir);
+        let aside = env.base().join(format!("{dir}.real"));
+        fs::rename(&real, &aside).unwrap();
+        std::os::unix::fs::symlink(&out_dir, &real).unwrap();
+        let out = env.run(&["seal"]);
+        assert_eq!(out.code, 5, "{dir}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("not a directory"),
+            "{dir}: {}",
+            out.stderr
+        );
+        fs::remove_file(&real).unwrap();
+        fs::rename(&aside, &real).unwrap();
+    }
+    let left: Vec<_> = fs::read_dir(&out_dir).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1, "nothing written outside: {left:?}");
+    env.verify_clean();
+}

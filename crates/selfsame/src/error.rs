@@ -452,6 +452,8 @@ pub enum Refusal {
 pub enum Damage {
     /// Not a regular file: a symlink, a FIFO, a device, a directory.
     NotRegular(&'static str),
+    /// A vault directory that is not a directory: a symlink, a file.
+    NotADirectory(&'static str),
     /// Larger than such a file can be.
     TooBig {
         /// Bytes found (at least).
@@ -570,6 +572,9 @@ impl Damage {
     pub fn describe(&self, path: &Path) -> String {
         let p = path.display();
         match self {
+            Damage::NotADirectory(what) => format!(
+                "{p} is {what}, not a directory; the vault's directories are its own and never followed out (move it away after checking it)"
+            ),
             Damage::NotRegular(what) => format!(
                 "{p} is {what}, not a regular file; every vault file is a regular file written by selfsame (move it away after checking it)"
             ),

@@ -109,6 +109,16 @@ impl Vault {
             }
             _ => return Err(Error::corrupt(&format_path, Damage::FormatInvalid)),
         }
+        for sub in [
+            "checkpoints",
+            "objects",
+            "objects/packs",
+            "objects/tmp",
+            "cache",
+            "run",
+        ] {
+            read::own_dir(&dir.join(sub))?;
+        }
         let base = dir.parent().unwrap_or(Path::new("/")).to_owned();
         Ok(Vault {
             objects: Objects::local_cached(dir.join("objects"), dir.join("cache").join("packs")),
@@ -377,6 +387,23 @@ impl Vault {
 
     /// What `quarantine/` is, if it is there and is not a real directory
     /// (`a symlink to …`, `not a directory`); see [`Damage::QuarantineInvalid`].
+    /// The first directory of `objects/` (a fan-out directory) that is a
+    /// symlink or not a directory: damage, never followed out.
+    pub(crate) fn objects_layout_problem(&self) -> Option<Error> {
+        let root = self.dir.join("objects");
+        for item in fs::read_dir(&root).ok()?.flatten() {
+            if let Err(e) = read::own_dir(&item.path()) {
+                let name = item.file_name();
+                let name = name.as_encoded_bytes();
+                let fanout = name.len() == 2 && name.iter().all(u8::is_ascii_hexdigit);
+                if fanout || name == b"packs" || name == b"tmp" {
+                    return Some(e);
+                }
+            }
+        }
+        None
+    }
+
     pub(crate) fn quarantine_problem(&self) -> Option<String> {
         let dir = self.quarantine_dir();
         let meta = fs::symlink_metadata(&dir).ok()?;

@@ -370,6 +370,9 @@ impl Store for LocalStore {
 /// The entries of `dir`; `None` when it is not there (nothing stored yet).
 /// A directory that cannot be listed fails the caller.
 fn listing(dir: &Path) -> Result<Option<fs::ReadDir>> {
+    // A vault directory is never followed out of the vault: prune would
+    // delete what a symlink here points at.
+    super::super::read::own_dir(dir)?;
     match fs::read_dir(dir) {
         Ok(items) => Ok(Some(items)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

@@ -113,6 +113,24 @@ pub fn present(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
+/// Checks that `dir`, when it exists, is a directory and not a symlink to
+/// one: the vault's directories are never followed out of the vault.
+pub(crate) fn own_dir(dir: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) => Err(Error::corrupt(
+            dir,
+            Damage::NotADirectory(if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "a file"
+            }),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).at(dir),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,23 +167,5 @@ mod tests {
             damage(read_all(Path::new("/dev/zero"))),
             Some(Damage::NotRegular("a device"))
         );
-    }
-}
-
-/// Checks that `dir`, when it exists, is a directory and not a symlink to
-/// one: the vault's directories are never followed out of the vault.
-pub(crate) fn own_dir(dir: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(m) => Err(Error::corrupt(
-            dir,
-            Damage::NotADirectory(if m.file_type().is_symlink() {
-                "a symbolic link"
-            } else {
-                "a file"
-            }),
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).at(dir),
     }
 }

@@ -485,6 +485,78 @@ fn a_restore_on_a_nearly_full_disk_copies_nothing_into_the_store() {
     env.assert_no_secret_anywhere();
 }
 
+/// On a full disk, prune still frees what it can: a pack that keeps
+/// nothing is removed before anything is written, and with the room it
+/// frees the kept blobs of a mixed pack are written anew; the vault
+/// verifies, and every kept file reads back.
+#[test]
+fn prune_on_a_full_disk_removes_dead_packs_first() {
+    let env = Env::bare();
+    let disk = env.base().join("disk");
+    let Some(_tmpfs) = Tmpfs::mount(&disk, 8) else {
+        eprintln!("skipped: this process cannot mount a tmpfs");
+        return;
+    };
+    let soul = disk.join("soul");
+    fs::create_dir(&soul).unwrap();
+    let noise = |seed: u32, i: u32| -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x85eb_ca6b) ^ i.wrapping_mul(0x9e37_79b9) ^ 1;
+        (0..100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    };
+    for i in 0..20 {
+        fs::write(soul.join(format!("f{i}.bin")), noise(0, i)).unwrap();
+    }
+    let run = |args: &[&str]| env.run_within(DEADLINE, &disk, args);
+    run(&["init", "soul"]).expect_code(0);
+    for seed in 1..=2 {
+        for i in 0..10 {
+            fs::write(soul.join(format!("f{i}.bin")), noise(seed, i)).unwrap();
+        }
+        run(&["seal"]).expect_code(0);
+    }
+    run(&["forget", "--keep-last", "1"]).expect_code(0);
+    run(&["seal", "--reason", "manual"]).expect_code(0);
+    // The disk is full but for 16 KiB: room for prune's history event,
+    // none for a pack.
+    let reserve = disk.join("reserve");
+    fs::write(&reserve, vec![0u8; 16 << 10]).unwrap();
+    let filler = disk.join("filler");
+    let mut f = fs::File::create(&filler).unwrap();
+    let block = vec![0xa5u8; 64 << 10];
+    use std::io::Write;
+    while f.write_all(&block).is_ok() {}
+    let _ = f.write_all(&[0u8; 1]);
+    drop(f);
+    fs::remove_file(&reserve).unwrap();
+
+    let out = run(&["--json", "prune"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v = out.json();
+    assert!(v["bytes_removed"].as_u64().unwrap() > 500_000, "{v}");
+    fs::remove_file(&filler).unwrap();
+    run(&["verify", "--read-data"]).expect_code(0);
+    // The kept checkpoint puts every file back.
+    for i in 0..20 {
+        fs::remove_file(soul.join(format!("f{i}.bin"))).unwrap();
+    }
+    run(&["restore", "head"]).expect_code(0);
+    for i in 0..20 {
+        let seed = if i < 10 { 2 } else { 0 };
+        assert_eq!(
+            fs::read(soul.join(format!("f{i}.bin"))).unwrap(),
+            noise(seed, i),
+            "f{i}.bin"
+        );
+    }
+}
+
 // --- item 19 ----------------------------------------------------------------
 
 #[test]

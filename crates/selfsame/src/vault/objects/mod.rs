@@ -774,10 +774,22 @@ impl Objects {
             index.packs().map(|(p, e)| (*p, e.clone())).collect()
         };
         let doomed = |e: &PackEntry| ids.contains(&ObjectId(Form::Blob(e.kind, e.id)));
+        // Packs that keep nothing go first: removing them writes nothing,
+        // so on a full disk they still free their space.
+        for (pack, entries) in &packs {
+            if !entries.is_empty() && entries.iter().all(doomed) {
+                let name = Name::Pack(*pack);
+                let size = self.store.size(&name).unwrap_or(0);
+                if self.store.delete(&name)? {
+                    freed += size;
+                    step(size);
+                }
+            }
+        }
         let batch = self.deferred()?;
         let mut emptied = Vec::new();
         for (pack, entries) in &packs {
-            if !entries.iter().any(doomed) {
+            if !entries.iter().any(doomed) || entries.iter().all(doomed) {
                 continue;
             }
             let name = Name::Pack(*pack);

@@ -559,6 +559,90 @@ fn prune_on_a_full_disk_removes_dead_packs_first() {
 
 // --- item 19 ----------------------------------------------------------------
 
+/// A path a few bytes under PATH_MAX opens, but a restore stages it under
+/// `.selfsame-restore/new/`, past PATH_MAX: such a soul is refused at the
+/// seal (named), not sealed into a checkpoint that can never be put back;
+/// 30 bytes shorter, it seals and restores.
+#[test]
+fn a_soul_path_a_restore_could_not_stage_is_refused_at_the_seal() {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let env = Env::at_rest();
+    let root = env.soul().canonicalize().unwrap();
+    let make = |total: usize| -> String {
+        // Directories of 200 bytes, then a file name to reach `total`
+        // bytes of absolute path.
+        let mut dir = openat(
+            rustix::fs::CWD,
+            &root,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        let mut rel = String::new();
+        let top = format!("t{total}");
+        for i in 0.. {
+            let seg = if i == 0 { top.clone() } else { "d".repeat(200) };
+            if root.as_os_str().len() + 1 + rel.len() + seg.len() + 1 + 60 > total {
+                break;
+            }
+            mkdirat(&dir, seg.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            dir = openat(
+                &dir,
+                seg.as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .unwrap();
+            rel.push_str(&seg);
+            rel.push('/');
+        }
+        let left = total - (root.as_os_str().len() + 1 + rel.len());
+        let name = "f".repeat(left);
+        let f = openat(
+            &dir,
+            name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        rustix::io::write(&f, b"deep\n").unwrap();
+        rel.push_str(&name);
+        assert_eq!(root.as_os_str().len() + 1 + rel.len(), total);
+        top
+    };
+    let rm = |top: &str| {
+        assert!(Command::new("rm")
+            .args(["-r", &format!("soul/{top}")])
+            .current_dir(env.base())
+            .status()
+            .unwrap()
+            .success());
+    };
+    let near = make(4085);
+    let out = env.run(&["seal"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("PATH_MAX") && out.stderr.contains(".selfsame-restore"),
+        "{}",
+        out.stderr
+    );
+    rm(&near);
+    let fits = make(4060);
+    env.run(&["seal"]).expect_code(0);
+    rm(&fits);
+    env.run(&["restore", "head"]).expect_code(0);
+    let back = Command::new("find")
+        .args([&format!("soul/{fits}"), "-type", "f"])
+        .current_dir(env.base())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&back.stdout).lines().count(),
+        1,
+        "restored"
+    );
+}
+
 #[test]
 fn a_soul_path_longer_than_path_max_is_named_in_a_verdict() {
     let env = Env::at_rest();

@@ -43,6 +43,8 @@ impl Found {
 
 /// Longest absolute path the system opens, with its terminating NUL.
 const PATH_MAX: usize = 4096;
+/// What a restore's staging adds to a soul path: `/.selfsame-restore/new`.
+const STAGING: usize = 1 + crate::format::journal::WORK_DIR.len() + "/new".len();
 
 struct Walk<'a> {
     root: &'a Path,
@@ -318,11 +320,13 @@ impl Walk<'_> {
         };
         let rel = format!("{prefix}{name_str}");
         // Every entry is later opened (hashed, restored) by its absolute
-        // path, which the system refuses from PATH_MAX bytes on.
-        if self.root.as_os_str().len() + 1 + rel.len() >= PATH_MAX {
+        // path, which the system refuses from PATH_MAX bytes on; a restore
+        // stages it under `.selfsame-restore/new/` in the soul, which adds
+        // STAGING bytes. Longer, it could be sealed but never put back.
+        if self.root.as_os_str().len() + 1 + rel.len() + STAGING >= PATH_MAX {
             return Err(Error::Unsupported {
                 path: crate::error::shorten(&rel),
-                reason: "its path is longer than PATH_MAX (4096 bytes), the longest path the system opens",
+                reason: "its path, staged by a restore under .selfsame-restore/new/, would be longer than PATH_MAX (4096 bytes), the longest path the system opens",
             });
         }
         if name_str.chars().any(char::is_control) {

@@ -218,3 +218,30 @@ fn diff_p_shows_text_changes_and_names_binary_ones() {
     );
     env.assert_no_secret_anywhere();
 }
+
+/// `diff` against the soul looks at the soul the head's sealed config
+/// names, as wake and restore do: an unaccepted edit of `soul =` in
+/// config.toml does not make it show another directory as the soul.
+#[test]
+fn diff_reads_the_soul_of_the_sealed_config_not_an_unaccepted_edit() {
+    let env = Env::at_rest();
+    let other = env.base().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("planted.md"), "not the agent\n").unwrap();
+    let config = env.vault().join("config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    let edited = text.replace(
+        "soul = \"soul\"",
+        &format!("soul = {:?}", other.display().to_string()),
+    );
+    assert_ne!(edited, text, "{text}");
+    fs::write(&config, edited).unwrap();
+    fs::write(env.soul().join("memory.jsonl"), "{\"said\":\"new\"}\n").unwrap();
+    let v = env.run(&["--json", "diff"]).expect_code(0).json();
+    let said = v.to_string();
+    assert!(!said.contains("planted.md"), "{said}");
+    assert_eq!(v["modified"], serde_json::json!(["memory.jsonl"]), "{said}");
+    let out = env.run(&["diff", "-p"]).expect_code(0);
+    assert!(out.stdout.contains("+{\"said\":\"new\"}"), "{}", out.stdout);
+    assert!(!out.stdout.contains("planted"), "{}", out.stdout);
+}

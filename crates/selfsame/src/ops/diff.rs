@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::crypto::Credential;
 
-use super::head::{manifest_of, readable, require_head};
+use super::head::{current_head, manifest_of, readable, require_head};
 use crate::error::{Error, IoContext, Result};
 use crate::format::patch::{self as render, MAX_TEXT};
 use crate::format::{Entry, Kind, Manifest};
@@ -66,6 +66,19 @@ pub(crate) fn manifest(
     }
 }
 
+/// The vault as a diff sees it: when one side is the soul, on the config
+/// the head was sealed with (its soul path and excludes, as wake and
+/// restore use), never on an edit of `config.toml` nobody has accepted.
+fn view(vault: &Vault, cred: &Credential, a: Side, b: Side) -> Result<Vault> {
+    if a != Side::Current && b != Side::Current {
+        return Ok(vault.clone());
+    }
+    match current_head(vault, cred)? {
+        Some(h) => super::swap::config::sealed(vault, h.ckpt.seq, h.ckpt.config()),
+        None => Ok(vault.clone()),
+    }
+}
+
 /// Changes from `a` to `b`.
 pub fn diff(
     vault: &Vault,
@@ -74,6 +87,7 @@ pub fn diff(
     b: Side,
     progress: &dyn Progress,
 ) -> Result<Changes> {
+    let vault = &view(vault, cred, a, b)?;
     let old = manifest(vault, cred, a, progress)?;
     let new = manifest(vault, cred, b, progress)?;
     Ok(soul::changes(&old, &new))
@@ -114,6 +128,7 @@ pub fn patch(
     b: Side,
     progress: &dyn Progress,
 ) -> Result<PatchReport> {
+    let vault = &view(vault, cred, a, b)?;
     let old = manifest(vault, cred, a, progress)?;
     let new = manifest(vault, cred, b, progress)?;
     let changes = soul::changes(&old, &new);

@@ -47,6 +47,41 @@ pub fn stdout(args: fmt::Arguments<'_>) {
     }
 }
 
+/// `text` with every control character but tab and newline shown in
+/// caret notation (`ESC` as `^[`, a carriage return as `^M`, DEL as `^?`),
+/// so that bytes from a soul cannot move the cursor, erase a line or fake
+/// one on the terminal of whoever reviews them.
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    shown(text, true)
+}
+
+/// [`visible`] for text that must stay on one line (a symlink's target):
+/// a newline is shown as `^J` too.
+pub fn visible_line(text: &str) -> std::borrow::Cow<'_, str> {
+    shown(text, false)
+}
+
+fn shown(text: &str, newlines: bool) -> std::borrow::Cow<'_, str> {
+    let hidden =
+        |c: char| (c.is_control() && c != '\t' && !(newlines && c == '\n')) || c == '\u{7f}';
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\u{7f}' => out.push_str("^?"),
+            c if hidden(c) && (c as u32) < 0x20 => {
+                out.push('^');
+                out.push(char::from(b'@' + c as u8));
+            }
+            c if hidden(c) => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Writes raw bytes to stdout unless output has ended (`cat`).
 pub fn stdout_bytes(bytes: &[u8]) {
     let mut state = state();
@@ -118,3 +153,19 @@ macro_rules! errln {
 }
 
 pub(crate) use {errln, out, outln};
+
+#[cfg(test)]
+mod tests {
+    use super::{visible, visible_line};
+
+    #[test]
+    fn control_characters_are_shown_in_caret_notation() {
+        assert_eq!(visible("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            visible("+obey evil\u{1b}[2K\r fine\u{7f}\u{85}"),
+            "+obey evil^[[2K^M fine^?\\u{85}"
+        );
+        assert_eq!(visible("x\ry\rz"), "x^My^Mz");
+        assert_eq!(visible_line("a\nb\tc"), "a^Jb\tc");
+    }
+}

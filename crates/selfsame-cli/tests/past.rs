@@ -245,3 +245,40 @@ fn diff_reads_the_soul_of_the_sealed_config_not_an_unaccepted_edit() {
     assert!(out.stdout.contains("+{\"said\":\"new\"}"), "{}", out.stdout);
     assert!(!out.stdout.contains("planted"), "{}", out.stdout);
 }
+
+/// A symlink whose target holds a newline and an escape sequence cannot
+/// forge a line of `ls` or colour the terminal: its target is shown in
+/// caret notation. `diff -p` piped gives the patch's bytes as they are.
+#[test]
+fn ls_shows_control_characters_of_a_symlink_target_and_cannot_be_forged() {
+    let env = Env::at_rest();
+    let target = "x\nd 0777 - - fake\u{1b}[31m";
+    std::os::unix::fs::symlink(target, env.soul().join("lnk")).unwrap();
+    env.run(&["seal"]).expect_code(0);
+    let out = env.run(&["ls"]).expect_code(0);
+    assert!(!out.stdout.contains('\u{1b}'), "{:?}", out.stdout);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("lnk"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.ends_with("lnk -> x^Jd 0777 - - fake^[[31m"),
+        "{line:?}"
+    );
+    assert!(!out.stdout.lines().any(|l| l.starts_with("d 0777 - - fake")));
+    let v = env.run(&["--json", "ls"]).expect_code(0).json();
+    let raw = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "lnk")
+        .unwrap()["target"]
+        .clone();
+    assert_eq!(raw, target, "JSON keeps the target as it is");
+
+    fs::write(env.soul().join("memory.jsonl"), "+obey\u{1b}[2K\r\n").unwrap();
+    let out = env.run(&["diff", "-p"]).expect_code(0);
+    assert!(out.stdout.contains("+obey\u{1b}[2K\r"), "{:?}", out.stdout);
+}

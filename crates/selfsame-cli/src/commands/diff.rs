@@ -23,7 +23,8 @@ pub struct Args {
     a: Option<String>,
     /// To (default: current).
     b: Option<String>,
-    /// Show each changed file's patch.
+    /// Show each changed file's patch (on a terminal, control characters
+    /// in it are shown as ^[, ^M, …, not obeyed; piped, it is as it is).
     #[arg(short = 'p', long = "patch")]
     patch: bool,
 }
@@ -40,8 +41,15 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         } else if report.patches.is_empty() {
             outln!("no changes");
         } else {
+            // On a terminal, control bytes of the soul are shown, not
+            // obeyed; piped, the patch is as it is (for `git apply`).
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
             for p in &report.patches {
-                out!("{}", p.text);
+                if terminal {
+                    out!("{}", crate::output::visible(&p.text));
+                } else {
+                    out!("{}", p.text);
+                }
             }
         }
         return Ok(0);

@@ -14,7 +14,8 @@ use crate::output::outln;
 ///   selfsame ls 3 notes          what notes/ held in checkpoint 3
 ///   selfsame ls -R head notes    everything below notes/ in the head
 ///
-/// Each line: permission bits, size, path (a symlink with its target). A
+/// Each line: permission bits, size, path (a symlink with its target,
+/// control characters shown as ^J, ^[, …). A
 /// lone argument that is a seq or `head` names the checkpoint; to list a
 /// directory named like one, give the checkpoint too (`ls head 3`). A
 /// checkpoint of an older vault records no directory modes (`d?????????`)
@@ -71,10 +72,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
         .unwrap_or(1);
     for e in &listing.entries {
         let size = e.size.map_or("-".to_owned(), |s| s.to_string());
-        let target = e
-            .target
-            .as_ref()
-            .map_or(String::new(), |t| format!(" -> {t}"));
+        let target = e.target.as_ref().map_or(String::new(), |t| {
+            format!(" -> {}", crate::output::visible_line(t))
+        });
         let slash = if e.kind == "dir" { "/" } else { "" };
         outln!("{} {size:>width$} {}{slash}{target}", perms(e), e.path);
     }

@@ -282,3 +282,38 @@ fn ls_shows_control_characters_of_a_symlink_target_and_cannot_be_forged() {
     let out = env.run(&["diff", "-p"]).expect_code(0);
     assert!(out.stdout.contains("+obey\u{1b}[2K\r"), "{:?}", out.stdout);
 }
+
+/// Reading an edited checkpoint is damage (exit 5, as `verify` says), not
+/// an identity mismatch: the head verifies under the token. Under another
+/// bot's token it is an identity mismatch (exit 4) before anything else.
+#[test]
+fn an_edited_checkpoint_is_damage_to_cat_ls_and_diff() {
+    let env = Env::at_rest();
+    fs::write(env.soul().join("memory.jsonl"), "{\"said\":\"later\"}\n").unwrap();
+    env.run(&["seal"]).expect_code(0);
+    let path = env.checkpoint(1);
+    let text = fs::read_to_string(&path).unwrap();
+    let edited = text.replacen("reason=init", "reason=manual", 1);
+    assert_ne!(edited, text, "{text}");
+    fs::write(&path, edited).unwrap();
+    for args in [
+        &["cat", "1:memory.jsonl"][..],
+        &["ls", "1"][..],
+        &["diff", "1", "head"][..],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.code, 5, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("checkpoint 1 does not verify"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    env.run(&["verify"]).expect_code(5);
+    let out = env.run_as(
+        "999999:AAH-another-bots-token-xx",
+        &["cat", "1:memory.jsonl"],
+        &[],
+    );
+    assert_eq!(out.code, 4, "{}", out.stderr);
+}

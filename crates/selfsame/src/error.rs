@@ -518,6 +518,9 @@ pub enum Damage {
     JournalSoul(String),
     /// A checkpoint to restore does not verify.
     NotTrusted(u64),
+    /// A checkpoint to read does not verify, though the head does under
+    /// the same token: it was edited.
+    CheckpointUnverified(u64),
     /// The journal names another soul than its checkpoint's.
     JournalNamesOtherSoul(u64),
     /// The soul a swap brought in does not hash to its target's.
@@ -637,6 +640,9 @@ impl Damage {
             Damage::Manifest(Some(seq), e) => format!("manifest of checkpoint {seq}: {e}"),
             Damage::Manifest(None, e) => format!("manifest of the migrated soul: {e}"),
             Damage::JournalSoul(hex) => format!("migration journal: bad soul hash {hex:?}"),
+            Damage::CheckpointUnverified(seq) => format!(
+                "{p}: checkpoint {seq} does not verify under this token, which the head verifies: it was edited or damaged (see `selfsame verify`)"
+            ),
             Damage::NotTrusted(seq) => {
                 format!("checkpoint {seq} does not verify; it cannot be restored")
             }

@@ -190,10 +190,17 @@ pub(crate) fn readable(
     let stored = match seq {
         None => require_head(vault, cred)?,
         Some(n) => {
+            // The head first: under another token that is an identity
+            // mismatch (exit 4); under the head's own, a checkpoint that
+            // does not verify is damage (exit 5), as `verify` says.
+            require_head(vault, cred)?;
             let s = vault.read_checkpoint(n)?;
             let keys = Keys::of(cred);
             if !trusted(vault, &keys, &s)? {
-                return Err(Error::Identity(Mismatch::Unverified(n)));
+                return Err(Error::corrupt(
+                    &vault.checkpoint_path(n),
+                    Damage::CheckpointUnverified(n),
+                ));
             }
             not_forgotten(vault, &keys, n)?;
             s

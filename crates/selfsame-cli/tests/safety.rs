@@ -706,3 +706,30 @@ fn symlinked_vault_directories_are_damage_and_nothing_outside_is_touched() {
     assert_eq!(left.len(), 1, "nothing written outside: {left:?}");
     env.verify_clean();
 }
+
+/// A FIFO at the stat cache or at the lock is damage to `verify` and
+/// `wake` as to the commands that use them (exit 5, `bad-file`, naming
+/// it), not fine to one and damage to another; nothing waits on it.
+#[test]
+fn a_fifo_at_a_working_file_is_damage_to_every_command() {
+    use rustix::fs::{mknodat, FileType, Mode, CWD};
+    let env = Env::at_rest();
+    env.run(&["seal"]).expect_code(0);
+    for rel in ["cache/stat", "run/lock"] {
+        let path = env.vault().join(rel);
+        let _ = fs::remove_file(&path);
+        mknodat(CWD, &path, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).unwrap();
+        for cmd in [&["verify"][..], &["wake"][..], &["seal"][..]] {
+            let out = env.run(cmd);
+            assert_eq!(out.code, 5, "{rel}, {cmd:?}: {}{}", out.stdout, out.stderr);
+            let said = format!("{}{}", out.stdout, out.stderr);
+            assert!(
+                said.contains(rel) && said.contains("FIFO"),
+                "{rel}, {cmd:?}: {said}"
+            );
+        }
+        fs::remove_file(&path).unwrap();
+    }
+    env.run(&["seal"]).expect_code(0);
+    env.verify_clean();
+}

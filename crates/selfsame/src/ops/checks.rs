@@ -223,6 +223,9 @@ pub fn inspect(vault: &Vault, cred: &Credential, scope: ObjectScope) -> Result<I
     if let Some(e) = vault.objects_layout_problem() {
         found.push(Detail::BadFile, damage(e)?);
     }
+    if let Some(e) = vault.working_files_problem() {
+        found.push(Detail::BadFile, damage(e)?);
+    }
     // Config: the head binds the config.toml it was sealed with. A vault
     // written before the binding existed has no `config` field: not checked.
     if let Some(problem) = head.as_ref().and_then(|h| config_problem(vault, h)) {

@@ -107,7 +107,10 @@ fn open_lock_file(path: &Path) -> Result<File> {
         Err(e) => return Err(e).at(path),
     };
     if !file.metadata().at(path)?.is_file() {
-        return Err(super::read::not_regular(path, "something else"));
+        // Named as the checks name it.
+        return Err(super::read::own_file(path)
+            .err()
+            .unwrap_or_else(|| super::read::not_regular(path, "something else")));
     }
     Ok(file)
 }

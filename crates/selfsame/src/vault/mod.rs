@@ -387,6 +387,20 @@ impl Vault {
 
     /// What `quarantine/` is, if it is there and is not a real directory
     /// (`a symlink to …`, `not a directory`); see [`Damage::QuarantineInvalid`].
+    /// The first of the vault's working files (the stat cache and its
+    /// patch, the lock) that is there but not a regular file: damage, as
+    /// the commands that use them say.
+    pub(crate) fn working_files_problem(&self) -> Option<Error> {
+        let stat = self.dir.join("cache").join("stat");
+        [
+            stat.with_extension("patch"),
+            stat,
+            self.run_dir().join("lock"),
+        ]
+        .iter()
+        .find_map(|p| read::own_file(p).err())
+    }
+
     /// The first directory of `objects/` (a fan-out directory) that is a
     /// symlink or not a directory: damage, never followed out.
     pub(crate) fn objects_layout_problem(&self) -> Option<Error> {

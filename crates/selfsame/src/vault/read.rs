@@ -113,6 +113,32 @@ pub fn present(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
+/// Checks that `path`, when it exists, is a regular file (a symlink, a
+/// FIFO or a device there is damage), without opening it.
+pub(crate) fn own_file(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) => {
+            let t = m.file_type();
+            use std::os::unix::fs::FileTypeExt;
+            let what = if t.is_symlink() {
+                "a symbolic link"
+            } else if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_dir() {
+                "a directory"
+            } else if t.is_block_device() || t.is_char_device() {
+                "a device"
+            } else {
+                "a socket"
+            };
+            Err(Error::corrupt(path, Damage::NotRegular(what)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).at(path),
+    }
+}
+
 /// Checks that `dir`, when it exists, is a directory and not a symlink to
 /// one: the vault's directories are never followed out of the vault.
 pub(crate) fn own_dir(dir: &Path) -> Result<()> {

@@ -543,17 +543,22 @@ fn finish_scan(
         // The stat cache vouches for the manifest object only once it is
         // durable (and never for one whose writing failed).
         joined(stored)?;
-        if let Err(None) = sent {
-            return Err(Error::SoulTooLarge {
-                files: fp.manifest.files() as usize,
-                cap: MAX_WHOLE,
-            });
+        if matches!(sent, Err(None)) {
+            return Err(too_large(&fp.manifest));
         }
         // Where it went, for the next seal's look that it is still there.
         vault.objects().leave_hint(&hash);
         save_cache(scan, cache_path, scan_began, &hash)?;
         Ok((hash, changes_since_head(vault, head, scan, &hash)))
     })
+}
+
+/// A soul whose manifest would pass [`MAX_WHOLE`].
+fn too_large(manifest: &Manifest) -> Error {
+    Error::SoulTooLarge {
+        files: manifest.files() as usize,
+        cap: MAX_WHOLE,
+    }
 }
 
 /// What changed from `head` to the scan, whose manifest hashes to `hash`.

@@ -488,6 +488,19 @@ fn forget_without_rules_uses_the_config_and_run_applies_it_after_its_seals() {
     assert!(events.contains(&"prune".to_owned()), "{events:?}");
     assert!(objects_count(&env) < before);
     env.verify_clean();
+    // `selfsame log` says what each did.
+    let log = env.run(&["log"]).expect_code(0).stdout;
+    assert!(
+        log.lines().any(|l| l.contains(" forget ")
+            && l.contains("forgotten=[1,")
+            && l.contains("keep_last")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" prune ") && l.contains("objects=") && l.contains("bytes=")),
+        "{log}"
+    );
     // `selfsame forget` alone applies the same policy: nothing more.
     let out = env.run(&["forget"]).expect_code(0);
     assert!(out.stdout.contains("nothing to forget"), "{}", out.stdout);

@@ -50,6 +50,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<i32> {
             "sink",
             "ok",
             "error",
+            // forget, prune, quarantine-drop
+            "forgotten",
+            "kept",
+            "policy",
+            "objects",
+            "bytes",
+            "ids",
+            "why",
         ] {
             if let Some(v) = e.get(key) {
                 let v = v

@@ -11,14 +11,16 @@ use crate::output::{out, outln};
 /// that .selfsame/config.toml is the one the newest checkpoint was sealed
 /// with.
 ///
-/// With --read-data every stored object is read back and re-hashed.
+/// With --read-data every object a kept checkpoint names (each file of
+/// each snapshot, each manifest, each sealed config) is read back and
+/// re-hashed; objects nothing names are prune's to remove, not read.
 /// Exit 0 when clean; otherwise each problem is listed and the exit code is
 /// the first problem's verdict's (3 config changed, 4 identity, 5 corrupted
 /// or rolled back).
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Re-hash every stored object.
+    /// Re-hash every object a kept checkpoint names.
     #[arg(long)]
     read_data: bool,
 }

@@ -266,3 +266,23 @@ fn a_torn_line_is_replaced_by_a_signed_repair_line() {
     assert_eq!(mac_valid(repair, &key), Some(true));
     env.verify_clean();
 }
+
+/// With no `good` event at all (the agent never ran under `selfsame
+/// run`), `restore last-good` restores the head, as its help says.
+#[test]
+fn restore_last_good_without_a_good_event_restores_the_head() {
+    let env = Env::at_rest();
+    fs::write(env.soul().join("memory.jsonl"), "{\"said\":\"sealed\"}\n").unwrap();
+    env.run(&["seal"]).expect_code(0);
+    let head = env.head();
+    fs::write(env.soul().join("memory.jsonl"), "{\"said\":\"edited\"}\n").unwrap();
+    let v = env
+        .run(&["--json", "restore", "last-good"])
+        .expect_code(0)
+        .json();
+    assert_eq!(v["target"], head, "{v}");
+    assert_eq!(
+        fs::read_to_string(env.soul().join("memory.jsonl")).unwrap(),
+        "{\"said\":\"sealed\"}\n"
+    );
+}

@@ -11,6 +11,7 @@ use crate::output::outln;
 ///   selfsame restore            the newest checkpoint (head)
 ///   selfsame restore 3          checkpoint 3
 ///   selfsame restore last-good  the newest checkpoint a healthy run marked good
+///                               (the head when no trusted `good` event names one)
 ///   selfsame restore --resume   finish a restore that was interrupted
 ///   selfsame restore --abort    undo it instead: the soul goes back to how it
 ///                               was before that restore began

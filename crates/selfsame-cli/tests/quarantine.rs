@@ -60,6 +60,11 @@ fn list_shows_what_a_restore_moved_aside_and_drop_removes_it_with_a_history_even
     let out = env.run(&["quarantine", "drop", &id, "no-such-entry"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("no-such-entry"), "{}", out.stderr);
+    // A 5,000-character id is named by its ends, not echoed whole.
+    let long = "x".repeat(5000);
+    let out = env.run(&["quarantine", "drop", &long]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.len() < 1000, "{} bytes", out.stderr.len());
     env.run(&["quarantine", "drop"]).expect_code(2);
     assert_eq!(env.quarantined().len(), 1);
     // Only the owner's token lets anything go.

@@ -118,7 +118,8 @@ pub fn drop(vault: &Vault, cred: &Credential, ids: &[String]) -> Result<DropRepo
     for id in ids {
         let Some(e) = entries.iter().find(|e| &e.id == id) else {
             return Err(Error::Usage(format!(
-                "quarantine has no entry {id:?} (in {})",
+                "quarantine has no entry {:?} (in {}; `selfsame quarantine list` shows them)",
+                crate::error::shorten(id),
                 vault.quarantine_dir().display()
             )));
         };

@@ -733,3 +733,25 @@ fn a_fifo_at_a_working_file_is_damage_to_every_command() {
     env.run(&["seal"]).expect_code(0);
     env.verify_clean();
 }
+
+/// A soul entry that cannot be recorded (a name that is not UTF-8): wake
+/// halts and its last line says to remove or exclude it, not to inspect
+/// with `diff` and accept, which would both fail on it.
+#[test]
+fn wake_on_an_unrecordable_entry_says_what_works() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::at_rest();
+    fs::write(
+        env.soul().join(std::ffi::OsStr::from_bytes(b"bad\xff")),
+        "x",
+    )
+    .unwrap();
+    let out = env.run(&["wake"]);
+    assert_eq!(out.code, 3, "{}", out.stdout);
+    let last = out.stdout.lines().last().unwrap();
+    assert!(
+        last.contains("cannot be recorded") && last.contains("remove it"),
+        "{last}"
+    );
+    assert!(!last.contains("selfsame diff"), "{last}");
+}

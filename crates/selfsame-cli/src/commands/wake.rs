@@ -197,6 +197,12 @@ pub fn print_report(r: &WakeReport, ctx: &Context) {
         (false, _) if r.detail == Some(selfsame::Detail::ConfigChanged) => {
             "halted: no policy of the changed config was applied. Check .selfsame/config.toml; then `selfsame accept` to adopt it, or put the sealed config back".to_owned()
         }
+        // The soul could not be fingerprinted: an entry it cannot record.
+        (false, selfsame::Verdict::Tampered | selfsame::Verdict::Drifted)
+            if r.soul.is_none() =>
+        {
+            "halted: the entry named above cannot be recorded (nor diffed, sealed or accepted); remove it, or exclude it and `selfsame accept`, then wake again".to_owned()
+        }
         (false, selfsame::Verdict::Tampered) => {
             "halted. Inspect with `selfsame diff`; then `selfsame accept` to adopt the soul, or `selfsame restore head` to put the sealed state back".to_owned()
         }

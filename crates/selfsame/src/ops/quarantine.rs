@@ -289,15 +289,20 @@ fn mount_of(fd: BorrowedFd, path: &Path) -> Result<(u64, u64)> {
 fn remove_at(parent: BorrowedFd, name: &CStr, path: &Path) -> Result<()> {
     use rustix::io::Errno;
     for _ in 0..8 {
-        match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+        let refused = match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => return Ok(()),
-            Err(Errno::ISDIR | Errno::PERM) => {}
+            Err(e @ (Errno::ISDIR | Errno::PERM)) => e,
             Err(e) => return Err(errno(path, e)),
-        }
+        };
         let fd = match rustix::fs::openat(parent, name, dir_flags(), Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(()),
-            // Not a directory (any more): unlinked on the next turn.
+            // Not a directory: a file the system would not unlink (EPERM)
+            // says so; one swapped in for a directory meanwhile is
+            // unlinked on the next turn.
+            Err(Errno::LOOP | Errno::NOTDIR) if refused == Errno::PERM => {
+                return Err(errno(path, refused))
+            }
             Err(Errno::LOOP | Errno::NOTDIR) => continue,
             Err(e) => return Err(errno(path, e)),
         };

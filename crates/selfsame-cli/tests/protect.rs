@@ -690,3 +690,53 @@ fn the_openclaw_preset_protects_identity_and_leaves_memory_to_the_agent() {
     );
     assert_eq!(fs::read_to_string(ws.join("SOUL.md")).unwrap(), files[1].1);
 }
+
+/// Whether process `pid` is gone (or a zombie nobody reaped).
+fn pid_gone(pid: &str) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// Under `run --user`, nothing the agent started outlives it: a child in
+/// its process group and a daemon that left the group with `setsid` (which
+/// could write the soul unsupervised, or race a rollback the supervisor
+/// does as root) are killed once the agent ends.
+#[test]
+fn nothing_the_agent_starts_outlives_it_under_user() {
+    assert!(
+        is_root(),
+        "this test switches users: run it as root (CI does)"
+    );
+    let env = protected();
+    for_nobody(&env);
+    let agent = r#"S="$SELFSAME_SOUL"
+sleep 300 >/dev/null 2>&1 & echo $! > "$S/child.pid"
+setsid sleep 301 >/dev/null 2>&1 & echo $! > "$S/daemon.pid"
+sleep 0.3
+exit 0"#;
+    let out = env.run(&[
+        "run",
+        "--user",
+        "nobody",
+        "--heartbeat",
+        "0",
+        "--",
+        "sh",
+        "-c",
+        agent,
+    ]);
+    out.expect_code(0);
+    for name in ["child.pid", "daemon.pid"] {
+        let pid = fs::read_to_string(env.soul().join(name)).unwrap();
+        let pid = pid.trim();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !pid_gone(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(pid_gone(pid), "{name} {pid} outlived the agent");
+    }
+}

@@ -1469,3 +1469,29 @@ fn failed_tries_are_counted_across_supervisor_restarts() {
     assert!(!sealed.contains("broken"));
     bot.verify();
 }
+
+/// Without `--user` too, what the agent left running in its process group
+/// is killed once it ends, before the rest seal: nothing writes the soul
+/// unsupervised.
+#[test]
+fn a_child_the_agent_leaves_running_is_killed_when_it_ends() {
+    let bot = Bot::new();
+    let status = bot
+        .selfsame()
+        .args([
+            "run",
+            "--heartbeat",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            "sleep 300 >/dev/null 2>&1 & echo $! > child.pid; exit 0",
+        ])
+        .stdout(File::create(bot.path("run.out")).unwrap())
+        .stderr(File::create(bot.path("run.err")).unwrap())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", bot.read("run.err"));
+    let pid: i32 = bot.read("child.pid").trim().parse().unwrap();
+    wait_for("the child to be killed", || gone(pid));
+}

@@ -88,6 +88,23 @@ impl Agent {
         }
     }
 
+    /// Whether the agent has exited, without reaping it: until it is
+    /// reaped its pid, which is its process group's id, cannot be reused.
+    pub fn has_exited(&self) -> bool {
+        use rustix::process::{waitid, Pid as RPid, WaitId, WaitIdOptions};
+        let Some(pid) = RPid::from_raw(self.pid.as_raw()) else {
+            return false;
+        };
+        let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        matches!(waitid(WaitId::Pid(pid), opts), Ok(Some(_)))
+    }
+
+    /// Kills what is left of the agent's process group (what it started and
+    /// left running), once the agent itself has exited but is not reaped.
+    pub fn kill_leftovers(&self) {
+        let _ = killpg(self.pid, Signal::SIGKILL);
+    }
+
     /// The exit status, if the agent has exited.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         self.child.try_wait()

@@ -290,8 +290,20 @@ struct Supervisor<'a> {
 }
 
 impl Supervisor<'_> {
+    /// Under `--user`: kills every process of the agent's user, before a
+    /// wake (which may restore or roll back) and after the agent ended.
+    fn sweep(&self) {
+        if let Some(u) = &self.opts.user {
+            if let Err(e) = privilege::kill_all_of(u) {
+                self.log
+                    .line(&format!("could not kill what {} left running: {e}", u.name));
+            }
+        }
+    }
+
     fn supervise(&mut self) -> Result<Outcome> {
         loop {
+            self.sweep();
             let wake = wake_with_progress(self.vault, self.cred, &self.opts.wake, &Silent)?;
             self.log
                 .line(&format!("wake: {}: {}", wake.verdict, wake.message));
@@ -323,6 +335,7 @@ impl Supervisor<'_> {
             let started = Instant::now();
             let ended = self.run_agent(&wake, head)?;
             let ran = started.elapsed();
+            self.sweep();
 
             if let Some(why) = self.halt.take() {
                 return Ok(self.halted(why, ended, head, ran));
@@ -417,6 +430,12 @@ impl Supervisor<'_> {
                     self.log
                         .line(&format!("forwarded {} to the agent", sig.as_str()));
                 }
+            }
+            if agent.has_exited() {
+                // Nothing the agent started outlives it: a child left
+                // running would write the soul unsupervised, or race a
+                // restore.
+                agent.kill_leftovers();
             }
             if let Some(status) = agent.try_wait().map_err(|e| {
                 Error::Usage(format!(

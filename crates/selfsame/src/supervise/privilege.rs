@@ -42,6 +42,31 @@ impl RunAs {
     }
 }
 
+/// Kills (SIGKILL) every process that runs as `user`: what an agent left
+/// running outside its process group (a daemon that called `setsid`) must
+/// not write the soul unsupervised, nor race a restore or a rollback that
+/// the supervisor, as root, does in the soul. A shell that has switched to
+/// the user does it — `kill -9 -1` signals every process the caller may
+/// signal, but itself — three times over, for what forked meanwhile. Give
+/// the agent a user of its own.
+pub(crate) fn kill_all_of(user: &RunAs) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    for _ in 0..3 {
+        // Its status says only whether anything was left to kill.
+        Command::new("/bin/sh")
+            .args(["-c", "kill -9 -1"])
+            .uid(user.uid)
+            .gid(user.gid)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+    }
+    Ok(())
+}
+
 /// Refuses to start when `user` could write the vault, anything in it, a
 /// directory above it, or the migrations directory; or when the user is
 /// root, or this process cannot switch users.

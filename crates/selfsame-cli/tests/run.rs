@@ -1495,3 +1495,50 @@ fn a_child_the_agent_leaves_running_is_killed_when_it_ends() {
     let pid: i32 = bot.read("child.pid").trim().parse().unwrap();
     wait_for("the child to be killed", || gone(pid));
 }
+
+/// A sparse file of a TiB renamed over a protected SOUL.md is seen as a
+/// change by its size, without reading it: put back within the interval,
+/// the supervisor still answers SIGTERM, and the changed file is kept
+/// (sparse) in quarantine.
+#[test]
+fn a_huge_sparse_protected_file_is_reverted_without_reading_it() {
+    let bot = Bot::protected();
+    let agent = r#"
+import os, time
+soul = os.environ["SELFSAME_SOUL"]
+tmp = os.path.join(soul, ".SOUL.md.tmp")
+with open(tmp, "wb") as f:
+    f.write(b"evil\n")
+    f.truncate(1 << 40)
+os.rename(tmp, os.path.join(soul, "SOUL.md"))
+open(os.path.join(soul, "..", "swapped"), "w").close()
+while True:
+    time.sleep(0.05)
+"#;
+    fs::write(bot.path("sparse.py"), agent).unwrap();
+    let script = bot.path("sparse.py").display().to_string();
+    let mut run = bot.run(
+        "run",
+        &[
+            "--heartbeat",
+            "1h",
+            "--protect-interval",
+            "200ms",
+            "--probation",
+            "1s",
+        ],
+        &["python3", &script],
+    );
+    wait_for("the swap", || bot.path("swapped").exists());
+    wait_for("the revert", || !bot.events("revert").is_empty());
+    assert_eq!(bot.read("soul/SOUL.md"), APPROVED_SOUL);
+    let kept = walk(&bot.path(".selfsame/quarantine"))
+        .into_iter()
+        .filter(|p| fs::metadata(p).is_ok_and(|m| m.len() == 1 << 40))
+        .count();
+    assert_eq!(kept, 1, "the changed file is in quarantine");
+    signal(run.id() as i32, Signal::SIGTERM);
+    let status = wait_exit(&mut run);
+    assert!(status.code().is_some(), "{}", bot.logs());
+    bot.verify();
+}

@@ -238,7 +238,15 @@ impl Watch {
                     (crate::crypto::sha256(bytes), bytes.len() as u64, f.stat)
                 }
                 Kind::File | Kind::Exec => match read.remove(&f.abs(&self.soul)) {
-                    Some((st, hash, size)) => {
+                    // Not hashed (not the approved size): a change, and
+                    // never cached, so that a later approval is not
+                    // judged against a made-up hash.
+                    Some((st, None, size)) => {
+                        self.hashes.remove(&f.rel);
+                        trusted = false;
+                        ([0; 32], size, st)
+                    }
+                    Some((st, Some(hash), size)) => {
                         if racy(&st) {
                             self.hashes.remove(&f.rel);
                         } else {
@@ -290,12 +298,21 @@ impl Watch {
         &self,
         found: &[crate::soul::walk::Found],
         racy: &dyn Fn(&FileStat) -> bool,
-    ) -> Result<HashMap<PathBuf, (FileStat, [u8; 32], u64)>> {
+    ) -> Result<HashMap<PathBuf, (FileStat, Option<[u8; 32]>, u64)>> {
         let mut jobs = Vec::new();
+        let mut read = HashMap::new();
         for f in found
             .iter()
             .filter(|f| matches!(f.kind, Kind::File | Kind::Exec))
         {
+            // Not the approved size: changed, whatever its bytes; not read
+            // (a sparse file of a TiB renamed over SOUL.md would take
+            // hours to hash, while the agent reads it).
+            let approved = self.approved.iter().find(|e| e.path == f.rel);
+            if approved.is_none_or(|a| a.size != f.size) {
+                read.insert(f.abs(&self.soul), (f.stat, None, f.size));
+                continue;
+            }
             if !matches!(self.hashes.get(&f.rel), Some((s, _)) if *s == f.stat && !racy(s)) {
                 jobs.push(Job {
                     path: f.abs(&self.soul),
@@ -308,10 +325,9 @@ impl Watch {
             }
         }
         let hashed = hash_files(&jobs, None, &Silent, &AtomicBool::new(false));
-        let mut read = HashMap::new();
         for (job, h) in jobs.iter().zip(hashed) {
             let h = h?;
-            read.insert(job.path.clone(), (h.stat, h.hash, h.size));
+            read.insert(job.path.clone(), (h.stat, Some(h.hash), h.size));
         }
         Ok(read)
     }

@@ -1542,3 +1542,23 @@ while True:
     assert!(status.code().is_some(), "{}", bot.logs());
     bot.verify();
 }
+
+/// `selfsame restore` by hand while `selfsame run` supervises the vault is
+/// refused (busy, exit 75, naming the supervisor's pid): the agent would
+/// run during a restore done in its soul. Once run has stopped, it goes.
+#[test]
+fn a_restore_by_hand_waits_for_run_to_stop() {
+    let bot = Bot::new();
+    let agent = bot.bot_cmd();
+    let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+    let mut run = bot.run("run", &["--heartbeat", "0", "--probation", "1s"], &agent);
+    bot.wait_bot(None);
+    let out = bot.selfsame().args(["restore", "head"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert!(err.contains(&format!("pid {}", run.id())), "{err}");
+    signal(run.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut run).code(), Some(0), "{}", bot.logs());
+    let out = bot.selfsame().args(["restore", "head"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

@@ -88,6 +88,14 @@ pub fn restore(
     target: Target,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
+    // Not while `selfsame run` supervises the vault (busy, exit 75): the
+    // agent would run during a restore done in its soul. The supervisor
+    // rolls back itself, with nothing of the agent left running.
+    let _supervisor = crate::vault::lock::acquire(
+        &vault.run_dir().join("supervisor.lock"),
+        std::time::Duration::ZERO,
+        crate::error::LockName::Supervisor,
+    )?;
     let _lock = vault.lock()?;
     if let Some(j) = vault.pending_swap()? {
         return Err(Error::SwapPending(j));

@@ -28,6 +28,18 @@ fn named(env: &Env, seq: u64) -> String {
     format!("selfsame:ed25519:{}", env.checkpoint_field(seq, "identity"))
 }
 
+/// A vault of the same bot made with another identity key.
+fn with_other_identity() -> Env {
+    let other = Env::bare();
+    other
+        .run_env(
+            &["init", "soul"],
+            &[("SELFSAME_IDENTITY_SEED", OTHER_SEED_HEX)],
+        )
+        .expect_code(0);
+    other
+}
+
 fn wake_json(env: &Env) -> Value {
     env.wake(&[]).json()
 }
@@ -104,13 +116,7 @@ fn an_identity_file_that_is_missing_or_another_key_is_corrupted() {
     let ours = env.vault().join("identity");
     let saved = fs::read(&ours).unwrap();
     // Another vault's identity file, sealed under the same token.
-    let other = Env::bare();
-    other
-        .run_env(
-            &["init", "soul"],
-            &[("SELFSAME_IDENTITY_SEED", OTHER_SEED_HEX)],
-        )
-        .expect_code(0);
+    let other = with_other_identity();
     fs::copy(other.vault().join("identity"), &ours).unwrap();
     let v = env.wake(&[]).expect_code(5).json();
     assert_eq!(v["detail"], "identity-file", "{v}");
@@ -525,13 +531,7 @@ fn verify_attestation_tells_a_broken_chain_from_another_key() {
     swapped.swap(1, 2);
     check(&key, swapped.join("\n") + "\n").expect_code(5);
 
-    let other = Env::bare();
-    other
-        .run_env(
-            &["init", "soul"],
-            &[("SELFSAME_IDENTITY_SEED", OTHER_SEED_HEX)],
-        )
-        .expect_code(0);
+    let other = with_other_identity();
     let other_key = shown(&other);
     assert_ne!(other_key, key);
     check(&other_key, text.clone()).expect_code(4);

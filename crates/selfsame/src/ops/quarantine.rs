@@ -12,11 +12,11 @@
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, Stat};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -26,6 +26,7 @@ use super::head::require_head;
 use crate::crypto::{Credential, Keys};
 use crate::error::{Damage, Error, Result};
 use crate::format::time::{parse_stamp, rfc3339};
+use crate::vault::private::{dir_flags, io as errno, names};
 use crate::vault::Vault;
 
 /// One entry of `quarantine/`.
@@ -86,7 +87,7 @@ pub fn list(vault: &Vault) -> Result<Vec<Entry>> {
             Err(rustix::io::Errno::NOENT) => continue,
             Err(e) => return Err(errno(&path, e)),
         };
-        let (files, bytes) = measure_at(fd.as_fd(), &raw, &path)?;
+        let (files, bytes) = measure(fd.as_fd(), &raw, &path, &st)?;
         let time = parse_stamp(&name)
             .unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64));
         out.push(Entry {
@@ -208,40 +209,19 @@ fn remove(
     Ok(report)
 }
 
-fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
-
-fn errno(path: &Path, e: rustix::io::Errno) -> Error {
-    Error::Io {
-        path: path.to_owned(),
-        source: io::Error::from(e),
-    }
-}
-
-/// The names in the directory `fd` (at `path`, for messages).
-fn names(fd: &OwnedFd, path: &Path) -> Result<Vec<CString>> {
-    let mut dir = rustix::fs::Dir::read_from(fd).map_err(|e| errno(path, e))?;
-    let mut out = Vec::new();
-    while let Some(item) = dir.read() {
-        let item = item.map_err(|e| errno(path, e))?;
-        let name = item.file_name();
-        if !matches!(name.to_bytes(), b"." | b"..") {
-            out.push(name.to_owned());
-        }
-    }
-    Ok(out)
-}
-
 /// Files and bytes of `name` in the directory `parent` and below it. Only
 /// descriptors are followed down, never a symlink, so no path grows past
 /// `PATH_MAX` and nothing swapped in meanwhile leads outside.
 fn measure_at(parent: BorrowedFd, name: &CStr, path: &Path) -> Result<(u64, u64)> {
-    let st = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => st,
-        Err(rustix::io::Errno::NOENT) => return Ok((0, 0)),
-        Err(e) => return Err(errno(path, e)),
-    };
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => measure(parent, name, path, &st),
+        Err(rustix::io::Errno::NOENT) => Ok((0, 0)),
+        Err(e) => Err(errno(path, e)),
+    }
+}
+
+/// [`measure_at`] of an entry whose stat is `st`.
+fn measure(parent: BorrowedFd, name: &CStr, path: &Path, st: &Stat) -> Result<(u64, u64)> {
     match FileType::from_raw_mode(st.st_mode as _) {
         FileType::RegularFile => Ok((1, st.st_size as u64)),
         FileType::Directory => {
@@ -287,6 +267,11 @@ fn mount_of(fd: BorrowedFd, path: &Path) -> Result<(u64, u64)> {
 /// directory its owner cannot write is made writable first, through its
 /// own descriptor. A mount point inside an entry is not descended into.
 fn remove_at(parent: BorrowedFd, name: &CStr, path: &Path) -> Result<()> {
+    remove_below(parent, mount_of(parent, path)?, name, path)
+}
+
+/// [`remove_at`], `parent` being on the mount `mount`.
+fn remove_below(parent: BorrowedFd, mount: (u64, u64), name: &CStr, path: &Path) -> Result<()> {
     use rustix::io::Errno;
     for _ in 0..8 {
         let refused = match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
@@ -307,7 +292,7 @@ fn remove_at(parent: BorrowedFd, name: &CStr, path: &Path) -> Result<()> {
             Err(e) => return Err(errno(path, e)),
         };
         let st = rustix::fs::fstat(&fd).map_err(|e| errno(path, e))?;
-        if mount_of(fd.as_fd(), path)? != mount_of(parent, path)? {
+        if mount_of(fd.as_fd(), path)? != mount {
             return Err(Error::Io {
                 path: path.to_owned(),
                 source: io::Error::other(
@@ -320,7 +305,7 @@ fn remove_at(parent: BorrowedFd, name: &CStr, path: &Path) -> Result<()> {
         }
         for n in names(&fd, path)? {
             let p = path.join(OsStr::from_bytes(n.to_bytes()));
-            remove_at(fd.as_fd(), &n, &p)?;
+            remove_below(fd.as_fd(), mount, &n, &p)?;
         }
         match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
             Ok(()) | Err(Errno::NOENT) => return Ok(()),

@@ -406,11 +406,15 @@ impl Vault {
     pub(crate) fn objects_layout_problem(&self) -> Option<Error> {
         let root = self.dir.join("objects");
         for item in fs::read_dir(&root).ok()?.flatten() {
-            if let Err(e) = read::own_dir(&item.path()) {
-                let name = item.file_name();
-                let name = name.as_encoded_bytes();
-                let fanout = name.len() == 2 && name.iter().all(u8::is_ascii_hexdigit);
-                if fanout || name == b"packs" || name == b"tmp" {
+            let name = item.file_name();
+            let name = name.as_encoded_bytes();
+            let fanout = name.len() == 2 && name.iter().all(u8::is_ascii_hexdigit);
+            // The listing's own file type (no stat of each directory on
+            // wake's path); only what is not a directory is looked at.
+            if (fanout || name == b"packs" || name == b"tmp")
+                && !item.file_type().is_ok_and(|t| t.is_dir())
+            {
+                if let Err(e) = read::own_dir(&item.path()) {
                     return Some(e);
                 }
             }

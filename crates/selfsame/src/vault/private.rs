@@ -15,7 +15,7 @@
 //! private), and anything that is not a directory or a regular file
 //! (symlinks are never followed; the checks report what does not belong).
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -45,11 +45,13 @@ pub fn tighten(dir: &Path) -> Result<bool> {
     Ok(true)
 }
 
-fn dir_flags() -> OFlags {
+/// Opens a directory without following a symlink at its last component.
+pub(crate) fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
-fn io(path: &Path, e: rustix::io::Errno) -> Error {
+/// An error of a system call on `path`.
+pub(crate) fn io(path: &Path, e: rustix::io::Errno) -> Error {
     Error::Io {
         path: path.to_owned(),
         source: std::io::Error::from(e),
@@ -63,20 +65,26 @@ fn chmod(fd: &OwnedFd, path: &Path, mode: u32) -> Result<()> {
 /// Tightens everything below the directory `fd` at `path`; `top` is the
 /// vault directory itself (whose `quarantine/` keeps its entries' modes).
 fn walk(fd: &OwnedFd, path: &Path, top: bool) -> Result<()> {
-    let mut dir = rustix::fs::Dir::read_from(fd).map_err(|e| io(path, e))?;
-    let mut names: Vec<std::ffi::CString> = Vec::new();
-    while let Some(item) = dir.read() {
-        let item = item.map_err(|e| io(path, e))?;
-        let name = item.file_name();
-        if !matches!(name.to_bytes(), b"." | b"..") {
-            names.push(name.to_owned());
-        }
-    }
-    for name in names {
+    for name in names(fd, path)? {
         let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
         tighten_child(fd, &name, &child, top)?;
     }
     Ok(())
+}
+
+/// The names in the directory `fd` (at `path`, for messages), but `.`
+/// and `..`.
+pub(crate) fn names(fd: &OwnedFd, path: &Path) -> Result<Vec<CString>> {
+    let mut dir = rustix::fs::Dir::read_from(fd).map_err(|e| io(path, e))?;
+    let mut out = Vec::new();
+    while let Some(item) = dir.read() {
+        let item = item.map_err(|e| io(path, e))?;
+        let name = item.file_name();
+        if !matches!(name.to_bytes(), b"." | b"..") {
+            out.push(name.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 fn tighten_child(parent: &OwnedFd, name: &CStr, path: &Path, top: bool) -> Result<()> {

@@ -106,11 +106,9 @@ fn open_lock_file(path: &Path) -> Result<File> {
         }
         Err(e) => return Err(e).at(path),
     };
-    if !file.metadata().at(path)?.is_file() {
-        // Named as the checks name it.
-        return Err(super::read::own_file(path)
-            .err()
-            .unwrap_or_else(|| super::read::not_regular(path, "something else")));
+    let ft = file.metadata().at(path)?.file_type();
+    if !ft.is_file() {
+        return Err(super::read::not_regular(path, super::read::kind(ft)));
     }
     Ok(file)
 }

@@ -49,20 +49,26 @@ pub fn open(path: &Path) -> Result<Option<(File, u64)>> {
     let meta = file.metadata().at(path)?;
     let ft = meta.file_type();
     if !ft.is_file() {
-        let what = if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_socket() {
-            "a socket"
-        } else if ft.is_char_device() || ft.is_block_device() {
-            "a device"
-        } else {
-            "not a regular file"
-        };
-        return Err(not_regular(path, what));
+        return Err(not_regular(path, kind(ft)));
     }
     Ok(Some((file, meta.len())))
+}
+
+/// What something that is not a regular file is, for messages.
+pub(crate) fn kind(ft: std::fs::FileType) -> &'static str {
+    if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// The error for a vault file that is not a regular file.
@@ -118,22 +124,7 @@ pub fn present(path: &Path) -> bool {
 pub(crate) fn own_file(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_file() => Ok(()),
-        Ok(m) => {
-            let t = m.file_type();
-            use std::os::unix::fs::FileTypeExt;
-            let what = if t.is_symlink() {
-                "a symbolic link"
-            } else if t.is_fifo() {
-                "a FIFO"
-            } else if t.is_dir() {
-                "a directory"
-            } else if t.is_block_device() || t.is_char_device() {
-                "a device"
-            } else {
-                "a socket"
-            };
-            Err(Error::corrupt(path, Damage::NotRegular(what)))
-        }
+        Ok(m) => Err(not_regular(path, kind(m.file_type()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).at(path),
     }
